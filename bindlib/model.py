@@ -1,0 +1,187 @@
+"""A small decoder-only, pre-LayerNorm transformer with named hook points.
+
+Every activation an experiment needs is an ``nn.Identity`` module, so nnsight
+(or plain forward hooks) can read and overwrite it without touching internals:
+
+    embed.hook_out                     token (or image) embeddings, [B, L, D]
+    blocks[l].hook_resid_pre           residual stream entering block l
+    blocks[l].attn.hook_scores         pre-softmax attention scores, [B, H, Q, K]
+    blocks[l].attn.hook_pattern        attention pattern after softmax, [B, H, Q, K]
+    blocks[l].attn.hook_head_out       per-head output before W_O, [B, L, H, d_head]
+    blocks[l].hook_attn_out            attention output, [B, L, D]
+    blocks[l].hook_resid_mid           residual after attention
+    blocks[l].hook_mlp_out             MLP output
+    blocks[l].hook_resid_post          residual leaving block l
+    hook_resid_final                   after the final LayerNorm
+
+Masks are applied *after* hook_scores, so a knockout written into the scores
+composes with causality and the key mask rather than replacing them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+POS_ENCODINGS = ("rope", "learned", "none")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 512
+    pos_encoding: str = "rope"
+    max_len: int = 512  # only used by learned absolute positions
+    rope_base: float = 10000.0
+
+    def __post_init__(self):
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"unknown pos_encoding {self.pos_encoding!r}: allowed {POS_ENCODINGS}.")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}.")
+        if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"RoPE needs an even head size; got d_model/n_heads={self.d_model // self.n_heads}.")
+        for name in ("vocab_size", "n_layers", "d_model", "n_heads", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The paper's architecture [summary]; the CPU profile is ours, sized to train live in a chapter.
+PROFILES = {
+    "paper": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
+    "cpu": dict(n_layers=4, d_model=64, n_heads=4, d_ff=256),
+}
+
+
+def rope_rotate(x: torch.Tensor, position_ids: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotate channel pairs of x [B, H, L, dh] by angles position * base^(-2i/dh)."""
+    dh = x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh)
+    ang = position_ids.to(torch.float32)[:, None, :, None] * inv_freq  # [B, 1, L, dh/2]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.n_heads, self.d_head = cfg.n_heads, cfg.d_model // cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.hook_scores = nn.Identity()
+        self.hook_pattern = nn.Identity()
+        self.hook_head_out = nn.Identity()
+
+    def forward(self, x, position_ids, allowed):
+        B, L, _ = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
+        if self.cfg.pos_encoding == "rope":
+            q = rope_rotate(q, position_ids, self.cfg.rope_base)
+            k = rope_rotate(k, position_ids, self.cfg.rope_base)
+        scores = self.hook_scores(q @ k.transpose(-1, -2) / math.sqrt(self.d_head))
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        pattern = self.hook_pattern(scores.softmax(-1))
+        z = self.hook_head_out((pattern @ v).transpose(1, 2))  # [B, L, H, dh]
+        return self.out(z.reshape(B, L, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        for name in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"):
+            setattr(self, name, nn.Identity())
+
+    def forward(self, x, position_ids, allowed):
+        x = self.hook_resid_pre(x)
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln1(x), position_ids, allowed)))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln2(x))))
+
+
+class Embedding(nn.Module):
+    """Token embeddings, optionally replaced by given vectors (image tokens) at chosen positions."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.pos_encoding == "learned" else None
+        self.hook_out = nn.Identity()
+
+    def forward(self, tokens, position_ids, inputs_embeds=None, embeds_mask=None):
+        x = self.tok(tokens)
+        if inputs_embeds is not None:
+            x = torch.where(embeds_mask[..., None], inputs_embeds.to(x.dtype), x)
+        if self.pos is not None:
+            if int(position_ids.max()) >= self.pos.num_embeddings:
+                raise ValueError(f"position id {int(position_ids.max())} exceeds max_len={self.pos.num_embeddings} of the learned position table.")
+            x = x + self.pos(position_ids)
+        return self.hook_out(x)
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embedding(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.hook_resid_final = nn.Identity()
+        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+        for block in self.blocks:  # GPT-2: shrink the residual writes with depth
+            for lin in (block.attn.out, block.mlp[2]):
+                nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, tokens, position_ids=None, key_mask=None, inputs_embeds=None, embeds_mask=None):
+        """Return logits [B, L, V].
+
+        position_ids: explicit positions (default 0..L-1); they may skip or repeat.
+        key_mask: [B, L] bool, False marks tokens no query may attend to (padding, noise).
+        inputs_embeds / embeds_mask: [B, L, D] vectors used in place of token embeddings where mask is True.
+        Causality follows sequence order, not position ids.
+        """
+        B, L = tokens.shape
+        if position_ids is None:
+            position_ids = torch.arange(L, device=tokens.device).expand(B, L)
+        allowed = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()[None, None]
+        if key_mask is not None:
+            allowed = allowed & key_mask[:, None, None, :].bool()
+        x = self.embed(tokens, position_ids, inputs_embeds, embeds_mask)
+        for block in self.blocks:
+            x = block(x, position_ids, allowed)
+        return self.unembed(self.hook_resid_final(self.ln_f(x)))
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_model(vocab_size: int, profile: str = "cpu", **overrides) -> Transformer:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: allowed {sorted(PROFILES)}.")
+    return Transformer(ModelConfig(vocab_size=vocab_size, **{**PROFILES[profile], **overrides}))
+
+
+def answer_logits(model: Transformer, batch) -> torch.Tensor:
+    """Logits at the read-out position of each prompt, [B, V]."""
+    logits = model(**batch.model_inputs())
+    return logits[torch.arange(len(batch), device=logits.device), batch.query_pos]

@@ -1,0 +1,355 @@
+"""The two-hop "indirect retrieval" binding task.
+
+One prompt with N objects reads
+
+    BOS c1 s1 c2 s2 ... cN sN CTX_END  s_p1 i_p1 ... s_pN i_pN  QUE c_q   ->  i_q
+
+The context binds a colour to a shape; the association lines bind an item to
+each shape (in a shuffled order, so "k-th colour -> k-th item" is no shortcut);
+the query names a colour and the answer is the item bound to that colour's
+shape.  Every prompt is generated on the tensor's device, vectorised over the
+batch, and is fully determined by a seed.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, asdict, replace
+
+import torch
+
+SPECIALS = ("PAD", "BOS", "CTX_END", "QUE", "QSHAPE", "NOISE", "IMG", "FILL")
+PAD, BOS, CTX_END, QUE, QSHAPE, NOISE, IMG, FILL = range(len(SPECIALS))
+
+# Query kinds.  Only "two_hop" is the paper's task; the two one-hop kinds are
+# its sub-skills, used for logging the plateau and as curriculum aids.
+QUERY_KINDS = ("two_hop", "color_to_shape", "shape_to_item")
+ASSOCIATION_ORDERS = ("shuffled", "declared", "reversed")
+
+SPLITS = {"id": (2, 8), "ood": (9, 16)}
+
+_ITEM_WORDS = (
+    "apple key lamp boat drum kite ring sock fork bell coin leaf hat cup book shoe "
+    "vase nail flag rope comb fan jar map pen saw box egg owl bus axe dice"
+).split()
+
+
+# ---------------------------------------------------------------- vocabulary
+def cube_colors() -> list[tuple[int, int, int]]:
+    """The 6x6x6 RGB cube (216 colours), ordered so that any prefix is spread out.
+
+    Greedy farthest-point order from black: the first 16 colours are far apart,
+    which keeps small vocabularies visually distinct when a later chapter renders them.
+    """
+    levels = [0, 51, 102, 153, 204, 255]
+    cube = list(itertools.product(levels, repeat=3))
+    order = [cube.pop(0)]
+    dist = [sum((a - b) ** 2 for a, b in zip(c, order[0])) for c in cube]
+    while cube:
+        k = max(range(len(cube)), key=lambda i: (dist[i], -i))
+        chosen = cube.pop(k)
+        dist.pop(k)
+        order.append(chosen)
+        dist = [min(d, sum((a - b) ** 2 for a, b in zip(c, chosen))) for c, d in zip(cube, dist)]
+    return order
+
+
+SHAPE_KINDS = ("poly", "star", "flower", "gear", "cross", "ring")
+SHAPE_STYLES = ("solid", "hollow", "split")
+
+
+def shape_family() -> list[dict]:
+    """A procedural family of 6 kinds x 12 sizes x 3 styles = 216 shapes.
+
+    Ordered so a prefix cycles through kinds first: small vocabularies get
+    shapes that differ in kind, not only in a vertex count.
+    """
+    out = []
+    for style in SHAPE_STYLES:
+        for j in range(12):
+            for kind in SHAPE_KINDS:
+                k = j + (3 if kind in ("poly", "flower") else 4 if kind in ("star", "ring") else 5 if kind == "gear" else 2)
+                out.append({"kind": kind, "k": k, "style": style, "name": f"{kind}{k}" + ("" if style == "solid" else f"-{style}")})
+    return out
+
+
+@dataclass(frozen=True)
+class Vocab:
+    n_colors: int = 16
+    n_shapes: int = 16
+    n_items: int = 32
+
+    def __post_init__(self):
+        for name, val, hi in (("n_colors", self.n_colors, 216), ("n_shapes", self.n_shapes, 216)):
+            if not 1 <= val <= hi:
+                raise ValueError(f"{name}={val} is outside the allowed range 1..{hi} (the RGB cube and shape family have {hi}).")
+        if self.n_items < 1:
+            raise ValueError(f"n_items={self.n_items} must be at least 1.")
+
+    @property
+    def color_offset(self) -> int:
+        return len(SPECIALS)
+
+    @property
+    def shape_offset(self) -> int:
+        return self.color_offset + self.n_colors
+
+    @property
+    def item_offset(self) -> int:
+        return self.shape_offset + self.n_shapes
+
+    @property
+    def size(self) -> int:
+        return self.item_offset + self.n_items
+
+    @property
+    def max_objects(self) -> int:
+        return min(self.n_colors, self.n_shapes, self.n_items)
+
+    def color_rgb(self, i: int) -> tuple[int, int, int]:
+        return cube_colors()[i]
+
+    def names(self) -> list[str]:
+        colors = ["#%02x%02x%02x" % c for c in cube_colors()[: self.n_colors]]
+        shapes = [s["name"] for s in shape_family()[: self.n_shapes]]
+        items = [_ITEM_WORDS[i] if i < len(_ITEM_WORDS) else f"item{i}" for i in range(self.n_items)]
+        return list(SPECIALS) + colors + shapes + items
+
+    def decode(self, ids) -> str:
+        names = self.names()
+        return " ".join(names[int(t)] for t in ids if int(t) != PAD)
+
+
+# ---------------------------------------------------------------- config
+@dataclass(frozen=True)
+class TaskConfig:
+    """Everything that defines the distribution of prompts."""
+
+    n_colors: int = 16
+    n_shapes: int = 16
+    n_items: int = 32
+    id_range: tuple[int, int] = SPLITS["id"]
+    ood_range: tuple[int, int] = SPLITS["ood"]
+
+    def __post_init__(self):
+        object.__setattr__(self, "id_range", tuple(self.id_range))
+        object.__setattr__(self, "ood_range", tuple(self.ood_range))
+        vocab = self.vocab  # validates sizes
+        for name, (lo, hi) in (("id_range", self.id_range), ("ood_range", self.ood_range)):
+            check_n_range(lo, hi, vocab, what=name)
+
+    @property
+    def vocab(self) -> Vocab:
+        return Vocab(self.n_colors, self.n_shapes, self.n_items)
+
+    def split_range(self, split: str) -> tuple[int, int]:
+        if split == "id":
+            return self.id_range
+        if split == "ood":
+            return self.ood_range
+        raise ValueError(f"unknown split {split!r}: allowed splits are 'id' and 'ood'.")
+
+    def max_len(self, offset: int = 0) -> int:
+        return prompt_length(max(self.id_range[1], self.ood_range[1]), offset)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_n_range(lo: int, hi: int, vocab: Vocab, what: str = "N") -> None:
+    if lo < 1:
+        raise ValueError(f"{what}: N={lo} is too small; a prompt needs at least 1 object (allowed 1..{vocab.max_objects}).")
+    if hi < lo:
+        raise ValueError(f"{what}: empty range {lo}..{hi}; the upper bound must be >= the lower bound.")
+    if hi > vocab.max_objects:
+        raise ValueError(
+            f"{what}: N={hi} needs {hi} distinct colours, shapes and items, but the vocabulary allows at most "
+            f"{vocab.max_objects} (n_colors={vocab.n_colors}, n_shapes={vocab.n_shapes}, n_items={vocab.n_items}). "
+            f"Use N in 1..{vocab.max_objects} or enlarge the vocabulary."
+        )
+
+
+def prompt_length(n: int, offset: int = 0) -> int:
+    """BOS + offset fillers + 2N context + CTX_END + 2N associations + QUE + query."""
+    return 4 + offset + 4 * n
+
+
+# ---------------------------------------------------------------- batches
+@dataclass
+class Batch:
+    """A right-padded batch of prompts plus everything an experiment needs to know about them.
+
+    Object-indexed fields (colors, shapes, items, *_pos) are in declaration order
+    and padded with -1 beyond each row's N.
+    """
+
+    tokens: torch.Tensor  # [B, L] token ids
+    position_ids: torch.Tensor  # [B, L]
+    key_mask: torch.Tensor  # [B, L] True where a token may be attended to
+    query_pos: torch.Tensor  # [B] index of the last prompt token; the answer is read out there
+    target: torch.Tensor  # [B] answer token id
+    n_objects: torch.Tensor  # [B]
+    query_slot: torch.Tensor  # [B] declaration index of the queried object
+    query_kind: list[str]
+    colors: torch.Tensor  # [B, Nmax] vocab ids
+    shapes: torch.Tensor
+    items: torch.Tensor  # item bound to object k's shape
+    color_pos: torch.Tensor  # [B, Nmax] positions in the sequence
+    shape_pos: torch.Tensor
+    assoc_shape_pos: torch.Tensor
+    assoc_item_pos: torch.Tensor
+    vocab: Vocab = field(repr=False)
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def to(self, device) -> "Batch":
+        moved = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in self.__dict__.items()}
+        return Batch(**moved)
+
+    def model_inputs(self) -> dict:
+        return {"tokens": self.tokens, "position_ids": self.position_ids, "key_mask": self.key_mask}
+
+    def decode(self, i: int = 0) -> str:
+        n = int(self.query_pos[i]) + 1
+        return self.vocab.decode(self.tokens[i, :n]) + "  ->  " + self.vocab.names()[int(self.target[i])]
+
+    def select(self, idx) -> "Batch":
+        idx = torch.as_tensor(idx, device=self.tokens.device)
+        out = {}
+        for k, v in self.__dict__.items():
+            if torch.is_tensor(v):
+                out[k] = v[idx]
+            elif k == "query_kind":
+                out[k] = [v[int(j)] for j in idx.reshape(-1)]
+            else:
+                out[k] = v
+        return Batch(**out)
+
+
+def _generator(seed: int, device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def _rand_perm_prefix(b: int, n_total: int, k: int, g, device) -> torch.Tensor:
+    """Per row, k distinct values from range(n_total)."""
+    return torch.rand(b, n_total, generator=g, device=device).argsort(-1)[:, :k]
+
+
+def sample_batch(
+    cfg: TaskConfig,
+    batch_size: int,
+    seed: int = 0,
+    *,
+    split: str = "id",
+    n: int | tuple[int, int] | None = None,
+    association_order: str = "shuffled",
+    offset: int = 0,
+    query_kind: str = "two_hop",
+    device="cpu",
+    generator: torch.Generator | None = None,
+) -> Batch:
+    """Sample a batch of prompts.
+
+    split picks N uniformly from its range unless ``n`` (an int or a (lo, hi) range) is given.
+    association_order: 'shuffled' (default), 'declared' (same order as the context) or 'reversed'.
+    offset: number of FILL tokens after BOS, shifting every absolute position.
+    query_kind: 'two_hop' (the task), 'color_to_shape' or 'shape_to_item' (its one-hop parts).
+    """
+    vocab = cfg.vocab
+    if n is None:
+        lo, hi = cfg.split_range(split)
+    elif isinstance(n, int):
+        lo = hi = n
+    else:
+        lo, hi = n
+    check_n_range(lo, hi, vocab)
+    if association_order not in ASSOCIATION_ORDERS:
+        raise ValueError(f"unknown association_order {association_order!r}: allowed {ASSOCIATION_ORDERS}.")
+    if query_kind not in QUERY_KINDS:
+        raise ValueError(f"unknown query_kind {query_kind!r}: allowed {QUERY_KINDS}.")
+    if offset < 0:
+        raise ValueError(f"offset={offset} must be >= 0 (it counts filler tokens).")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    g = generator if generator is not None else _generator(seed, device)
+    B, dev = batch_size, device
+
+    n_obj = torch.randint(lo, hi + 1, (B,), generator=g, device=dev)
+    nmax = hi
+    slot = torch.arange(nmax, device=dev).expand(B, nmax)
+    valid = slot < n_obj[:, None]
+    colors = _rand_perm_prefix(B, vocab.n_colors, nmax, g, dev) + vocab.color_offset
+    shapes = _rand_perm_prefix(B, vocab.n_shapes, nmax, g, dev) + vocab.shape_offset
+    items = _rand_perm_prefix(B, vocab.n_items, nmax, g, dev) + vocab.item_offset
+
+    # order[b, m] = which object is listed m-th in the associations
+    if association_order == "shuffled":
+        keys = torch.rand(B, nmax, generator=g, device=dev).masked_fill(~valid, 2.0)
+        order = keys.argsort(-1)
+    elif association_order == "declared":
+        order = slot.clone()
+    else:
+        order = torch.where(valid, n_obj[:, None] - 1 - slot, slot)
+    rank = order.argsort(-1)  # rank[b, k] = association line of object k
+
+    ctx0 = 1 + offset
+    color_pos = ctx0 + 2 * slot
+    shape_pos = color_pos + 1
+    assoc0 = ctx0 + 2 * n_obj[:, None] + 1
+    assoc_shape_pos = assoc0 + 2 * rank
+    assoc_item_pos = assoc_shape_pos + 1
+    query_pos = ctx0 + 4 * n_obj + 2
+
+    L = prompt_length(hi, offset)
+    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
+    rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
+    tokens[:, 0] = BOS
+    if offset:
+        tokens[:, 1:ctx0] = FILL
+    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_shape_pos, shapes), (assoc_item_pos, items)):
+        tokens[rows[valid], pos[valid]] = val[valid]
+    r = torch.arange(B, device=dev)
+    tokens[r, ctx0 + 2 * n_obj] = CTX_END
+    tokens[r, query_pos - 1] = QSHAPE if query_kind == "color_to_shape" else QUE
+
+    q_slot = (torch.rand(B, generator=g, device=dev) * n_obj).long()
+    if query_kind == "shape_to_item":
+        tokens[r, query_pos] = shapes[r, q_slot]
+        target = items[r, q_slot]
+    else:
+        tokens[r, query_pos] = colors[r, q_slot]
+        target = shapes[r, q_slot] if query_kind == "color_to_shape" else items[r, q_slot]
+
+    pos_ids = torch.arange(L, device=dev).expand(B, L).clone()
+    key_mask = torch.arange(L, device=dev)[None, :] <= query_pos[:, None]
+
+    def pad(x):
+        return x.masked_fill(~valid, -1)
+
+    return Batch(
+        tokens=tokens, position_ids=pos_ids, key_mask=key_mask, query_pos=query_pos, target=target,
+        n_objects=n_obj, query_slot=q_slot, query_kind=[query_kind] * B,
+        colors=pad(colors), shapes=pad(shapes), items=pad(items),
+        color_pos=pad(color_pos), shape_pos=pad(shape_pos),
+        assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
+        vocab=vocab, meta={"split": split, "n_range": (lo, hi), "association_order": association_order, "offset": offset},
+    )
+
+
+def answer_from_tokens(tokens: list[int], vocab: Vocab) -> int:
+    """Reference solver: read a token list (a two-hop prompt) and return the answer token id."""
+    toks = [int(t) for t in tokens if int(t) != PAD]
+    end = toks.index(CTX_END)
+    context = [t for t in toks[1:end] if t != FILL]
+    color_to_shape = dict(zip(context[0::2], context[1::2]))
+    que = len(toks) - 2
+    assoc = toks[end + 1 : que]
+    shape_to_item = dict(zip(assoc[0::2], assoc[1::2]))
+    return shape_to_item[color_to_shape[toks[-1]]]
+
+
+def with_config(cfg: TaskConfig, **changes) -> TaskConfig:
+    return replace(cfg, **changes)

@@ -1,0 +1,249 @@
+"""Training: AdamW with warmup + cosine decay, a staged curriculum, periodic evaluation,
+early stopping, atomic checkpoints and exact resume.
+
+The data stream depends only on (seed, step), and the optimiser state is saved with
+each checkpoint, so a run that is killed and resumed reproduces the uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import io
+from .model import PROFILES, Transformer, ModelConfig, answer_logits
+from .task import QUERY_KINDS, Batch, TaskConfig, sample_batch
+
+
+@dataclass
+class Stage:
+    """One curriculum stage: a mixture of query kinds over a range of N, for at most ``steps`` steps."""
+
+    name: str
+    steps: int
+    mix: dict = field(default_factory=lambda: {"two_hop": 1.0})
+    n_range: tuple | None = None  # None: the task's ID range
+    until: float | None = None  # leave early once two-hop ID accuracy reaches this
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"stage {self.name!r}: steps={self.steps} must be >= 1.")
+        bad = set(self.mix) - set(QUERY_KINDS)
+        if bad:
+            raise ValueError(f"stage {self.name!r}: unknown query kinds {sorted(bad)}; allowed {QUERY_KINDS}.")
+        if not self.mix or any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
+            raise ValueError(f"stage {self.name!r}: mix weights must be >= 0 with a positive sum, got {self.mix}.")
+        if self.n_range is not None:
+            self.n_range = tuple(self.n_range)
+
+
+@dataclass
+class TrainConfig:
+    profile: str = "cpu"
+    task: dict = field(default_factory=dict)  # TaskConfig fields
+    model: dict = field(default_factory=dict)  # overrides of the profile's ModelConfig
+    stages: list = field(default_factory=lambda: [Stage("two_hop", 3000)])
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_size: int = 512
+    early_stop: float | None = 0.995
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self.stages = [s if isinstance(s, Stage) else Stage(**s) for s in self.stages]
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}: allowed {sorted(PROFILES)}.")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"batch_size ({self.batch_size}) must be >= 1 and lr ({self.lr}) > 0.")
+        TaskConfig(**self.task)  # validate early
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def task_config(self) -> TaskConfig:
+        return TaskConfig(**self.task)
+
+    def model_config(self) -> ModelConfig:
+        task = self.task_config()
+        return ModelConfig(vocab_size=task.vocab.size, max_len=task.max_len(offset=64),
+                           **{**PROFILES[self.profile], **self.model})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stages"] = [asdict(s) for s in self.stages]
+        return d
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {device!r} was requested but no CUDA GPU is visible to torch "
+            f"(torch {torch.__version__}). Use --device cpu (or auto), or run on a machine with a GPU."
+        )
+    return torch.device(device)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.total_steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def stage_at(step: int, cfg: TrainConfig) -> tuple[int, Stage]:
+    """The stage of a (curriculum-clock) step."""
+    start = 0
+    for i, s in enumerate(cfg.stages):
+        if step < start + s.steps:
+            return i, s
+        start += s.steps
+    return len(cfg.stages) - 1, cfg.stages[-1]
+
+
+def concat_batches(batches: list[Batch]) -> Batch:
+    first = batches[0]
+    out = {}
+    for k, v in first.__dict__.items():
+        if torch.is_tensor(v):
+            out[k] = torch.cat([b.__dict__[k] for b in batches])
+        elif k == "query_kind":
+            out[k] = [q for b in batches for q in b.query_kind]
+        else:
+            out[k] = v
+    return Batch(**out)
+
+
+def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device) -> Batch:
+    """The batch for ``step``: a deterministic function of (seed, step)."""
+    total = sum(stage.mix.values())
+    n_range = stage.n_range or task.id_range
+    parts, given = [], 0
+    kinds = [k for k in QUERY_KINDS if stage.mix.get(k, 0) > 0]
+    for j, kind in enumerate(kinds):
+        size = cfg.batch_size - given if j == len(kinds) - 1 else round(cfg.batch_size * stage.mix[kind] / total)
+        given += size
+        if size > 0:
+            seed = (cfg.seed * 1_000_003 + step) * 7 + j
+            parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device))
+    return concat_batches(parts) if len(parts) > 1 else parts[0]
+
+
+@torch.no_grad()
+def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, device, n_range=None) -> float:
+    model.eval()
+    b = sample_batch(task, size, seed, n=n_range or task.id_range, query_kind=kind, device=device)
+    acc = (answer_logits(model, b).argmax(-1) == b.target).float().mean().item()
+    model.train()
+    return acc
+
+
+def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float) -> None:
+    import io as _pyio
+
+    buf = _pyio.BytesIO()
+    torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall}, buf)
+    blob = buf.getvalue()
+    io.atomic_write(path / "train_state.pt", blob)
+    io.save_checkpoint(model, path, meta={"train_config": cfg.to_dict(), "step": step, "state_sha256": io.sha256_bytes(blob)})
+
+
+def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
+          log=print) -> tuple[Transformer, list[dict]]:
+    """Train a model; return it with its history (one dict per evaluation).
+
+    With ``out_dir``, a checkpoint (model + optimiser + history) is written atomically at
+    every evaluation, and a later call with the same out_dir resumes from it.
+    """
+    device = resolve_device(cfg.device)
+    task = cfg.task_config()
+    torch.manual_seed(cfg.seed)
+    model = Transformer(cfg.model_config()).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=tuple(cfg.betas))
+    step, history, wall0 = 0, [], 0.0
+    out = Path(out_dir) if out_dir else None
+    if out and resume and (out / "model.json").exists():
+        step, history, wall0 = _resume(out, model, opt, cfg, device)
+        log(f"resumed from {out} at step {step}")
+    stage_offset = history[-1].get("stage_offset", 0) if history else 0
+    use_bf16 = device.type == "cuda"
+    t0 = time.time() - wall0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.total_steps, initial=step, desc="train", mininterval=1.0)
+    model.train()
+    done = bool(history and history[-1].get("stopped"))
+    while step < cfg.total_steps and not done:
+        _, stage = stage_at(step + stage_offset, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        batch = training_batch(cfg, task, stage, step, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = F.cross_entropy(answer_logits(model, batch).float(), batch.target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if step % cfg.eval_every == 0 or step == cfg.total_steps:
+            rec = {"step": step, "stage": stage.name, "loss": round(loss.item(), 4), "lr": lr_at(step - 1, cfg),
+                   "wall_seconds": round(time.time() - t0, 1)}
+            for j, kind in enumerate(QUERY_KINDS):
+                rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
+            main = rec["acc_two_hop"]
+            is_last = stage is cfg.stages[-1]
+            if cfg.early_stop is not None and is_last and main >= cfg.early_stop:
+                rec["stopped"] = "early_stop"
+                done = True
+            if stage.until is not None and main >= stage.until and not is_last:
+                # leave this stage early: shift the stage clock to the next stage's start
+                stage_end = sum(s.steps for s in cfg.stages[: cfg.stages.index(stage) + 1])
+                stage_offset = max(stage_offset, stage_end - step)
+            rec["stage_offset"] = stage_offset
+            history.append(rec)
+            if log and not progress:
+                log(json.dumps(rec))
+            if out:
+                _save_state(out, model, opt, step, history, cfg, time.time() - t0)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return model, history
+
+
+def _resume(out: Path, model, opt, cfg: TrainConfig, device):
+    saved, meta = io.load_checkpoint(out, device=device)
+    if meta.get("train_config") != cfg.to_dict():
+        raise io.CheckpointError(
+            f"{out} holds a run with a different training config; resume needs the same config. "
+            f"Use another --out folder, or delete {out} to start over."
+        )
+    state_file = out / "train_state.pt"
+    if not state_file.exists() or io.sha256_file(state_file) != meta.get("state_sha256"):
+        raise io.CheckpointError(f"{state_file} is missing or does not match model.json; delete {out} to start over.")
+    model.load_state_dict(saved.state_dict())
+    state = torch.load(state_file, map_location=device, weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    return state["step"], state["history"], state["wall"]

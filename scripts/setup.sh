@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Idempotent environment setup shared by the two README commands.
+# Creates .venv (unless BINDLIB_NO_VENV=1), installs torch only if none is importable
+# (pinned to the CPU build so pip never pulls CUDA wheels), then bindlib with extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-book,test}"
+if [ "${BINDLIB_NO_VENV:-0}" != "1" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+python -m pip install -q --upgrade pip >/dev/null
+if ! python -c "import torch" 2>/dev/null; then
+  python -m pip install -q "torch==2.13.0"
+fi
+python -m pip install -q -e ".[${extras}]"
+python -m ipykernel install --sys-prefix --name python3 >/dev/null 2>&1 || true
