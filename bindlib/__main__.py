@@ -37,6 +37,7 @@ def cmd_train(args, argv) -> int:
     io.save_checkpoint(model, final, dtype=torch.bfloat16,
                        meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": args.profile,
                              "seed": args.seed, "steps": history[-1]["step"] if history else 0})
+    model, _ = io.load_checkpoint(final, device=device)  # report the numbers of the bf16 checkpoint we commit
     record = {
         "kind": "training", "regime": "text_only", "profile": args.profile, "seed": args.seed,
         **evaluate(model, cfg.task_config(), device=device),

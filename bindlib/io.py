@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,9 @@ def atomic_write(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; honour the umask like open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -88,19 +92,23 @@ def provenance(command: str | None, device, wall_seconds: float, **extra) -> dic
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_checkpoint(model, path: str | Path, meta: dict | None = None, dtype=None) -> Path:
-    """Save ``model`` as <path>/model.safetensors plus <path>/model.json (config, meta, sha256).
+def save_checkpoint(model, path: str | Path, meta: dict | None = None, dtype=None,
+                    weights_name: str = "model.safetensors") -> Path:
+    """Save ``model`` as <path>/<weights_name> plus <path>/model.json (config, meta, file name, sha256).
 
-    The JSON is written last, so a checkpoint whose JSON exists is complete.
+    model.json is written last and names the weights file, so whenever it exists it
+    describes a complete checkpoint.
     """
     from safetensors.torch import save as st_save
 
     path = Path(path)
-    tensors = {k: (v.to(dtype) if dtype is not None else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # clone: safetensors refuses tensors that share storage (tied embeddings)
+    tensors = {k: v.detach().to("cpu", dtype or v.dtype).clone() for k, v in model.state_dict().items()}
     blob = st_save(tensors)
-    atomic_write(path / "model.safetensors", blob)
+    atomic_write(path / weights_name, blob)
     atomic_write_json(path / "model.json", {
         "model_config": model.cfg.to_dict(),
+        "weights_file": weights_name,
         "sha256": sha256_bytes(blob),
         "dtype": str(dtype or next(iter(tensors.values())).dtype).replace("torch.", ""),
         **(meta or {}),
@@ -114,7 +122,8 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     if not meta_file.exists():
         raise CheckpointError(
             f"no checkpoint at {path}: {meta_file.name} is missing. Train one with "
-            f"`python -m bindlib train --out {path}` or check the path (committed ones live in data/checkpoints/)."
+            f"`python -m bindlib train --checkpoint {shlex.quote(str(path))}` or check the path "
+            f"(committed ones live in data/checkpoints/)."
         )
     try:
         return json.loads(meta_file.read_text())
@@ -129,7 +138,7 @@ def load_checkpoint(path: str | Path, device="cpu", expect: dict | None = None):
 
     path = Path(path)
     meta = read_checkpoint_meta(path)
-    weights = path / "model.safetensors"
+    weights = path / meta.get("weights_file", "model.safetensors")
     if not weights.exists():
         raise CheckpointError(f"{weights} is missing although {path / 'model.json'} exists; re-download or retrain the checkpoint.")
     blob = weights.read_bytes()

@@ -39,6 +39,8 @@ class ModelConfig:
     pos_encoding: str = "rope"
     max_len: int = 512  # only used by learned absolute positions
     rope_base: float = 10000.0
+    qkv_bias: bool = False  # a bias lets a head attend by relative position alone from step 0
+    tie_embeddings: bool = False  # unembedding = embedding^T, so "write a token" and "read a token" share directions
 
     def __post_init__(self):
         if self.pos_encoding not in POS_ENCODINGS:
@@ -77,7 +79,7 @@ class Attention(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.n_heads, self.d_head = cfg.n_heads, cfg.d_model // cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.qkv_bias)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.hook_scores = nn.Identity()
         self.hook_pattern = nn.Identity()
@@ -91,7 +93,8 @@ class Attention(nn.Module):
             k = rope_rotate(k, position_ids, self.cfg.rope_base)
         scores = self.hook_scores(q @ k.transpose(-1, -2) / math.sqrt(self.d_head))
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        pattern = self.hook_pattern(scores.softmax(-1))
+        # a query with no allowed key (e.g. a masked-out token) attends to nothing rather than to everything
+        pattern = self.hook_pattern(scores.softmax(-1).masked_fill(~allowed.any(-1, keepdim=True), 0.0))
         z = self.hook_head_out((pattern @ v).transpose(1, 2))  # [B, L, H, dh]
         return self.out(z.reshape(B, L, -1))
 
@@ -144,6 +147,8 @@ class Transformer(nn.Module):
         for block in self.blocks:  # GPT-2: shrink the residual writes with depth
             for lin in (block.attn.out, block.mlp[2]):
                 nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        if cfg.tie_embeddings:
+            self.unembed.weight = self.embed.tok.weight
 
     @staticmethod
     def _init(m):
@@ -152,12 +157,13 @@ class Transformer(nn.Module):
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, tokens, position_ids=None, key_mask=None, inputs_embeds=None, embeds_mask=None):
+    def forward(self, tokens, position_ids=None, key_mask=None, inputs_embeds=None, embeds_mask=None, attn_mask=None):
         """Return logits [B, L, V].
 
         position_ids: explicit positions (default 0..L-1); they may skip or repeat.
         key_mask: [B, L] bool, False marks tokens no query may attend to (padding, noise).
         inputs_embeds / embeds_mask: [B, L, D] vectors used in place of token embeddings where mask is True.
+        attn_mask: optional [B, L, L] bool (query, key) of extra allowed pairs, combined with causality.
         Causality follows sequence order, not position ids.
         """
         B, L = tokens.shape
@@ -166,6 +172,8 @@ class Transformer(nn.Module):
         allowed = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()[None, None]
         if key_mask is not None:
             allowed = allowed & key_mask[:, None, None, :].bool()
+        if attn_mask is not None:
+            allowed = allowed & attn_mask[:, None].bool()
         x = self.embed(tokens, position_ids, inputs_embeds, embeds_mask)
         for block in self.blocks:
             x = block(x, position_ids, allowed)

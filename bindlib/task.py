@@ -12,6 +12,7 @@ batch, and is fully determined by a seed.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field, asdict, replace
 
@@ -34,7 +35,8 @@ _ITEM_WORDS = (
 
 
 # ---------------------------------------------------------------- vocabulary
-def cube_colors() -> list[tuple[int, int, int]]:
+@functools.lru_cache(maxsize=None)
+def cube_colors() -> tuple[tuple[int, int, int], ...]:
     """The 6x6x6 RGB cube (216 colours), ordered so that any prefix is spread out.
 
     Greedy farthest-point order from black: the first 16 colours are far apart,
@@ -50,14 +52,15 @@ def cube_colors() -> list[tuple[int, int, int]]:
         dist.pop(k)
         order.append(chosen)
         dist = [min(d, sum((a - b) ** 2 for a, b in zip(c, chosen))) for c, d in zip(cube, dist)]
-    return order
+    return tuple(order)
 
 
 SHAPE_KINDS = ("poly", "star", "flower", "gear", "cross", "ring")
 SHAPE_STYLES = ("solid", "hollow", "split")
 
 
-def shape_family() -> list[dict]:
+@functools.lru_cache(maxsize=None)
+def shape_family() -> tuple[dict, ...]:
     """A procedural family of 6 kinds x 12 sizes x 3 styles = 216 shapes.
 
     Ordered so a prefix cycles through kinds first: small vocabularies get
@@ -69,7 +72,7 @@ def shape_family() -> list[dict]:
             for kind in SHAPE_KINDS:
                 k = j + (3 if kind in ("poly", "flower") else 4 if kind in ("star", "ring") else 5 if kind == "gear" else 2)
                 out.append({"kind": kind, "k": k, "style": style, "name": f"{kind}{k}" + ("" if style == "solid" else f"-{style}")})
-    return out
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,19 @@ class Vocab:
         return cube_colors()[i]
 
     def names(self) -> list[str]:
-        colors = ["#%02x%02x%02x" % c for c in cube_colors()[: self.n_colors]]
-        shapes = [s["name"] for s in shape_family()[: self.n_shapes]]
-        items = [_ITEM_WORDS[i] if i < len(_ITEM_WORDS) else f"item{i}" for i in range(self.n_items)]
-        return list(SPECIALS) + colors + shapes + items
+        return list(_names(self.n_colors, self.n_shapes, self.n_items))
 
     def decode(self, ids) -> str:
         names = self.names()
         return " ".join(names[int(t)] for t in ids if int(t) != PAD)
+
+
+@functools.lru_cache(maxsize=64)
+def _names(n_colors: int, n_shapes: int, n_items: int) -> tuple[str, ...]:
+    colors = ["#%02x%02x%02x" % c for c in cube_colors()[:n_colors]]
+    shapes = [s["name"] for s in shape_family()[:n_shapes]]
+    items = [_ITEM_WORDS[i] if i < len(_ITEM_WORDS) else f"item{i}" for i in range(n_items)]
+    return tuple(SPECIALS) + tuple(colors) + tuple(shapes) + tuple(items)
 
 
 # ---------------------------------------------------------------- config
@@ -140,6 +148,14 @@ class TaskConfig:
     @property
     def vocab(self) -> Vocab:
         return Vocab(self.n_colors, self.n_shapes, self.n_items)
+
+    def split_of(self, n: int) -> str | None:
+        """'id', 'ood', or None for an N in neither range."""
+        for split in ("id", "ood"):
+            lo, hi = self.split_range(split)
+            if lo <= n <= hi:
+                return split
+        return None
 
     def split_range(self, split: str) -> tuple[int, int]:
         if split == "id":
@@ -259,8 +275,9 @@ def sample_batch(
     query_kind: 'two_hop' (the task), 'color_to_shape' or 'shape_to_item' (its one-hop parts).
     """
     vocab = cfg.vocab
+    split_lo_hi = cfg.split_range(split)  # validates the split name even when n is given
     if n is None:
-        lo, hi = cfg.split_range(split)
+        lo, hi = split_lo_hi
     elif isinstance(n, int):
         lo = hi = n
     else:
@@ -353,3 +370,65 @@ def answer_from_tokens(tokens: list[int], vocab: Vocab) -> int:
 
 def with_config(cfg: TaskConfig, **changes) -> TaskConfig:
     return replace(cfg, **changes)
+
+
+# ---------------------------------------------------------------- packed training batches
+@dataclass
+class PackedBatch:
+    """Many independent queries about each prompt body, packed into one sequence for training.
+
+    Every query pair (marker, query token) sees the prompt body and itself only, and takes the
+    positions a lone query would have, so it computes exactly what the single-query prompt
+    would; one forward pass thus trains on every object and query kind of a prompt.
+    """
+
+    tokens: torch.Tensor  # [B, L]
+    position_ids: torch.Tensor  # [B, L]
+    key_mask: torch.Tensor  # [B, L]
+    attn_mask: torch.Tensor  # [B, L, L]
+    readout_pos: torch.Tensor  # [B, K] where each query's answer is read out
+    target: torch.Tensor  # [B, K], -100 for padding pairs
+    kind: torch.Tensor  # [B, K] index into QUERY_KINDS
+
+    def model_inputs(self) -> dict:
+        return {"tokens": self.tokens, "position_ids": self.position_ids, "key_mask": self.key_mask, "attn_mask": self.attn_mask}
+
+
+def pack_queries(batch: Batch, kinds=QUERY_KINDS) -> PackedBatch:
+    """Turn a sampled batch into a PackedBatch asking every object under every kind in ``kinds``."""
+    for k in kinds:
+        if k not in QUERY_KINDS:
+            raise ValueError(f"unknown query kind {k!r}: allowed {QUERY_KINDS}.")
+    dev = batch.tokens.device
+    B, nmax = batch.colors.shape
+    body = batch.query_pos - 1  # body length = index of the QUE marker
+    lb = int(body.max())
+    markers, queries, targets, kind_ids = [], [], [], []
+    for k in kinds:
+        kid = QUERY_KINDS.index(k)
+        markers.append(torch.full((B, nmax), QSHAPE if k == "color_to_shape" else QUE, device=dev))
+        queries.append(batch.shapes if k == "shape_to_item" else batch.colors)
+        targets.append(batch.shapes if k == "color_to_shape" else batch.items)
+        kind_ids.append(torch.full((B, nmax), kid, device=dev))
+    marker, query, target, kind = (torch.cat(x, 1) for x in (markers, queries, targets, kind_ids))
+    valid = query >= 0
+    K = marker.shape[1]
+    L = lb + 2 * K
+    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
+    tokens[:, :lb] = batch.tokens[:, :lb]
+    tokens[:, lb::2] = marker.masked_fill(~valid, PAD)
+    tokens[:, lb + 1::2] = query.clamp(min=0).masked_fill(~valid, PAD)
+    idx = torch.arange(L, device=dev)
+    in_body = idx[None, :] < body[:, None]
+    pair = torch.where(idx >= lb, (idx - lb) // 2, -1).expand(B, L)
+    pos = torch.where(idx[None, :] >= lb, body[:, None] + (idx[None, :] - lb) % 2, idx[None, :])
+    pair_valid = torch.zeros(B, L, dtype=torch.bool, device=dev)
+    pair_valid[:, lb:] = valid.repeat_interleave(2, 1)
+    key_mask = in_body | pair_valid
+    same_pair = (pair[:, :, None] == pair[:, None, :]) & (pair[:, :, None] >= 0)
+    attn_mask = in_body[:, None, :] | same_pair
+    return PackedBatch(
+        tokens=tokens, position_ids=pos, key_mask=key_mask, attn_mask=attn_mask,
+        readout_pos=(lb + 1 + 2 * torch.arange(K, device=dev)).expand(B, K),
+        target=target.masked_fill(~valid, -100), kind=kind,
+    )

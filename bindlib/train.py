@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import io
 from .model import PROFILES, Transformer, ModelConfig, answer_logits
-from .task import QUERY_KINDS, Batch, TaskConfig, sample_batch
+from .task import QUERY_KINDS, Batch, TaskConfig, pack_queries, sample_batch
 
 
 @dataclass
@@ -58,6 +58,7 @@ class TrainConfig:
     eval_every: int = 250
     eval_size: int = 512
     early_stop: float | None = 0.995
+    packed: bool = False  # train on every object x query kind of each prompt at once (task.pack_queries)
     seed: int = 0
     device: str = "cpu"
 
@@ -82,9 +83,10 @@ class TrainConfig:
                            **{**PROFILES[self.profile], **self.model})
 
     def to_dict(self) -> dict:
+        """A JSON-normal dict (tuples become lists), so it compares equal to what model.json reads back."""
         d = asdict(self)
         d["stages"] = [asdict(s) for s in self.stages]
-        return d
+        return json.loads(json.dumps(d))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -128,6 +130,23 @@ def concat_batches(batches: list[Batch]) -> Batch:
     return Batch(**out)
 
 
+def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device) -> torch.Tensor:
+    """Cross-entropy on the answer token(s) of the batch for ``step``."""
+    if not cfg.packed:
+        batch = training_batch(cfg, task, stage, step, device)
+        return F.cross_entropy(answer_logits(model, batch).float(), batch.target)
+    n_range = stage.n_range or task.id_range
+    kinds = [k for k in QUERY_KINDS if stage.mix.get(k, 0) > 0]
+    batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range), device=device)
+    packed = pack_queries(batch, kinds)
+    logits = model(**packed.model_inputs())
+    picked = logits.gather(1, packed.readout_pos[..., None].expand(-1, -1, logits.shape[-1]))
+    per_query = F.cross_entropy(picked.flatten(0, 1).float(), packed.target.flatten(), ignore_index=-100, reduction="none")
+    weight = torch.tensor([stage.mix.get(k, 0.0) for k in QUERY_KINDS], device=device)[packed.kind.flatten()]
+    weight = weight * (packed.target.flatten() >= 0)
+    return (per_query * weight).sum() / weight.sum()
+
+
 def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device) -> Batch:
     """The batch for ``step``: a deterministic function of (seed, step)."""
     total = sum(stage.mix.values())
@@ -153,13 +172,23 @@ def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, dev
 
 
 def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float) -> None:
+    """Write step-tagged weights and optimiser state, then model.json pointing at them, then prune.
+
+    A kill at any moment leaves model.json describing a complete, resumable step.
+    """
     import io as _pyio
 
     buf = _pyio.BytesIO()
     torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall}, buf)
     blob = buf.getvalue()
-    io.atomic_write(path / "train_state.pt", blob)
-    io.save_checkpoint(model, path, meta={"train_config": cfg.to_dict(), "step": step, "state_sha256": io.sha256_bytes(blob)})
+    state_name, weights_name = f"train_state-{step:07d}.pt", f"model-{step:07d}.safetensors"
+    io.atomic_write(path / state_name, blob)
+    io.save_checkpoint(model, path, weights_name=weights_name,
+                       meta={"train_config": cfg.to_dict(), "step": step, "state_file": state_name,
+                             "state_sha256": io.sha256_bytes(blob)})
+    for old in list(path.glob("train_state-*.pt")) + list(path.glob("model-*.safetensors")):
+        if old.name not in (state_name, weights_name):
+            old.unlink()
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
@@ -181,7 +210,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     out = Path(out_dir) if out_dir else None
     if out and resume and (out / "model.json").exists():
         step, history, wall0 = _resume(out, model, opt, cfg, device)
-        log(f"resumed from {out} at step {step}")
+        if log:
+            log(f"resumed from {out} at step {step}")
     stage_offset = history[-1].get("stage_offset", 0) if history else 0
     use_bf16 = device.type == "cuda"
     t0 = time.time() - wall0
@@ -192,12 +222,11 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     model.train()
     done = bool(history and history[-1].get("stopped"))
     while step < cfg.total_steps and not done:
-        _, stage = stage_at(step + stage_offset, cfg)
+        stage_idx, stage = stage_at(step + stage_offset, cfg)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        batch = training_batch(cfg, task, stage, step, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = F.cross_entropy(answer_logits(model, batch).float(), batch.target)
+            loss = training_loss(model, cfg, task, stage, step, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -213,13 +242,13 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
             main = rec["acc_two_hop"]
-            is_last = stage is cfg.stages[-1]
+            is_last = stage_idx == len(cfg.stages) - 1
             if cfg.early_stop is not None and is_last and main >= cfg.early_stop:
                 rec["stopped"] = "early_stop"
                 done = True
             if stage.until is not None and main >= stage.until and not is_last:
                 # leave this stage early: shift the stage clock to the next stage's start
-                stage_end = sum(s.steps for s in cfg.stages[: cfg.stages.index(stage) + 1])
+                stage_end = sum(s.steps for s in cfg.stages[: stage_idx + 1])
                 stage_offset = max(stage_offset, stage_end - step)
             rec["stage_offset"] = stage_offset
             history.append(rec)
@@ -238,11 +267,11 @@ def _resume(out: Path, model, opt, cfg: TrainConfig, device):
     if meta.get("train_config") != cfg.to_dict():
         raise io.CheckpointError(
             f"{out} holds a run with a different training config; resume needs the same config. "
-            f"Use another --out folder, or delete {out} to start over."
+            f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over."
         )
-    state_file = out / "train_state.pt"
+    state_file = out / meta.get("state_file", "train_state.pt")
     if not state_file.exists() or io.sha256_file(state_file) != meta.get("state_sha256"):
-        raise io.CheckpointError(f"{state_file} is missing or does not match model.json; delete {out} to start over.")
+        raise io.CheckpointError(f"{state_file} is missing or does not match model.json; delete {out} (or pass --fresh) to start over.")
     model.load_state_dict(saved.state_dict())
     state = torch.load(state_file, map_location=device, weights_only=False)
     opt.load_state_dict(state["optimizer"])

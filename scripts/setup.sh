@@ -14,5 +14,5 @@ python -m pip install -q --upgrade pip >/dev/null
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "torch==2.13.0"
 fi
-python -m pip install -q -e ".[${extras}]"
+python -m pip install -q -e ".[${extras}]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 python -m ipykernel install --sys-prefix --name python3 >/dev/null 2>&1 || true

@@ -1,0 +1,110 @@
+"""Chapter 1 exercise: answer a two-hop prompt by reading it, as a person would.
+
+The student writes ``answer(prompt: list[str]) -> str``.  ``prompt`` is one prompt
+as readable token strings, for example
+
+    ["BOS", "#000099", "poly4", "#000000", "star5", "CTX_END",
+     "star5", "kite", "poly4", "saw", "QUE", "#000099"]
+
+and the function returns the answer item's name ("saw").  ``check_answer``
+runs it on prompts of every N, every association order and several offsets.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable, Iterator
+
+from .task import ASSOCIATION_ORDERS, Batch, TaskConfig, Vocab, sample_batch
+
+# Offsets (filler tokens after BOS) the checker uses: none, one, and two that
+# push every position far from where it usually is.
+CHECK_OFFSETS = (0, 1, 5, 12)
+
+# Tokens that carry no content: a solver must skip them wherever they appear.
+_FILLER_TOKENS = frozenset({"PAD", "FILL", "NOISE"})
+
+
+@lru_cache(maxsize=None)
+def token_names(vocab: Vocab) -> tuple[str, ...]:
+    """``vocab.names()``, computed once per vocabulary (building the colour order is slow)."""
+    return tuple(vocab.names())
+
+
+def prompt_strings(batch: Batch, i: int = 0) -> list[str]:
+    """Row i of a batch as a list of token strings, up to and including the query token."""
+    names = token_names(batch.vocab)
+    last = int(batch.query_pos[i])
+    return [names[int(t)] for t in batch.tokens[i, : last + 1]]
+
+
+def target_string(batch: Batch, i: int = 0) -> str:
+    """The name of row i's answer token."""
+    return token_names(batch.vocab)[int(batch.target[i])]
+
+
+def _pairs(tokens: list[str]) -> dict[str, str]:
+    """Read ``a1 b1 a2 b2 ...`` as the mapping {a1: b1, a2: b2, ...}."""
+    return dict(zip(tokens[0::2], tokens[1::2]))
+
+
+def reference_answer(prompt: list[str]) -> str:
+    """Solve a prompt by content: look the query up in the two tables the prompt declares.
+
+    Handles the task (``QUE colour``) and its one-hop parts (``QSHAPE colour`` and
+    ``QUE shape``).  Written from the prompt format alone, independently of
+    ``bindlib.task.answer_from_tokens``, so the two can check each other.
+    """
+    tokens = [t for t in prompt if t not in _FILLER_TOKENS]
+    end = tokens.index("CTX_END")
+    marker, query = tokens[-2], tokens[-1]
+    shape_of_color = _pairs(tokens[1:end])  # skip BOS
+    item_of_shape = _pairs(tokens[end + 1 : -2])
+    if marker == "QSHAPE":
+        return shape_of_color[query]
+    shape = query if query in item_of_shape else shape_of_color[query]
+    return item_of_shape[shape]
+
+
+def _checker_settings(n_prompts: int, max_n: int) -> Iterator[tuple[int, str, int]]:
+    """(N, association order, offset) for each prompt: N varies fastest, so even a
+    short check covers every N, then every order, then every offset."""
+    for k in range(n_prompts):
+        n = 1 + k % max_n
+        order = ASSOCIATION_ORDERS[(k // max_n) % len(ASSOCIATION_ORDERS)]
+        offset = CHECK_OFFSETS[(k // (max_n * len(ASSOCIATION_ORDERS))) % len(CHECK_OFFSETS)]
+        yield n, order, offset
+
+
+def checker_prompts(n_prompts: int = 200, seed: int = 0, task_cfg: TaskConfig | None = None):
+    """Yield (settings, prompt, expected answer) for the prompts ``check_answer`` uses."""
+    task_cfg = task_cfg or TaskConfig()
+    max_n = max(task_cfg.id_range[1], task_cfg.ood_range[1])
+    for k, (n, order, offset) in enumerate(_checker_settings(n_prompts, max_n)):
+        batch = sample_batch(task_cfg, 1, seed=seed * 1_000_003 + k, n=n, association_order=order, offset=offset)
+        prompt = prompt_strings(batch, 0)
+        expected = reference_answer(prompt)
+        if expected != target_string(batch, 0):  # the two independent solvers must agree
+            raise RuntimeError(f"reference_answer disagrees with the task generator on {' '.join(prompt)}")
+        yield {"N": n, "association order": order, "offset": offset}, prompt, expected
+
+
+def _failure(k: int, settings: dict, prompt: list[str], expected: str, what: str) -> str:
+    described = ", ".join(f"{key} {value}" for key, value in settings.items())
+    return (
+        f"Prompt #{k} ({described}) {what}.\n"
+        f"  prompt:   {' '.join(prompt)}\n"
+        f"  expected: {expected!r}"
+    )
+
+
+def check_answer(fn: Callable[[list[str]], str], n_prompts: int = 200, seed: int = 0,
+                 task_cfg: TaskConfig | None = None) -> None:
+    """Run ``fn`` on ``n_prompts`` prompts; raise AssertionError at the first wrong answer."""
+    for k, (settings, prompt, expected) in enumerate(checker_prompts(n_prompts, seed, task_cfg)):
+        try:
+            returned = fn(list(prompt))  # a copy: a solver that edits its input cannot spoil the message
+        except Exception as err:
+            raise AssertionError(_failure(k, settings, prompt, expected, f"raised {type(err).__name__}: {err}")) from err
+        if returned != expected:
+            raise AssertionError(_failure(k, settings, prompt, expected, "was answered wrongly") + f"\n  returned: {returned!r}")
+    print(f"All {n_prompts} prompts answered correctly.")

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Command two: set up the environment, then run every test: the unit tests and nbval on every chapter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+if [ "${BINDLIB_NO_VENV:-0}" != "1" ]; then
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+python scripts/colab.py --check
+# --dist loadfile keeps each notebook's cells on one worker, in order.
+python -m pytest -p no:cacheprovider -n "${BINDLIB_TEST_WORKERS:-2}" --dist loadfile \
+  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+  tests chapters "$@"

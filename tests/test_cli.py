@@ -1,0 +1,154 @@
+"""The command line (python -m bindlib): clear errors with exit status 2, and a working evaluate."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import bindlib.__main__ as cli
+import bindlib.train
+from bindlib import io
+from bindlib.model import ModelConfig, Transformer
+from bindlib.task import TaskConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(vocab_size=TaskConfig().vocab.size, n_layers=1, d_model=16, n_heads=2, d_ff=32))
+    return io.save_checkpoint(m, tmp_path / "tiny", dtype=torch.bfloat16,
+                              meta={"regime": "text_only", "profile": "cpu", "seed": 0, "train_config": {"task": {}}})
+
+
+def test_evaluate_missing_checkpoint(tmp_path, capsys):
+    missing = tmp_path / "no_such_checkpoint"
+    assert cli.main(["evaluate", "--checkpoint", str(missing), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "no checkpoint" in err
+    assert "Traceback" not in err
+
+
+def test_evaluate_corrupted_checkpoint(checkpoint, capsys):
+    f = checkpoint / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF
+    f.write_bytes(bytes(data))
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "sha256" in err and str(f) in err
+
+
+def test_evaluate_writes_a_results_file(checkpoint, tmp_path, capsys):
+    results = tmp_path / "results" / "eval_tiny"
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", "--per-n", "8", "--results", str(results)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.splitlines()[0])
+    rec = json.loads(results.with_suffix(".json").read_text())
+    assert summary == {"id_accuracy": rec["id_accuracy"], "ood_accuracy": rec["ood_accuracy"]}
+    assert rec["kind"] == "evaluation" and rec["regime"] == "text_only" and rec["per_n"] == 8
+    assert rec["checkpoint_sha256"] == io.sha256_file(checkpoint / "model.safetensors")
+    assert set(rec["accuracy_by_n"]) == {str(n) for n in range(2, 17)}
+    assert set(rec["axes"]) == {"shuffled", "declared", "reversed", "offset_8"}
+    assert rec["provenance"]["command"].startswith("python -m bindlib evaluate --checkpoint")
+
+
+def test_train_cuda_without_gpu_fails_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def must_not_run(*a, **k):
+        raise AssertionError("training started although the device is unusable")
+
+    monkeypatch.setattr(bindlib.train, "train", must_not_run)
+    run_dir, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    argv = ["train", "--device", "cuda", "--run-dir", str(run_dir), "--checkpoint", str(ckpt), "--results", str(tmp_path / "r")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU is visible" in err and "--device cpu" in err
+    assert not run_dir.exists() and not ckpt.exists()
+
+
+def test_train_cuda_without_gpu_subprocess(tmp_path):
+    """The real entry point, on a machine where CUDA is hidden: exit status 2, fast, no traceback."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-m", "bindlib", "train", "--device", "cuda", "--run-dir", str(tmp_path / "run"),
+                        "--checkpoint", str(tmp_path / "ckpt"), "--results", str(tmp_path / "r")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "no CUDA GPU is visible" in p.stderr and "--device cpu" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert time.time() - t0 < 60
+    assert not (tmp_path / "run").exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    for argv in (["evaluate"], ["train", "--profile", "huge"], ["frobnicate"], []):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2, argv
+    assert "usage:" in capsys.readouterr().err
+
+
+def _tiny_recipe(profile="cpu", seed=0, device="cpu", steps_scale=1.0):
+    from bindlib.train import Stage, TrainConfig
+
+    return TrainConfig(profile="cpu", model=dict(n_layers=1, d_model=16, n_heads=2, d_ff=32), batch_size=8,
+                       stages=[Stage("two_hop", 6)], eval_every=3, eval_size=16, warmup=2, seed=seed, device=device)
+
+
+@pytest.fixture
+def tiny_train(tmp_path, monkeypatch):
+    """`python -m bindlib train` with the recipe swapped for a tiny one, writing only under tmp_path."""
+    import bindlib.evaluate
+    import bindlib.recipes
+
+    monkeypatch.setattr(bindlib.recipes, "recipe", _tiny_recipe)
+    real_evaluate = bindlib.evaluate.evaluate
+
+    def small_evaluate(*a, per_n=256, **k):  # the same report, from fewer prompts
+        return real_evaluate(*a, per_n=min(per_n, 16), **k)
+
+    monkeypatch.setattr(bindlib.evaluate, "evaluate", small_evaluate)
+    argv = ["train", "--device", "cpu", "--quiet", "--run-dir", str(tmp_path / "run"),
+            "--checkpoint", str(tmp_path / "ckpt"), "--results", str(tmp_path / "training")]
+    return argv, tmp_path
+
+
+def test_train_end_to_end(tiny_train, capsys):
+    argv, tmp = tiny_train
+    assert cli.main(argv) == 0
+    rec = json.loads((tmp / "training.json").read_text())
+    assert rec["kind"] == "training" and rec["steps"] == 6 and [h["step"] for h in rec["history"]] == [3, 6]
+    assert rec["checkpoint_sha256"] == io.sha256_file(tmp / "ckpt" / "model.safetensors")
+    assert set(rec["accuracy_by_n"]) == {str(n) for n in range(2, 17)}
+    assert rec["provenance"]["command"].startswith("python -m bindlib train --device cpu")
+    model, meta = io.load_checkpoint(tmp / "ckpt", expect={"regime": "text_only", "n_layers": 1})
+    assert meta["dtype"] == "bfloat16" and meta["steps"] == 6
+    io.load_checkpoint(tmp / "run")  # the resumable state is a valid checkpoint too
+    assert json.loads(capsys.readouterr().out.splitlines()[-2])["steps"] == 6
+
+
+def test_train_twice_resumes(tiny_train, capsys):
+    argv, tmp = tiny_train
+    assert cli.main(argv) == 0
+    first = json.loads((tmp / "training.json").read_text())
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    second = json.loads((tmp / "training.json").read_text())
+    assert second["history"] == first["history"]
