@@ -58,6 +58,29 @@ def cmd_train(args, argv) -> int:
     return 0
 
 
+def cmd_curve(args, argv) -> int:
+    """Train one named variant (recipes.VARIANTS) and record its learning curve."""
+    from . import io
+    from .recipes import variant
+    from .train import resolve_device, train
+
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = variant(args.variant, seed=args.seed, device=str(device), steps=args.steps)
+    t0 = time.time()
+    _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)
+    record = {
+        "kind": "learning_curve", "regime": "text_only", "profile": cfg.profile, "variant": args.variant, "seed": args.seed,
+        "history": history, "train_config": cfg.to_dict(),
+        "steps_to_99": next((h["step"] for h in history if h["acc_two_hop"] >= 0.99), None),
+        "provenance": io.provenance(_command_line(argv), device, history[-1]["wall_seconds"] if history else time.time() - t0),
+    }
+    path = io.write_results(args.results or f"curve_{args.variant}_s{args.seed}", record)
+    print(f"final two-hop ID accuracy {history[-1]['acc_two_hop']:.3f}; wrote {path}")
+    return 0
+
+
 def cmd_evaluate(args, argv) -> int:
     from . import io
     from .evaluate import evaluate, evaluate_axes
@@ -98,6 +121,16 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
 
+    c = sub.add_parser("curve", help="train a named variant and record its learning curve (sub-skill accuracies)")
+    c.add_argument("--variant", required=True, help="a name from bindlib.recipes.VARIANTS")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--steps", type=int, default=None, help="override the variant's total step budget")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--threads", type=int, default=0)
+    c.add_argument("--run-dir", help="resumable working folder (default: none, no resume)")
+    c.add_argument("--results", help="results file name in data/results (default curve_<variant>_s<seed>)")
+    c.add_argument("--quiet", action="store_true")
+
     e = sub.add_parser("evaluate", help="evaluate a checkpoint and write a results file")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--device", default="auto")
@@ -108,7 +141,7 @@ def main(argv=None) -> int:
     from .io import CheckpointError
 
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate}[args.cmd](args, argv)
+        return {"train": cmd_train, "curve": cmd_curve, "evaluate": cmd_evaluate}[args.cmd](args, argv)
     except (ValueError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

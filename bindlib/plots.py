@@ -121,7 +121,8 @@ def history_rows(history: list[dict], label: str | None = None) -> list[dict]:
     for h in history:
         for key, value in h.items():
             if key.startswith("acc_"):
-                row = {"step": h["step"], "skill": key[4:], "accuracy": value}
+                skill = "two_hop (current stage's prompts)" if key == "acc_stage_two_hop" else key[4:]
+                row = {"step": h["step"], "skill": skill, "accuracy": value}
                 if label is not None:
                     row["run"] = label
                 rows.append(row)
