@@ -60,7 +60,7 @@ class ModelConfig:
 # The paper's architecture [summary]; the CPU profile is ours, sized to train live in a chapter.
 PROFILES = {
     "paper": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
-    "cpu": dict(n_layers=4, d_model=64, n_heads=4, d_ff=256),
+    "cpu": dict(n_layers=4, d_model=128, n_heads=4, d_ff=512),
 }
 
 

@@ -214,7 +214,6 @@ class Batch:
     assoc_shape_pos: torch.Tensor
     assoc_item_pos: torch.Tensor
     vocab: Vocab = field(repr=False)
-    n_declared: torch.Tensor | None = None  # [B] objects declared in the context (== n_objects for the task proper)
     meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -265,7 +264,6 @@ def sample_batch(
     association_order: str = "shuffled",
     offset: int = 0,
     query_kind: str = "two_hop",
-    n_declared: int | None = None,
     device="cpu",
     generator: torch.Generator | None = None,
 ) -> Batch:
@@ -275,8 +273,6 @@ def sample_batch(
     association_order: 'shuffled' (default), 'declared' (same order as the context) or 'reversed'.
     offset: number of FILL tokens after BOS, shifting every absolute position.
     query_kind: 'two_hop' (the task), 'color_to_shape' or 'shape_to_item' (its one-hop parts).
-    n_declared: a curriculum aid. Only the first n_declared objects are declared in the context (all N
-        still have association lines, and the query names a declared one); None declares all, the task proper.
     """
     vocab = cfg.vocab
     split_lo_hi = cfg.split_range(split)  # validates the split name even when n is given
@@ -295,17 +291,13 @@ def sample_batch(
         raise ValueError(f"offset={offset} must be >= 0 (it counts filler tokens).")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
-    if n_declared is not None and n_declared < 1:
-        raise ValueError(f"n_declared={n_declared} must be >= 1 (or None to declare every object).")
     g = generator if generator is not None else _generator(seed, device)
     B, dev = batch_size, device
 
     n_obj = torch.randint(lo, hi + 1, (B,), generator=g, device=dev)
-    n_decl = n_obj if n_declared is None else n_obj.clamp(max=n_declared)
     nmax = hi
     slot = torch.arange(nmax, device=dev).expand(B, nmax)
     valid = slot < n_obj[:, None]
-    declared = slot < n_decl[:, None]
     colors = _rand_perm_prefix(B, vocab.n_colors, nmax, g, dev) + vocab.color_offset
     shapes = _rand_perm_prefix(B, vocab.n_shapes, nmax, g, dev) + vocab.shape_offset
     items = _rand_perm_prefix(B, vocab.n_items, nmax, g, dev) + vocab.item_offset
@@ -323,10 +315,10 @@ def sample_batch(
     ctx0 = 1 + offset
     color_pos = ctx0 + 2 * slot
     shape_pos = color_pos + 1
-    assoc0 = ctx0 + 2 * n_decl[:, None] + 1
+    assoc0 = ctx0 + 2 * n_obj[:, None] + 1
     assoc_shape_pos = assoc0 + 2 * rank
     assoc_item_pos = assoc_shape_pos + 1
-    query_pos = ctx0 + 2 * n_decl + 2 * n_obj + 2
+    query_pos = ctx0 + 4 * n_obj + 2
 
     L = prompt_length(hi, offset)
     tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
@@ -334,14 +326,13 @@ def sample_batch(
     tokens[:, 0] = BOS
     if offset:
         tokens[:, 1:ctx0] = FILL
-    for pos, val, m in ((color_pos, colors, declared), (shape_pos, shapes, declared),
-                        (assoc_shape_pos, shapes, valid), (assoc_item_pos, items, valid)):
-        tokens[rows[m], pos[m]] = val[m]
+    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_shape_pos, shapes), (assoc_item_pos, items)):
+        tokens[rows[valid], pos[valid]] = val[valid]
     r = torch.arange(B, device=dev)
-    tokens[r, ctx0 + 2 * n_decl] = CTX_END
+    tokens[r, ctx0 + 2 * n_obj] = CTX_END
     tokens[r, query_pos - 1] = QSHAPE if query_kind == "color_to_shape" else QUE
 
-    q_slot = (torch.rand(B, generator=g, device=dev) * (n_obj if query_kind == "shape_to_item" else n_decl)).long()
+    q_slot = (torch.rand(B, generator=g, device=dev) * n_obj).long()
     if query_kind == "shape_to_item":
         tokens[r, query_pos] = shapes[r, q_slot]
         target = items[r, q_slot]
@@ -352,16 +343,16 @@ def sample_batch(
     pos_ids = torch.arange(L, device=dev).expand(B, L).clone()
     key_mask = torch.arange(L, device=dev)[None, :] <= query_pos[:, None]
 
-    def pad(x, m=valid):
-        return x.masked_fill(~m, -1)
+    def pad(x):
+        return x.masked_fill(~valid, -1)
 
     return Batch(
         tokens=tokens, position_ids=pos_ids, key_mask=key_mask, query_pos=query_pos, target=target,
         n_objects=n_obj, query_slot=q_slot, query_kind=[query_kind] * B,
         colors=pad(colors), shapes=pad(shapes), items=pad(items),
-        color_pos=pad(color_pos, declared), shape_pos=pad(shape_pos, declared),
+        color_pos=pad(color_pos), shape_pos=pad(shape_pos),
         assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
-        vocab=vocab, n_declared=n_decl,
+        vocab=vocab,
         meta={"split": split, "n_range": (lo, hi), "association_order": association_order, "offset": offset},
     )
 
@@ -414,17 +405,15 @@ def pack_queries(batch: Batch, kinds=QUERY_KINDS) -> PackedBatch:
     B, nmax = batch.colors.shape
     body = batch.query_pos - 1  # body length = index of the QUE marker
     lb = int(body.max())
-    markers, queries, targets, kind_ids, asks = [], [], [], [], []
+    markers, queries, targets, kind_ids = [], [], [], []
     for k in kinds:
         kid = QUERY_KINDS.index(k)
         markers.append(torch.full((B, nmax), QSHAPE if k == "color_to_shape" else QUE, device=dev))
         queries.append(batch.shapes if k == "shape_to_item" else batch.colors)
         targets.append(batch.shapes if k == "color_to_shape" else batch.items)
         kind_ids.append(torch.full((B, nmax), kid, device=dev))
-        n_ask = batch.n_objects if k == "shape_to_item" or batch.n_declared is None else batch.n_declared
-        asks.append(torch.arange(nmax, device=dev)[None, :] < n_ask[:, None])
     marker, query, target, kind = (torch.cat(x, 1) for x in (markers, queries, targets, kind_ids))
-    valid = torch.cat(asks, 1) & (query >= 0)
+    valid = query >= 0
     K = marker.shape[1]
     L = lb + 2 * K
     tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)

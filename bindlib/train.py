@@ -28,7 +28,7 @@ class Stage:
     steps: int
     mix: dict = field(default_factory=lambda: {"two_hop": 1.0})
     n_range: tuple | None = None  # None: the task's ID range
-    n_declared: int | None = None  # curriculum aid: declare only this many objects in the context (None: all)
+    hop_weight: float = 0.0  # weight of the deep supervision of the intermediate hop (TrainConfig.hop_layer)
     until: float | None = None  # leave early once two-hop ID accuracy reaches this
 
     def __post_init__(self):
@@ -60,10 +60,10 @@ class TrainConfig:
     eval_size: int = 512
     early_stop: float | None = 0.995
     packed: bool = False  # train on every object x query kind of each prompt at once (task.pack_queries)
-    # Deep supervision of the intermediate hop (packed only): read the two-hop query's residual after block
-    # ``hop_layer`` through the final LayerNorm and unembedding, and ask it for the queried colour's shape.
+    # Deep supervision of the intermediate hop (packed only): in stages with hop_weight > 0, the two-hop
+    # query's residual after block ``hop_layer`` is read through the final LayerNorm and unembedding and
+    # asked for the queried colour's shape.
     hop_layer: int | None = None
-    hop_weight: float = 0.0
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
     seed: int = 0
     device: str = "cpu"
@@ -143,12 +143,11 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
         return F.cross_entropy(answer_logits(model, batch).float(), batch.target)
     n_range = stage.n_range or task.id_range
     kinds = [k for k in QUERY_KINDS if stage.mix.get(k, 0) > 0]
-    batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range),
-                         n_declared=stage.n_declared, device=device)
+    batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range), device=device)
     packed = pack_queries(batch, kinds)
     mid = {}
     handle = None
-    if cfg.hop_weight > 0 and cfg.hop_layer is not None:
+    if stage.hop_weight > 0 and cfg.hop_layer is not None:
         handle = model.blocks[cfg.hop_layer].hook_resid_post.register_forward_hook(lambda m, i, o: mid.update(x=o))
     try:
         logits = model(**packed.model_inputs())
@@ -164,7 +163,7 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
     if mid and stage.mix.get("two_hop", 0) > 0:
         x = mid["x"].gather(1, packed.readout_pos[..., None].expand(-1, -1, mid["x"].shape[-1]))
         hop_logits = model.unembed(model.ln_f(x)).flatten(0, 1).float()
-        loss = loss + cfg.hop_weight * F.cross_entropy(hop_logits, packed.hop_target.flatten(), ignore_index=-100)
+        loss = loss + stage.hop_weight * F.cross_entropy(hop_logits, packed.hop_target.flatten(), ignore_index=-100)
     return loss
 
 
@@ -179,16 +178,14 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
         given += size
         if size > 0:
             seed = (cfg.seed * 1_000_003 + step) * 7 + j
-            parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind,
-                                      n_declared=stage.n_declared, device=device))
+            parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device))
     return concat_batches(parts) if len(parts) > 1 else parts[0]
 
 
 @torch.no_grad()
-def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, device, n_range=None,
-                   n_declared: int | None = None) -> float:
+def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, device, n_range=None) -> float:
     model.eval()
-    b = sample_batch(task, size, seed, n=n_range or task.id_range, query_kind=kind, n_declared=n_declared, device=device)
+    b = sample_batch(task, size, seed, n=n_range or task.id_range, query_kind=kind, device=device)
     acc = (answer_logits(model, b).argmax(-1) == b.target).float().mean().item()
     model.train()
     return acc
@@ -267,9 +264,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
                    "wall_seconds": round(time.time() - t0, 1)}
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
-            if stage.n_range is not None or stage.n_declared is not None:  # progress inside a curriculum stage
+            if stage.n_range is not None:  # progress inside a curriculum stage
                 rec["acc_stage_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 20_000, device,
-                                                                n_range=stage.n_range, n_declared=stage.n_declared), 4)
+                                                                n_range=stage.n_range), 4)
             main = rec["acc_two_hop"]
             is_last = stage_idx == len(cfg.stages) - 1
             if cfg.early_stop is not None and is_last and main >= cfg.early_stop:
