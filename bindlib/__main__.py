@@ -29,17 +29,26 @@ def cmd_train(args, argv) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale)
-    run_dir = Path(args.run_dir or f"runs/text_only_{args.profile}_s{args.seed}")
+    tag = f"text_only_{args.profile}_s{args.seed}"
+    if args.until_stage:
+        names = [st.name for st in cfg.stages]
+        if args.until_stage not in names:
+            raise ValueError(f"unknown stage {args.until_stage!r}: the {args.profile} recipe has stages {names}.")
+        cfg.stages = cfg.stages[: names.index(args.until_stage) + 1]
+        cfg.early_stop = None
+        tag += f"_{args.until_stage}"
+    run_dir = Path(args.run_dir or f"runs/{tag}")
     t0 = time.time()
     model, history = train(cfg, out_dir=run_dir, resume=not args.fresh, progress=not args.quiet)
     wall = history[-1]["wall_seconds"] if history else time.time() - t0
-    final = Path(args.checkpoint or f"data/checkpoints/text_only_{args.profile}_s{args.seed}")
+    final = Path(args.checkpoint or f"data/checkpoints/{tag}")
     io.save_checkpoint(model, final, dtype=torch.bfloat16,
                        meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": args.profile,
                              "seed": args.seed, "steps": history[-1]["step"] if history else 0})
     model, _ = io.load_checkpoint(final, device=device)  # report the numbers of the bf16 checkpoint we commit
     record = {
-        "kind": "training", "regime": "text_only", "profile": args.profile, "seed": args.seed,
+        "kind": "training_stage" if args.until_stage else "training", "regime": "text_only",
+        "profile": args.profile, "seed": args.seed, "until_stage": args.until_stage,
         **evaluate(model, cfg.task_config(), device=device),
         "axes": evaluate_axes(model, cfg.task_config(), device=device),
         "steps": history[-1]["step"] if history else 0,
@@ -51,7 +60,7 @@ def cmd_train(args, argv) -> int:
         "provenance": io.provenance(_command_line(argv), device, wall,
                                     steps_per_second=round(history[-1]["step"] / max(wall, 1e-9), 2) if history else None),
     }
-    name = args.results or f"training_text_only_{args.profile}_s{args.seed}"
+    name = args.results or (f"stage_{tag}" if args.until_stage else f"training_{tag}")
     path = io.write_results(name, record)
     print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy", "steps", "steps_to_99")}))
     print(f"wrote {path} and {final}")
@@ -118,6 +127,7 @@ def main(argv=None) -> int:
     t.add_argument("--checkpoint", help="final bf16 checkpoint folder (default data/checkpoints/...)")
     t.add_argument("--results", help="results file name in data/results (default training_text_only_<profile>_s<seed>)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing run folder instead of resuming")
+    t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
 
