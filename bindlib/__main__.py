@@ -19,15 +19,22 @@ def _command_line(argv) -> str:
     return "python -m bindlib " + " ".join(shlex.quote(a) for a in argv)
 
 
+def _device(args) -> torch.device:
+    """The requested device (failing clearly if it is a missing GPU), with the requested CPU threads."""
+    from .train import resolve_device
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
+
+
 def cmd_train(args, argv) -> int:
     from . import io
     from .evaluate import evaluate, evaluate_axes
     from .recipes import recipe
-    from .train import resolve_device, train
+    from .train import steps_to_reach, train
 
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = _device(args)
     cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale)
     tag = f"text_only_{args.profile}_s{args.seed}"
     if args.until_stage:
@@ -52,7 +59,7 @@ def cmd_train(args, argv) -> int:
         **evaluate(model, cfg.task_config(), device=device),
         "axes": evaluate_axes(model, cfg.task_config(), device=device),
         "steps": history[-1]["step"] if history else 0,
-        "steps_to_99": next((h["step"] for h in history if h["acc_two_hop"] >= 0.99), None),
+        "steps_to_99": steps_to_reach(history),
         "history": history,
         "checkpoint": str(final),
         "checkpoint_sha256": io.read_checkpoint_meta(final)["sha256"],
@@ -71,18 +78,16 @@ def cmd_curve(args, argv) -> int:
     """Train one named variant (recipes.VARIANTS) and record its learning curve."""
     from . import io
     from .recipes import variant
-    from .train import resolve_device, train
+    from .train import steps_to_reach, train
 
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = _device(args)
     cfg = variant(args.variant, seed=args.seed, device=str(device), steps=args.steps)
     t0 = time.time()
     _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)
     record = {
         "kind": "learning_curve", "regime": "text_only", "profile": cfg.profile, "variant": args.variant, "seed": args.seed,
         "history": history, "train_config": cfg.to_dict(),
-        "steps_to_99": next((h["step"] for h in history if h["acc_two_hop"] >= 0.99), None),
+        "steps_to_99": steps_to_reach(history),
         "provenance": io.provenance(_command_line(argv), device, history[-1]["wall_seconds"] if history else time.time() - t0),
     }
     path = io.write_results(args.results or f"curve_{args.variant}_s{args.seed}", record)
@@ -90,13 +95,55 @@ def cmd_curve(args, argv) -> int:
     return 0
 
 
+def cmd_bench(args, argv) -> int:
+    """Training throughput (steps/s) of each profile's recipe, plain single-query and packed."""
+    from . import io
+    from .recipes import recipe
+    from .model import Transformer
+    from .train import training_loss
+
+    device = _device(args)
+    rows = []
+    for profile in args.profile:
+        cfg = recipe(profile, device=str(device))
+        task = cfg.task_config()
+        for packed in (False, True):
+            cfg.packed = packed
+            stage = next(st for st in cfg.stages if st.name == "full_n")
+            torch.manual_seed(0)
+            model = Transformer(cfg.model_config()).to(device)
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+
+            def step(i):
+                loss = training_loss(model, cfg, task, stage, i, device)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            for i in range(args.warmup):
+                step(i)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.time()
+            for i in range(args.steps):
+                step(args.warmup + i)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            rate = args.steps / (time.time() - t0)
+            rows.append({"profile": profile, "packed": packed, "batch_size": cfg.batch_size,
+                         "steps_per_second": round(rate, 3), "prompts_per_second": round(rate * cfg.batch_size, 1)})
+            print(json.dumps(rows[-1]))
+    record = {"kind": "throughput", "rows": rows, "steps_timed": args.steps, "stage": "full_n",
+              "provenance": io.provenance(_command_line(argv), device, 0.0)}
+    print(f"wrote {io.write_results(args.results, record)}")
+    return 0
+
+
 def cmd_evaluate(args, argv) -> int:
     from . import io
     from .evaluate import evaluate, evaluate_axes
     from .task import TaskConfig
-    from .train import resolve_device
-
-    device = resolve_device(args.device)
+    device = _device(args)
     t0 = time.time()
     model, meta = io.load_checkpoint(args.checkpoint, device=device)
     task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
@@ -141,6 +188,14 @@ def main(argv=None) -> int:
     c.add_argument("--results", help="results file name in data/results (default curve_<variant>_s<seed>)")
     c.add_argument("--quiet", action="store_true")
 
+    b = sub.add_parser("bench", help="measure training steps per second for each profile")
+    b.add_argument("--profile", action="append", choices=["cpu", "paper"], help="repeatable (default: both)")
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--results", default="throughput_cpu")
+
     e = sub.add_parser("evaluate", help="evaluate a checkpoint and write a results file")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--device", default="auto")
@@ -151,7 +206,9 @@ def main(argv=None) -> int:
     from .io import CheckpointError
 
     try:
-        return {"train": cmd_train, "curve": cmd_curve, "evaluate": cmd_evaluate}[args.cmd](args, argv)
+        if args.cmd == "bench" and not args.profile:
+            args.profile = ["cpu", "paper"]
+        return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate}[args.cmd](args, argv)
     except (ValueError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

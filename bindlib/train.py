@@ -95,6 +95,11 @@ class TrainConfig:
         return json.loads(json.dumps(d))
 
 
+def steps_to_reach(history: list[dict], accuracy: float = 0.99, key: str = "acc_two_hop") -> int | None:
+    """The first evaluated step at which ``key`` reached ``accuracy`` (None if never)."""
+    return next((h["step"] for h in history if h[key] >= accuracy), None)
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

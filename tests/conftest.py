@@ -1,8 +1,20 @@
-"""pytest hooks for the notebook checks (nbval).
+"""pytest hooks: one torch thread per test module, and the notebook checks (nbval).
 
 The repository-root conftest.py re-exports these hooks: pytest applies a conftest
 only to files below its folder, and the chapters are not below tests/.
 """
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Unit tests run in parallel workers on small machines: one thread each avoids oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 
 # Outputs that legitimately change from run to run, so nbval must not compare them:
 # altair's HTML embeds a fresh random element id, widget views carry fresh model ids,

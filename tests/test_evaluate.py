@@ -14,13 +14,6 @@ TASK = TaskConfig()
 V = TASK.vocab.size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 class ScriptedModel(nn.Module):
     """Answers each prompt (at its last real token) with ``rule(tokens)``; other positions get zeros."""

@@ -17,13 +17,6 @@ from bindlib.task import TaskConfig, sample_batch
 TASK = TaskConfig()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def tiny_model(seed=0, **kw) -> Transformer:
     torch.manual_seed(seed)

@@ -13,13 +13,6 @@ V = TASK.vocab.size
 POS = ("rope", "learned", "none")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def make_model(pos="rope", seed=0, scale=0.2, n_layers=2, **kw) -> Transformer:
     """A tiny model whose weights are large enough that every dependency shows in the logits."""

@@ -15,13 +15,6 @@ TASK = TaskConfig()  # 16 colours, 16 shapes, 32 items; ID 2..8, OOD 9..16
 ORDERS = ("shuffled", "declared", "reversed")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 # ---------------------------------------------------------------- independent solver
 def token_class(t: int, vocab: Vocab) -> str:

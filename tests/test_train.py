@@ -23,13 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = dict(n_layers=2, d_model=32, n_heads=2, d_ff=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def tiny_cfg(**kw) -> TrainConfig:
     base = dict(profile="cpu", model=dict(TINY_MODEL), batch_size=16, stages=[Stage("two_hop", 30)],
