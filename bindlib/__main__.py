@@ -35,6 +35,7 @@ def cmd_train(args, argv) -> int:
     from .train import steps_to_reach, train
 
     device = _device(args)
+    commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
     cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale)
     tag = f"text_only_{args.profile}_s{args.seed}"
     if args.until_stage:
@@ -64,7 +65,7 @@ def cmd_train(args, argv) -> int:
         "checkpoint": str(final),
         "checkpoint_sha256": io.read_checkpoint_meta(final)["sha256"],
         "train_config": cfg.to_dict(),
-        "provenance": io.provenance(_command_line(argv), device, wall,
+        "provenance": io.provenance(_command_line(argv), device, wall, commit=commit,
                                     steps_per_second=round(history[-1]["step"] / max(wall, 1e-9), 2) if history else None),
     }
     name = args.results or (f"stage_{tag}" if args.until_stage else f"training_{tag}")
@@ -81,6 +82,7 @@ def cmd_curve(args, argv) -> int:
     from .train import steps_to_reach, train
 
     device = _device(args)
+    commit = io.git_commit()
     cfg = variant(args.variant, seed=args.seed, device=str(device), steps=args.steps)
     t0 = time.time()
     _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)
@@ -88,7 +90,8 @@ def cmd_curve(args, argv) -> int:
         "kind": "learning_curve", "regime": "text_only", "profile": cfg.profile, "variant": args.variant, "seed": args.seed,
         "history": history, "train_config": cfg.to_dict(),
         "steps_to_99": steps_to_reach(history),
-        "provenance": io.provenance(_command_line(argv), device, history[-1]["wall_seconds"] if history else time.time() - t0),
+        "provenance": io.provenance(_command_line(argv), device, history[-1]["wall_seconds"] if history else time.time() - t0,
+                                    commit=commit),
     }
     path = io.write_results(args.results or f"curve_{args.variant}_s{args.seed}", record)
     print(f"final two-hop ID accuracy {history[-1]['acc_two_hop']:.3f}; wrote {path}")

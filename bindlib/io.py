@@ -79,10 +79,11 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance(command: str | None, device, wall_seconds: float, **extra) -> dict:
+def provenance(command: str | None, device, wall_seconds: float, commit: str | None = None, **extra) -> dict:
+    """The provenance block of a results file; pass ``commit`` captured when the command started."""
     return {
         "command": command if command is not None else " ".join(["python -m bindlib"] + sys.argv[1:]),
-        "git_commit": git_commit(),
+        "git_commit": commit or git_commit(),
         "device": device_name(device),
         "torch": torch.__version__,
         "wall_seconds": round(float(wall_seconds), 2),
