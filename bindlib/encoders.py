@@ -19,10 +19,12 @@ builds the same model classes with random weights, so shapes can be checked offl
 from __future__ import annotations
 
 import json
+import itertools
 import math
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,18 +74,22 @@ class FrozenEncoder(nn.Module):
 
     @property
     def pretrained(self) -> bool:
-        return not self.weights_id.startswith("random")
+        return not self.weights_id.startswith(("random", "none"))
 
     @property
     def signature(self) -> str:
         """Identifies what features this encoder computes; cached features are checked against it."""
-        return f"{self.name}|{self.weights_id}|image_size={self.image_size}|dim={self.dim}"
+        return f"{self.name}|{self.weights_id}|image_size={self.image_size}|tokens={self.n_tokens()}|dim={self.dim}"
 
     @property
     def device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return first.dtype if first is not None else torch.float32
 
     def n_tokens(self, image_size: int | None = None) -> int:
         """Tokens per image for an encoder fed ``image_size`` pixels (default: its own)."""
@@ -97,13 +103,16 @@ class FrozenEncoder(nn.Module):
         """``[B, 3, H, W]`` floats in 0..1 -> ``[B, n_tokens(), dim]``."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"{self.name}: expected images [B, 3, H, W], got shape {tuple(images.shape)}.")
-        x = images.to(self.device, torch.float32)
+        x = images.to(self.device, torch.float32)  # resize and normalise in fp32 even for a bf16 encoder
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                               antialias=True, align_corners=False)
         if self.normalise:
-            x = (x - self.mean) / self.std
-        return self.tokens(x)
+            x = (x - self.mean.float()) / self.std.float()
+        tokens = self.tokens(x.to(self.dtype))
+        if tokens.shape[1] != self.n_tokens():  # e.g. a checkpoint whose config strides differently
+            raise RuntimeError(f"{self.name} gave {tokens.shape[1]} tokens, expected {self.n_tokens()}.")
+        return tokens
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode(images)
@@ -145,7 +154,7 @@ class PixelEncoder(FrozenEncoder):
     """
 
     def __init__(self, image_size: int = 224, patch: int = 16):
-        super().__init__("pixels", image_size, weights_id="random(none: raw pixels)")
+        super().__init__("pixels", image_size, weights_id="none (raw pixels)")
         self.patch, self.dim = patch, 3 * patch * patch
         self.n_tokens()  # fail early if image_size does not tile into patches
         self.freeze()
@@ -286,6 +295,8 @@ def project_encoder(name: str, config=None, image_size: int | None = None, seed:
     if weights is not None:
         return load_project_encoder(name, weights, image_size=image_size)
     cfg = config or PROJECT_CONFIGS[name]
+    if type(cfg) is not type(PROJECT_CONFIGS[name]):
+        raise ValueError(f"{name} takes a {type(PROJECT_CONFIGS[name]).__name__}, not a {type(cfg).__name__}.")
     size = image_size or getattr(cfg, "image_size", 224)
     return NetEncoder(name, build_net(cfg, seed), size, weights_id=f"random(seed={seed}, {cfg})")
 
@@ -301,12 +312,12 @@ def save_project_encoder(encoder_or_net: nn.Module, name: str, path: str | Path 
     blob = st_save({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()})
     atomic_write(path / "encoder.safetensors", blob)
     atomic_write_json(path / "encoder.json", {
+        **(meta or {}),  # first, so it cannot overwrite the fields that loading checks
         "encoder": name,
         "architecture": type(net.cfg).__name__,
         "config": asdict(net.cfg),
         "weights_file": "encoder.safetensors",
         "sha256": sha256_bytes(blob),
-        **(meta or {}),
     })
     return path
 
@@ -464,6 +475,30 @@ def _download_help(name: str, spec: HubSpec, looked_in: list[str]) -> str:
     )
 
 
+@contextmanager
+def _hub_offline():
+    """Hugging Face offline mode for the duration of a local load.
+
+    local_files_only alone is not enough: huggingface_hub (2.4) still sends a telemetry request
+    when it first builds its HTTP headers, which on a firewalled machine can wait for a timeout.
+    The module-level flag is what the library reads at call time; setting os.environ now would be
+    too late, because huggingface_hub reads HF_HUB_OFFLINE once, at import.
+    """
+    from huggingface_hub import constants
+
+    old = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old
+
+
+def _load_local(cls, source, **kwargs):
+    with _hub_offline():
+        return cls.from_pretrained(source, local_files_only=True, **kwargs)
+
+
 def load_hub_model(name: str, weights: str | Path | None = None, allow_download: bool = False,
                    cache_dir: str | Path | None = None):
     """Load a hub model: ``weights`` folder, else $BINDLIB_WEIGHTS_DIR/<name>, else the HF cache,
@@ -474,24 +509,25 @@ def load_hub_model(name: str, weights: str | Path | None = None, allow_download:
         folder = Path(weights)
         if not (folder / "config.json").exists():
             raise EncoderUnavailable(_download_help(name, spec, [f"weights={folder} (no config.json there)"]))
-        return cls.from_pretrained(folder, local_files_only=True, **kwargs), str(folder)
+        return _load_local(cls, folder, **kwargs), str(folder)
     looked_in = []
     if os.environ.get(WEIGHTS_ENV):
         folder = Path(os.environ[WEIGHTS_ENV]) / name
         if (folder / "config.json").exists():
-            return cls.from_pretrained(folder, local_files_only=True, **kwargs), str(folder)
+            return _load_local(cls, folder, **kwargs), str(folder)
         looked_in.append(f"${WEIGHTS_ENV}/{name} = {folder}")
     cache_dir = cache_dir or _hf_cache_dir()
     looked_in.append(f"Hugging Face cache {cache_dir or '~/.cache/huggingface/hub'}")
-    try:  # local_files_only: never touch the network, so an offline machine fails at once instead of timing out
-        return cls.from_pretrained(spec.hub_id, local_files_only=True, cache_dir=cache_dir, **kwargs), spec.hub_id
+    try:  # offline first, so a machine without network fails at once instead of waiting for timeouts
+        return _load_local(cls, spec.hub_id, cache_dir=cache_dir, **kwargs), spec.hub_id
     except OSError:
         if not allow_download:
             raise EncoderUnavailable(_download_help(name, spec, looked_in)) from None
     try:
         return cls.from_pretrained(spec.hub_id, cache_dir=cache_dir, **kwargs), spec.hub_id
     except OSError as e:
-        raise EncoderUnavailable(f"downloading {spec.hub_id} failed ({e}). " + _download_help(name, spec, looked_in)) from e
+        help_text = _download_help(name, spec, looked_in)
+        raise EncoderUnavailable(f"downloading {spec.hub_id} failed ({e}). {help_text}") from e
 
 
 def hub_encoder(name: str, weights=None, allow_download: bool = False, cache_dir=None,

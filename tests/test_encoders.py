@@ -34,16 +34,23 @@ def assert_frozen(enc):
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    """An empty Hugging Face cache, no weights folder, and any network use fails loudly."""
+    """An empty Hugging Face cache, no weights folder, and network use fails and is recorded.
+
+    Recorded, because the hub client turns connection errors into its own exceptions.
+    """
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv(E.WEIGHTS_ENV, raising=False)
+    attempts = []
 
     def no_network(*args, **kwargs):
-        raise AssertionError("network access attempted")
+        attempts.append(args)
+        raise OSError("network access attempted in an offline test")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    yield attempts
+    assert attempts == [], "the code tried to reach the network"
 
 
 # ---------------------------------------------------------------- hub encoders, offline
