@@ -245,7 +245,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     t0 = time.time() - wall0
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # the text bar: a saved notebook keeps its final state (a widget would show 0%)
         bar = tqdm(total=cfg.total_steps, initial=step, desc="train", mininterval=1.0)
     model.train()
     done = bool(history and history[-1].get("stopped"))
