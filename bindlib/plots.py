@@ -99,16 +99,16 @@ def _vl_convert_version() -> str:
 
 def save_static(chart: alt.TopLevelMixin, path: str | Path, scale: float = 2.0) -> Path:
     """Write a chart as a static PNG or SVG (offline, via vl-convert), for papers and slides."""
-    import vl_convert as vlc
-
     path = Path(path)
+    if path.suffix not in (".png", ".svg"):
+        raise ValueError(f"save_static writes .png or .svg, not {path.suffix!r} ({path}).")
+    import vl_convert as vlc  # imported late: only static export needs it
+
     spec = chart.to_dict()
     if path.suffix == ".png":
         data = vlc.vegalite_to_png(spec, vl_version=_vl_convert_version(), scale=scale)
-    elif path.suffix == ".svg":
-        data = vlc.vegalite_to_svg(spec, vl_version=_vl_convert_version()).encode()
     else:
-        raise ValueError(f"save_static writes .png or .svg, not {path.suffix!r} ({path}).")
+        data = vlc.vegalite_to_svg(spec, vl_version=_vl_convert_version()).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
