@@ -10,6 +10,15 @@ projector then maps the tokens into the transformer's width. This module has:
 
     enc = get_encoder("vit_b16")            # offline: local folder, then the HF cache, else EncoderUnavailable
     tokens = enc.encode(images)             # [B, enc.n_tokens(), enc.dim], under no_grad
+    enc = profile_encoder("project_cnn", profile="cpu")   # 112 px canvas -> 49 tokens of width 128
+
+Two image profiles (RENDER_PROFILES): "cpu", a 112 px canvas cut into 7 x 7 patches of 16 px,
+which every chapter uses; "paper", the paper's 224 px input and 14 x 14 = 196 tokens.
+
+The project encoders are pretrained by ``python -m bindlib pretrain-encoder --name NAME``
+(bindlib.pretrain): per-patch supervised prediction of the covering object's colour and
+shape (or background) on rendered scenes of the task; the heads are discarded and the trunk
+is frozen. encoder.json records the objective, the steps and the held-out accuracies.
 
 Every encoder resizes its input to ``enc.image_size`` (as a Hugging Face image
 processor would), normalises it itself, and stays frozen and in eval mode even
@@ -33,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .io import DATA_DIR, CheckpointError, atomic_write, atomic_write_json, sha256_bytes
+from .render import RenderConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -284,9 +294,51 @@ def random_cnn(image_size: int = 224, patch: int = 16, width: int = 32, dim: int
     return NetEncoder("random_cnn", build_net(cfg, seed), image_size, weights_id=f"random(seed={seed}, {cfg})")
 
 
-# ---------------------------------------------------------------- project-pretrained encoders
-PROJECT_CONFIGS = {"project_cnn": ConvNetConfig(), "project_vit": SmallViTConfig()}
+# ---------------------------------------------------------------- profiles and project-pretrained encoders
+# Two image profiles.  "cpu" (the one every chapter runs): 112 px canvas, 16 px objects, 16 px
+# patches -> a 7 x 7 grid = 49 patch tokens of width 128.  "paper": the paper's 224 px input,
+# 14 x 14 = 196 tokens, as the hub encoders see it.
+RENDER_PROFILES = {"cpu": RenderConfig(canvas_size=112), "paper": RenderConfig(canvas_size=224)}
+PROFILES = tuple(RENDER_PROFILES)
+
+# The project encoders as committed in data/encoders/<name>/ (cpu profile) ...
+PROJECT_CONFIGS = {
+    "project_cnn": ConvNetConfig(patch=16, width=32, dim=128),
+    "project_vit": SmallViTConfig(image_size=112, patch=16, dim=128, n_layers=4, n_heads=4),
+}
+# ... and their paper-scale versions (224 px, 196 tokens), pretrained with --profile paper into
+# data/encoders/<name>_paper/.
+PAPER_PROJECT_CONFIGS = {
+    "project_cnn": ConvNetConfig(patch=16, width=32, dim=256),
+    "project_vit": SmallViTConfig(image_size=224, patch=16, dim=128, n_layers=4, n_heads=4),
+}
+# The random-features control at each profile: project_cnn's architecture, untrained.
+RANDOM_CNN_CONFIGS = {"cpu": PROJECT_CONFIGS["project_cnn"], "paper": PAPER_PROJECT_CONFIGS["project_cnn"]}
 PRETRAIN_COMMAND = "python -m bindlib pretrain-encoder --name {name}"
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in RENDER_PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: allowed {PROFILES}.")
+
+
+def project_config(name: str, profile: str = "cpu"):
+    """The architecture config of project encoder ``name`` at ``profile``."""
+    _check_profile(profile)
+    configs = PROJECT_CONFIGS if profile == "cpu" else PAPER_PROJECT_CONFIGS
+    if name not in configs:
+        raise ValueError(f"{name!r} is not a project encoder: allowed {tuple(configs)}.")
+    return configs[name]
+
+
+def project_encoder_dir(name: str, profile: str = "cpu") -> Path:
+    """Where the committed weights of a project encoder live: data/encoders/<name>[_paper]/."""
+    _check_profile(profile)
+    return ENCODERS_DIR / (name if profile == "cpu" else f"{name}_{profile}")
+
+
+def pretrain_command(name: str, profile: str = "cpu") -> str:
+    return PRETRAIN_COMMAND.format(name=name) + ("" if profile == "cpu" else f" --profile {profile}")
 
 
 def project_encoder(name: str, config=None, image_size: int | None = None, seed: int = 0,
@@ -297,7 +349,8 @@ def project_encoder(name: str, config=None, image_size: int | None = None, seed:
     cfg = config or PROJECT_CONFIGS[name]
     if type(cfg) is not type(PROJECT_CONFIGS[name]):
         raise ValueError(f"{name} takes a {type(PROJECT_CONFIGS[name]).__name__}, not a {type(cfg).__name__}.")
-    size = image_size or getattr(cfg, "image_size", 224)
+    # a CNN takes any size; by default the cpu profile's canvas, which the committed weights were trained on
+    size = image_size or getattr(cfg, "image_size", RENDER_PROFILES["cpu"].canvas_size)
     return NetEncoder(name, build_net(cfg, seed), size, weights_id=f"random(seed={seed}, {cfg})")
 
 
@@ -332,9 +385,11 @@ def load_project_encoder(name: str, path: str | Path | None = None, image_size: 
     sidecar = path / "encoder.json"
     if not sidecar.exists():
         raise EncoderUnavailable(
-            f"no pretrained weights for project encoder {name!r}: {sidecar} is missing. Make them with "
-            f"`{PRETRAIN_COMMAND.format(name=name)}` (that command is planned and not written yet), or pass "
-            f"the folder holding encoder.json and encoder.safetensors as weights=PATH."
+            f"no pretrained weights for project encoder {name!r}: {sidecar} is missing. The committed ones "
+            f"live in data/encoders/ (restore them with `git checkout -- data/encoders`); make them again with "
+            f"`{PRETRAIN_COMMAND.format(name=name)}` (add `--profile paper` for the 224 px version, written to "
+            f"data/encoders/{name}_paper), or pass the folder holding encoder.json and encoder.safetensors as "
+            f"weights=PATH."
         )
     try:
         meta = json.loads(sidecar.read_text())
@@ -358,7 +413,9 @@ def load_project_encoder(name: str, path: str | Path | None = None, image_size: 
         net.load_state_dict(st_load(blob))
     except RuntimeError as e:
         raise CheckpointError(f"weights in {weights} do not fit the config in {sidecar}: {e}") from e
-    size = image_size or getattr(net.cfg, "image_size", 224)
+    # default size: the canvas it was pretrained on (recorded in the sidecar), else the cpu profile's
+    size = image_size or getattr(net.cfg, "image_size", None) or meta.get("image_size") \
+        or RENDER_PROFILES["cpu"].canvas_size
     return NetEncoder(name, net, size, weights_id=f"sha256:{digest}")
 
 
@@ -595,6 +652,34 @@ def get_encoder(name: str, **kw) -> FrozenEncoder:
     if name not in _BUILDERS:
         _unknown(name)
     return _BUILDERS[name](**kw)
+
+
+def profile_encoder(name: str, profile: str = "cpu", **kw) -> FrozenEncoder:
+    """Any encoder, set up for an image profile (RENDER_PROFILES) and frozen.
+
+    cpu   (112 px, 49 tokens): project_cnn / project_vit loaded from data/encoders/<name>
+          (sha256-verified; EncoderUnavailable says how to make them), random_cnn with
+          project_cnn's architecture (dim 128), raw 16 px pixel patches (dim 768); hub encoders
+          are fed 112 px (49 tokens at patch 16).
+    paper (224 px, 196 tokens): hub encoders as the paper used them, project encoders from
+          data/encoders/<name>_paper, random_cnn at dim 256, pixels at 224.
+    Extra keywords go to the builder (e.g. seed= for random_cnn, weights= for hub encoders).
+    """
+    _check_profile(profile)
+    size = RENDER_PROFILES[profile].canvas_size
+    if name in PROJECT_CONFIGS:
+        weights = kw.pop("weights", None) or project_encoder_dir(name, profile)
+        return load_project_encoder(name, weights, image_size=size, **kw)
+    if name == "random_cnn":
+        cfg = RANDOM_CNN_CONFIGS[profile]
+        return random_cnn(image_size=size, patch=cfg.patch, width=cfg.width, dim=cfg.dim, **kw)
+    if name == "pixels":
+        return PixelEncoder(image_size=size, **kw)
+    if name in HUB_SPECS:
+        if profile == "cpu":
+            kw.setdefault("image_size", size)
+        return hub_encoder(name, **kw)
+    _unknown(name)
 
 
 # ---------------------------------------------------------------- feature caching

@@ -169,9 +169,14 @@ def test_project_encoder_round_trip_verifies_sha256(name, tmp_path):
 
 
 def test_project_encoder_default_architectures():
+    # the committed (cpu-profile) architectures: 112 px canvas, 7 x 7 = 49 tokens of width 128
     cnn, vit = E.get_encoder("project_cnn"), E.get_encoder("project_vit")
-    assert (cnn.n_tokens(), vit.n_tokens(), vit.dim) == (196, 196, 128)
+    assert (cnn.n_tokens(), vit.n_tokens(), cnn.dim, vit.dim) == (49, 49, 128, 128)
     assert len(vit.net.blocks) == 4 and not cnn.pretrained
+    # the paper-scale versions keep the paper's 196 tokens at 224 px
+    paper_cnn = E.project_encoder("project_cnn", E.project_config("project_cnn", "paper"), image_size=224)
+    paper_vit = E.project_encoder("project_vit", E.project_config("project_vit", "paper"))
+    assert (paper_cnn.n_tokens(), paper_vit.n_tokens()) == (196, 196)
 
 
 def test_missing_project_encoder_says_how_to_make_it(tmp_path):
