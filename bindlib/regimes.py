@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from . import io
 
 REGIMES = ("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text")
@@ -45,3 +47,191 @@ def run_tag(regime: str, seed: int, profile: str = "cpu", encoder: str | None = 
 
 def checkpoint_dir(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None) -> Path:
     return io.CHECKPOINTS_DIR / run_tag(regime, seed, profile, encoder)
+
+
+# ---------------------------------------------------------------- the stages after stage 1
+# Steps added after the text recipe. Image regimes: an image stage then a 20% image / 80% text mix;
+# text regimes get the same total as more text (compute-matched).
+REGIME_SETTINGS = {
+    "cpu": dict(image_steps=150, mix_steps=150, batch_size=32, lr=1e-3, warmup=20, eval_every=50, eval_size=128),
+    "paper": dict(image_steps=3000, mix_steps=3000, batch_size=256, lr=1e-3, warmup=300, eval_every=250, eval_size=512),
+}
+IMAGE_SHARE = 0.2  # of the mix stage
+# The image stage asks both queries that read the picture (shape_to_item never looks at it).
+IMAGE_STAGE_MIX = {"two_hop": 1.0, "color_to_shape": 1.0}
+GROUNDING_WEIGHT = 1.0
+
+
+def regime_stages(regime: str, profile: str = "cpu", grounding: bool = True, steps_scale: float = 1.0) -> list:
+    from .train import Stage
+
+    s = REGIME_SETTINGS[profile]
+    n_img, n_mix = (max(1, int(s[k] * steps_scale)) for k in ("image_steps", "mix_steps"))
+    noise = regime in NOISE_REGIMES
+    if regime in ("text_only_matched", "noise_text"):
+        return [Stage("more_text", n_img + n_mix, {"two_hop": 1.0}, noise=noise)]
+    if regime in IMAGE_REGIMES:
+        return [Stage("image", n_img, dict(IMAGE_STAGE_MIX), image=1.0, noise=noise,
+                      grounding=GROUNDING_WEIGHT if grounding else 0.0),
+                Stage("mix", n_mix, {"two_hop": 1.0}, image=IMAGE_SHARE, noise=noise)]
+    raise ValueError(f"regime {regime!r} has no stages after the text recipe (it is the text recipe).")
+
+
+def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, device: str = "cpu",
+                  grounding: bool = True, steps_scale: float = 1.0):
+    """The TrainConfig that continues the text_only checkpoint of ``seed`` into ``regime``."""
+    from .train import TrainConfig
+
+    check_regime(regime)
+    if profile not in REGIME_SETTINGS:
+        raise ValueError(f"unknown profile {profile!r}: allowed {sorted(REGIME_SETTINGS)}.")
+    s = REGIME_SETTINGS[profile]
+    vision = {"profile": profile}
+    if regime in IMAGE_REGIMES:
+        from .encoders import ENCODERS
+
+        encoder = encoder or MAIN_ENCODER
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
+        vision["encoder"] = encoder
+    return TrainConfig(profile=profile, stages=regime_stages(regime, profile, grounding, steps_scale),
+                       batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
+                       eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
+                       init_from=str(checkpoint_dir("text_only", seed, profile)), vision=vision, seed=seed,
+                       device=device)
+
+
+def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_ablation_seeds=()) -> list[dict]:
+    """Every (regime, seed, encoder, grounding) run of the table, text regimes first."""
+    encoders = list(encoders or [MAIN_ENCODER])
+    runs = []
+    for seed in seeds:
+        for regime in regimes:
+            check_regime(regime)
+            if regime in IMAGE_REGIMES:
+                runs += [dict(regime=regime, seed=seed, encoder=e, grounding=True) for e in encoders]
+            else:
+                runs.append(dict(regime=regime, seed=seed, encoder=None, grounding=True))
+    for seed in grounding_ablation_seeds:
+        runs.append(dict(regime="image_text", seed=seed, encoder=MAIN_ENCODER, grounding=False))
+    return runs
+
+
+def results_name(run: dict, profile: str) -> str:
+    tag = run_tag(run["regime"], run["seed"], profile, run["encoder"])
+    return f"regime_{tag}" + ("" if run.get("grounding", True) else "_nogrounding")
+
+
+def checkpoint_for(run: dict, profile: str) -> Path:
+    path = checkpoint_dir(run["regime"], run["seed"], profile, run["encoder"])
+    return path if run.get("grounding", True) else path.with_name(path.name + "_nogrounding")
+
+
+# ---------------------------------------------------------------- running one row of the table
+def _evaluate_images(model, adapter, vision, task, device, per_n: int = 128, seed: int = 777) -> dict:
+    from .multimodal import grounding_accuracy, image_accuracy
+    from .task import sample_batch
+
+    by_n = {str(n): round(image_accuracy(model, adapter, vision, task, per_n, seed + n, device, n_range=(n, n)), 4)
+            for n in range(task.id_range[0], task.id_range[1] + 1)}
+    prompts = vision.prompts(sample_batch(task, 256, seed, device=device), seed)
+    return {"image_id_accuracy": round(sum(by_n.values()) / len(by_n), 4), "image_accuracy_by_n": by_n,
+            "grounding_accuracy": {k: round(v, 4) for k, v in grounding_accuracy(model, adapter, prompts).items()}}
+
+
+def _stage1(seed: int, profile: str, device, progress: bool):
+    """The text_only checkpoint of ``seed``; trained with the text recipe first if it is missing."""
+    from . import io
+    from .recipes import recipe
+    from .train import train
+
+    path = checkpoint_dir("text_only", seed, profile)
+    if not (path / "model.json").exists():
+        cfg = recipe(profile, seed=seed, device=str(device))
+        model, history = train(cfg, out_dir=f"runs/text_only_{profile}_s{seed}", progress=progress)
+        io.save_checkpoint(model, path, dtype=torch.bfloat16,
+                           meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": profile, "seed": seed,
+                                 "steps": history[-1]["step"] if history else 0})
+    return path
+
+
+def run_regime(run: dict, profile: str, device, command: str, commit: str, progress: bool = True,
+               steps_scale: float = 1.0) -> dict:
+    """Train (or, for text_only, load) one run, save its checkpoint, evaluate it, return its results record."""
+    import time
+
+    from .evaluate import evaluate
+    from .task import TaskConfig
+    from .train import TrainConfig, train
+
+    t0 = time.time()
+    regime, seed, encoder = run["regime"], run["seed"], run["encoder"]
+    stage1 = _stage1(seed, profile, device, progress)
+    final = checkpoint_for(run, profile)
+    parts, history, cfg = None, [], None
+    if regime == "text_only":
+        model, meta = io.load_checkpoint(stage1, device=device)
+        train_config = meta.get("train_config")
+    else:
+        cfg = regime_config(regime, seed, profile, encoder, str(device), run.get("grounding", True), steps_scale)
+        run_dir = Path("runs") / final.name
+        model, history, parts = train(cfg, out_dir=run_dir, progress=progress, log=None if progress else print,
+                                      with_parts=True)
+        meta = {"train_config": cfg.to_dict(), "regime": regime, "profile": profile, "seed": seed, "encoder": encoder,
+                "grounding": run.get("grounding", True), "init_from": str(stage1),
+                "steps": history[-1]["step"] if history else 0}
+        if parts is not None:
+            from .multimodal import save_adapter
+
+            meta["adapter"] = save_adapter(parts.adapter, final)
+        io.save_checkpoint(model, final, dtype=torch.bfloat16, meta=meta)
+        model, _ = io.load_checkpoint(final, device=device)  # report the committed bf16 weights
+        train_config = cfg.to_dict()
+    task = TrainConfig(**train_config).task_config() if train_config else TaskConfig()
+    record = {"kind": "regime", "regime": regime, "encoder": encoder, "profile": profile, "seed": seed,
+              "grounding": run.get("grounding", True) if regime in IMAGE_REGIMES else None,
+              **evaluate(model, task, device=device)}
+    if parts is not None:
+        from .multimodal import load_image_model
+
+        model, adapter, vision, _ = load_image_model(final, device=device)
+        record.update(_evaluate_images(model, adapter, vision, task, device))
+        record["encoder_seconds"] = round(parts.vision.seconds, 1)
+    train_wall = history[-1]["wall_seconds"] if history else 0.0
+    record.update({
+        "steps_after_text": history[-1]["step"] if history else 0,
+        "history": history,
+        "checkpoint": str(final.relative_to(io.REPO_ROOT)) if final.is_absolute() else str(final),
+        "checkpoint_sha256": io.read_checkpoint_meta(final if regime != "text_only" else stage1)["sha256"],
+        "stage1_checkpoint": str(stage1.relative_to(io.REPO_ROOT)),
+        "train_config": train_config,
+        "provenance": io.provenance(command, device, time.time() - t0, commit=commit,
+                                    train_seconds=train_wall,
+                                    steps_per_second=round(history[-1]["step"] / train_wall, 2) if history and train_wall else None),
+    })
+    if regime == "text_only":
+        record["checkpoint"] = record["stage1_checkpoint"]
+    return record
+
+
+def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
+              device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
+              steps_scale: float = 1.0, log=print) -> list[Path]:
+    """Run every planned run whose results file is missing (or all with ``force``); resumable at any point."""
+    from . import io
+
+    commit = io.git_commit()
+    runs = planned_runs(profile, seeds, regimes, encoders, grounding_ablation_seeds)
+    written = []
+    for k, run in enumerate(runs, 1):
+        name = results_name(run, profile)
+        path = io.RESULTS_DIR / f"{name}.json"
+        if path.exists() and not force:
+            log(f"[{k}/{len(runs)}] {name}: done already ({path.name}); skipping")
+            continue
+        log(f"[{k}/{len(runs)}] {name}: running")
+        record = run_regime(run, profile, device, command, commit, progress, steps_scale)
+        written.append(io.write_results(name, record))
+        log(f"[{k}/{len(runs)}] {name}: text ID {record['id_accuracy']:.3f}, OOD {record['ood_accuracy']:.3f}"
+            + (f", image ID {record['image_id_accuracy']:.3f}" if "image_id_accuracy" in record else ""))
+    return written

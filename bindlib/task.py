@@ -421,9 +421,14 @@ def pack_queries(batch: Batch, kinds=QUERY_KINDS) -> PackedBatch:
     tokens[:, lb::2] = marker.masked_fill(~valid, PAD)
     tokens[:, lb + 1::2] = query.clamp(min=0).masked_fill(~valid, PAD)
     idx = torch.arange(L, device=dev)
-    in_body = idx[None, :] < body[:, None]
+    attendable = torch.zeros(B, L, dtype=torch.bool, device=dev)
+    attendable[:, :lb] = batch.key_mask[:, :lb]  # keeps noise tokens unattendable
+    in_body = (idx[None, :] < body[:, None]) & attendable
     pair = torch.where(idx >= lb, (idx - lb) // 2, -1).expand(B, L)
-    pos = torch.where(idx[None, :] >= lb, body[:, None] + (idx[None, :] - lb) % 2, idx[None, :])
+    body_pos = torch.zeros(B, L, dtype=torch.long, device=dev)
+    body_pos[:, :lb] = batch.position_ids[:, :lb]
+    marker_pos = batch.position_ids.gather(1, body[:, None])  # where a lone query's marker would sit
+    pos = torch.where(idx[None, :] >= lb, marker_pos + (idx[None, :] - lb) % 2, body_pos)
     pair_valid = torch.zeros(B, L, dtype=torch.bool, device=dev)
     pair_valid[:, lb:] = valid.repeat_interleave(2, 1)
     key_mask = in_body | pair_valid

@@ -30,6 +30,9 @@ class Stage:
     n_range: tuple | None = None  # None: the task's ID range
     hop_weight: float = 0.0  # weight of the deep supervision of the intermediate hop (TrainConfig.hop_layer)
     until: float | None = None  # leave early once two-hop ID accuracy reaches this
+    image: float = 0.0  # share of this stage's steps that train on image-tokenized prompts (1.0: all)
+    noise: bool = False  # insert unattendable NOISE tokens into text prompts (bindlib.multimodal)
+    grounding: float = 0.0  # weight of the feature-grounding loss on image steps
 
     def __post_init__(self):
         if self.steps < 1:
@@ -41,6 +44,14 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: mix weights must be >= 0 with a positive sum, got {self.mix}.")
         if self.n_range is not None:
             self.n_range = tuple(self.n_range)
+        if not 0.0 <= self.image <= 1.0:
+            raise ValueError(f"stage {self.name!r}: image={self.image} is a share of steps and must lie in 0..1.")
+        if self.grounding < 0:
+            raise ValueError(f"stage {self.name!r}: grounding weight {self.grounding} must be >= 0.")
+
+    def is_image_step(self, step: int) -> bool:
+        """Image steps are spread evenly: a share f of any run of consecutive steps."""
+        return int((step + 1) * self.image) > int(step * self.image)
 
 
 @dataclass
@@ -65,6 +76,9 @@ class TrainConfig:
     # asked for the queried colour's shape.
     hop_layer: int | None = None
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
+    # Image and noise stages: {"encoder": name, "profile": "cpu"|"paper", "noise_width": int|None}.
+    # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
+    vision: dict = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
 
@@ -75,6 +89,19 @@ class TrainConfig:
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"batch_size ({self.batch_size}) must be >= 1 and lr ({self.lr}) > 0.")
         TaskConfig(**self.task)  # validate early
+        if self.uses_images and not self.vision.get("encoder"):
+            raise ValueError("a stage trains on images, but TrainConfig.vision names no encoder; "
+                             "set vision={'encoder': 'project_cnn'} (see bindlib.encoders.ENCODERS).")
+
+    @property
+    def uses_images(self) -> bool:
+        return any(s.image > 0 for s in self.stages)
+
+    @property
+    def noise_width(self) -> int:
+        from .multimodal import image_token_count
+
+        return self.vision.get("noise_width") or image_token_count(self.vision.get("profile", self.profile))
 
     @property
     def total_steps(self) -> int:
@@ -141,21 +168,76 @@ def concat_batches(batches: list[Batch]) -> Batch:
     return Batch(**out)
 
 
-def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device) -> torch.Tensor:
-    """Cross-entropy on the answer token(s) of the batch for ``step``."""
+@dataclass
+class ImageParts:
+    """What image steps need besides the language model: a Vision (frozen encoder + renderer) and the adapter."""
+
+    vision: object
+    adapter: torch.nn.Module
+
+
+def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
+    if not cfg.uses_images:
+        return None
+    from .multimodal import ImageAdapter, Vision
+
+    vision = Vision.for_profile(cfg.vision["encoder"], cfg.vision.get("profile", cfg.profile))
+    vision.encoder.to(device)
+    torch.manual_seed(cfg.seed + 17)
+    adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)
+    return ImageParts(vision, adapter)
+
+
+def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: ImageParts | None):
+    """Turn a sampled text batch into this step's input: image prompts, noised text, or the text itself."""
+    seed = cfg.seed * 1_000_003 + step
+    if stage.image > 0 and stage.is_image_step(step):
+        if parts is None:
+            raise ValueError(f"stage {stage.name!r} has image steps but no image parts were built.")
+        prompts = parts.vision.prompts(batch, seed)
+        return prompts.batch, prompts
+    if stage.noise:
+        from .multimodal import add_noise
+
+        return add_noise(batch, cfg.noise_width, seed=seed + 1), None
+    return batch, None
+
+
+def _forward(model, inputs: dict, prompts, parts, length: int, want_final: bool):
+    if prompts is not None:
+        inputs = {**inputs}
+        inputs["inputs_embeds"], inputs["embeds_mask"] = prompts.embeds(parts.adapter, length)
+    captured = {}
+    handle = model.hook_resid_final.register_forward_hook(lambda m, i, o: captured.update(x=o)) if want_final else None
+    try:
+        logits = model(**inputs)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return logits, captured.get("x")
+
+
+def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device,
+                  parts: ImageParts | None = None) -> torch.Tensor:
+    """Cross-entropy on the answer token(s) of the batch for ``step`` (+ grounding on image steps)."""
     if not cfg.packed:
-        batch = training_batch(cfg, task, stage, step, device)
-        return F.cross_entropy(answer_logits(model, batch).float(), batch.target)
+        batch, prompts = _prepare(training_batch(cfg, task, stage, step, device), cfg, stage, step, parts)
+        ground = prompts is not None and stage.grounding > 0
+        logits, final = _forward(model, batch.model_inputs(), prompts, parts, batch.tokens.shape[1], ground)
+        loss = F.cross_entropy(logits[torch.arange(len(batch), device=device), batch.query_pos].float(), batch.target)
+        return loss + _grounding(model, parts, prompts, final, stage)
     n_range = stage.n_range or task.id_range
     kinds = [k for k in QUERY_KINDS if stage.mix.get(k, 0) > 0]
     batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range), device=device)
+    batch, prompts = _prepare(batch, cfg, stage, step, parts)
     packed = pack_queries(batch, kinds)
     mid = {}
     handle = None
     if stage.hop_weight > 0 and cfg.hop_layer is not None:
         handle = model.blocks[cfg.hop_layer].hook_resid_post.register_forward_hook(lambda m, i, o: mid.update(x=o))
     try:
-        logits = model(**packed.model_inputs())
+        ground = prompts is not None and stage.grounding > 0
+        logits, final = _forward(model, packed.model_inputs(), prompts, parts, packed.tokens.shape[1], ground)
     finally:
         if handle is not None:
             handle.remove()
@@ -169,7 +251,16 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
         x = mid["x"].gather(1, packed.readout_pos[..., None].expand(-1, -1, mid["x"].shape[-1]))
         hop_logits = model.unembed(model.ln_f(x)).flatten(0, 1).float()
         loss = loss + stage.hop_weight * F.cross_entropy(hop_logits, packed.hop_target.flatten(), ignore_index=-100)
-    return loss
+    return loss + _grounding(model, parts, prompts, final, stage)
+
+
+def _grounding(model, parts, prompts, final, stage: Stage):
+    if prompts is None or stage.grounding <= 0:
+        return 0.0
+    from .multimodal import grounding_loss
+
+    g = grounding_loss(model, parts.adapter, prompts, final)
+    return stage.grounding * (g["to_words"] + g["to_region"])
 
 
 def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device) -> Batch:
@@ -196,7 +287,7 @@ def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, dev
     return acc
 
 
-def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float) -> None:
+def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float, parts=None) -> None:
     """Write step-tagged weights and optimiser state, then model.json pointing at them, then prune.
 
     A kill at any moment leaves model.json describing a complete, resumable step.
@@ -204,7 +295,8 @@ def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConf
     import io as _pyio
 
     buf = _pyio.BytesIO()
-    torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall}, buf)
+    torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall,
+                "adapter": parts.adapter.state_dict() if parts is not None else None}, buf)
     blob = buf.getvalue()
     state_name, weights_name = f"train_state-{step:07d}.pt", f"model-{step:07d}.safetensors"
     io.atomic_write(path / state_name, blob)
@@ -217,8 +309,9 @@ def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConf
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
-          log=print) -> tuple[Transformer, list[dict]]:
-    """Train a model; return it with its history (one dict per evaluation).
+          log=print, with_parts: bool = False):
+    """Train a model; return it with its history (one dict per evaluation), and with
+    ``with_parts`` also its ImageParts (None for text-only configs).
 
     With ``out_dir``, a checkpoint (model + optimiser + history) is written atomically at
     every evaluation, and a later call with the same out_dir resumes from it.
@@ -230,14 +323,16 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     if cfg.init_from:
         start, _ = io.load_checkpoint(cfg.init_from, device=device, expect=cfg.model_config().to_dict())
         model.load_state_dict(start.state_dict())
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    parts = build_image_parts(cfg, model, device)
+    params = list(model.parameters()) + (list(parts.adapter.parameters()) if parts else [])
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=tuple(cfg.betas))
     step, history, wall0 = 0, [], 0.0
     out = Path(out_dir) if out_dir else None
     if out and resume and (out / "model.json").exists():
-        step, history, wall0 = _resume(out, model, opt, cfg, device)
+        step, history, wall0 = _resume(out, model, opt, cfg, device, parts)
         if log:
             log(f"resumed from {out} at step {step}")
     stage_offset = history[-1].get("stage_offset", 0) if history else 0
@@ -254,11 +349,11 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = training_loss(model, cfg, task, stage, step, device)
+            loss = training_loss(model, cfg, task, stage, step, device, parts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
         if bar is not None:
@@ -269,6 +364,12 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
                    "wall_seconds": round(time.time() - t0, 1)}
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
+            if parts is not None:
+                from .multimodal import image_accuracy
+
+                rec["acc_image_two_hop"] = round(image_accuracy(model, parts.adapter, parts.vision, task, min(cfg.eval_size, 256),
+                                                                30_000, device), 4)
+                rec["encoder_seconds"] = round(parts.vision.seconds, 1)
             if stage.n_range is not None:  # progress inside a curriculum stage
                 rec["acc_stage_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 20_000, device,
                                                                 n_range=stage.n_range), 4)
@@ -286,14 +387,16 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             if log and not progress:
                 log(json.dumps(rec))
             if out:
-                _save_state(out, model, opt, step, history, cfg, time.time() - t0)
+                _save_state(out, model, opt, step, history, cfg, time.time() - t0, parts)
     if bar is not None:
         bar.close()
     model.eval()
-    return model, history
+    if parts is not None:
+        parts.adapter.eval()
+    return (model, history, parts) if with_parts else (model, history)
 
 
-def _resume(out: Path, model, opt, cfg: TrainConfig, device):
+def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None):
     saved, meta = io.load_checkpoint(out, device=device)
     if meta.get("train_config") != cfg.to_dict():
         raise io.CheckpointError(
@@ -306,4 +409,6 @@ def _resume(out: Path, model, opt, cfg: TrainConfig, device):
     model.load_state_dict(saved.state_dict())
     state = torch.load(state_file, map_location=device, weights_only=False)
     opt.load_state_dict(state["optimizer"])
+    if parts is not None:
+        parts.adapter.load_state_dict(state["adapter"])
     return state["step"], state["history"], state["wall"]

@@ -1,0 +1,328 @@
+"""The image-tokenized task, noise augmentation and feature grounding.
+
+Both variants rewrite the *context* of a text prompt (``c1 s1 ... cN sN``, 2N tokens after BOS)
+into a block of ``width`` tokens and shift everything after it:
+
+- **image prompts**: the block is ``width`` IMG placeholders whose embeddings are the projected
+  patch features of a rendered picture of the context; associations and query stay text;
+- **noise**: the 2N real tokens are scattered, in order, over the block, and the rest of it is
+  NOISE tokens. Noise tokens take position ids (so distances between real tokens vary) but carry
+  a False key mask, so no query attends to them, and they carry no loss.
+
+Feature grounding (the image stage's auxiliary task; its form in the paper is unknown, so this
+is our choice) works in both directions through the language model's own residual stream:
+
+- *region -> words*: the final residual averaged over an object's patches, read through the
+  unembedding, must name the object's colour and its shape (half the probability mass on each);
+- *word -> region*: a colour or shape word's embedding, mapped by a trainable query matrix, scores
+  every patch's final residual; a softmax over patches must put its mass on that object's patches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .task import IMG, NOISE, PAD, Batch
+
+# Image profiles: canvas and patch of the rendered context (one token per patch).
+VISION_PROFILES = {"cpu": dict(canvas=112, patch=16), "paper": dict(canvas=224, patch=16)}
+
+
+def image_token_count(profile: str = "cpu") -> int:
+    if profile not in VISION_PROFILES:
+        raise ValueError(f"unknown vision profile {profile!r}: allowed {sorted(VISION_PROFILES)}.")
+    p = VISION_PROFILES[profile]
+    return (p["canvas"] // p["patch"]) ** 2
+
+
+# ---------------------------------------------------------------- context re-layout
+def _context_start(batch: Batch) -> int:
+    return 1 + int(batch.meta.get("offset", 0))
+
+
+def relayout_context(batch: Batch, width: int, mode: str, generator: torch.Generator | None = None) -> Batch:
+    """Replace each prompt's 2N context tokens by a block of ``width`` tokens (see module doc).
+
+    mode='noise': real tokens keep their order at random slots of the block, NOISE elsewhere.
+    mode='image': the block is IMG tokens; object token positions become -1.
+    """
+    if mode not in ("noise", "image"):
+        raise ValueError(f"unknown mode {mode!r}: allowed 'noise' and 'image'.")
+    if batch.meta.get("relayout"):
+        raise ValueError(f"this batch was already re-laid out ({batch.meta['relayout']}); start from a text batch.")
+    dev = batch.tokens.device
+    B, L = batch.tokens.shape
+    n2 = 2 * batch.n_objects
+    if mode == "noise" and int(n2.max()) > width:
+        raise ValueError(
+            f"noise width {width} is smaller than a context of {int(n2.max())} tokens (N={int(batch.n_objects.max())}); "
+            f"use a width >= 2N, or fewer objects."
+        )
+    ctx0 = _context_start(batch)
+    shift = width - n2  # [B] how far everything after the context moves
+    new_query_pos = batch.query_pos + shift
+    L_new = int(new_query_pos.max()) + 1
+    idx = torch.arange(L, device=dev).expand(B, L)
+    in_ctx = (idx >= ctx0) & (idx < ctx0 + n2[:, None])
+    after = idx >= ctx0 + n2[:, None]
+    if mode == "noise":
+        # choose 2N of the ``width`` slots; stable sort puts the chosen slots first, ascending
+        keys = torch.rand(B, width, generator=generator, device=dev) if generator is not None else torch.rand(B, width, device=dev)
+        rank = keys.argsort(-1).argsort(-1)
+        chosen = rank < n2[:, None]
+        slot_of = (~chosen).int().argsort(dim=-1, stable=True)  # [B, width]; first 2N entries are the chosen slots
+        k = (idx - ctx0).clamp(0, width - 1)
+        ctx_new = ctx0 + slot_of.gather(1, k)
+    else:
+        ctx_new = torch.full_like(idx, -1)
+    new_pos = torch.where(in_ctx, ctx_new, torch.where(after, idx + shift[:, None], idx))  # old index -> new index
+    keep = idx <= batch.query_pos[:, None]
+    if mode == "image":
+        keep = keep & ~in_ctx
+    tokens = torch.full((B, L_new), PAD, dtype=torch.long, device=dev)
+    cols = torch.arange(L_new, device=dev)
+    block = (cols >= ctx0) & (cols < ctx0 + width)
+    tokens[:, block] = NOISE if mode == "noise" else IMG
+    rows = torch.arange(B, device=dev)[:, None].expand(B, L)
+    tokens[rows[keep], new_pos[keep]] = batch.tokens[keep]
+    key_mask = (cols[None, :] <= new_query_pos[:, None]) & (tokens != NOISE)
+
+    def moved(pos):
+        valid = pos >= 0
+        out = new_pos.gather(1, pos.clamp(min=0))
+        return out.masked_fill(~valid, -1)
+
+    obj_pos = {}
+    for name in ("color_pos", "shape_pos"):
+        obj_pos[name] = moved(getattr(batch, name)) if mode == "noise" else torch.full_like(batch.color_pos, -1)
+    out = Batch(
+        tokens=tokens, position_ids=cols.expand(B, L_new).clone(), key_mask=key_mask, query_pos=new_query_pos,
+        target=batch.target, n_objects=batch.n_objects, query_slot=batch.query_slot, query_kind=list(batch.query_kind),
+        colors=batch.colors, shapes=batch.shapes, items=batch.items, **obj_pos,
+        assoc_shape_pos=moved(batch.assoc_shape_pos), assoc_item_pos=moved(batch.assoc_item_pos),
+        vocab=batch.vocab, meta={**batch.meta, "relayout": mode, "context_width": width, "context_start": ctx0},
+    )
+    return out
+
+
+def add_noise(batch: Batch, width: int, seed: int | None = None) -> Batch:
+    """Insert unattendable NOISE tokens so that every context block is ``width`` tokens long."""
+    g = None
+    if seed is not None:
+        g = torch.Generator(device=batch.tokens.device)
+        g.manual_seed(int(seed))
+    return relayout_context(batch, width, "noise", g)
+
+
+# ---------------------------------------------------------------- image prompts
+@dataclass
+class ImagePrompts:
+    """Image-tokenized prompts: a Batch with IMG placeholders plus what fills them."""
+
+    batch: Batch  # tokens with IMG at [start, start + T)
+    features: torch.Tensor  # [B, T, D_enc] frozen-encoder patch features
+    object_patches: torch.Tensor  # [B, Nmax, T] bool: which patches each object overlaps
+    start: int  # sequence index of the first patch token
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def embeds(self, adapter: "ImageAdapter", length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs_embeds [B, length, d_model], embeds_mask [B, length]) for the model."""
+        proj = adapter(self.features)
+        B, T, D = proj.shape
+        length = length or self.batch.tokens.shape[1]
+        emb = proj.new_zeros(B, length, D)
+        emb[:, self.start:self.start + T] = proj
+        mask = torch.zeros(B, length, dtype=torch.bool, device=proj.device)
+        mask[:, self.start:self.start + T] = True
+        return emb, mask
+
+    def model_inputs(self, adapter: "ImageAdapter") -> dict:
+        emb, mask = self.embeds(adapter)
+        return {**self.batch.model_inputs(), "inputs_embeds": emb, "embeds_mask": mask}
+
+    def select(self, idx) -> "ImagePrompts":
+        idx = torch.as_tensor(idx, device=self.features.device)
+        return ImagePrompts(self.batch.select(idx), self.features[idx], self.object_patches[idx], self.start)
+
+    def patch_positions(self, obj: torch.Tensor) -> torch.Tensor:
+        """[B, L] bool: the sequence positions of object ``obj[b]``'s patches."""
+        B, L = self.batch.tokens.shape
+        rows = torch.arange(B, device=obj.device)
+        mask = torch.zeros(B, L, dtype=torch.bool, device=obj.device)
+        T = self.features.shape[1]
+        mask[:, self.start:self.start + T] = self.object_patches[rows, obj.clamp(min=0)] & (obj >= 0)[:, None]
+        return mask
+
+
+class Vision:
+    """A frozen encoder and a render config: turns text batches into ImagePrompts."""
+
+    def __init__(self, encoder, render_cfg, patch: int | None = None):
+        self.encoder, self.render_cfg = encoder, render_cfg
+        self.patch = patch or getattr(encoder, "patch", None) or VISION_PROFILES["cpu"]["patch"]
+        self.n_tokens = (render_cfg.canvas_size // self.patch) ** 2
+        self.seconds = 0.0  # time spent rendering + encoding (to show it does not dominate training)
+
+    @classmethod
+    def for_profile(cls, encoder_name: str, profile: str = "cpu") -> "Vision":
+        from . import encoders
+        from .render import RenderConfig
+
+        p = VISION_PROFILES[profile]
+        enc = encoders.profile_encoder(encoder_name, profile=profile)
+        return cls(enc, RenderConfig(canvas_size=p["canvas"]), p["patch"])
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @torch.no_grad()
+    def prompts(self, batch: Batch, seed: int) -> ImagePrompts:
+        import time
+
+        from .render import patch_grid, render_batch
+
+        t0 = time.time()
+        dev = batch.tokens.device
+        images, boxes = render_batch(batch.to("cpu"), self.render_cfg, seed)
+        feats = self.encoder.encode(images.to(self.encoder.device)).float()
+        if feats.shape[1] != self.n_tokens:
+            raise ValueError(f"encoder {self.encoder.name} gave {feats.shape[1]} tokens, expected {self.n_tokens} "
+                             f"for a {self.render_cfg.canvas_size} px canvas with {self.patch} px patches.")
+        nmax = batch.colors.shape[1]
+        obj = torch.zeros(len(batch), nmax, self.n_tokens, dtype=torch.bool)
+        for i, b in enumerate(boxes):
+            for k, patches in enumerate(patch_grid(b, self.render_cfg.canvas_size, self.patch)):
+                obj[i, k, torch.as_tensor(patches)] = True
+        img_batch = relayout_context(batch, self.n_tokens, "image")
+        self.seconds += time.time() - t0
+        return ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch))
+
+
+# ---------------------------------------------------------------- trainable parts
+class ImageAdapter(nn.Module):
+    """The projector from encoder features to d_model, and the word -> region grounding query."""
+
+    def __init__(self, enc_dim: int, d_model: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(enc_dim)
+        self.proj = nn.Linear(enc_dim, d_model)
+        self.ground_query = nn.Linear(d_model, d_model, bias=False)
+        nn.init.normal_(self.proj.weight, std=0.02)
+        nn.init.zeros_(self.proj.bias)
+        nn.init.normal_(self.ground_query.weight, std=0.02)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(feats))
+
+
+def grounding_loss(model, adapter: ImageAdapter, prompts: ImagePrompts, final_resid: torch.Tensor) -> dict:
+    """Both grounding directions from the final (post-LayerNorm) residual ``final_resid`` [B, L, D]."""
+    b = prompts.batch
+    T = prompts.features.shape[1]
+    h = final_resid[:, prompts.start:prompts.start + T].float()  # [B, T, D]
+    valid = b.colors >= 0  # [B, Nmax]
+    cover = prompts.object_patches.float()  # [B, Nmax, T]
+    region = (cover @ h) / cover.sum(-1, keepdim=True).clamp(min=1)  # mean residual over each object's patches
+    logp = model.unembed(region).float().log_softmax(-1)  # [B, Nmax, V]
+    colors, shapes = b.colors.clamp(min=0), b.shapes.clamp(min=0)
+    words = -(logp.gather(-1, colors[..., None]) + logp.gather(-1, shapes[..., None])).squeeze(-1) / 2
+    to_words = words[valid].mean()
+    to_region = 0.0
+    for ids in (colors, shapes):
+        q = adapter.ground_query(model.embed.tok(ids)).float()  # [B, Nmax, D]
+        scores = q @ h.transpose(1, 2) / h.shape[-1] ** 0.5  # [B, Nmax, T]
+        hit = torch.logsumexp(scores.masked_fill(~prompts.object_patches, float("-inf")), -1)
+        to_region = to_region + (torch.logsumexp(scores, -1) - hit)[valid].mean() / 2
+    return {"to_words": to_words, "to_region": to_region}
+
+
+@torch.no_grad()
+def grounding_accuracy(model, adapter: ImageAdapter, prompts: ImagePrompts) -> dict:
+    """How often the grounding readouts are right: word from region (colour, shape), region from word."""
+    captured = {}
+    handle = model.hook_resid_final.register_forward_hook(lambda m, i, o: captured.update(x=o))
+    try:
+        model(**prompts.model_inputs(adapter))
+    finally:
+        handle.remove()
+    b, h = prompts.batch, captured["x"].float()
+    T = prompts.features.shape[1]
+    h = h[:, prompts.start:prompts.start + T]
+    valid = b.colors >= 0
+    cover = prompts.object_patches.float()
+    region = (cover @ h) / cover.sum(-1, keepdim=True).clamp(min=1)
+    logits = model.unembed(region).float()
+    voc = b.vocab
+    col = logits[..., voc.color_offset:voc.color_offset + voc.n_colors].argmax(-1) + voc.color_offset
+    shp = logits[..., voc.shape_offset:voc.shape_offset + voc.n_shapes].argmax(-1) + voc.shape_offset
+    q = adapter.ground_query(model.embed.tok(b.colors.clamp(min=0))).float()
+    best = (q @ h.transpose(1, 2)).argmax(-1)  # [B, Nmax]
+    picked = prompts.object_patches.gather(-1, best[..., None]).squeeze(-1)
+    return {"color_from_region": (col == b.colors)[valid].float().mean().item(),
+            "shape_from_region": (shp == b.shapes)[valid].float().mean().item(),
+            "region_from_color": picked[valid].float().mean().item()}
+
+
+@torch.no_grad()
+def image_accuracy(model, adapter: ImageAdapter, vision: Vision, task, size: int, seed: int, device="cpu",
+                   kind: str = "two_hop", n_range=None) -> float:
+    """Accuracy of image-tokenized prompts (ID range of N by default)."""
+    from .task import sample_batch
+
+    was = model.training
+    model.eval()
+    b = sample_batch(task, size, seed, n=tuple(n_range or task.id_range), query_kind=kind, device=device)
+    p = vision.prompts(b, seed)
+    logits = model(**p.model_inputs(adapter))
+    pred = logits[torch.arange(size, device=logits.device), p.batch.query_pos].argmax(-1)
+    model.train(was)
+    return (pred == b.target).float().mean().item()
+
+
+# ---------------------------------------------------------------- saving the adapter beside a checkpoint
+def save_adapter(adapter: ImageAdapter, path, name: str = "adapter.safetensors") -> dict:
+    """Write the adapter's weights atomically; return the entry that model.json records for it."""
+    from pathlib import Path
+
+    from safetensors.torch import save as st_save
+
+    from .io import atomic_write, sha256_bytes
+
+    blob = st_save({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in adapter.state_dict().items()})
+    atomic_write(Path(path) / name, blob)
+    return {"file": name, "sha256": sha256_bytes(blob), "enc_dim": adapter.norm.normalized_shape[0],
+            "d_model": adapter.proj.out_features}
+
+
+def load_image_model(path, device="cpu"):
+    """Load an image-regime checkpoint: (model, adapter, vision, meta), each part sha256-verified."""
+    from pathlib import Path
+
+    from safetensors.torch import load as st_load
+
+    from .io import CheckpointError, load_checkpoint, sha256_bytes
+
+    model, meta = load_checkpoint(path, device=device)
+    entry = meta.get("adapter")
+    if not entry:
+        raise CheckpointError(f"{path} is a text-only checkpoint (model.json has no 'adapter'); image prompts need an "
+                              f"image-regime checkpoint, e.g. one made by `python -m bindlib reproduce --regimes image_text`.")
+    file = Path(path) / entry["file"]
+    if not file.exists():
+        raise CheckpointError(f"{file} is missing although {Path(path) / 'model.json'} names it; restore it with "
+                              f"`git checkout -- {file}` or rerun the regime.")
+    blob = file.read_bytes()
+    if sha256_bytes(blob) != entry["sha256"]:
+        raise CheckpointError(f"sha256 mismatch for {file}: the file is corrupt or changed after saving; restore it with "
+                              f"`git checkout -- {file}` or rerun the regime.")
+    adapter = ImageAdapter(entry["enc_dim"], entry["d_model"])
+    adapter.load_state_dict(st_load(blob))
+    vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"))
+    vision.encoder.to(device)
+    return model, adapter.to(device).eval(), vision, meta
