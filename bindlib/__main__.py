@@ -207,6 +207,38 @@ def cmd_reproduce(args, argv) -> int:
     return 0
 
 
+def cmd_interp(args, argv) -> int:
+    """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
+    from . import io
+    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint
+
+    device = _device(args)
+    commit = io.git_commit()
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r} in --kinds: allowed {','.join(KINDS)}.")
+    sizes = Sizes(pairs=args.pairs, ood_pairs=args.ood_pairs if args.ood_pairs is not None else args.pairs * 2 // 5,
+                  timing_pairs=min(256, args.pairs), knockout_prompts=args.knockout_prompts,
+                  probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
+                  only_correct=not args.all_pairs)
+    if args.all:
+        runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder)
+        if not runs:
+            raise ValueError(f"--all found no checkpoint of {ANALYSED_REGIMES} (seeds 0-2, {args.profile} profile) in "
+                             f"{io.CHECKPOINTS_DIR}; make one with `python -m bindlib train --profile {args.profile} --seed 0`.")
+        print("checkpoints: " + ", ".join(r["path"].name for r in runs))
+    else:
+        if args.regime is None:
+            raise ValueError("give --regime (and --seed), or --all for every existing checkpoint.")
+        runs = [{"regime": args.regime, "seed": args.seed, "encoder": args.encoder, "path": args.checkpoint}]
+    for run in runs:
+        run_checkpoint(run["regime"], run["seed"], args.profile, run["encoder"], kinds=kinds, sizes=sizes,
+                       checkpoint=run["path"] if not args.all else None, results_dir=args.results_dir,
+                       command=_command_line(argv), commit=commit, device=device)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m bindlib", description=__doc__.splitlines()[0])
@@ -285,6 +317,25 @@ def main(argv=None) -> int:
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--quiet", action="store_true", help="log JSON lines instead of progress bars")
 
+    ip = sub.add_parser("interp", help="interchange interventions, attention knockouts and probes of a checkpoint")
+    ip.add_argument("--regime", help="text_only, noise_text, image_text, noise_image_text, text_only_matched")
+    ip.add_argument("--seed", type=int, default=0)
+    ip.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
+    ip.add_argument("--encoder", help="encoder of an image regime (default: the main encoder)")
+    ip.add_argument("--all", action="store_true", help="every existing checkpoint of the 4 regimes, seeds 0-2")
+    ip.add_argument("--kinds", default="interchange,knockout,probe", help="comma-separated subset")
+    ip.add_argument("--pairs", type=int, default=1000, help="ID-length interchange pairs")
+    ip.add_argument("--ood-pairs", type=int, default=None, help="OOD-length pairs (default 2/5 of --pairs)")
+    ip.add_argument("--swap-prompts", type=int, default=512)
+    ip.add_argument("--knockout-prompts", type=int, default=192)
+    ip.add_argument("--probe-prompts", type=int, default=384)
+    ip.add_argument("--all-pairs", action="store_true",
+                    help="keep pairs the model gets wrong (for untrained models; the default keeps correct ones only)")
+    ip.add_argument("--checkpoint", help="a checkpoint folder instead of the regime's (named as --regime/--seed)")
+    ip.add_argument("--results-dir", help="where to write (default data/results)")
+    ip.add_argument("--device", default="cpu")
+    ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+
     args = p.parse_args(argv)
     from .io import CheckpointError
 
@@ -292,7 +343,8 @@ def main(argv=None) -> int:
         if args.cmd == "bench" and not args.profile:
             args.profile = ["cpu", "paper"]
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,
-                "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce}[args.cmd](args, argv)
+                "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce,
+                "interp": cmd_interp}[args.cmd](args, argv)
     except (ValueError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,276 @@
+"""Running the measurements of ``bindlib.interp`` on saved checkpoints, and reading their results files back.
+
+``python -m bindlib interp`` calls :func:`run_checkpoint`, which writes one results file per kind:
+
+- ``interchange_{tag}.json``: IIA per layer and hypothesis at ID and OOD lengths, the routing summary,
+  the position-id swap and the timing of the batched sweep against the per-pair loop;
+- ``knockout_{tag}.json``: accuracy and relative change of the answer's probability per layer and
+  target set, window and cumulative;
+- ``probe_{tag}.json``: linear-probe accuracy per layer, role and target, with controls.
+
+``tag`` is :func:`bindlib.regimes.run_tag`.  The chapters read the files with :func:`load_interp`.
+Sizes are chosen so that one checkpoint of the CPU profile takes about two minutes on one thread;
+every file records the sizes it was made with.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import interp as I
+from . import io
+from .regimes import IMAGE_REGIMES, MAIN_ENCODER, check_regime, checkpoint_dir, run_tag
+
+KINDS = ("interchange", "knockout", "probe")
+# The four regimes of the paper's table, in the order the chapters show them.
+ANALYSED_REGIMES = ("text_only", "noise_text", "image_text", "noise_image_text")
+SEEDS = (0, 1, 2)
+# (role, target) pairs probed: ordinal index at declaration tokens, the binding signature (the colour
+# bound to a shape, read at the shape's declaration token), and what the read-out token knows.
+PROBES = (("color", "index"), ("shape", "index"), ("shape", "bound_color"),
+          ("last", "target_shape"), ("last", "target_index"))
+SWAPS = ((0, 1), (1, 2), (0, 2))
+
+
+@dataclass
+class Sizes:
+    """How much each measurement samples (recorded in every results file)."""
+
+    pairs: int = 1000  # ID-length interchange pairs
+    ood_pairs: int = 400  # OOD-length interchange pairs
+    timing_pairs: int = 256  # pairs timed with the packed, stacked and per-pair methods
+    loop_pairs: int = 16  # pairs actually run by the per-pair loop (its time is extrapolated)
+    swap_prompts: int = 512  # prompts of the position-id swap
+    knockout_prompts: int = 192
+    probe_prompts: int = 384
+    probe_Cs: tuple = (0.1, 1.0, 10.0)
+    only_correct: bool = True  # keep only pairs / swap rows the model answers correctly
+    seed: int = 0  # of every sample drawn here (not the training seed)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["probe_Cs"] = list(self.probe_Cs)
+        d.pop("extra")
+        return {**d, **self.extra}
+
+
+def _num(x, digits: int = 4):
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
+
+
+def _clean(obj, digits: int = 4):
+    """Round floats (nan/inf -> None) all the way down a JSON-like structure."""
+    if isinstance(obj, float):
+        return _num(obj, digits)
+    if isinstance(obj, dict):
+        return {k: _clean(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v, digits) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- checkpoints
+def missing_checkpoint_message(regime: str, seed: int, profile: str, encoder: str | None) -> str:
+    path = checkpoint_dir(regime, seed, profile, encoder)
+    if regime == "text_only":
+        make = f"python -m bindlib train --profile {profile} --seed {seed}"
+    else:
+        make = f"python -m bindlib reproduce --profile {profile} --seeds {seed} --regimes {regime}"
+        if regime in IMAGE_REGIMES:
+            make += f" --encoders {encoder or MAIN_ENCODER}"
+    return (f"no checkpoint for regime {regime!r}, seed {seed} ({profile} profile"
+            + (f", encoder {encoder or MAIN_ENCODER}" if regime in IMAGE_REGIMES else "")
+            + f"): {path} does not exist. Make it with `{make}`.")
+
+
+def existing_checkpoints(regimes=ANALYSED_REGIMES, seeds=SEEDS, profile: str = "cpu",
+                         encoder: str | None = None) -> list[dict]:
+    """Every (regime, seed) of the main encoder whose checkpoint exists, as dicts with its path."""
+    found = []
+    for regime in regimes:
+        enc = (encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None
+        for seed in seeds:
+            path = checkpoint_dir(regime, seed, profile, enc)
+            if (path / "model.json").exists():
+                found.append({"regime": regime, "seed": seed, "encoder": enc, "path": path})
+    return found
+
+
+def load_for_analysis(path, device="cpu"):
+    """(model, task config, meta) of a checkpoint; the task comes from its training config."""
+    from .task import TaskConfig
+
+    model, meta = io.load_checkpoint(path, device=device)
+    task = TaskConfig(**(meta.get("train_config") or {}).get("task", {}))
+    return model, task, meta
+
+
+# ---------------------------------------------------------------- the three measurements
+def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
+    """IIA per layer at ID and OOD lengths, routing summaries, position-id swap, sweep timing."""
+    model_for_pairs = model if sizes.only_correct else None
+    splits, pairs_id = {}, None
+    for split, n_pairs, n_range in (("id", sizes.pairs, None), ("ood", sizes.ood_pairs, task.ood_range)):
+        if n_pairs <= 0:
+            continue
+        lo = max(4, (task.id_range if n_range is None else n_range)[0])
+        hi = (task.id_range if n_range is None else n_range)[1]
+        try:
+            pairs = I.make_pairs(task, n_pairs, seed=sizes.seed + (0 if split == "id" else 1), n=(lo, hi),
+                                 model=model_for_pairs, device=device, max_rounds=10)
+        except RuntimeError as err:  # a model that fails most prompts of a split: say so in the file
+            splits[split] = {"n_range": [lo, hi], "n_pairs": 0, "error": str(err)}
+            continue
+        if split == "id":
+            pairs_id = pairs
+        res = I.interchange(model, pairs)
+        rec = I.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
+        splits[split] = {"n_range": [lo, hi], "n_pairs": len(pairs), "iia": rec["iia"],
+                         "per_layer": rec["per_layer"], "summary": rec["summary"],
+                         "sweep_seconds": _num(res["wall_seconds"], 3)}
+    timing = None
+    if pairs_id is not None and sizes.timing_pairs > 0:
+        k = min(sizes.timing_pairs, len(pairs_id))
+        timing = I.time_sweep(model, pairs_id.select(torch.arange(k)), loop_pairs=sizes.loop_pairs)
+    from .task import sample_batch
+
+    batch = sample_batch(task, sizes.swap_prompts, sizes.seed + 2, n=task.id_range, device=device)
+    swaps = [I.position_swap(model, batch, i, j, only_correct=sizes.only_correct) for i, j in SWAPS]
+    n_total = sum(s["n"] for s in swaps)
+    pooled = {k: (sum(s[k] * s["n"] for s in swaps if s["n"]) / n_total if n_total else float("nan"))
+              for k in ("flip_rate", "stay_rate", "other_rate")}
+    return _clean({"layers": list(range(I.n_layers_of(model))), "splits": splits,
+                   "position_swap": {"swaps": swaps, "n": n_total, **pooled}, "timing": timing})
+
+
+def knockout_measure(model, task, sizes: Sizes, device="cpu") -> dict:
+    """Window (k = 1) and cumulative knockout sweeps over every target set and its random control."""
+    from .task import sample_batch
+
+    batch = sample_batch(task, sizes.knockout_prompts, sizes.seed + 3, n=task.id_range, device=device)
+    sets = I.target_sets(batch, seed=sizes.seed)
+    out = {}
+    for mode in ("window", "cumulative"):
+        res = I.knockout_sweep(model, batch, sets, mode=mode, k=1)
+        out[mode] = {"k": res["k"], "sets": res["sets"]}
+        out["base_accuracy"], out["layers"] = res["base_accuracy"], res["layers"]
+    out["n_prompts"] = len(batch)
+    return _clean(out)
+
+
+def probe_measure(model, task, sizes: Sizes, device="cpu", probes=PROBES) -> dict:
+    """Linear probes of every (role, target) in ``probes``, with the control task and random-init twin."""
+    rows = []
+    for role, target in probes:
+        res = I.probe(model, task, "hook_resid_pre", role, target, n_prompts=sizes.probe_prompts, seed=sizes.seed,
+                      Cs=sizes.probe_Cs, device=device)
+        rows.append(res)
+    return _clean({"hook": "hook_resid_pre", "probes": rows,
+                   "identity_split": {"test_frac": 0.4, "rule": "no colour-shape or shape-item combination is "
+                                      "shared by train and test (bindlib.interp.identity_split)"}})
+
+
+MEASURES = {"interchange": interchange_measure, "knockout": knockout_measure, "probe": probe_measure}
+
+
+def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, *, kinds=KINDS,
+                   sizes: Sizes | None = None, checkpoint=None, results_dir=None, command: str | None = None,
+                   commit: str | None = None, device="cpu", log=print) -> list[Path]:
+    """Measure one checkpoint and write one results file per kind; returns the paths written."""
+    check_regime(regime)
+    encoder = (encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None
+    sizes = sizes or Sizes()
+    path = Path(checkpoint) if checkpoint is not None else checkpoint_dir(regime, seed, profile, encoder)
+    if not (path / "model.json").exists():
+        if checkpoint is None:
+            raise io.CheckpointError(missing_checkpoint_message(regime, seed, profile, encoder))
+        io.read_checkpoint_meta(path)  # raises its own clear error
+    for kind in kinds:
+        if kind not in MEASURES:
+            raise ValueError(f"unknown kind {kind!r}: allowed {KINDS}.")
+    commit = commit or io.git_commit()
+    model, task, meta = load_for_analysis(path, device)
+    tag = run_tag(regime, seed, profile, encoder)
+    written = []
+    for kind in kinds:
+        t0 = time.perf_counter()
+        body = MEASURES[kind](model, task, sizes, device)
+        wall = time.perf_counter() - t0
+        record = {"kind": kind, "regime": regime, "seed": seed, "profile": profile, "encoder": encoder,
+                  "checkpoint": str(path), "checkpoint_sha256": meta.get("sha256"),
+                  "n_layers": I.n_layers_of(model), "task": task.to_dict(), "sizes": sizes.to_dict(), **body}
+        if kind == "interchange":  # the ID split's curves at the top level, as interchange_record has them
+            top = body["splits"].get("id", {})
+            record.update({"iia": top.get("iia"), "per_layer": top.get("per_layer"), "summary": top.get("summary"),
+                           "n_pairs": top.get("n_pairs", 0)})
+        record["provenance"] = io.provenance(command, device, wall, commit=commit)
+        out = io.write_results(f"{kind}_{tag}", record, results_dir)
+        written.append(out)
+        if log:
+            log(f"{tag}: {kind} in {wall:.1f} s -> {out}")
+    return written
+
+
+# ---------------------------------------------------------------- reading results back
+def regime_order(regime: str) -> int:
+    return ANALYSED_REGIMES.index(regime) if regime in ANALYSED_REGIMES else len(ANALYSED_REGIMES)
+
+
+def load_interp(kind: str, profile: str = "cpu", results_dir=None, encoder: str | None = MAIN_ENCODER) -> list[dict]:
+    """Every results record of ``kind`` (main encoder for image regimes), ordered by regime then seed."""
+    recs = [r for r in io.load_results(f"{kind}_*.json", results_dir, kind=kind, profile=profile)
+            if r["regime"] not in IMAGE_REGIMES or r.get("encoder") == encoder]
+    return sorted(recs, key=lambda r: (regime_order(r["regime"]), r["seed"]))
+
+
+def regimes_present(records: list[dict]) -> list[str]:
+    return sorted({r["regime"] for r in records}, key=regime_order)
+
+
+def mean_sd(values) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    m = sum(vals) / len(vals)
+    sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    return m, sd
+
+
+def routing_table(records: list[dict], split: str = "id") -> list[dict]:
+    """Per regime: seeds, mean and range of the routing-layer BS, Sym/Pos, flip rate (and the per-seed values)."""
+    out = []
+    for regime in regimes_present(records):
+        group = [r for r in records if r["regime"] == regime and r["splits"].get(split, {}).get("summary")]
+        if not group:
+            continue
+        summ = [r["splits"][split]["summary"] for r in group]
+        bs = [s["binding_score"] for s in summ]
+        ratio = [s["sym_pos_ratio"] for s in summ]
+        flips = [r["position_swap"]["flip_rate"] for r in group]
+        out.append({"regime": regime, "seeds": [r["seed"] for r in group],
+                    "routing_layers": [s["routing_layer"] for s in summ],
+                    "binding_score": mean_sd(bs)[0], "binding_score_min": min((b for b in bs if b is not None), default=None),
+                    "binding_score_max": max((b for b in bs if b is not None), default=None),
+                    "sym_pos_ratio": ratio, "flip_rate": mean_sd(flips)[0],
+                    "stay_rate": mean_sd([r["position_swap"]["stay_rate"] for r in group])[0]})
+    return out
+
+
+def direction_verdict(table: list[dict]) -> dict:
+    """Is text_only positional (BS < 0) and image_text symbolic (BS > 0) at the routing layer, as the paper says?"""
+    by = {row["regime"]: row for row in table}
+    verdict = {}
+    for regime, want in (("text_only", "positional"), ("image_text", "symbolic")):
+        if regime not in by:
+            verdict[regime] = {"expected": want, "found": None, "agrees": None}
+            continue
+        bs = by[regime]["binding_score"]
+        found = "symbolic" if bs > 0 else ("positional" if bs < 0 else "neither")
+        verdict[regime] = {"expected": want, "found": found, "binding_score": bs, "agrees": found == want}
+    return verdict

@@ -1,0 +1,135 @@
+"""``python -m bindlib interp``: it runs on a throwaway checkpoint, writes the three results files with
+the fields the chapters read, and fails clearly on a missing checkpoint."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bindlib import io
+from bindlib.__main__ import main
+from bindlib.model import ModelConfig, Transformer
+from bindlib.task import TaskConfig
+
+pytest.importorskip("nnsight")
+
+TASK = TaskConfig()
+SMALL = ["--pairs", "24", "--ood-pairs", "12", "--swap-prompts", "48", "--knockout-prompts", "16",
+         "--probe-prompts", "48", "--all-pairs", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A freshly built (untrained) 2-layer model saved like a real checkpoint."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=TASK.vocab.size, n_layers=2, d_model=32, n_heads=2, d_ff=64,
+                                    max_len=TASK.max_len()))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    io.save_checkpoint(model, path, meta={"train_config": {"task": TASK.to_dict()}, "regime": "text_only", "seed": 0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def written(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    rc = main(["interp", "--regime", "noise_text", "--seed", "1", "--checkpoint", str(checkpoint),
+               "--results-dir", str(out), *SMALL])
+    assert rc == 0
+    return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
+
+
+def test_writes_one_file_per_kind_named_by_run_tag(written):
+    assert set(written) == {f"{k}_noise_text_cpu_s1.json" for k in ("interchange", "knockout", "probe")}
+    for name, rec in written.items():
+        assert rec["kind"] == name.split("_")[0]
+        assert (rec["regime"], rec["seed"], rec["profile"], rec["encoder"]) == ("noise_text", 1, "cpu", None)
+        prov = rec["provenance"]
+        assert prov["command"].startswith("python -m bindlib interp") and "--checkpoint" in prov["command"]
+        assert prov["wall_seconds"] >= 0 and prov["git_commit"]
+        assert rec["sizes"]["only_correct"] is False
+
+
+def test_interchange_schema(written):
+    rec = written["interchange_noise_text_cpu_s1.json"]
+    n_layers = rec["n_layers"]
+    assert n_layers == 2 and rec["layers"] == [0, 1]
+    for split, n in (("id", 24), ("ood", 12)):
+        s = rec["splits"][split]
+        assert s["n_pairs"] == n
+        assert len(s["iia"]) == n_layers
+        for row in s["iia"]:
+            assert set(row) == {"positional", "symbolic", "reflexive"}
+            assert all(0.0 <= v <= 1.0 for v in row.values())
+        for row in s["per_layer"]:  # the shares of the five outcomes add up to one
+            total = sum(row[k] for k in ("positional", "symbolic", "reflexive", "none", "other"))
+            assert total == pytest.approx(1.0, abs=1e-3)
+        assert s["summary"]["routing_layer"] in rec["layers"]
+    assert rec["splits"]["ood"]["n_range"][0] == TASK.ood_range[0]
+    assert rec["iia"] == rec["splits"]["id"]["iia"]  # the ID split is also at the top level
+    swap = rec["position_swap"]
+    assert len(swap["swaps"]) == 3 and swap["n"] == sum(s["n"] for s in swap["swaps"])
+    t = rec["timing"]
+    assert t["n_pairs"] == 24 and t["threads"] == 1
+    assert t["max_abs_logit_diff"] < 1e-3  # the batched sweep computes what the per-pair loop computes
+    assert t["packed_seconds"] > 0 and t["loop_seconds_extrapolated"] > 0
+
+
+def test_knockout_schema(written):
+    rec = written["knockout_noise_text_cpu_s1.json"]
+    assert rec["n_prompts"] == 16
+    for mode in ("window", "cumulative"):
+        sets = rec[mode]["sets"]
+        assert {"answer_shape", "answer_item", "query_declaration", "structural", "other_objects",
+                "random_answer_item"} <= set(sets)
+        for v in sets.values():
+            assert len(v["accuracy"]) == len(v["relative_change"]) == rec["n_layers"]
+            assert all(0.0 <= a <= 1.0 for a in v["accuracy"])
+            assert all(r >= -100.0 - 1e-6 for r in v["relative_change"])  # a probability cannot drop below zero
+
+
+def test_probe_schema(written):
+    rec = written["probe_noise_text_cpu_s1.json"]
+    got = {(p["role"], p["target"]) for p in rec["probes"]}
+    assert ("shape", "bound_color") in got and ("last", "target_shape") in got
+    for p in rec["probes"]:
+        assert len(p["layers"]) == rec["n_layers"] and p["n_train"] > 0 and p["n_test"] > 0
+        for row in p["layers"]:
+            assert {"accuracy", "control_accuracy", "selectivity", "random_init_accuracy"} <= set(row)
+            assert row["selectivity"] == pytest.approx(row["accuracy"] - row["control_accuracy"], abs=2e-4)
+
+
+def test_kinds_subset(checkpoint, tmp_path):
+    assert main(["interp", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "knockout",
+                 "--results-dir", str(tmp_path), *SMALL]) == 0
+    assert [p.name for p in tmp_path.glob("*.json")] == ["knockout_text_only_cpu_s0.json"]
+
+
+def test_image_regime_names_the_encoder(checkpoint, tmp_path):
+    assert main(["interp", "--regime", "image_text", "--seed", "2", "--checkpoint", str(checkpoint),
+                 "--kinds", "knockout", "--results-dir", str(tmp_path), *SMALL]) == 0
+    rec = json.loads((tmp_path / "knockout_image_text_project_cnn_cpu_s2.json").read_text())
+    assert rec["encoder"] == "project_cnn"
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    rc = main(["interp", "--regime", "noise_image_text", "--seed", "7", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "noise_image_text" in err and "seed 7" in err
+    assert "python -m bindlib reproduce" in err and "--seeds 7" in err and "--regimes noise_image_text" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_text_checkpoint_names_train(tmp_path, capsys):
+    assert main(["interp", "--regime", "text_only", "--seed", "9", "--results-dir", str(tmp_path)]) == 2
+    assert "python -m bindlib train --profile cpu --seed 9" in capsys.readouterr().err
+
+
+def test_unknown_kind_and_regime(checkpoint, tmp_path, capsys):
+    assert main(["interp", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "probes",
+                 "--results-dir", str(tmp_path)]) == 2
+    assert "probes" in capsys.readouterr().err
+    assert main(["interp", "--regime", "pictures", "--checkpoint", str(checkpoint),
+                 "--results-dir", str(tmp_path)]) == 2
+    assert "pictures" in capsys.readouterr().err
