@@ -1,0 +1,255 @@
+"""Image prompts, noise augmentation, feature grounding, the image curriculum and the regimes."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bindlib import io, regimes
+from bindlib.encoders import random_cnn
+from bindlib.model import ModelConfig, Transformer
+from bindlib.task import IMG
+from bindlib.multimodal import (ImageAdapter, Vision, add_noise, grounding_loss, image_token_count,
+                                load_image_model, relayout_context, save_adapter)
+from bindlib.render import RenderConfig, patch_grid, render_batch
+from bindlib.task import NOISE, TaskConfig, answer_from_tokens, pack_queries, sample_batch
+from bindlib.train import Stage, TrainConfig, stage_at, train, training_loss
+
+REPO = Path(__file__).resolve().parent.parent
+TASK = TaskConfig()
+TINY_MODEL = dict(n_layers=2, d_model=32, n_heads=2, d_ff=64)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return Transformer(ModelConfig(vocab_size=TASK.vocab.size, max_len=256, **TINY_MODEL)).eval()
+
+
+def tiny_vision():
+    return Vision(random_cnn(112, 16, 8, 16), RenderConfig(canvas_size=112), 16)
+
+
+# ---------------------------------------------------------------- noise
+def test_noise_keeps_the_prompt_and_its_answer():
+    b = sample_batch(TASK, 32, 0, n=(2, 8))
+    nb = add_noise(b, 20, seed=1)
+    for i in range(32):
+        real = [int(t) for t, m in zip(nb.tokens[i, :int(nb.query_pos[i]) + 1], nb.key_mask[i]) if m]
+        assert real == b.tokens[i, :int(b.query_pos[i]) + 1].tolist()  # same tokens, same order, noise removed
+        assert answer_from_tokens(real, b.vocab) == int(nb.target[i])
+        n = int(b.n_objects[i])
+        assert nb.tokens[i, nb.color_pos[i, :n]].tolist() == b.colors[i, :n].tolist()
+        assert nb.tokens[i, nb.assoc_item_pos[i, :n]].tolist() == nb.tokens[i, b.assoc_item_pos[i, :n] + 20 - 2 * n].tolist()
+        block = nb.tokens[i, 1:21]
+        assert int((block == NOISE).sum()) == 20 - 2 * n  # every context block is 20 tokens long
+    assert (nb.key_mask == (nb.tokens != NOISE) & (torch.arange(nb.tokens.shape[1]) <= nb.query_pos[:, None])).all()
+    assert (nb.position_ids == torch.arange(nb.tokens.shape[1])).all()  # noise takes position ids
+
+
+def test_noise_is_deterministic_and_varies_positions():
+    b = sample_batch(TASK, 16, 3, n=4)
+    assert torch.equal(add_noise(b, 24, seed=5).tokens, add_noise(b, 24, seed=5).tokens)
+    gaps = add_noise(b, 24, seed=5).shape_pos[:, 0] - add_noise(b, 24, seed=5).color_pos[:, 0]
+    assert len(set(gaps.tolist())) > 1  # distances between real tokens vary
+
+
+def test_noise_tokens_are_unattendable():
+    """Changing what sits at the noise positions changes no logit at any real token."""
+    model = tiny_model()
+    nb = add_noise(sample_batch(TASK, 16, 0, n=(2, 6)), 16, seed=2)
+    other = nb.tokens.clone()
+    noise = nb.tokens == NOISE
+    other[noise] = torch.randint(8, TASK.vocab.size, (int(noise.sum()),))
+    with torch.no_grad():
+        a = model(nb.tokens, nb.position_ids, nb.key_mask)
+        b = model(other, nb.position_ids, nb.key_mask)
+    real = nb.key_mask
+    assert torch.allclose(a[real], b[real], atol=1e-5)
+    # and the packed training input keeps them unattendable too
+    p = pack_queries(nb)
+    q = pack_queries(nb)
+    q.tokens[q.tokens == NOISE] = 9
+    with torch.no_grad():
+        la, lb = model(**p.model_inputs()), model(**q.model_inputs())
+    rows = torch.arange(16)[:, None]
+    assert torch.allclose(la[rows, p.readout_pos], lb[rows, p.readout_pos], atol=1e-5)
+
+
+def test_noise_width_must_hold_the_context():
+    with pytest.raises(ValueError, match="noise width 6 is smaller"):
+        add_noise(sample_batch(TASK, 4, 0, n=5), 6)
+    with pytest.raises(ValueError, match="unknown mode"):
+        relayout_context(sample_batch(TASK, 4, 0), 20, "blur")
+
+
+# ---------------------------------------------------------------- image prompts
+def test_image_prompts_replace_only_the_context():
+    vision = tiny_vision()
+    b = sample_batch(TASK, 8, 0, n=(2, 8))
+    p = vision.prompts(b, seed=3)
+    T = image_token_count("cpu")
+    assert vision.n_tokens == T == 49 and p.features.shape[:2] == (8, T)
+    assert (p.batch.tokens[:, 1:1 + T] == IMG).all()
+    for i in range(8):
+        n = int(b.n_objects[i])
+        tail = b.tokens[i, 1 + 2 * n:int(b.query_pos[i]) + 1]
+        assert p.batch.tokens[i, 1 + T:int(p.batch.query_pos[i]) + 1].tolist() == tail.tolist()
+    _, boxes = render_batch(b, vision.render_cfg, 3)  # the same layout the prompts used
+    for k, patches in enumerate(patch_grid(boxes[0], 112, 16)):
+        assert sorted(torch.nonzero(p.object_patches[0, k]).flatten().tolist()) == sorted(patches.tolist())
+
+
+def test_image_tokens_reach_the_model():
+    model, vision = tiny_model(), tiny_vision()
+    p = vision.prompts(sample_batch(TASK, 4, 0, n=3), seed=0)
+    adapter = ImageAdapter(vision.dim, 32)
+    with torch.no_grad():
+        a = model(**p.model_inputs(adapter))
+        p.features = p.features + 1.0
+        b = model(**p.model_inputs(adapter))
+    assert not torch.allclose(a, b)
+
+
+def test_grounding_loss_trains_the_adapter_and_model():
+    model, vision = tiny_model().train(), tiny_vision()
+    p = vision.prompts(sample_batch(TASK, 8, 0, n=(2, 8)), seed=0)
+    adapter = ImageAdapter(vision.dim, 32)
+    captured = {}
+    h = model.hook_resid_final.register_forward_hook(lambda m, i, o: captured.update(x=o))
+    model(**p.model_inputs(adapter))
+    h.remove()
+    g = grounding_loss(model, adapter, p, captured["x"])
+    assert set(g) == {"to_words", "to_region"} and all(torch.isfinite(v) for v in g.values())
+    (g["to_words"] + g["to_region"]).backward()
+    assert adapter.proj.weight.grad.abs().sum() > 0 and adapter.ground_query.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- curriculum
+def test_image_share_is_spread_evenly():
+    st = Stage("mix", 100, image=0.2)
+    steps = [s for s in range(100) if st.is_image_step(s)]
+    assert len(steps) == 20 and max(b - a for a, b in zip(steps, steps[1:])) == 5
+    assert all(Stage("img", 5, image=1.0).is_image_step(s) for s in range(5))
+    assert not any(Stage("txt", 5).is_image_step(s) for s in range(5))
+    with pytest.raises(ValueError, match="share of steps"):
+        Stage("bad", 5, image=1.5)
+
+
+def test_image_stage_needs_an_encoder():
+    with pytest.raises(ValueError, match="names no encoder"):
+        TrainConfig(stages=[Stage("img", 5, image=1.0)])
+
+
+def test_curriculum_switches_from_image_to_mix(monkeypatch):
+    import bindlib.multimodal as MM
+
+    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu": tiny_vision()))
+    cfg = TrainConfig(model=dict(TINY_MODEL), batch_size=8, packed=True, early_stop=None, eval_every=3, eval_size=16,
+                      warmup=2, vision={"encoder": "random_cnn"},
+                      stages=[Stage("image", 3, {"two_hop": 1.0, "color_to_shape": 1.0}, image=1.0, grounding=1.0),
+                              Stage("mix", 5, image=0.2, noise=True)])
+    assert [stage_at(s, cfg)[1].name for s in range(8)] == ["image"] * 3 + ["mix"] * 5
+    model, history, parts = train(cfg, progress=False, log=None, with_parts=True)
+    assert [h["stage"] for h in history] == ["image", "mix", "mix"]
+    assert parts is not None and "acc_image_two_hop" in history[-1]
+    # text configs build no image parts
+    _, _, none = train(TrainConfig(model=dict(TINY_MODEL), batch_size=8, stages=[Stage("t", 2)], early_stop=None,
+                                   eval_every=2, eval_size=8), progress=False, log=None, with_parts=True)
+    assert none is None
+
+
+def test_grounding_switch_changes_the_loss(monkeypatch):
+    import bindlib.multimodal as MM
+
+    vision = tiny_vision()
+    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu": vision))
+    from bindlib.train import build_image_parts
+
+    base = dict(model=dict(TINY_MODEL), batch_size=8, packed=True, vision={"encoder": "random_cnn"})
+    on = TrainConfig(**base, stages=[Stage("image", 3, image=1.0, grounding=1.0)])
+    off = TrainConfig(**base, stages=[Stage("image", 3, image=1.0, grounding=0.0)])
+    model = tiny_model()
+    torch.manual_seed(0)
+    parts = build_image_parts(on, model, torch.device("cpu"))
+    with torch.no_grad():
+        l_on = training_loss(model, on, TASK, on.stages[0], 0, torch.device("cpu"), parts)
+        l_off = training_loss(model, off, TASK, off.stages[0], 0, torch.device("cpu"), parts)
+    assert l_on > l_off  # the grounding terms are added only when switched on
+
+
+# ---------------------------------------------------------------- regimes
+def test_regime_configs_are_compute_matched():
+    cfgs = {r: regimes.regime_config(r, 0) for r in regimes.REGIMES if r != "text_only"}
+    totals = {r: c.total_steps for r, c in cfgs.items()}
+    assert len(set(totals.values())) == 1  # every continuation adds the same number of steps
+    assert all(c.init_from.endswith("text_only_cpu_s0") for c in cfgs.values())
+    assert [s.name for s in cfgs["image_text"].stages] == ["image", "mix"]
+    assert cfgs["image_text"].stages[1].image == regimes.IMAGE_SHARE
+    assert cfgs["noise_text"].stages[0].noise and not cfgs["text_only_matched"].stages[0].noise
+    assert all(s.noise for s in cfgs["noise_image_text"].stages) and not any(s.noise for s in cfgs["image_text"].stages)
+    assert cfgs["image_text"].stages[0].grounding > 0
+    assert regimes.regime_config("image_text", 0, grounding=False).stages[0].grounding == 0
+    with pytest.raises(ValueError, match="unknown regime"):
+        regimes.regime_config("images", 0)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        regimes.regime_config("image_text", 0, encoder="resnet9")
+    with pytest.raises(ValueError, match="no stages after"):
+        regimes.regime_stages("text_only")
+
+
+def test_planned_runs_cover_every_encoder_and_seed():
+    runs = regimes.planned_runs("cpu", [0, 1], encoders=["project_cnn", "pixels"], grounding_ablation_seeds=[0])
+    names = [regimes.results_name(r, "cpu") for r in runs]
+    assert len(names) == len(set(names)) == 2 * (3 + 2 * 2) + 1
+    assert "regime_image_text_pixels_cpu_s1" in names and "regime_image_text_project_cnn_cpu_s0_nogrounding" in names
+
+
+def _tmp_repo(tmp_path, monkeypatch):
+    ck = tmp_path / "data" / "checkpoints"
+    shutil.copytree(REPO / "data/checkpoints/text_only_cpu_s0", ck / "text_only_cpu_s0")
+    monkeypatch.setattr(io, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(io, "CHECKPOINTS_DIR", ck)
+    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
+    monkeypatch.chdir(tmp_path)
+    import bindlib.multimodal as MM
+
+    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(
+        lambda cls, name, profile="cpu": Vision(random_cnn(112, 16, 8, 16), RenderConfig(canvas_size=112), 16)))
+
+
+def test_reproduce_writes_results_and_resumes(tmp_path, monkeypatch):
+    _tmp_repo(tmp_path, monkeypatch)
+    lines = []
+    kw = dict(seeds=[0], regimes=["text_only", "image_text"], encoders=["random_cnn"], progress=False,
+              steps_scale=0.01, log=lines.append)
+    written = regimes.reproduce("cpu", **kw)
+    assert [p.name for p in written] == ["regime_text_only_cpu_s0.json", "regime_image_text_random_cnn_cpu_s0.json"]
+    rec = json.loads(written[1].read_text())
+    for key in ("regime", "encoder", "seed", "profile", "id_accuracy", "ood_accuracy", "accuracy_by_n",
+                "image_id_accuracy", "grounding_accuracy", "provenance", "train_config"):
+        assert key in rec
+    assert rec["regime"] == "image_text" and rec["encoder"] == "random_cnn"
+    assert {"command", "git_commit", "device", "wall_seconds"} <= set(rec["provenance"])
+    model, adapter, vision, meta = load_image_model(tmp_path / rec["checkpoint"])
+    assert meta["encoder"] == "random_cnn"
+    lines.clear()
+    assert regimes.reproduce("cpu", **kw) == [] and all("skipping" in line for line in lines)
+
+
+def test_image_checkpoint_errors(tmp_path, monkeypatch):
+    _tmp_repo(tmp_path, monkeypatch)
+    with pytest.raises(io.CheckpointError, match="text-only checkpoint"):
+        load_image_model(io.CHECKPOINTS_DIR / "text_only_cpu_s0")
+    model = tiny_model()
+    path = tmp_path / "img"
+    entry = save_adapter(ImageAdapter(16, 32), path)
+    io.save_checkpoint(model, path, meta={"adapter": entry, "encoder": "random_cnn"})
+    (path / "adapter.safetensors").write_bytes(b"broken")
+    with pytest.raises(io.CheckpointError, match="sha256 mismatch"):
+        load_image_model(path)
+    (path / "adapter.safetensors").unlink()
+    with pytest.raises(io.CheckpointError, match="is missing"):
+        load_image_model(path)
