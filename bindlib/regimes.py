@@ -235,3 +235,65 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
         log(f"[{k}/{len(runs)}] {name}: text ID {record['id_accuracy']:.3f}, OOD {record['ood_accuracy']:.3f}"
             + (f", image ID {record['image_id_accuracy']:.3f}" if "image_id_accuracy" in record else ""))
     return written
+
+
+# ---------------------------------------------------------------- the table, from results files
+def regime_results(profile: str = "cpu", results_dir=None) -> list[dict]:
+    """Every regime results record of a profile (kind 'regime')."""
+    return io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
+
+
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+    return m, sd
+
+
+def headline_table(records: list[dict], encoder: str = MAIN_ENCODER, metric: str = "ood_accuracy") -> list[dict]:
+    """One row per regime: mean and sd over seeds of ``metric`` (text prompts), beside the paper's number.
+
+    Image regimes use ``encoder``; grounding-ablation runs are left out.
+    """
+    from .paper import OOD_ACCURACY
+
+    rows = []
+    for regime in REGIMES:
+        vals = [r[metric] for r in records if r["regime"] == regime and r.get("grounding") in (True, None)
+                and (regime not in IMAGE_REGIMES or r.get("encoder") == encoder)]
+        if not vals:
+            continue
+        m, sd = _mean_sd(vals)
+        paper = OOD_ACCURACY.get(PAPER_ROW[regime]) if PAPER_ROW[regime] and metric == "ood_accuracy" else None
+        rows.append({"regime": regime, "encoder": encoder if regime in IMAGE_REGIMES else None, "seeds": len(vals),
+                     "mean": m, "sd": sd, "values": vals,
+                     "paper": paper["value"] if isinstance(paper, dict) else paper})
+    return rows
+
+
+def ordering_checks(rows: list[dict]) -> dict:
+    """Whether the paper's orderings hold for the means (None where a regime is missing)."""
+    mean = {r["regime"]: r["mean"] for r in rows}
+
+    def less(a, b):
+        return mean[a] < mean[b] if a in mean and b in mean else None
+
+    return {"text_only < image_text": less("text_only", "image_text"),
+            "text_only_matched < image_text": less("text_only_matched", "image_text"),
+            "noise_text < noise_image_text": less("noise_text", "noise_image_text"),
+            "image_text < noise_image_text": less("image_text", "noise_image_text")}
+
+
+def encoder_table(records: list[dict], regime: str = "image_text") -> list[dict]:
+    """Per encoder: text OOD, image ID and grounding accuracy (means over the seeds present)."""
+    rows = []
+    for enc in sorted({r["encoder"] for r in records if r["regime"] == regime and r.get("encoder")}):
+        rs = [r for r in records if r["regime"] == regime and r.get("encoder") == enc and r.get("grounding") is not False]
+        if not rs:
+            continue
+        row = {"encoder": enc, "seeds": len(rs)}
+        for key in ("id_accuracy", "ood_accuracy", "image_id_accuracy"):
+            row[key] = _mean_sd([r[key] for r in rs])[0]
+        for key in ("color_from_region", "shape_from_region", "region_from_color"):
+            row[key] = _mean_sd([r["grounding_accuracy"][key] for r in rs])[0]
+        rows.append(row)
+    return rows
