@@ -108,3 +108,85 @@ def check_answer(fn: Callable[[list[str]], str], n_prompts: int = 200, seed: int
         if returned != expected:
             raise AssertionError(_failure(k, settings, prompt, expected, "was answered wrongly") + f"\n  returned: {returned!r}")
     print(f"All {n_prompts} prompts answered correctly.")
+
+
+# ---------------------------------------------------------------- chapter 3: the patches under a box
+# The student writes ``box_patches(box, canvas, patch) -> list[int]``: the row-major indices of the
+# patches that a box (x0, y0, x1, y1), with exclusive ends, overlaps. The reference is
+# ``render.patch_grid``.
+def checker_boxes(n_boxes: int = 300, seed: int = 0, canvas: int = 112, patch: int = 16) -> list[tuple[int, int, int, int]]:
+    """Boxes for ``check_box_patches``: hand-picked edge cases first, then object boxes from real
+    layouts of the cpu profile, then boxes of random sizes."""
+    import numpy as np
+
+    from .render import RenderConfig, place_objects
+
+    p, c = patch, canvas
+    boxes = [
+        (0, 0, p, p),  # exactly the first patch
+        (p, 0, 2 * p, p),  # exactly the second: its end is exclusive, so patch 2 is not touched
+        (p - 1, 0, p + 1, 1),  # two pixels straddling a vertical border
+        (0, p - 1, 1, p + 1),  # ... and a horizontal one
+        (c - p, c - p, c, c),  # the last patch, touching the canvas edge
+        (3, 5, 3 + p, 5 + p),  # an object-sized box off the grid: 2 x 2 patches
+        (2 * p, 2 * p, 2 * p + 1, 2 * p + 1),  # a single pixel at a patch corner
+        (0, 0, c, c),  # the whole canvas
+    ]
+    rng = np.random.default_rng(seed)
+    cfg = RenderConfig(canvas_size=canvas)
+    while len(boxes) < n_boxes * 2 // 3:
+        corners = place_objects(int(rng.integers(1, 9)), cfg, rng)
+        boxes += [(int(x), int(y), int(x) + cfg.object_size, int(y) + cfg.object_size) for x, y in corners]
+    while len(boxes) < n_boxes:
+        x0, y0 = (int(v) for v in rng.integers(0, c, size=2))
+        x1, y1 = int(rng.integers(x0 + 1, c + 1)), int(rng.integers(y0 + 1, c + 1))
+        boxes.append((x0, y0, x1, y1))
+    return boxes[:n_boxes]
+
+
+def check_box_patches(fn: Callable, n_boxes: int = 300, seed: int = 0, canvas: int = 112, patch: int = 16) -> None:
+    """Run ``fn(box, canvas, patch)`` on ``n_boxes`` boxes; raise AssertionError at the first wrong answer."""
+    from .render import patch_grid
+
+    for k, box in enumerate(checker_boxes(n_boxes, seed, canvas, patch)):
+        expected = [int(v) for v in patch_grid([box], canvas, patch)[0]]
+        where = f"Box #{k} {box} (x0, y0, x1, y1; ends exclusive) on a {canvas} px canvas with {patch} px patches"
+        try:
+            returned = fn(box, canvas, patch)
+            got = sorted(int(v) for v in returned)
+        except Exception as err:
+            raise AssertionError(f"{where}: your function raised {type(err).__name__}: {err}") from err
+        if got != expected:
+            raise AssertionError(f"{where}.\n  expected patches: {expected}\n  returned:         {got}")
+    print(f"All {n_boxes} boxes mapped to the right patches.")
+
+
+# ---------------------------------------------------------------- chapter 4: are noise tokens really unattendable?
+def check_noise_leak(fn, seed: int = 0) -> str:
+    """Chapter 4 exercise. ``fn(model, batch) -> float`` must return how much the logits at real
+    (attendable) tokens change when every NOISE token's content is replaced by other tokens.
+
+    The checker runs it on a model whose key mask hides the noise (the answer must be ~0) and on
+    the same batch with the key mask switched on everywhere (the answer must be clearly > 0).
+    """
+    import torch
+
+    from .model import ModelConfig, Transformer
+    from .multimodal import add_noise
+    from .task import NOISE
+
+    task = TaskConfig()
+    torch.manual_seed(seed)
+    model = Transformer(ModelConfig(vocab_size=task.vocab.size, max_len=128, n_layers=2, d_model=32, n_heads=2, d_ff=64)).eval()
+    batch = add_noise(sample_batch(task, 16, seed, n=(2, 6)), 16, seed=seed + 1)
+    hidden = float(fn(model, batch))
+    if not hidden < 1e-4:
+        raise AssertionError(f"with the key mask hiding the noise your function returned {hidden:.3g}; it should be ~0. "
+                             f"Compare logits only where batch.key_mask is True.")
+    leaky = batch.select(torch.arange(len(batch)))
+    leaky.key_mask = torch.arange(leaky.tokens.shape[1])[None, :] <= leaky.query_pos[:, None]  # noise now visible
+    seen = float(fn(model, leaky))
+    if not seen > 1e-3:
+        raise AssertionError(f"with the noise made attendable your function returned {seen:.3g}; it should be clearly > 0. "
+                             f"Did you replace the NOISE tokens (token id {NOISE}) with other ids before the second run?")
+    return f"correct: {hidden:.1e} change when noise is masked, {seen:.3f} when it is not"

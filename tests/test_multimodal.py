@@ -253,3 +253,26 @@ def test_image_checkpoint_errors(tmp_path, monkeypatch):
     (path / "adapter.safetensors").unlink()
     with pytest.raises(io.CheckpointError, match="is missing"):
         load_image_model(path)
+
+
+# ---------------------------------------------------------------- the table
+def _rec(regime, seed, ood, encoder=None, grounding=True):
+    return {"kind": "regime", "regime": regime, "seed": seed, "ood_accuracy": ood, "id_accuracy": 1.0,
+            "encoder": encoder, "grounding": grounding if encoder else None, "image_id_accuracy": 0.5,
+            "grounding_accuracy": {"color_from_region": 0.9, "shape_from_region": 0.8, "region_from_color": 0.7}}
+
+
+def test_headline_table_means_and_orderings():
+    recs = [_rec("text_only", s, v) for s, v in enumerate((0.3, 0.4, 0.5))]
+    recs += [_rec("image_text", s, v, "project_cnn") for s, v in enumerate((0.7, 0.8, 0.9))]
+    recs += [_rec("image_text", 0, 0.0, "project_cnn", grounding=False), _rec("image_text", 0, 0.1, "pixels")]
+    rows = {r["regime"]: r for r in regimes.headline_table(recs)}
+    assert set(rows) == {"text_only", "image_text"}  # missing regimes are left out, not invented
+    assert rows["image_text"]["seeds"] == 3 and abs(rows["image_text"]["mean"] - 0.8) < 1e-9  # ablation/other encoders excluded
+    assert abs(rows["text_only"]["sd"] - 0.1) < 1e-9
+    from bindlib.paper import OOD_ACCURACY
+    assert rows["text_only"]["paper"] == OOD_ACCURACY["text_only"]["value"]
+    checks = regimes.ordering_checks(list(rows.values()))
+    assert checks["text_only < image_text"] is True and checks["text_only_matched < image_text"] is None
+    enc = {r["encoder"]: r for r in regimes.encoder_table(recs)}
+    assert enc["project_cnn"]["seeds"] == 3 and enc["pixels"]["ood_accuracy"] == 0.1
