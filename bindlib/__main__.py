@@ -219,7 +219,7 @@ def cmd_interp(args, argv) -> int:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r} in --kinds: allowed {','.join(KINDS)}.")
     sizes = Sizes(pairs=args.pairs, ood_pairs=args.ood_pairs if args.ood_pairs is not None else args.pairs * 2 // 5,
-                  timing_pairs=min(256, args.pairs), knockout_prompts=args.knockout_prompts,
+                  knockout_prompts=args.knockout_prompts,
                   probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
                   only_correct=not args.all_pairs)
     if args.all:
@@ -324,11 +324,11 @@ def main(argv=None) -> int:
     ip.add_argument("--encoder", help="encoder of an image regime (default: the main encoder)")
     ip.add_argument("--all", action="store_true", help="every existing checkpoint of the 4 regimes, seeds 0-2")
     ip.add_argument("--kinds", default="interchange,knockout,probe", help="comma-separated subset")
-    ip.add_argument("--pairs", type=int, default=1000, help="ID-length interchange pairs")
+    ip.add_argument("--pairs", type=int, default=600, help="ID-length interchange pairs")
     ip.add_argument("--ood-pairs", type=int, default=None, help="OOD-length pairs (default 2/5 of --pairs)")
-    ip.add_argument("--swap-prompts", type=int, default=512)
-    ip.add_argument("--knockout-prompts", type=int, default=192)
-    ip.add_argument("--probe-prompts", type=int, default=384)
+    ip.add_argument("--swap-prompts", type=int, default=384)
+    ip.add_argument("--knockout-prompts", type=int, default=128)
+    ip.add_argument("--probe-prompts", type=int, default=320)
     ip.add_argument("--all-pairs", action="store_true",
                     help="keep pairs the model gets wrong (for untrained models; the default keeps correct ones only)")
     ip.add_argument("--checkpoint", help="a checkpoint folder instead of the regime's (named as --regime/--seed)")

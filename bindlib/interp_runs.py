@@ -40,13 +40,12 @@ SWAPS = ((0, 1), (1, 2), (0, 2))
 class Sizes:
     """How much each measurement samples (recorded in every results file)."""
 
-    pairs: int = 1000  # ID-length interchange pairs
-    ood_pairs: int = 400  # OOD-length interchange pairs
-    timing_pairs: int = 256  # pairs timed with the packed, stacked and per-pair methods
-    loop_pairs: int = 16  # pairs actually run by the per-pair loop (its time is extrapolated)
-    swap_prompts: int = 512  # prompts of the position-id swap
-    knockout_prompts: int = 192
-    probe_prompts: int = 384
+    pairs: int = 600  # ID-length interchange pairs (all of them are timed with the batched sweep)
+    ood_pairs: int = 240  # OOD-length interchange pairs
+    loop_pairs: int = 16  # pairs also run by the per-pair reference loop (its time is extrapolated)
+    swap_prompts: int = 384  # prompts of the position-id swap
+    knockout_prompts: int = 128
+    probe_prompts: int = 320
     probe_Cs: tuple = (0.1, 1.0, 10.0)
     only_correct: bool = True  # keep only pairs / swap rows the model answers correctly
     seed: int = 0  # of every sample drawn here (not the training seed)
@@ -112,10 +111,24 @@ def load_for_analysis(path, device="cpu"):
 
 
 # ---------------------------------------------------------------- the three measurements
+def sweep_timing(model, pairs, packed: dict, loop_pairs: int) -> dict:
+    """Wall time of the batched all-layer sweep ``packed`` (an ``interchange`` result over every pair)
+    against the per-pair, per-layer loop, run on the first ``loop_pairs`` pairs and extrapolated
+    linearly; also the largest logit difference between the two on those pairs (they must agree)."""
+    k = min(loop_pairs, len(pairs))
+    loop = I.interchange(model, pairs.select(torch.arange(k)), method="loop")
+    per_pair = loop["wall_seconds"] / k
+    return {"n_pairs": len(pairs), "n_layers": len(packed["layers"]), "threads": torch.get_num_threads(),
+            "packed_seconds": packed["wall_seconds"], "loop_pairs": k, "loop_seconds": loop["wall_seconds"],
+            "loop_seconds_extrapolated": per_pair * len(pairs),
+            "speedup_packed_vs_loop": per_pair * len(pairs) / packed["wall_seconds"],
+            "max_abs_logit_diff": (packed["patched_logits"][:k] - loop["patched_logits"]).abs().max().item()}
+
+
 def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
     """IIA per layer at ID and OOD lengths, routing summaries, position-id swap, sweep timing."""
     model_for_pairs = model if sizes.only_correct else None
-    splits, pairs_id = {}, None
+    splits, timing = {}, None
     for split, n_pairs, n_range in (("id", sizes.pairs, None), ("ood", sizes.ood_pairs, task.ood_range)):
         if n_pairs <= 0:
             continue
@@ -127,17 +140,13 @@ def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
         except RuntimeError as err:  # a model that fails most prompts of a split: say so in the file
             splits[split] = {"n_range": [lo, hi], "n_pairs": 0, "error": str(err)}
             continue
-        if split == "id":
-            pairs_id = pairs
         res = I.interchange(model, pairs)
+        if split == "id" and sizes.loop_pairs > 0:
+            timing = sweep_timing(model, pairs, res, sizes.loop_pairs)
         rec = I.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
         splits[split] = {"n_range": [lo, hi], "n_pairs": len(pairs), "iia": rec["iia"],
                          "per_layer": rec["per_layer"], "summary": rec["summary"],
                          "sweep_seconds": _num(res["wall_seconds"], 3)}
-    timing = None
-    if pairs_id is not None and sizes.timing_pairs > 0:
-        k = min(sizes.timing_pairs, len(pairs_id))
-        timing = I.time_sweep(model, pairs_id.select(torch.arange(k)), loop_pairs=sizes.loop_pairs)
     from .task import sample_batch
 
     batch = sample_batch(task, sizes.swap_prompts, sizes.seed + 2, n=task.id_range, device=device)
