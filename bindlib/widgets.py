@@ -67,3 +67,83 @@ def prompt_builder(task_cfg: TaskConfig | None = None):
     restrict_n_to_split()
     redraw()
     return w.VBox([w.HBox([split, n, seed]), w.HBox([order, offset, kind]), shown])
+
+
+# ---------------------------------------------------------------- chapters 5-7: explorers over results files
+def _html_table(header: list[str], rows: list[list]) -> str:
+    def cell(x):
+        if isinstance(x, float):
+            return f"{x:.3f}"
+        return html.escape("" if x is None else str(x))
+
+    head = "".join(f"<th style='padding:2px 8px'>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px;text-align:right'>{cell(x)}</td>" for x in r) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def results_explorer(records: list[dict], choices: dict, table):
+    """Dropdowns over precomputed results; ``table(record, **choice values)`` returns an HTML table.
+
+    ``choices`` maps a dropdown's name to its options; "regime" and "seed" are added from ``records``.
+    Nothing is computed live: every view reads the records already loaded.
+    """
+    import ipywidgets as w
+
+    regimes = list(dict.fromkeys(r["regime"] for r in records))
+    regime = w.Dropdown(options=regimes, description="regime")
+    seed = w.Dropdown(options=sorted({r["seed"] for r in records}), description="seed")
+    extra = {name: w.Dropdown(options=list(opts), description=name) for name, opts in choices.items()}
+    shown = w.HTML()
+
+    def redraw(_=None):
+        rec = next((r for r in records if r["regime"] == regime.value and r["seed"] == seed.value), None)
+        shown.value = ("<i>no results file for this regime and seed</i>" if rec is None else
+                       table(rec, **{k: d.value for k, d in extra.items()}))
+
+    for control in (regime, seed, *extra.values()):
+        control.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([regime, seed, *extra.values()]), shown])
+
+
+def interchange_table(rec: dict, split: str = "id") -> str:
+    s = rec["splits"].get(split) or {}
+    if not s.get("per_layer"):
+        return f"<i>no {split} pairs: {html.escape(s.get('error', 'not measured'))}</i>"
+    keys = ["positional", "symbolic", "reflexive", "none", "other", "binding_score", "logit_diff"]
+    summ = s["summary"]
+    note = (f"<p>{s['n_pairs']} pairs, N {s['n_range'][0]}..{s['n_range'][1]}; routing layer {summ['routing_layer']}, "
+            f"BS there {summ['binding_score']}</p>")
+    return note + _html_table(["layer"] + keys, [[row["layer"]] + [row[k] for k in keys] for row in s["per_layer"]])
+
+
+def interchange_explorer(records: list[dict]):
+    """Per-layer interchange shares of any regime, seed and split."""
+    return results_explorer(records, {"split": ["id", "ood"]}, interchange_table)
+
+
+def knockout_table(rec: dict, mode: str = "window", metric: str = "relative_change") -> str:
+    sets = rec[mode]["sets"]
+    return _html_table(["target set", "size"] + [f"layer {l}" for l in rec["layers"]],
+                       [[name, v["mean_size"]] + list(v[metric]) for name, v in sets.items()])
+
+
+def knockout_explorer(records: list[dict]):
+    """Knockout accuracy or relative change per layer and target set, for any regime, seed and mode."""
+    return results_explorer(records, {"mode": ["window", "cumulative"], "metric": ["relative_change", "accuracy"]},
+                            knockout_table)
+
+
+def probe_table(rec: dict, probe: str = "shape/bound_color") -> str:
+    role, target = probe.split("/")
+    p = next(x for x in rec["probes"] if (x["role"], x["target"]) == (role, target))
+    keys = ["accuracy", "random_init_accuracy", "control_accuracy", "selectivity", "C"]
+    note = f"<p>{p['n_classes']} classes, {p['n_train']} train / {p['n_test']} test examples, majority class {p['chance']}</p>"
+    return note + _html_table(["layer"] + keys, [[row["layer"]] + [row.get(k) for k in keys] for row in p["layers"]])
+
+
+def probe_explorer(records: list[dict]):
+    """Probe accuracies (with both baselines) per layer for any regime, seed and probe."""
+    probes = list(dict.fromkeys(f"{p['role']}/{p['target']}" for r in records for p in r["probes"]))
+    return results_explorer(records, {"probe": probes}, probe_table)
