@@ -210,7 +210,7 @@ def cmd_reproduce(args, argv) -> int:
 def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
     from . import io
-    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint
+    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date
 
     device = _device(args)
     commit = io.git_commit()
@@ -224,7 +224,13 @@ def cmd_interp(args, argv) -> int:
                   only_correct=not args.all_pairs)
     if args.all:
         runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder)
-        if not runs:
+        if runs and args.missing_only:
+            runs = [r for r in runs if not up_to_date(r["regime"], r["seed"], args.profile, r["encoder"], kinds,
+                                                      args.results_dir)]
+            if not runs:
+                print("every existing checkpoint already has up-to-date results files")
+                return 0
+        elif not runs:
             raise ValueError(f"--all found no checkpoint of {ANALYSED_REGIMES} (seeds 0-2, {args.profile} profile) in "
                              f"{io.CHECKPOINTS_DIR}; make one with `python -m bindlib train --profile {args.profile} --seed 0`.")
         print("checkpoints: " + ", ".join(r["path"].name for r in runs))
@@ -323,6 +329,8 @@ def main(argv=None) -> int:
     ip.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
     ip.add_argument("--encoder", help="encoder of an image regime (default: the main encoder)")
     ip.add_argument("--all", action="store_true", help="every existing checkpoint of the 4 regimes, seeds 0-2")
+    ip.add_argument("--missing-only", action="store_true",
+                    help="with --all: skip checkpoints whose results files exist and match their sha256")
     ip.add_argument("--kinds", default="interchange,knockout,probe", help="comma-separated subset")
     ip.add_argument("--pairs", type=int, default=600, help="ID-length interchange pairs")
     ip.add_argument("--ood-pairs", type=int, default=None, help="OOD-length pairs (default 2/5 of --pairs)")

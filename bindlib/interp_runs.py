@@ -190,7 +190,7 @@ MEASURES = {"interchange": interchange_measure, "knockout": knockout_measure, "p
 
 def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, *, kinds=KINDS,
                    sizes: Sizes | None = None, checkpoint=None, results_dir=None, command: str | None = None,
-                   commit: str | None = None, device="cpu", log=print) -> list[Path]:
+                   commit: str | None = None, device="cpu", log=None) -> list[Path]:
     """Measure one checkpoint and write one results file per kind; returns the paths written."""
     check_regime(regime)
     encoder = (encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None
@@ -221,9 +221,28 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
         record["provenance"] = io.provenance(command, device, wall, commit=commit)
         out = io.write_results(f"{kind}_{tag}", record, results_dir)
         written.append(out)
-        if log:
-            log(f"{tag}: {kind} in {wall:.1f} s -> {out}")
+        (log or (lambda msg: print(msg, flush=True)))(f"{tag}: {kind} in {wall:.1f} s -> {out}")
     return written
+
+
+def up_to_date(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, kinds=KINDS,
+               results_dir=None) -> bool:
+    """True when every kind's results file exists and was made from the checkpoint as it is now (same sha256)."""
+    encoder = (encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None
+    try:
+        sha = io.read_checkpoint_meta(checkpoint_dir(regime, seed, profile, encoder)).get("sha256")
+    except io.CheckpointError:
+        return False
+    tag = run_tag(regime, seed, profile, encoder)
+    for kind in kinds:
+        f = Path(results_dir or io.RESULTS_DIR) / f"{kind}_{tag}.json"
+        if not f.exists():
+            return False
+        import json
+
+        if json.loads(f.read_text()).get("checkpoint_sha256") != sha:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- reading results back

@@ -133,3 +133,20 @@ def test_unknown_kind_and_regime(checkpoint, tmp_path, capsys):
     assert main(["interp", "--regime", "pictures", "--checkpoint", str(checkpoint),
                  "--results-dir", str(tmp_path)]) == 2
     assert "pictures" in capsys.readouterr().err
+
+
+def test_all_missing_only_skips_up_to_date_runs(checkpoint, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(checkpoint, ckpts / "text_only_cpu_s0")
+    monkeypatch.setattr(io, "CHECKPOINTS_DIR", ckpts)
+    out = tmp_path / "results"
+    args = ["interp", "--all", "--missing-only", "--kinds", "knockout", "--results-dir", str(out), *SMALL]
+    assert main(args) == 0
+    first = (out / "knockout_text_only_cpu_s0.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0  # nothing to do the second time
+    assert "up-to-date" in capsys.readouterr().out
+    assert (out / "knockout_text_only_cpu_s0.json").stat().st_mtime_ns == first
+    assert [p.name for p in out.iterdir()] == ["knockout_text_only_cpu_s0.json"]  # only the checkpoint that exists
