@@ -212,10 +212,10 @@ def png_data_url(image, scale: int = 1) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image, scale)).decode()
 
 
-def _pixel_axes(width_px: float, height_px: float, scale: float):
+def _pixel_axes(width_px: float, height_px: float, scale: float, x_field: str = "x", y_field: str = "y"):
     """x and y encodings in image pixels, y growing downwards, drawn ``scale`` screen pixels per image pixel."""
-    x = alt.X("x:Q", scale=alt.Scale(domain=[0, width_px], nice=False, zero=False), axis=None)
-    y = alt.Y("y:Q", scale=alt.Scale(domain=[0, height_px], nice=False, zero=False, reverse=True), axis=None)
+    x = alt.X(f"{x_field}:Q", scale=alt.Scale(domain=[0, width_px], nice=False, zero=False), axis=None)
+    y = alt.Y(f"{y_field}:Q", scale=alt.Scale(domain=[0, height_px], nice=False, zero=False, reverse=True), axis=None)
     return x, y, {"width": width_px * scale, "height": height_px * scale}
 
 
@@ -241,8 +241,8 @@ def image_grid_chart(images, labels, columns: int = 8, scale: int = 2, title: st
         x=x, y=y, url="url:N", tooltip=["label:N", *extra])
     layers = [pictures]
     if label_size:  # label_size=0: tooltips only (for large galleries)
-        layers.append(base.mark_text(baseline="top", fontSize=label_size).encode(
-            x=alt.X("tx:Q", scale=x.scale, axis=None), y=alt.Y("ty:Q", scale=y.scale, axis=None), text="label:N"))
+        tx, ty, _ = _pixel_axes(columns * cell_w, n_rows * cell_h, scale, "tx", "ty")
+        layers.append(base.mark_text(baseline="top", fontSize=label_size).encode(x=tx, y=ty, text="label:N"))
     return alt.layer(*layers, title=title).properties(**size)
 
 

@@ -342,6 +342,15 @@ def render_batch(batch: Batch, cfg: RenderConfig, seed: int) -> tuple[torch.Tens
     return torch.from_numpy(images), boxes
 
 
+def shape_image(spec: dict, rgb=(0, 0, 0), size: int = 16, background=(0.5, 0.5, 0.5),
+                supersample: int = 4) -> np.ndarray:
+    """One shape alone on a ``size`` x ``size`` tile (float32 [3, size, size]), for galleries."""
+    alpha = shape_mask(spec, size, supersample)[None]
+    bg = np.asarray(background, dtype=np.float32)[:, None, None]
+    color = np.asarray(rgb, dtype=np.float32)[:, None, None] / 255.0
+    return (bg + alpha * (color - bg)).astype(np.float32)
+
+
 # ---------------------------------------------------------------- patches
 def patch_grid(boxes, canvas: int, patch: int) -> list[np.ndarray]:
     """For each box, the sorted indices of the patches it overlaps.
