@@ -160,3 +160,14 @@ def test_controls_at_the_cpu_profile_match_get_encoder():
 def test_unknown_profile_is_refused():
     with pytest.raises(ValueError, match="allowed"):
         E.profile_encoder("pixels", profile="phone")
+
+
+def test_paper_profile_pretrains_at_224_px_with_196_tokens(tmp_path):
+    out = tmp_path / "vit_paper"
+    rc = main(["pretrain-encoder", "--name", "project_vit", "--profile", "paper", "--tiny", "--max-steps", "1",
+               "--eval-every", "1", "--eval-scenes", "4", "--batch-size", "2", "--out", str(out),
+               "--results-dir", str(tmp_path), "--quiet", "--threads", "1"])
+    assert rc == 0 and (tmp_path / "encoder_project_vit_paper.json").exists()
+    enc = E.profile_encoder("project_vit", "paper", weights=out)
+    assert enc.encode(torch.rand(1, 3, 224, 224)).shape[1] == 196
+    assert E.project_encoder_dir("project_vit", "paper").name == "project_vit_paper"
