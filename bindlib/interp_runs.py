@@ -279,7 +279,7 @@ def routing_table(records: list[dict], split: str = "id") -> list[dict]:
             continue
         summ = [r["splits"][split]["summary"] for r in group]
         bs = [s["binding_score"] for s in summ]
-        ratio = [s["sym_pos_ratio"] for s in summ]
+        ratio = [s.get("sym_pos_ratio") for s in summ]
         flips = [r["position_swap"]["flip_rate"] for r in group]
         out.append({"regime": regime, "seeds": [r["seed"] for r in group],
                     "routing_layers": [s["routing_layer"] for s in summ],

@@ -1,0 +1,124 @@
+"""The book side of chapters 5-7: exercise checkers accept right answers and reject wrong ones, charts and
+explorers are built from results records (synthetic ones here, shaped like the command's output)."""
+from __future__ import annotations
+
+import pytest
+
+from bindlib import exercises as E
+from bindlib import plots as P
+from bindlib import widgets as W
+from bindlib.interp_runs import direction_verdict, routing_table
+
+pytest.importorskip("nnsight")
+
+
+# ---------------------------------------------------------------- exercise checkers
+def _tables(prompt):
+    end = prompt.index("CTX_END")
+    colours = prompt[1:end:2]
+    return colours, dict(zip(colours, prompt[2:end:2])), dict(zip(prompt[end + 1:-2:2], prompt[end + 2:-2:2])), prompt[-1]
+
+
+def right_predict(base, source):
+    bc, bs, bi, _ = _tables(base)
+    sc, ss, si, q = _tables(source)
+    return {"positional": bi[bs[bc[sc.index(q)]]], "symbolic": bi[bs[q]], "reflexive": si[ss[q]]}
+
+
+def test_check_predictions():
+    E.check_predictions(right_predict, n_pairs=30)
+    swapped = lambda b, s: {**right_predict(b, s), "positional": right_predict(b, s)["symbolic"]}
+    with pytest.raises(AssertionError, match="expected"):
+        E.check_predictions(swapped, n_pairs=30)
+    with pytest.raises(AssertionError, match="raised KeyError"):
+        E.check_predictions(lambda b, s: {}, n_pairs=5)
+
+
+def right_sets(prompt):
+    end = prompt.index("CTX_END")
+    c = prompt.index(prompt[-1])
+    s = prompt.index(prompt[c + 1], end)
+    return {"answer_shape": [s], "answer_item": [s + 1], "query_declaration": [c, c + 1]}
+
+
+def test_check_knockout_sets():
+    E.check_knockout_sets(right_sets, n_prompts=60)
+
+    def ignores_fill(prompt):  # counts positions without the FILL prefix: wrong once offsets appear
+        return right_sets([t for t in prompt if t != "FILL"])
+
+    with pytest.raises(AssertionError, match="offset"):
+        E.check_knockout_sets(ignores_fill, n_prompts=200)
+
+
+def test_check_signature_onset():
+    def right(layers, margin):
+        return next((r["layer"] for r in layers if r["random_init_accuracy"] is not None
+                     and r["accuracy"] - r["random_init_accuracy"] > margin), None)
+
+    E.check_signature_onset(right)
+    with pytest.raises(AssertionError):  # >= instead of >
+        E.check_signature_onset(lambda layers, m: next((r["layer"] for r in layers if r["random_init_accuracy"] is not None
+                                                        and r["accuracy"] - r["random_init_accuracy"] >= m), None))
+    with pytest.raises(AssertionError):  # ignores the baseline
+        E.check_signature_onset(lambda layers, m: next((r["layer"] for r in layers if r["accuracy"] > m), None))
+
+
+# ---------------------------------------------------------------- results records -> rows, charts, explorers
+def interchange_rec(regime, seed, sym, pos):
+    per_layer = [{"layer": l, "positional": pos, "symbolic": sym, "reflexive": 0.0, "none": 0.0,
+                  "other": round(1 - sym - pos, 4), "binding_score": (sym - pos) / (sym + pos), "logit_diff": 0.5}
+                 for l in range(3)]
+    split = {"n_pairs": 10, "n_range": [4, 8], "per_layer": per_layer,
+             "summary": {"routing_layer": 2, "binding_score": (sym - pos) / (sym + pos)}}
+    return {"kind": "interchange", "regime": regime, "seed": seed, "splits": {"id": split, "ood": split},
+            "position_swap": {"flip_rate": pos, "stay_rate": sym}}
+
+
+def test_routing_table_and_verdict():
+    recs = [interchange_rec("text_only", s, 0.2, 0.8) for s in (0, 1)] + [interchange_rec("image_text", 0, 0.9, 0.1)]
+    table = routing_table(recs)
+    assert [r["regime"] for r in table] == ["text_only", "image_text"]
+    assert table[0]["binding_score"] == pytest.approx(-0.6) and table[0]["seeds"] == [0, 1]
+    v = direction_verdict(table)
+    assert v["text_only"]["agrees"] and v["image_text"]["agrees"]
+    v = direction_verdict(routing_table([interchange_rec("text_only", 0, 0.9, 0.1)]))
+    assert v["text_only"]["found"] == "symbolic" and not v["text_only"]["agrees"]
+    assert v["image_text"]["found"] is None  # no results: no verdict, and no crash
+
+
+def test_interchange_charts_are_small_and_aggregate_seeds():
+    recs = [interchange_rec("text_only", s, 0.5 + 0.1 * s, 0.1) for s in range(3)]
+    rows = P.iia_rows(recs)
+    assert len(rows) == 3 * len(P.HYPOTHESES)  # one row per layer and outcome: seeds are averaged
+    sym = next(r for r in rows if r["outcome"] == "symbolic" and r["layer"] == 0)
+    assert sym["share"] == pytest.approx(0.6) and sym["seeds"] == 3
+    bs = P.binding_score_rows(recs)
+    assert all(r["lo"] <= r["binding_score"] <= r["hi"] for r in bs)
+    for chart in (P.iia_heatmap_chart(recs), P.binding_score_chart(recs), P.routing_chart(recs)):
+        chart.to_dict()
+    w = W.interchange_explorer(recs)
+    assert "routing layer 2" in w.children[1].value
+
+
+def test_knockout_and_probe_charts():
+    sets = {n: {"accuracy": [1.0, 0.5], "relative_change": [0.0, -50.0], "mean_size": 1.0}
+            for n in ("answer_item", "random_answer_item", "structural", "random_structural")}
+    recs = [{"regime": "noise_text", "seed": s, "layers": [0, 1], "window": {"sets": sets}, "cumulative": {"sets": sets}}
+            for s in (0, 1)]
+    assert P.knockout_order(recs) == ["answer_item", "random_answer_item", "structural", "random_structural"]
+    assert len(P.knockout_rows(recs)) == 4 * 2
+    P.knockout_heatmap_chart(recs).to_dict()
+    P.knockout_heatmap_chart(recs, "cumulative", "accuracy").to_dict()
+    assert "random_structural" in W.knockout_explorer(recs).children[1].value
+
+    layers = [{"layer": l, "accuracy": 0.9, "control_accuracy": 0.95, "selectivity": -0.05, "random_init_accuracy": 0.2,
+               "C": 1.0} for l in range(2)]
+    probes = [{"role": "shape", "target": "bound_color", "n_classes": 16, "n_train": 5, "n_test": 5, "chance": 0.1,
+               "layers": layers}]
+    precs = [{"regime": "image_text", "seed": 0, "probes": probes}]
+    assert {r["series"] for r in P.probe_rows(precs, "shape", "bound_color")} == set(P.PROBE_SERIES.values())
+    assert P.signature_rows(precs)[0]["gain"] == pytest.approx(0.7)
+    P.probe_chart(precs, "shape", "bound_color").to_dict()
+    P.signature_chart(precs).to_dict()
+    assert "16 classes" in W.probe_explorer(precs).children[1].value
