@@ -166,6 +166,23 @@ for regime, c in cost.items():
     print(f"{regime:>18}: {sum(c['sps']) / len(c['sps']):.2f} steps/s ({len(c['sps'])} runs){share}")
 devices = sorted({r["provenance"]["device"] for r in records})
 print("devices:", "; ".join(devices))"""),
+    ("md", """## Why the image rows look the way they do
+
+Three measurements explain most of what the table shows. First, how well the image regimes answer *image* prompts, against guessing; second, how much shape information the frozen encoders carry at all (their held-out per-patch accuracy from pretraining, chapter 3); third, what the pure-image stage does to the text skill before the mix stage brings text back:"""),
+    ("code", """from bindlib.io import load_results
+
+chance = sum(1 / n for n in range(task.id_range[0], task.id_range[1] + 1)) / (task.id_range[1] - task.id_range[0] + 1)
+for regime in regimes.IMAGE_REGIMES:
+    rs = [r for r in records if r["regime"] == regime and r["encoder"] == regimes.MAIN_ENCODER and r["grounding"]]
+    if rs:
+        img = sum(r["image_id_accuracy"] for r in rs) / len(rs)
+        low = min(min(h["acc_two_hop"] for h in r["history"] if h["stage"] == "image") for r in rs)
+        end = sum(r["history"][-1]["acc_two_hop"] for r in rs) / len(rs)
+        print(f"{regime}: image-prompt ID accuracy {img:.1%} (chance {chance:.1%}); text two-hop ID accuracy fell to "
+              f"{low:.1%} during the image stage and ended at {end:.1%} after the mix stage")
+for enc in load_results("encoder_*_cpu.json", kind="encoder_pretraining"):
+    h = enc["held_out"]
+    print(f"{enc['encoder']}: held-out object patches: colour {h['color_object']:.1%}, shape {h['shape_object']:.1%}")"""),
     ("md", "DISCUSSION"),
     ("md", """## Exercise: are noise tokens really invisible?
 
