@@ -47,9 +47,7 @@ We use the first text-only checkpoint there is:"""),
 from bindlib.interp_runs import existing_checkpoints, load_for_analysis
 from bindlib.widgets import format_prompt
 
-available = existing_checkpoints()
-print("checkpoints analysed in this book:", ", ".join(r["path"].name for r in available))
-demo = available[0]
+demo = existing_checkpoints()[0]  # text_only seed 0, when it exists
 model, task, meta = load_for_analysis(demo["path"])
 pairs = I.make_pairs(task, 200, seed=0, model=model)
 names = task.vocab.names()
@@ -98,10 +96,24 @@ print("regimes with results:", ", ".join(regimes_present(records)))"""),
     ("code", """from bindlib.plots import iia_heatmap_chart
 
 iia_heatmap_chart(records, "id")"""),
-    ("md", """Each panel is one regime; rows are the possible outcomes, columns the patched layer, and the shade the share of pairs (mean over seeds). Read across: the symbolic row is dark until the layer where the answer is fetched, then the reflexive row takes over. The positional row is the one the paper's account predicts for text-only training.
+    ("md", """Each panel is one regime; rows are the possible outcomes, columns the patched layer, and the shade the share of pairs (mean over seeds). A positional read-out, the paper's account of text-only training, would darken the positional row at the layers between reading the query and fetching the answer. Read off the same data, layer by layer:"""),
+    ("code", """from bindlib.plots import iia_rows
 
-The same at OOD lengths, prompts longer than any the models were trained on:"""),
+def outcome_story(records, split):
+    rows = iia_rows(records, split)
+    for regime in regimes_present(records):
+        layers = sorted({r["layer"] for r in rows if r["regime"] == regime})
+        top = []
+        for layer in layers:
+            cells = {r["outcome"]: r["share"] for r in rows if r["regime"] == regime and r["layer"] == layer}
+            best = max(cells, key=cells.get)
+            top.append(f"{best} {cells[best]:.0%}")
+        print(f"{regime:<17} most common outcome by layer: " + " | ".join(top))
+
+outcome_story(records, "id")"""),
+    ("md", """The same at OOD lengths, prompts longer than any the models were trained on:"""),
     ("code", """iia_heatmap_chart(records, "ood")"""),
+    ("code", """outcome_story(records, "ood")"""),
     ("code", """from bindlib.plots import binding_score_chart
 
 binding_score_chart(records, "id")"""),
@@ -159,7 +171,7 @@ for row in table:
     ("md", """Why would our text-only models find the symbolic solution the paper's did not? Three differences stand out, in the order we would bet on them:
 
 * **The curriculum.** Chapter 2's recipe asks each hop on its own for every object of a prompt and supervises the intermediate shape at a middle layer. All of that rewards looking things up *by content*, at every position. We may have taught the text model the symbolic strategy directly.
-* **Depth.** Four layers leave little room for an extra positional pointer between reading the query and fetching the answer: the heatmaps show the last token carrying the colour until the very layer that fetches the item.
+* **Depth.** Four layers leave little room for an extra pointer between reading the query and fetching the answer; where the layer-by-layer outcomes above go straight from symbolic to reflexive, the last token carries the query's identity until the very layer that fetches the item, and no index is ever its content.
 * **Vocabulary and lengths.** 16 colours and shapes and prompts of at most 16 objects, against the paper's 216 after an expansion stage.
 
 A caveat of the measurement itself: before the query colour has been used, "symbolic" and "the query was swapped" are the same outcome. The routing-layer rule reads BS as late as possible to avoid counting that, and the position-id swap, which changes no content at all, is the cleaner second opinion; both point the same way above.
