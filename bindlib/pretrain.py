@@ -226,3 +226,66 @@ def pretrain(cfg: PretrainConfig, device="cpu", log=print):
     summary = {"steps": step, "stopped": stopped, "wall_seconds": round(time.time() - t0, 1),
                "held_out": {**acc, "scenes": cfg.eval_scenes, "seed": EVAL_SEED}, "history": history}
     return model.net.cpu().eval(), summary
+
+
+# ---------------------------------------------------------------- what a frozen encoder's tokens carry
+def probe_encoders(encoders, n_train: int = 400, n_test: int = 200, steps: int = 200, lr: float = 0.05,
+                   weight_decay: float = 1e-3, seed: int = 0, task: TaskConfig | None = None,
+                   min_pixels: int = 16) -> dict[str, dict]:
+    """Fit fresh linear colour and shape heads on each frozen encoder's tokens; score them on held-out scenes.
+
+    ``encoders``: a list of FrozenEncoder. Labels are the pretraining ones (``patch_labels``), at each
+    encoder's canvas and patch; scenes are rendered once per (canvas, patch) and shared. Training
+    uses every object patch and as many background patches (background is easy and would dominate);
+    full-batch AdamW on standardised features. Returns {encoder name: held-out accuracies on object
+    patches (``color_object``, ``shape_object``) and on all labelled patches (``*_all``)}.
+    """
+    task = task or TaskConfig()
+    scenes: dict[tuple[int, int], tuple] = {}
+
+    def labelled(images, colors, shapes, encoder):
+        feats = E.encode_in_chunks(encoder, images).flatten(0, 1)
+        keep = colors.flatten() != IGNORE
+        return feats[keep], colors.flatten()[keep], shapes.flatten()[keep]
+
+    results = {}
+    for encoder in encoders:
+        key = (encoder.image_size, encoder.patch)
+        if key not in scenes:
+            render_cfg = RenderConfig(canvas_size=encoder.image_size)
+            sets = []
+            for n, s in ((n_train, EVAL_SEED + 1 + seed), (n_test, EVAL_SEED + 2 + seed)):
+                batch = sample_batch(task, n, seed=s, n=(1, 8))
+                images, boxes = render_batch(batch, render_cfg, seed=s)
+                sets.append((images, *patch_labels(batch, boxes, render_cfg, encoder.patch, min_pixels)))
+            scenes[key] = sets
+        (train, test) = scenes[key]
+        x_tr, c_tr, s_tr = labelled(*train, encoder)
+        x_te, c_te, s_te = labelled(*test, encoder)
+        obj_tr = c_tr != task.n_colors
+        g = torch.Generator().manual_seed(seed)
+        background = torch.nonzero(~obj_tr).flatten()
+        background = background[torch.randperm(len(background), generator=g)[: int(obj_tr.sum())]]
+        rows = torch.cat([torch.nonzero(obj_tr).flatten(), background])
+        x_tr, c_tr, s_tr = x_tr[rows], c_tr[rows], s_tr[rows]
+        mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
+        x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+        out = {}
+        for what, y_tr, y_te, n_cls in (("color", c_tr, c_te, task.n_colors), ("shape", s_tr, s_te, task.n_shapes)):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                head = nn.Linear(x_tr.shape[1], n_cls + 1)
+            opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+            for _ in range(steps):
+                loss = F.cross_entropy(head(x_tr), y_tr)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                pred = head(x_te).argmax(-1)
+            obj = y_te != n_cls
+            out[f"{what}_object"] = round(float((pred[obj] == y_te[obj]).float().mean()), 4)
+            out[f"{what}_all"] = round(float((pred == y_te).float().mean()), 4)
+        out["object_patches"] = int((c_te != task.n_colors).sum())
+        results[encoder.name] = out
+    return results

@@ -173,6 +173,25 @@ for name in ("project_cnn", "project_vit", "random_cnn", "pixels"):
     tokens = encoder.encode(scene)
     n_params = sum(p.numel() for p in encoder.parameters())
     print(f"{name:>12} {tokens.shape[1]:>7} {tokens.shape[2]:>6} {n_params:>11,}  {encoder.weights_id[:60]}")"""),
+    ("md", """### What the tokens carry
+
+The pretraining table scored each trunk with the heads it was trained with. To compare all four encoders on an equal footing, fit fresh linear heads on their frozen tokens (a *linear probe*) for the same per-patch colour and shape labels, and score them on held-out scenes.
+`probe_encoders` does it in one call; it is kept small (a few hundred scenes, a short fit) so that it runs in seconds, which makes its numbers rough:"""),
+    ("code", """# NBVAL_IGNORE_OUTPUT (the fit's last digits can change with the number of CPU threads)
+from bindlib.plots import split_summary_chart
+from bindlib.pretrain import probe_encoders
+
+four = [E.profile_encoder(name, profile="cpu") for name in ("project_cnn", "project_vit", "random_cnn", "pixels")]
+probe = probe_encoders(four, n_train=200, n_test=100, steps=60, lr=0.2)
+for name, acc in probe.items():
+    print(f"{name:>12}: colour {acc['color_object']:.0%}, shape {acc['shape_object']:.0%} on {acc['object_patches']} held-out object patches")
+print(f"{'guessing':>12}: colour {1 / task.n_colors:.0%}, shape {1 / task.n_shapes:.0%}")"""),
+    ("code", """probe_rows = [{"source": name, "split": attribute, "accuracy": acc[f"{attribute}_object"]}
+              for name, acc in probe.items() for attribute in ("color", "shape")]
+split_summary_chart(probe_rows, title="Linear probes on frozen tokens: held-out accuracy on object patches")"""),
+    ("md", """Colour can be read off a single token of every encoder, if less cleanly from the random CNN, whose untrained filters mix a patch with its neighbours.
+Shape is another matter: from raw pixels and random features a linear head barely beats guessing, and only pretraining puts shape where one token and one linear map can find it.
+A probe is a lower bound, though. The transformer of chapter 4 sees all the tokens of a picture at once and has several layers to combine them, so "not linearly readable from one token" does not mean "not in the picture"; the controls exist to find out how much that matters."""),
     ("md", """## Patch tokens
 
 Every encoder here outputs one token per 16 x 16 patch, in row-major order: token 0 is the top-left patch, token 6 the top-right, token 48 the bottom-right.

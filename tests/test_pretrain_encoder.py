@@ -171,3 +171,10 @@ def test_paper_profile_pretrains_at_224_px_with_196_tokens(tmp_path):
     enc = E.profile_encoder("project_vit", "paper", weights=out)
     assert enc.encode(torch.rand(1, 3, 224, 224)).shape[1] == 196
     assert E.project_encoder_dir("project_vit", "paper").name == "project_vit_paper"
+
+
+def test_linear_probe_reads_colour_from_raw_pixels():
+    pixels = E.profile_encoder("pixels", profile="cpu")
+    result = P.probe_encoders([pixels], n_train=40, n_test=20, steps=40, lr=0.2)["pixels"]
+    assert set(result) >= {"color_object", "shape_object", "color_all", "shape_all"} and result["object_patches"] > 0
+    assert result["color_object"] > 0.5  # colour is in the pixels: far above a 1-in-16 guess
