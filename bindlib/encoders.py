@@ -288,7 +288,8 @@ def build_net(cfg, seed: int = 0) -> nn.Module:
 def random_cnn(image_size: int = 224, patch: int = 16, width: int = 32, dim: int = 256, seed: int = 0) -> NetEncoder:
     """The random-features control: project_cnn's architecture, randomly initialised with a fixed seed.
 
-    For a smaller canvas keep 196 tokens by shrinking the patch (112 px with patch=8).
+    ``profile_encoder("random_cnn")`` is the cpu-profile version (112 px, patch 16: 49 tokens, dim 128,
+    project_cnn's committed architecture); a smaller patch keeps more tokens (112 px with patch=8: 196).
     """
     cfg = ConvNetConfig(patch=patch, width=width, dim=dim)
     return NetEncoder("random_cnn", build_net(cfg, seed), image_size, weights_id=f"random(seed={seed}, {cfg})")
