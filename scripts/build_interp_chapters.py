@@ -160,10 +160,10 @@ def ood_of(regime):
     for r in io.load_results("regime_*.json", kind="regime", regime=regime, profile="cpu"):
         if r.get("encoder") in (None, "project_cnn") and r.get("grounding", True) is not False:
             by_seed[r["seed"]] = r["ood_accuracy"]
-    return list(by_seed.values())
+    return by_seed
 
-for row in table:
-    accs = ood_of(row["regime"])
+for row in table:  # OOD accuracy of the same seeds as the binding score
+    accs = [a for seed, a in ood_of(row["regime"]).items() if seed in row["seeds"]]
     ours = f"{statistics.mean(accs):.1%} over {len(accs)} seed(s)" if accs else "not evaluated yet"
     theirs = paper.OOD_ACCURACY.get(row["regime"], {}).get("value")
     theirs = f"{theirs:.1%}" if theirs is not None else "not reported"
