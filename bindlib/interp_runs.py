@@ -111,6 +111,39 @@ def load_for_analysis(path, device="cpu"):
 
 
 # ---------------------------------------------------------------- the three measurements
+MIN_PAIRS = 20  # fewer pairs than this make no interchange measurement
+
+
+def correct_pairs(model, task, n_pairs: int, seed: int, n_range, device="cpu", max_draw_factor: int = 5):
+    """Up to ``n_pairs`` pairs that ``model`` answers correctly on both prompts (all pairs if model is None),
+    drawn in rounds of 2 * n_pairs until enough are found or ``max_draw_factor * n_pairs`` were drawn.
+
+    Unlike ``make_pairs(model=...)``, a weak model yields the pairs it does get right instead of an error.
+    Returns (pairs, number drawn).
+    """
+    if model is None:
+        return I.make_pairs(task, n_pairs, seed=seed, n=n_range, device=device), n_pairs
+    kept, total, drawn, rnd = [], 0, 0, 0
+    while total < n_pairs and drawn < max_draw_factor * n_pairs:
+        pool = I.make_pairs(task, 2 * n_pairs, seed=seed + 1000 * rnd, n=n_range, device=device)
+        drawn, rnd = drawn + len(pool), rnd + 1
+        ok = I.correct_on_both(model, pool).nonzero().squeeze(1)[: n_pairs - total]
+        if len(ok):
+            kept.append(pool.select(ok))
+            total += len(ok)
+    if not kept:
+        return I.make_pairs(task, 1, seed=seed, n=n_range, device=device).select(torch.arange(0)), drawn
+    return _concat_pairs(kept), drawn
+
+
+def _concat_pairs(parts):
+    if len(parts) == 1:
+        return parts[0]
+    return I.Pairs(I.concat_batches(*(p.base for p in parts)), I.concat_batches(*(p.source for p in parts)),
+                   *(torch.cat([getattr(p, k) for p in parts]) for k in
+                     ("positional", "symbolic", "reflexive", "base_answer", "source_objects", "traded_object")))
+
+
 def sweep_timing(model, pairs, packed: dict, loop_pairs: int) -> dict:
     """Wall time of the batched all-layer sweep ``packed`` (an ``interchange`` result over every pair)
     against the per-pair, per-layer loop, run on the first ``loop_pairs`` pairs and extrapolated
@@ -134,17 +167,18 @@ def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
             continue
         lo = max(4, (task.id_range if n_range is None else n_range)[0])
         hi = (task.id_range if n_range is None else n_range)[1]
-        try:
-            pairs = I.make_pairs(task, n_pairs, seed=sizes.seed + (0 if split == "id" else 1), n=(lo, hi),
-                                 model=model_for_pairs, device=device, max_rounds=10)
-        except RuntimeError as err:  # a model that fails most prompts of a split: say so in the file
-            splits[split] = {"n_range": [lo, hi], "n_pairs": 0, "error": str(err)}
+        pairs, drawn = correct_pairs(model_for_pairs, task, n_pairs, sizes.seed + (0 if split == "id" else 1),
+                                     (lo, hi), device)
+        if len(pairs) < min(MIN_PAIRS, n_pairs):  # a model that fails most prompts of a split: say so in the file
+            splits[split] = {"n_range": [lo, hi], "n_pairs": 0, "pairs_drawn": drawn,
+                             "error": f"only {len(pairs)} of {drawn} pairs answered correctly on both prompts "
+                                      f"(fewer than {min(MIN_PAIRS, n_pairs)}); no interchange measurement at N {lo}..{hi}"}
             continue
         res = I.interchange(model, pairs)
         if split == "id" and sizes.loop_pairs > 0:
             timing = sweep_timing(model, pairs, res, sizes.loop_pairs)
         rec = I.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
-        splits[split] = {"n_range": [lo, hi], "n_pairs": len(pairs), "iia": rec["iia"],
+        splits[split] = {"n_range": [lo, hi], "n_pairs": len(pairs), "pairs_drawn": drawn, "iia": rec["iia"],
                          "per_layer": rec["per_layer"], "summary": rec["summary"],
                          "sweep_seconds": _num(res["wall_seconds"], 3)}
     from .task import sample_batch

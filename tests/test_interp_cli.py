@@ -150,3 +150,16 @@ def test_all_missing_only_skips_up_to_date_runs(checkpoint, tmp_path, monkeypatc
     assert "up-to-date" in capsys.readouterr().out
     assert (out / "knockout_text_only_cpu_s0.json").stat().st_mtime_ns == first
     assert [p.name for p in out.iterdir()] == ["knockout_text_only_cpu_s0.json"]  # only the checkpoint that exists
+
+
+def test_weak_model_records_what_it_could_measure(checkpoint, tmp_path):
+    """An untrained model answers almost nothing correctly: the file says so instead of the command failing."""
+    assert main(["interp", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "interchange",
+                 "--pairs", "40", "--ood-pairs", "20", "--swap-prompts", "32", "--results-dir", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "interchange_text_only_cpu_s0.json").read_text())
+    for split in ("id", "ood"):
+        s = rec["splits"][split]
+        assert s["pairs_drawn"] >= s["n_pairs"]
+        if s["n_pairs"] < 20:
+            assert "error" in s and "correctly" in s["error"] and "per_layer" not in s
+    assert rec["sizes"]["only_correct"] is True
