@@ -304,35 +304,83 @@ def mean_sd(values) -> tuple[float, float]:
     return m, sd
 
 
+MIN_ROUTING_SHARE = 0.5  # below this, too few patched outputs follow POS or SYM for BS to mean anything
+
+
+def measurable(record: dict, split: str = "id") -> bool:
+    """A run has a binding score worth reading when the routing layer routes at least MIN_ROUTING_SHARE of pairs."""
+    summ = (record["splits"].get(split) or {}).get("summary")
+    return bool(summ) and (summ.get("routing_share") or 0.0) >= MIN_ROUTING_SHARE
+
+
 def routing_table(records: list[dict], split: str = "id") -> list[dict]:
-    """Per regime: seeds, mean and range of the routing-layer BS, Sym/Pos, flip rate (and the per-seed values)."""
+    """Per regime: the seeds whose BS is measurable (routing share >= MIN_ROUTING_SHARE), the mean and range of
+    their routing-layer BS and position-swap flip rate, and the seeds left out (``unmeasurable``)."""
     out = []
     for regime in regimes_present(records):
-        group = [r for r in records if r["regime"] == regime and r["splits"].get(split, {}).get("summary")]
-        if not group:
-            continue
-        summ = [r["splits"][split]["summary"] for r in group]
-        bs = [s["binding_score"] for s in summ]
-        ratio = [s.get("sym_pos_ratio") for s in summ]
-        flips = [r["position_swap"]["flip_rate"] for r in group]
-        out.append({"regime": regime, "seeds": [r["seed"] for r in group],
-                    "routing_layers": [s["routing_layer"] for s in summ],
-                    "binding_score": mean_sd(bs)[0], "binding_score_min": min((b for b in bs if b is not None), default=None),
-                    "binding_score_max": max((b for b in bs if b is not None), default=None),
-                    "sym_pos_ratio": ratio, "flip_rate": mean_sd(flips)[0],
-                    "stay_rate": mean_sd([r["position_swap"]["stay_rate"] for r in group])[0]})
+        every = [r for r in records if r["regime"] == regime]
+        group = [r for r in every if measurable(r, split)]
+        row = {"regime": regime, "seeds": [r["seed"] for r in group],
+               "unmeasurable": [r["seed"] for r in every if not measurable(r, split)]}
+        if group:
+            summ = [r["splits"][split]["summary"] for r in group]
+            bs = [x["binding_score"] for x in summ if x["binding_score"] is not None]
+            row.update({"routing_layers": [x["routing_layer"] for x in summ],
+                        "binding_score": mean_sd(bs)[0], "binding_score_min": min(bs, default=None),
+                        "binding_score_max": max(bs, default=None),
+                        "sym_pos_ratio": [x.get("sym_pos_ratio") for x in summ],
+                        "flip_rate": mean_sd([r["position_swap"]["flip_rate"] for r in group])[0],
+                        "stay_rate": mean_sd([r["position_swap"]["stay_rate"] for r in group])[0]})
+        else:
+            row.update({"binding_score": None, "flip_rate": None, "stay_rate": None})
+        out.append(row)
     return out
 
 
 def direction_verdict(table: list[dict]) -> dict:
-    """Is text_only positional (BS < 0) and image_text symbolic (BS > 0) at the routing layer, as the paper says?"""
+    """Is text_only positional (BS < 0) and image_text symbolic (BS > 0) at the routing layer, as the paper says?
+
+    ``found`` is None when the regime has no results, "unmeasurable" when none of its seeds routes enough pairs.
+    """
     by = {row["regime"]: row for row in table}
     verdict = {}
     for regime, want in (("text_only", "positional"), ("image_text", "symbolic")):
-        if regime not in by:
+        row = by.get(regime)
+        if row is None:
             verdict[regime] = {"expected": want, "found": None, "agrees": None}
             continue
-        bs = by[regime]["binding_score"]
+        bs = row["binding_score"]
+        if bs is None or not math.isfinite(bs):
+            verdict[regime] = {"expected": want, "found": "unmeasurable", "agrees": None,
+                               "unmeasurable": row["unmeasurable"]}
+            continue
         found = "symbolic" if bs > 0 else ("positional" if bs < 0 else "neither")
-        verdict[regime] = {"expected": want, "found": found, "binding_score": bs, "agrees": found == want}
+        verdict[regime] = {"expected": want, "found": found, "binding_score": bs, "agrees": found == want,
+                           "seeds": row["seeds"], "unmeasurable": row["unmeasurable"]}
     return verdict
+
+
+MIN_ACCURACY = 0.5  # runs answering fewer ID prompts than this are reported, not analysed
+
+
+def usable(records: list[dict], min_accuracy: float = MIN_ACCURACY, results_dir=None) -> tuple[list[dict], list[dict]]:
+    """Split records into runs whose model answers at least ``min_accuracy`` of ID prompts (the accuracy without
+    knockout in the run's knockout file) and the others, returned as {regime, seed, accuracy} rows.
+
+    A model near chance gives interventions and probes nothing to explain; averaging it in would blur the rest.
+    """
+    acc = {(r["regime"], r["seed"]): r["base_accuracy"] for r in load_interp("knockout", results_dir=results_dir)}
+    kept, dropped = [], []
+    for r in records:
+        a = acc.get((r["regime"], r["seed"]))
+        if a is not None and a < min_accuracy:
+            dropped.append({"regime": r["regime"], "seed": r["seed"], "accuracy": a})
+        else:
+            kept.append(r)
+    return kept, dropped
+
+
+def print_dropped(dropped: list[dict], min_accuracy: float = MIN_ACCURACY) -> None:
+    for d in dropped:
+        print(f"left out: {d['regime']} seed {d['seed']}, which answers only {d['accuracy']:.0%} of ID prompts "
+              f"(threshold {min_accuracy:.0%})")

@@ -482,7 +482,8 @@ def routing_rows(records: list[dict], split: str = "id") -> list[dict]:
             continue
         layer = s["summary"]["routing_layer"]
         row = next(x for x in s["per_layer"] if x["layer"] == layer)
-        out.append({"regime": r["regime"], "seed": r["seed"], "routing_layer": layer, "p_sym": row["symbolic"],
+        out.append({"regime": r["regime"], "seed": r["seed"], "routing_layer": layer,
+                    "routing_share": s["summary"].get("routing_share"), "p_sym": row["symbolic"],
                     "p_pos": row["positional"], "binding_score": s["summary"]["binding_score"],
                     "flip_rate": r["position_swap"]["flip_rate"], "stay_rate": r["position_swap"]["stay_rate"]})
     return out

@@ -85,14 +85,18 @@ Before trusting a symbolic verdict, the measurement must be able to return a pos
 ## Every regime, every seed
 
 `python -m bindlib interp --all` runs the same sweep on every checkpoint of the four regimes, on more pairs, at ID lengths and separately at OOD lengths, and writes `data/results/interchange_<run>.json` with its provenance. The chapter reads those files:"""),
-    ("code", """from bindlib.interp_runs import load_interp, regimes_present
+    ("code", """from bindlib.interp_runs import load_interp, print_dropped, regimes_present, usable
 
-records = load_interp("interchange")
-print(f"{'run':<36} {'ID pairs':>8} {'OOD pairs':>9}  layers")
-for r in records:
+every_run = load_interp("interchange")
+print(f"{'run':<36} {'ID pairs':>8} {'OOD pairs':>9}  (pairs drawn to find them)")
+for r in every_run:
     tag = r["checkpoint"].split("/")[-1]
-    print(f"{tag:<36} {r['splits']['id'].get('n_pairs', 0):>8} {r['splits'].get('ood', {}).get('n_pairs', 0):>9}  {r['n_layers']}")
-print("regimes with results:", ", ".join(regimes_present(records)))"""),
+    ids, ood = r["splits"]["id"], r["splits"].get("ood", {})
+    print(f"{tag:<36} {ids.get('n_pairs', 0):>8} {ood.get('n_pairs', 0):>9}  ({ids.get('pairs_drawn', '?')}, {ood.get('pairs_drawn', '?')})")
+records, dropped = usable(every_run)
+print_dropped(dropped)
+print("regimes analysed:", ", ".join(regimes_present(records)))"""),
+    ("md", """A pair counts only if the model answers both of its prompts correctly, so a model that answers few prompts needs many draws, and a model near chance is left out altogether: its "correct" answers are mostly lucky guesses, with no mechanism to find."""),
     ("code", """from bindlib.plots import iia_heatmap_chart
 
 iia_heatmap_chart(records, "id")"""),
@@ -114,36 +118,43 @@ outcome_story(records, "id")"""),
     ("md", """The same at OOD lengths, prompts longer than any the models were trained on:"""),
     ("code", """iia_heatmap_chart(records, "ood")"""),
     ("code", """outcome_story(records, "ood")"""),
-    ("code", """from bindlib.plots import binding_score_chart
+    ("code", """from bindlib.interp_runs import measurable
+from bindlib.plots import binding_score_chart
 
-binding_score_chart(records, "id")"""),
+binding_score_chart([r for r in records if measurable(r)], "id")"""),
     ("md", """## The routing layer, and the position-id swap
 
 A second, independent test needs no counterfactual prompt at all: swap only the *position ids* of two objects' declaration tokens and leave their content where it is. A model that binds by position now finds the queried colour "at" the other object's place, so its answer flips to the other object's item; a model that binds by content keeps answering correctly."""),
     ("code", """from bindlib.interp_runs import routing_table
 from bindlib.plots import routing_rows
 
-print(f"{'run':<28} {'routing':>7} {'P_sym':>6} {'P_pos':>6} {'BS':>6} {'Sym/Pos':>8} {'flip':>6} {'stay':>6}")
+print(f"{'run':<28} {'routing':>7} {'routed':>6} {'P_sym':>6} {'P_pos':>6} {'BS':>6} {'Sym/Pos':>8} {'flip':>6} {'stay':>6}")
 for row in routing_rows(records):
     ratio = "inf" if row["p_pos"] == 0 else f"{row['p_sym'] / row['p_pos']:.1f}"
-    print(f"{row['regime'] + ' s' + str(row['seed']):<28} {row['routing_layer']:>7} {row['p_sym']:>6.2f} {row['p_pos']:>6.2f} "
-          f"{row['binding_score']:>6.2f} {ratio:>8} {row['flip_rate']:>6.1%} {row['stay_rate']:>6.1%}")"""),
+    print(f"{row['regime'] + ' s' + str(row['seed']):<28} {row['routing_layer']:>7} {row['routing_share']:>6.2f} {row['p_sym']:>6.2f} "
+          f"{row['p_pos']:>6.2f} {row['binding_score']:>6.2f} {ratio:>8} {row['flip_rate']:>6.1%} {row['stay_rate']:>6.1%}")"""),
+    ("md", """"routed" is P_sym + P_pos at the routing layer. Where it is small, the patch mostly changes nothing, and the binding score, a ratio of two small shares, is noise: such seeds (below 0.5) are left out of the regime summaries below."""),
     ("code", """from bindlib.plots import routing_chart
 
-routing_chart(records)"""),
+routing_chart([r for r in records if measurable(r)])"""),
     ("md", """## The verdict on the direction
 
 The paper's qualitative claim, in the terms of this measurement: text-only training leaves the read-out positional (BS < 0 at the routing layer), image training moves it to symbolic (BS > 0). Computed from the files:"""),
     ("code", """from bindlib.interp_runs import direction_verdict
 
-table = routing_table(records)
-for row in table:
+table = [row for row in routing_table(records) if row["seeds"]]
+for row in routing_table(records):
+    left_out = f"; left out (too little routing): seeds {row['unmeasurable']}" if row["unmeasurable"] else ""
+    if not row["seeds"]:
+        print(f"{row['regime']:<17} no seed routes enough pairs to measure{left_out}")
+        continue
     print(f"{row['regime']:<17} seeds {row['seeds']}: BS at the routing layer {row['binding_score']:+.2f} "
-          f"(range {row['binding_score_min']:+.2f} to {row['binding_score_max']:+.2f}), position-swap flip rate {row['flip_rate']:.1%}")
+          f"(range {row['binding_score_min']:+.2f} to {row['binding_score_max']:+.2f}), "
+          f"position-swap flip rate {row['flip_rate']:.1%}{left_out}")
 print()
 for regime, v in direction_verdict(table).items():
     if v["found"] is None:
-        print(f"{regime}: no results yet, so the paper's '{v['expected']}' cannot be checked")
+        print(f"{regime}: no measurable results, so the paper's '{v['expected']}' cannot be checked")
     else:
         print(f"{regime}: the paper expects {v['expected']}; we find {v['found']} -> "
               f"{'agrees with the paper' if v['agrees'] else 'DOES NOT agree with the paper'}")"""),
@@ -180,12 +191,13 @@ A caveat of the measurement itself: before the query colour has been used, "symb
 
 An all-layer sweep done naively is one forward pass per pair and layer. The packed sweep does every layer of a chunk of pairs in one pass. Each results file times both on its own checkpoint (the loop on a few pairs, extrapolated) and checks that they agree:"""),
     ("code", """print(f"{'run':<28} {'pairs':>5} {'packed':>9} {'per-pair loop':>14} {'speed-up':>9} {'max |dlogit|':>13}")
-for r in records:
+for r in every_run:
     t = r.get("timing")
     if t:
         print(f"{r['regime'] + ' s' + str(r['seed']):<28} {t['n_pairs']:>5} {t['packed_seconds']:>7.1f} s "
               f"{t['loop_seconds_extrapolated']:>12.0f} s {t['speedup_packed_vs_loop']:>8.0f}x {t['max_abs_logit_diff']:>13.1e}")
-print(f"(one CPU thread each: {records[0]['timing']['threads'] if records and records[0].get('timing') else '?'}; wall times depend on the machine's load)")"""),
+threads = sorted({r["timing"]["threads"] for r in every_run if r.get("timing")})
+print(f"(CPU threads: {threads}; wall times depend on the machine's load)")"""),
     ("md", """## Explore
 
 Every layer's shares for any run and split (read from the results files; nothing is recomputed):"""),
@@ -276,12 +288,15 @@ for name, v in live["sets"].items():
     ("md", """## Every regime
 
 `python -m bindlib interp --all` runs every set, both variants (one layer at a time, and *cumulative*: every layer from *l* on) on every checkpoint and records accuracy and the relative change of the answer's probability, 100 (p_new - p_base) / p_base, averaged over prompts:"""),
-    ("code", """from bindlib.interp_runs import load_interp, regimes_present
+    ("code", """from bindlib.interp_runs import load_interp, print_dropped, regimes_present, usable
 
-records = load_interp("knockout")
-for r in records:
+every_run = load_interp("knockout")
+for r in every_run:
     print(f"{r['regime'] + ' s' + str(r['seed']):<26} {r['n_prompts']} prompts, accuracy without knockout {r['base_accuracy']:.3f}")
-print("regimes with results:", ", ".join(regimes_present(records)))"""),
+records, dropped = usable(every_run)
+print_dropped(dropped)
+print("regimes analysed:", ", ".join(regimes_present(records)))"""),
+    ("md", """A model that answers fewer than half of the ID prompts has little left to knock out; such runs are listed above and left out of the averages below."""),
     ("code", """from bindlib.plots import knockout_heatmap_chart
 
 knockout_heatmap_chart(records, "window", "relative_change")"""),
@@ -389,13 +404,15 @@ for row in live["layers"]:
 ## Every regime
 
 `python -m bindlib interp --all` fits these probes on every checkpoint (ordinal index at colour and shape tokens, the bound colour at shape tokens, and the target shape and index at the read-out token) and writes `data/results/probe_<run>.json`:"""),
-    ("code", """from bindlib.interp_runs import load_interp, regimes_present
+    ("code", """from bindlib.interp_runs import load_interp, print_dropped, regimes_present, usable
 
-records = load_interp("probe")
+records, dropped = usable(load_interp("probe"))
 for r in records:
     sizes = {f"{p['role']}/{p['target']}": p["n_test"] for p in r["probes"]}
     print(f"{r['regime'] + ' s' + str(r['seed']):<26} {r['sizes']['probe_prompts']} prompts; test tokens per probe: {sizes}")
-print("regimes with results:", ", ".join(regimes_present(records)))"""),
+print_dropped(dropped)
+print("regimes analysed:", ", ".join(regimes_present(records)))"""),
+    ("md", """As in chapters 5 and 6, models that answer fewer than half of the ID prompts (by their knockout file's clean accuracy) are listed and left out: what such a model represents says little about how a working one binds."""),
     ("code", """from bindlib.plots import probe_chart
 
 probe_chart(records, "shape", "bound_color")"""),

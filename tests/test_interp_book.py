@@ -70,7 +70,7 @@ def interchange_rec(regime, seed, sym, pos):
                   "other": round(1 - sym - pos, 4), "binding_score": (sym - pos) / (sym + pos), "logit_diff": 0.5}
                  for l in range(3)]
     split = {"n_pairs": 10, "n_range": [4, 8], "per_layer": per_layer,
-             "summary": {"routing_layer": 2, "binding_score": (sym - pos) / (sym + pos)}}
+             "summary": {"routing_layer": 2, "binding_score": (sym - pos) / (sym + pos), "routing_share": sym + pos}}
     return {"kind": "interchange", "regime": regime, "seed": seed, "splits": {"id": split, "ood": split},
             "position_swap": {"flip_rate": pos, "stay_rate": sym}}
 
@@ -85,6 +85,11 @@ def test_routing_table_and_verdict():
     v = direction_verdict(routing_table([interchange_rec("text_only", 0, 0.9, 0.1)]))
     assert v["text_only"]["found"] == "symbolic" and not v["text_only"]["agrees"]
     assert v["image_text"]["found"] is None  # no results: no verdict, and no crash
+    # a seed whose patches barely route (P_sym + P_pos small) is left out of the regime's BS
+    table = routing_table([interchange_rec("image_text", 0, 0.9, 0.05), interchange_rec("image_text", 1, 0.02, 0.1)])
+    assert table[0]["seeds"] == [0] and table[0]["unmeasurable"] == [1]
+    v = direction_verdict(routing_table([interchange_rec("image_text", 1, 0.02, 0.1)]))
+    assert v["image_text"]["found"] == "unmeasurable" and v["image_text"]["agrees"] is None
 
 
 def test_interchange_charts_are_small_and_aggregate_seeds():
