@@ -335,7 +335,11 @@ for regime in regimes_present(records):
         story = f"needs the answer item at layer {item_layer}, but no single earlier content route stands out"
     else:
         story = "shows no single critical route at the last token (the information may travel through other tokens)"
-    print(f"{regime}: {story}" + ("; the associated shape token is dispensable" if not shape else ""))"""),
+    struct, struct_layer = route(regime, "structural")
+    extra = "; the associated shape token is dispensable" if not shape else ""
+    if struct:
+        extra += f"; it also needs to see the structural tokens (BOS, CTX_END, QUE) at layer {struct_layer}"
+    print(f"{regime}: {story}{extra}")"""),
     ("md", """A position-only circuit, the paper's account of text-only models, would leave the last token indifferent to *which* tokens hold the queried object's content, as long as the index arrives. The verdict above says whether our models show that. Note what a knockout cannot see: information that reached the last token earlier, or that other tokens gathered for it (the answer item's position has already looked at its shape, which has looked at its colour). A dispensable set is one the *last token* does not need to attend to, not one the model does not use.
 
 ## Explore"""),
