@@ -309,6 +309,10 @@ For every regime, the layer where knocking out each set hurts most, against the 
     ("code", """from bindlib.interp_runs import mean_sd
 from bindlib.plots import knockout_order
 
+def pct(x):  # the mean relative change can explode where a prompt's clean probability is tiny
+    return f"{x:>7.0f}%" if x < 1000 else "  >+999%"
+
+
 print(f"{'regime':<17} {'target set':<18} {'worst layer':>11} {'change':>8} {'random ctrl':>11} {'accuracy':>9}")
 critical = {}
 for regime in regimes_present(records):
@@ -319,7 +323,8 @@ for regime in regimes_present(records):
         ctrl = mean_sd([r["window"]["sets"]["random_" + name]["relative_change"][layer] for r in group])[0]
         acc = mean_sd([r["window"]["sets"][name]["accuracy"][layer] for r in group])[0]
         critical[regime, name] = (layer, change[layer], ctrl, acc)
-        print(f"{regime:<17} {name:<18} {layer:>11} {change[layer]:>7.0f}% {ctrl:>10.0f}% {acc:>9.2f}")"""),
+        print(f"{regime:<17} {name:<18} {layer:>11} {pct(change[layer])} {pct(ctrl):>11} {acc:>9.2f}")"""),
+    ("md", """The relative change is a mean over prompts of 100 (p_new - p_base) / p_base. On a prompt the model gets wrong, p_base can be tiny, and any knockout that nudges the answer up multiplies it: a few such prompts can make a mean explode upwards (shown as >+999%). Drops are bounded by -100%, and accuracy is the robust companion."""),
     ("code", """def route(regime, name, threshold=-50.0):
     layer, change, ctrl, acc = critical[regime, name]
     return change < threshold and change < ctrl + threshold / 2, layer
