@@ -433,7 +433,7 @@ def iia_heatmap_chart(records: list[dict], split: str = "id", title: str | None 
     """Layer x outcome heatmaps of the interchange shares, one panel per regime (mean over seeds)."""
     rows = iia_rows(records, split)
     return (
-        alt.Chart(alt.Data(values=rows), title=title or f"Which item does the patched run name? ({split.upper()} pairs, mean over seeds)")
+        alt.Chart(alt.Data(values=rows))
         .mark_rect()
         .encode(
             x=alt.X("layer:O", title="patched layer (residual entering it)", axis=alt.Axis(labelAngle=0)),
@@ -443,6 +443,7 @@ def iia_heatmap_chart(records: list[dict], split: str = "id", title: str | None 
         )
         .properties(width=150, height=130)
         .facet(column=alt.Column("regime:N", sort=_regime_sort(records), title=None))
+        .properties(title=title or f"Which item does the patched run name? ({split.upper()} pairs, mean over seeds)")
     )
 
 
@@ -497,9 +498,8 @@ def routing_chart(records: list[dict], split: str = "id") -> alt.HConcatChart:
     tip = ["regime:N", "seed:O", "routing_layer:O", alt.Tooltip("p_sym:Q", format=".1%"),
            alt.Tooltip("p_pos:Q", format=".1%"), alt.Tooltip("binding_score:Q", format=".2f")]
     bs = (alt.Chart(alt.Data(values=rows), title="BS at the routing layer (one dot per seed)")
-          .mark_circle(size=70)
-          .encode(x=x, y=alt.Y("binding_score:Q", scale=alt.Scale(domain=[-1, 1]), title="binding score"),
-                  color=alt.Color("seed:N"), tooltip=tip)
+          .mark_circle(size=70, color="#1f77b4", opacity=0.7)
+          .encode(x=x, y=alt.Y("binding_score:Q", scale=alt.Scale(domain=[-1, 1]), title="binding score"), tooltip=tip)
           .properties(width=220, height=HEIGHT))
     zero = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(strokeDash=[4, 4], color="#555555").encode(y="y:Q")
     long = [{"regime": r["regime"], "seed": r["seed"], "outcome": k.replace("_rate", ""), "share": r[k]}
@@ -510,7 +510,7 @@ def routing_chart(records: list[dict], split: str = "id") -> alt.HConcatChart:
                     color=alt.Color("outcome:N", scale=alt.Scale(domain=["flip", "stay"], range=["#d62728", "#2ca02c"])),
                     tooltip=["regime:N", "seed:O", "outcome:N", alt.Tooltip("share:Q", format=".1%")])
             .properties(width=220, height=HEIGHT))
-    return alt.hconcat(bs + zero, swap)
+    return alt.hconcat(bs + zero, swap).resolve_scale(color="independent")
 
 
 KNOCKOUT_SETS = ["answer_shape", "answer_item", "query_declaration", "structural", "other_objects"]
@@ -539,16 +539,16 @@ def knockout_heatmap_chart(records: list[dict], mode: str = "window", metric: st
     rows = knockout_rows(records, mode, metric)
     if metric == "relative_change":
         color = alt.Color("value:Q", title="% change of p(answer)",
-                          scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0))
+                          scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0, clamp=True))
         fmt = ".1f"
     else:
-        color = alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+        color = alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues", domain=[0, 1], clamp=True),
                           legend=alt.Legend(format=".0%"))
         fmt = ".1%"
     what = "the read-out token attends nowhere in the set, at layer l only" if mode == "window" else \
         "the read-out token attends nowhere in the set, at layers >= l"
     return (
-        alt.Chart(alt.Data(values=rows), title=title or f"Attention knockouts ({mode}): {what}")
+        alt.Chart(alt.Data(values=rows))
         .mark_rect()
         .encode(
             x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
@@ -558,11 +558,12 @@ def knockout_heatmap_chart(records: list[dict], mode: str = "window", metric: st
         )
         .properties(width=120, height=220)
         .facet(column=alt.Column("regime:N", sort=_regime_sort(records), title=None))
+        .properties(title=title or f"Attention knockouts ({mode}): {what}")
     )
 
 
 PROBE_SERIES = {"accuracy": "trained model", "random_init_accuracy": "same model, random init",
-                "control_accuracy": "control task (random labels per token)"}
+                "control_accuracy": "control task (random labels)"}
 
 
 def probe_rows(records: list[dict], role: str, target: str) -> list[dict]:
@@ -586,7 +587,7 @@ def probe_chart(records: list[dict], role: str, target: str, title: str | None =
     """Probe accuracy by layer, one panel per regime: trained model, random-init baseline and control task."""
     rows = probe_rows(records, role, target)
     return (
-        alt.Chart(alt.Data(values=rows), title=title or f"Decoding {target} at {role} tokens (test set: unseen combinations)")
+        alt.Chart(alt.Data(values=rows))
         .mark_line(point=True)
         .encode(
             x=alt.X("layer:O", title="layer (residual entering it)", axis=alt.Axis(labelAngle=0)),
@@ -598,6 +599,7 @@ def probe_chart(records: list[dict], role: str, target: str, title: str | None =
         )
         .properties(width=150, height=180)
         .facet(column=alt.Column("regime:N", sort=_regime_sort(records), title=None))
+        .properties(title=title or f"Decoding {target} at {role} tokens (test set: unseen combinations)")
     )
 
 
