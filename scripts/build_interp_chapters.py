@@ -185,7 +185,14 @@ for row in table:  # OOD accuracy of the same seeds as the binding score
 * **Depth.** Four layers leave little room for an extra pointer between reading the query and fetching the answer; where the layer-by-layer outcomes above go straight from symbolic to reflexive, the last token carries the query's identity until the very layer that fetches the item, and no index is ever its content.
 * **Vocabulary and lengths.** 16 colours and shapes and prompts of at most 16 objects, against the paper's 216 after an expansion stage.
 
-A caveat of the measurement itself: before the query colour has been used, "symbolic" and "the query was swapped" are the same outcome. The routing-layer rule reads BS as late as possible to avoid counting that, and the position-id swap, which changes no content at all, is the cleaner second opinion; both point the same way above.
+One more test of the curriculum explanation is cheap: give the demo model prompts where the positional shortcut is *valid*, association lines in declaration order so that the k-th declared object's item sits on the k-th line. If the model kept any positional pathway in reserve, these prompts would be where it shows:"""),
+    ("code", """declared = I.make_pairs(task, 200, seed=2, model=model, association_order="declared")
+decl = I.interchange(model, declared)
+for row in decl["per_layer"]:
+    print(f"layer {row['layer']}: POS {row['positional']:.2f}  SYM {row['symbolic']:.2f}  REF {row['reflexive']:.2f}")
+print(f"{demo['path'].name}, declared-order associations: routing layer {decl['summary']['routing_layer']}, "
+      f"binding score {decl['summary']['binding_score']:+.2f}")"""),
+    ("md", """A caveat of the measurement itself: before the query colour has been used, "symbolic" and "the query was swapped" are the same outcome. The routing-layer rule reads BS as late as possible to avoid counting that, and the position-id swap, which changes no content at all, is the cleaner second opinion; both point the same way above.
 
 ## How much the batching buys
 
