@@ -352,7 +352,7 @@ for regime in regimes_present(records):
     if struct:
         extra += f"; it also needs to see the structural tokens (BOS, CTX_END, QUE) at layer {struct_layer}"
     print(f"{regime}: {story}{extra}")"""),
-    ("md", """A position-only circuit, the paper's account of text-only models, would leave the last token indifferent to *which* tokens hold the queried object's content, as long as the index arrives. The verdict above says whether our models show that. Note what a knockout cannot see: information that reached the last token earlier, or that other tokens gathered for it (the answer item's position has already looked at its shape, which has looked at its colour). A dispensable set is one the *last token* does not need to attend to, not one the model does not use.
+    ("md", """A position-only circuit, the paper's account of text-only models, would leave the last token indifferent to *which* tokens hold the queried object's content, as long as the index arrives. The verdict above says whether our models show that. Note what a knockout cannot see: information that reached the last token earlier, or that other tokens gathered for it (the answer item's token, for instance, may already carry its shape, and the shape its colour, as chapter 7's probes suggest). A dispensable set is one the *last token* does not need to attend to, not one the model does not use.
 
 ## Explore"""),
     ("code", """# NBVAL_IGNORE_OUTPUT
