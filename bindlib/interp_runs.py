@@ -192,8 +192,13 @@ def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
                    "position_swap": {"swaps": swaps, "n": n_total, **pooled}, "timing": timing})
 
 
-def knockout_measure(model, task, sizes: Sizes, device="cpu") -> dict:
-    """Window (k = 1) and cumulative knockout sweeps over every target set and its random control."""
+HEAD_SETS = ("answer_item", "query_declaration", "random_answer_item")  # per-head knockouts (one layer, one head)
+
+
+def knockout_measure(model, task, sizes: Sizes, device="cpu", image=None) -> dict:
+    """Window (k = 1) and cumulative knockout sweeps over every target set and its random control,
+    per-head knockouts of HEAD_SETS, and, for an image model (``image`` = (adapter, vision)), the same
+    sweeps on image prompts over the image target sets (the queried object's patches against the others)."""
     from .task import sample_batch
 
     batch = sample_batch(task, sizes.knockout_prompts, sizes.seed + 3, n=task.id_range, device=device)
@@ -204,7 +209,27 @@ def knockout_measure(model, task, sizes: Sizes, device="cpu") -> dict:
         out[mode] = {"k": res["k"], "sets": res["sets"]}
         out["base_accuracy"], out["layers"] = res["base_accuracy"], res["layers"]
     out["n_prompts"] = len(batch)
+    out["per_head"] = I.head_knockout_sweep(model, batch, {k: sets[k] for k in HEAD_SETS})
+    if image is not None:
+        out["image"] = image_knockout_measure(model, task, sizes, *image, device=device)
     return _clean(out)
+
+
+def image_knockout_measure(model, task, sizes: Sizes, adapter, vision, device="cpu") -> dict:
+    """Knockouts on image prompts (same prompts' text as the text knockouts, rendered with a fixed seed)."""
+    from .task import sample_batch
+
+    batch = sample_batch(task, sizes.knockout_prompts, sizes.seed + 3, n=task.id_range, device=device)
+    prompts = vision.prompts(batch, sizes.seed + 3)
+    inputs = prompts.model_inputs(adapter)
+    sets = I.image_target_sets(prompts, seed=sizes.seed)
+    out = {"n_prompts": len(batch), "encoder": vision.encoder.name,
+           "chance": (1.0 / batch.n_objects.float()).mean().item()}
+    for mode in ("window", "cumulative"):
+        res = I.knockout_sweep(model, prompts.batch, sets, mode=mode, k=1, inputs=inputs)
+        out[mode] = {"k": res["k"], "sets": res["sets"]}
+        out["base_accuracy"], out["layers"] = res["base_accuracy"], res["layers"]
+    return out
 
 
 def probe_measure(model, task, sizes: Sizes, device="cpu", probes=PROBES) -> dict:
@@ -239,13 +264,23 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
             raise ValueError(f"unknown kind {kind!r}: allowed {KINDS}.")
     commit = commit or io.git_commit()
     model, task, meta = load_for_analysis(path, device)
+    image = None
+    if meta.get("adapter") and "knockout" in kinds:  # image checkpoints: knock out patches on image prompts too
+        from .multimodal import load_image_model
+
+        _, adapter, vision, _ = load_image_model(path, device)
+        image = (adapter, vision)
     tag = run_tag(regime, seed, profile, encoder)
+    # a checkpoint beside the table's (e.g. ..._nogrounding, ..._steps3x) keeps its own name and is marked
+    variant = path.name[len(tag):] if path.name.startswith(tag) and path.name != tag else None
+    tag = path.name if variant else tag
     written = []
     for kind in kinds:
         t0 = time.perf_counter()
-        body = MEASURES[kind](model, task, sizes, device)
+        body = (knockout_measure(model, task, sizes, device, image=image) if kind == "knockout"
+                else MEASURES[kind](model, task, sizes, device))
         wall = time.perf_counter() - t0
-        record = {"kind": kind, "regime": regime, "seed": seed, "profile": profile, "encoder": encoder,
+        record = {"kind": kind, "regime": regime, "seed": seed, "profile": profile, "encoder": encoder, "variant": variant,
                   "checkpoint": str(path), "checkpoint_sha256": meta.get("sha256"),
                   "n_layers": I.n_layers_of(model), "task": task.to_dict(), "sizes": sizes.to_dict(), **body}
         if kind == "interchange":  # the ID split's curves at the top level, as interchange_record has them
@@ -285,10 +320,23 @@ def regime_order(regime: str) -> int:
 
 
 def load_interp(kind: str, profile: str = "cpu", results_dir=None, encoder: str | None = MAIN_ENCODER) -> list[dict]:
-    """Every results record of ``kind`` (main encoder for image regimes), ordered by regime then seed."""
+    """Every results record of ``kind`` of the table's checkpoints (``encoder`` for image regimes; None: every
+    encoder), ordered by regime then seed. Variants (no grounding, longer runs) are left out: see load_variants."""
     recs = [r for r in io.load_results(f"{kind}_*.json", results_dir, kind=kind, profile=profile)
-            if r["regime"] not in IMAGE_REGIMES or r.get("encoder") == encoder]
+            if (r["regime"] not in IMAGE_REGIMES or encoder is None or r.get("encoder") == encoder)
+            and not r.get("variant")]
     return sorted(recs, key=lambda r: (regime_order(r["regime"]), r["seed"]))
+
+
+def image_knockouts(profile: str = "cpu", results_dir=None) -> list[dict]:
+    """Every knockout record with image-prompt knockouts (any encoder, variants included), one row each:
+    {run, regime, encoder, seed, variant, **record["image"]}."""
+    recs = io.load_results("knockout_*.json", results_dir, kind="knockout", profile=profile)
+    rows = [{"run": f"{r['regime']} {r['encoder']} s{r['seed']}{r.get('variant') or ''}", "regime": r["regime"],
+             "encoder": r["encoder"], "seed": r["seed"], "variant": r.get("variant"), **r["image"]}
+            for r in recs if r.get("image")]
+    return sorted(rows, key=lambda x: (regime_order(x["regime"]), x["encoder"] != MAIN_ENCODER, x["encoder"],
+                                       bool(x["variant"]), x["variant"] or "", x["seed"]))
 
 
 def regimes_present(records: list[dict]) -> list[str]:

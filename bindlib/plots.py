@@ -562,6 +562,66 @@ def knockout_heatmap_chart(records: list[dict], mode: str = "window", metric: st
     )
 
 
+def head_knockout_rows(records: list[dict], target: str = "answer_item", metric: str = "relative_change") -> list[dict]:
+    """Mean over seeds per (regime, layer, head) of a per-head knockout of ``target``."""
+    cells: dict = {}
+    for r in records:
+        grid = r["per_head"]["sets"][target][metric]
+        for layer, row in enumerate(grid):
+            for head, x in enumerate(row):
+                cells.setdefault((r["regime"], layer, head), []).append(x)
+    return [{"regime": g, "layer": l, "head": h, "value": _mean(v), "seeds": len(v)} for (g, l, h), v in cells.items()]
+
+
+def head_knockout_chart(records: list[dict], target: str = "answer_item") -> alt.Chart:
+    """Layer x head heatmaps: the change of p(answer) when one head of one layer cannot see ``target``."""
+    rows = head_knockout_rows([r for r in records if r.get("per_head")], target)
+    return (
+        alt.Chart(alt.Data(values=rows))
+        .mark_rect()
+        .encode(
+            x=alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("layer:O", title="layer"),
+            color=alt.Color("value:Q", title="% change of p(answer)",
+                            scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0, clamp=True)),
+            tooltip=["regime:N", "layer:O", "head:O", alt.Tooltip("value:Q", format=".1f"), "seeds:Q"],
+        )
+        .properties(width=110, height=110)
+        .facet(column=alt.Column("regime:N", sort=_regime_sort(records), title=None))
+        .properties(title=f"One head at a time: the read-out token cannot attend to {target}")
+    )
+
+
+IMAGE_KNOCKOUT_SETS = ["query_patches", "other_patches", "background_patches", "answer_item"]
+
+
+def image_knockout_chart(rows: list[dict], mode: str = "window", metric: str = "relative_change") -> alt.Chart:
+    """Layer x target-set heatmaps of knockouts on image prompts, one panel per image checkpoint
+    (``rows`` from bindlib.interp_runs.image_knockouts)."""
+    order = [x for n in IMAGE_KNOCKOUT_SETS for x in (n, f"random_{n}")]
+    cells = [{"run": r["run"], "target": name, "layer": layer, "value": x}
+             for r in rows for name, v in r[mode]["sets"].items() for layer, x in enumerate(v[metric])]
+    if metric == "relative_change":
+        color = alt.Color("value:Q", title="% change of p(answer)",
+                          scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0, clamp=True))
+    else:
+        color = alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues", domain=[0, 1], clamp=True),
+                          legend=alt.Legend(format=".0%"))
+    return (
+        alt.Chart(alt.Data(values=cells))
+        .mark_rect()
+        .encode(
+            x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("target:N", sort=order, title=None),
+            color=color,
+            tooltip=["run:N", "target:N", "layer:O", alt.Tooltip("value:Q", format=".2f")],
+        )
+        .properties(width=100, height=180)
+        .facet(facet=alt.Facet("run:N", sort=[r["run"] for r in rows], title=None), columns=4)
+        .properties(title=f"Knockouts on image prompts ({mode}): the queried object's patches against the others")
+    )
+
+
 PROBE_SERIES = {"accuracy": "trained model", "random_init_accuracy": "same model, random init",
                 "control_accuracy": "control task (random labels)"}
 

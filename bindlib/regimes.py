@@ -117,14 +117,19 @@ def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_
     return runs
 
 
-def results_name(run: dict, profile: str) -> str:
-    tag = run_tag(run["regime"], run["seed"], profile, run["encoder"])
-    return f"regime_{tag}" + ("" if run.get("grounding", True) else "_nogrounding")
+def run_suffix(run: dict, steps_scale: float = 1.0) -> str:
+    """What sets a run apart from its table row: no grounding, or a scaled step budget (exploratory)."""
+    scaled = steps_scale != 1.0 and run["regime"] != "text_only"  # text_only trains nothing here
+    return ("" if run.get("grounding", True) else "_nogrounding") + (f"_steps{steps_scale:g}x" if scaled else "")
 
 
-def checkpoint_for(run: dict, profile: str) -> Path:
+def results_name(run: dict, profile: str, steps_scale: float = 1.0) -> str:
+    return f"regime_{run_tag(run['regime'], run['seed'], profile, run['encoder'])}{run_suffix(run, steps_scale)}"
+
+
+def checkpoint_for(run: dict, profile: str, steps_scale: float = 1.0) -> Path:
     path = checkpoint_dir(run["regime"], run["seed"], profile, run["encoder"])
-    return path if run.get("grounding", True) else path.with_name(path.name + "_nogrounding")
+    return path.with_name(path.name + run_suffix(run, steps_scale))
 
 
 # ---------------------------------------------------------------- running one row of the table
@@ -167,7 +172,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     t0 = time.time()
     regime, seed, encoder = run["regime"], run["seed"], run["encoder"]
     stage1 = _stage1(seed, profile, device, progress)
-    final = checkpoint_for(run, profile)
+    final = checkpoint_for(run, profile, steps_scale)
     parts, history, cfg = None, [], None
     if regime == "text_only":
         model, meta = io.load_checkpoint(stage1, device=device)
@@ -190,6 +195,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     task = TrainConfig(**train_config).task_config() if train_config else TaskConfig()
     record = {"kind": "regime", "regime": regime, "encoder": encoder, "profile": profile, "seed": seed,
               "grounding": run.get("grounding", True) if regime in IMAGE_REGIMES else None,
+              "steps_scale": steps_scale if regime != "text_only" else 1.0,
               **evaluate(model, task, device=device)}
     if parts is not None:
         from .multimodal import load_image_model
@@ -224,7 +230,7 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
     runs = planned_runs(profile, seeds, regimes, encoders, grounding_ablation_seeds)
     written = []
     for k, run in enumerate(runs, 1):
-        name = results_name(run, profile)
+        name = results_name(run, profile, steps_scale)
         path = io.RESULTS_DIR / f"{name}.json"
         if path.exists() and not force:
             log(f"[{k}/{len(runs)}] {name}: done already ({path.name}); skipping")
@@ -238,9 +244,11 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
 
 
 # ---------------------------------------------------------------- the table, from results files
-def regime_results(profile: str = "cpu", results_dir=None) -> list[dict]:
-    """Every regime results record of a profile (kind 'regime')."""
-    return io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
+def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0) -> list[dict]:
+    """Every regime results record of a profile (kind 'regime') with the table's step budget
+    (``steps_scale=None``: every budget, exploratory runs included)."""
+    recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
+    return [r for r in recs if steps_scale is None or r.get("steps_scale", 1.0) == steps_scale]
 
 
 def _mean_sd(xs: list[float]) -> tuple[float, float]:

@@ -255,3 +255,19 @@ def test_fit_probe_separable_and_cv():
     X = torch.randn(300, 5, generator=g) + 4 * torch.nn.functional.one_hot(y, 5).float()
     pr = I.fit_probe(X[:200], y[:200], 3, Cs=(0.01, 1.0), folds=2, max_iter=50)
     assert pr.C in (0.01, 1.0) and pr.accuracy(X[200:], y[200:]) > 0.95
+
+
+def test_per_head_knockout_finds_the_one_reading_head(toy):
+    _, m, _ = toy
+    b = sample_batch(TASK, 32, seed=6, n=(4, NMAX), association_order="declared")
+    res = I.head_knockout_sweep(m, b, {"answer_item": I.target_sets(b)["answer_item"]})
+    assert res["n_heads"] == [2, 1, 1, 1] and res["base_accuracy"] == 1.0
+    acc = res["sets"]["answer_item"]["accuracy"]
+    assert acc[2] == [0.0], "block 2's only head reads the item"
+    assert acc[0] == [1.0, 1.0] and acc[1] == [1.0] and acc[3] == [1.0]
+
+
+def test_relative_change_is_bounded_and_robust_to_tiny_clean_probabilities():
+    p_base, p_new = torch.tensor([1e-6, 0.5]), torch.tensor([0.5, 0.5])
+    assert I.relative_change(p_new, p_base) == pytest.approx(100 * (0.5 - 0.2500005) / 0.2500005)
+    assert I.relative_change(torch.zeros(2), p_base) == pytest.approx(-100.0)

@@ -226,8 +226,13 @@ def test_reproduce_writes_results_and_resumes(tmp_path, monkeypatch):
     kw = dict(seeds=[0], regimes=["text_only", "image_text"], encoders=["random_cnn"], progress=False,
               steps_scale=0.01, log=lines.append)
     written = regimes.reproduce("cpu", **kw)
-    assert [p.name for p in written] == ["regime_text_only_cpu_s0.json", "regime_image_text_random_cnn_cpu_s0.json"]
+    # a scaled step budget is an exploratory run: its name says so, and the table leaves it out
+    assert [p.name for p in written] == ["regime_text_only_cpu_s0.json",
+                                         "regime_image_text_random_cnn_cpu_s0_steps0.01x.json"]
     rec = json.loads(written[1].read_text())
+    assert rec["steps_scale"] == 0.01
+    assert [r["regime"] for r in regimes.regime_results("cpu")] == ["text_only"]
+    assert len(regimes.regime_results("cpu", steps_scale=None)) == 2
     for key in ("regime", "encoder", "seed", "profile", "id_accuracy", "ood_accuracy", "accuracy_by_n",
                 "image_id_accuracy", "grounding_accuracy", "provenance", "train_config"):
         assert key in rec
@@ -276,3 +281,27 @@ def test_headline_table_means_and_orderings():
     assert checks["text_only < image_text"] is True and checks["text_only_matched < image_text"] is None
     enc = {r["encoder"]: r for r in regimes.encoder_table(recs)}
     assert enc["project_cnn"]["seeds"] == 3 and enc["pixels"]["ood_accuracy"] == 0.1
+
+
+def test_image_knockout_target_sets_and_identity():
+    from bindlib import interp as I
+
+    model, vision = tiny_model(), tiny_vision()
+    b = sample_batch(TASK, 8, 0, n=(3, 8))
+    p = vision.prompts(b, seed=1)
+    adapter = ImageAdapter(vision.dim, 32)
+    sets = I.image_target_sets(p, seed=0)
+    image = torch.zeros_like(sets["query_patches"])
+    image[:, p.start:p.start + vision.n_tokens] = True
+    assert sets["query_patches"].any(-1).all(), "every queried object covers a patch"
+    assert not (sets["query_patches"] & sets["other_patches"]).any()
+    assert not (sets["background_patches"] & (sets["query_patches"] | sets["other_patches"])).any()
+    assert torch.equal(p.batch.tokens[sets["answer_item"]], b.target)
+    for name in ("query_patches", "other_patches", "background_patches"):
+        assert not (sets[name] & ~image).any() and not (sets[f"random_{name}"] & ~image).any()
+        assert torch.equal(sets[f"random_{name}"].sum(-1), sets[name].sum(-1))
+    inputs = p.model_inputs(adapter)
+    clean = I.readout_logits(model, inputs, p.batch.query_pos)
+    none = torch.zeros_like(image)
+    torch.testing.assert_close(I.knockout(model, p.batch, none, [0, 1], inputs=inputs), clean, rtol=0, atol=0)
+    assert (I.knockout(model, p.batch, image, [0, 1], inputs=inputs) - clean).abs().max() > 1e-4
