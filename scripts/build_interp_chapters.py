@@ -162,14 +162,15 @@ for regime, v in direction_verdict(table).items():
     ("code", """import statistics
 
 from bindlib import io, paper
+from bindlib.regimes import MAIN_ENCODER, regime_results
 
 def ood_of(regime):
     # OOD accuracy per seed: chapter 4's regime files, and for text_only also chapter 2's training files
     by_seed = {}
     if regime == "text_only":
         by_seed.update({r["seed"]: r["ood_accuracy"] for r in io.load_results("training_text_only_cpu_s*.json", kind="training")})
-    for r in io.load_results("regime_*.json", kind="regime", regime=regime, profile="cpu"):
-        if r.get("encoder") in (None, "project_cnn") and r.get("grounding", True) is not False:
+    for r in regime_results("cpu"):  # the table's runs only (no ablation, no exploratory longer run)
+        if r["regime"] == regime and r.get("encoder") in (None, MAIN_ENCODER) and r.get("grounding") is not False:
             by_seed[r["seed"]] = r["ood_accuracy"]
     return by_seed
 
