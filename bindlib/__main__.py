@@ -38,6 +38,11 @@ def cmd_train(args, argv) -> int:
     commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
     cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale)
     tag = f"text_only_{args.profile}_s{args.seed}"
+    variant = None
+    if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
+        cfg.model = {**cfg.model, "pos_encoding": args.pos_encoding}
+        variant = f"{args.pos_encoding}pos"
+        tag += f"_{variant}"
     if args.until_stage:
         names = [st.name for st in cfg.stages]
         if args.until_stage not in names:
@@ -55,7 +60,8 @@ def cmd_train(args, argv) -> int:
                              "seed": args.seed, "steps": history[-1]["step"] if history else 0})
     model, _ = io.load_checkpoint(final, device=device)  # report the numbers of the bf16 checkpoint we commit
     record = {
-        "kind": "training_stage" if args.until_stage else "training", "regime": "text_only",
+        "kind": "training_stage" if args.until_stage else ("training_variant" if variant else "training"),
+        "regime": "text_only", "variant": variant, "pos_encoding": args.pos_encoding,
         "profile": args.profile, "seed": args.seed, "until_stage": args.until_stage,
         **evaluate(model, cfg.task_config(), device=device),
         "axes": evaluate_axes(model, cfg.task_config(), device=device),
@@ -259,6 +265,8 @@ def main(argv=None) -> int:
     t.add_argument("--checkpoint", help="final bf16 checkpoint folder (default data/checkpoints/...)")
     t.add_argument("--results", help="results file name in data/results (default training_text_only_<profile>_s<seed>)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing run folder instead of resuming")
+    t.add_argument("--pos-encoding", default="rope", choices=["rope", "learned", "none"],
+                   help="positional encoding (an ablation when not rope: names get a _<x>pos suffix)")
     t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")

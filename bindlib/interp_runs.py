@@ -271,7 +271,9 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
         _, adapter, vision, _ = load_image_model(path, device)
         image = (adapter, vision)
     tag = run_tag(regime, seed, profile, encoder)
-    # a checkpoint beside the table's (e.g. ..._nogrounding, ..._steps3x) keeps its own name and is marked
+    # a checkpoint beside the table's (e.g. ..._nogrounding, ..._steps3x, ..._learnedpos) keeps its own name
+    # and is marked as a variant, so that it never overwrites or joins the table's results
+    # (any other folder name is measured under --regime/--seed's name, as --checkpoint documents)
     variant = path.name[len(tag):] if path.name.startswith(tag) and path.name != tag else None
     tag = path.name if variant else tag
     written = []

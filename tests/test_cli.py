@@ -145,3 +145,12 @@ def test_train_twice_resumes(tiny_train, capsys):
     assert cli.main(argv) == 0, capsys.readouterr().err
     second = json.loads((tmp / "training.json").read_text())
     assert second["history"] == first["history"]
+
+
+def test_train_pos_encoding_ablation_is_its_own_kind(tiny_train):
+    argv, tmp = tiny_train
+    assert cli.main(argv + ["--pos-encoding", "learned"]) == 0
+    rec = json.loads((tmp / "training.json").read_text())
+    assert rec["kind"] == "training_variant" and rec["variant"] == "learnedpos" and rec["pos_encoding"] == "learned"
+    model, meta = io.load_checkpoint(tmp / "ckpt")
+    assert model.cfg.pos_encoding == "learned"

@@ -3,6 +3,7 @@ the fields the chapters read, and fails clearly on a missing checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -163,3 +164,17 @@ def test_weak_model_records_what_it_could_measure(checkpoint, tmp_path):
         if s["n_pairs"] < 20:
             assert "error" in s and "correctly" in s["error"] and "per_layer" not in s
     assert rec["sizes"]["only_correct"] is True
+
+
+def test_a_variant_checkpoint_keeps_its_own_name(checkpoint, tmp_path):
+    variant = tmp_path / "ckpts" / "text_only_cpu_s0_learnedpos"
+    shutil.copytree(checkpoint, variant)
+    out = tmp_path / "results"
+    assert main(["interp", "--regime", "text_only", "--checkpoint", str(variant), "--kinds", "knockout",
+                 "--results-dir", str(out), *SMALL]) == 0
+    assert [p.name for p in out.glob("*.json")] == ["knockout_text_only_cpu_s0_learnedpos.json"]
+    rec = json.loads((out / "knockout_text_only_cpu_s0_learnedpos.json").read_text())
+    assert rec["variant"] == "_learnedpos"
+    from bindlib.interp_runs import load_interp
+
+    assert load_interp("knockout", results_dir=out) == [], "variants stay out of the regime comparisons"
