@@ -215,9 +215,13 @@ for t in ablations:
     if ir is not None:
         bs = ir["splits"]["id"]["summary"]["binding_score"]
         print(f"-> with learned positions the model binds {'positionally' if bs < 0 else 'symbolically'} (BS {bs:+.2f})")
+        rope_ood = rope_train[t["seed"]]["ood_accuracy"] if t["seed"] in rope_train else None
+        if bs > 0 and rope_ood is not None and t["ood_accuracy"] < rope_ood - 0.2:
+            print(f"-> and yet its OOD accuracy fell from {rope_ood:.1%} to {t['ood_accuracy']:.1%}: an OOD cliff "
+                  "without positional binding")
 if not ablations:
     print("no positional-encoding ablation in data/results yet")"""),
-    ("md", """Read the verdict line against the explanations above: a symbolic verdict here leaves the curriculum (and depth) as the suspects, since swapping the positional encoding did not change the mechanism; a positional one would point at RoPE. Either way, the OOD column shows what learned positions cost on longer prompts, whose positions the table never trained.
+    ("md", """Read the verdict lines against the explanations above: a symbolic verdict here leaves the curriculum (and depth) as the suspects, since swapping the positional encoding did not change the mechanism; a positional one would point at RoPE. The OOD column shows what learned positions cost on longer prompts, whose position embeddings no training prompt ever reached. Where the last line appears, it separates two things the paper's story ties together: a model can fall off the OOD cliff for a reason that has nothing to do with *how* it binds (here, untrained position embeddings), so the cliff alone is no evidence of a positional binding mechanism; the interventions are.
 
 A caveat of the measurement itself: before the query colour has been used, "symbolic" and "the query was swapped" are the same outcome. The routing-layer rule reads BS as late as possible to avoid counting that, and the position-id swap, which changes no content at all, is the cleaner second opinion; both point the same way above.
 
