@@ -330,6 +330,18 @@ def load_interp(kind: str, profile: str = "cpu", results_dir=None, encoder: str 
     return sorted(recs, key=lambda r: (regime_order(r["regime"]), r["seed"]))
 
 
+def encoder_runs(kind: str, profile: str = "cpu", results_dir=None, min_accuracy: float | None = None) -> list[dict]:
+    """Records of ``kind`` for image checkpoints of every encoder but the main one that answer at least
+    ``min_accuracy`` of ID text prompts (their knockout file's clean accuracy), by regime, encoder, seed."""
+    min_accuracy = MIN_ACCURACY if min_accuracy is None else min_accuracy
+    acc = {(r["regime"], r["encoder"], r["seed"]): r["base_accuracy"]
+           for r in load_interp("knockout", profile, results_dir, encoder=None)}
+    recs = [r for r in load_interp(kind, profile, results_dir, encoder=None)
+            if r["regime"] in IMAGE_REGIMES and r["encoder"] != MAIN_ENCODER
+            and acc.get((r["regime"], r["encoder"], r["seed"]), 0.0) >= min_accuracy]
+    return sorted(recs, key=lambda r: (regime_order(r["regime"]), r["encoder"], r["seed"]))
+
+
 def image_knockouts(profile: str = "cpu", results_dir=None) -> list[dict]:
     """Every knockout record with image-prompt knockouts (any encoder, variants included), one row each:
     {run, regime, encoder, seed, variant, **record["image"]}."""

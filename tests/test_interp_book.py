@@ -127,3 +127,29 @@ def test_knockout_and_probe_charts():
     P.probe_chart(precs, "shape", "bound_color").to_dict()
     P.signature_chart(precs).to_dict()
     assert "16 classes" in W.probe_explorer(precs).children[1].value
+
+
+def test_encoder_runs_and_image_knockouts_select_the_right_files(tmp_path):
+    import json
+
+    from bindlib.interp_runs import encoder_runs, image_knockouts, load_interp
+
+    def write(kind, regime, encoder, seed, variant=None, acc=0.9, image=False):
+        rec = {"kind": kind, "regime": regime, "encoder": encoder, "seed": seed, "profile": "cpu", "variant": variant,
+               "base_accuracy": acc}
+        if image:
+            rec["image"] = {"base_accuracy": 0.3, "chance": 0.25, "layers": [0], "window": {"sets": {}}}
+        name = f"{kind}_{regime}_{encoder or ''}_s{seed}{variant or ''}.json"
+        (tmp_path / name).write_text(json.dumps(rec))
+
+    write("knockout", "text_only", None, 0)
+    write("knockout", "image_text", "project_cnn", 0, image=True)
+    write("knockout", "image_text", "project_cnn", 0, variant="_steps3x", image=True)
+    write("knockout", "image_text", "pixels", 1, acc=0.95, image=True)
+    write("knockout", "image_text", "pixels", 2, acc=0.2, image=True)  # near chance: left out of encoder_runs
+    main = load_interp("knockout", results_dir=tmp_path)
+    assert [(r["regime"], r["encoder"]) for r in main] == [("text_only", None), ("image_text", "project_cnn")]
+    assert [(r["encoder"], r["seed"]) for r in encoder_runs("knockout", results_dir=tmp_path)] == [("pixels", 1)]
+    runs = [r["run"] for r in image_knockouts(results_dir=tmp_path)]
+    assert runs == ["image_text project_cnn s0", "image_text project_cnn s0_steps3x", "image_text pixels s1",
+                    "image_text pixels s2"]
