@@ -533,18 +533,20 @@ def knockout_order(records: list[dict]) -> list[str]:
     return [x for n in main for x in (n, f"random_{n}") if x in names]
 
 
+def knockout_color(metric: str) -> alt.Color:
+    """Red-blue around 0 for the % change of p(answer) (clamped at +-100), blues for accuracy."""
+    if metric == "relative_change":
+        return alt.Color("value:Q", title="% change of p(answer)",
+                         scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0, clamp=True))
+    return alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues", domain=[0, 1], clamp=True),
+                     legend=alt.Legend(format=".0%"))
+
+
 def knockout_heatmap_chart(records: list[dict], mode: str = "window", metric: str = "relative_change",
                            title: str | None = None) -> alt.Chart:
     """Layer x target-set heatmaps of a knockout metric, one panel per regime (mean over seeds)."""
     rows = knockout_rows(records, mode, metric)
-    if metric == "relative_change":
-        color = alt.Color("value:Q", title="% change of p(answer)",
-                          scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0, clamp=True))
-        fmt = ".1f"
-    else:
-        color = alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues", domain=[0, 1], clamp=True),
-                          legend=alt.Legend(format=".0%"))
-        fmt = ".1%"
+    color, fmt = knockout_color(metric), (".1f" if metric == "relative_change" else ".1%")
     what = "the read-out token attends nowhere in the set, at layer l only" if mode == "window" else \
         "the read-out token attends nowhere in the set, at layers >= l"
     return (
@@ -582,8 +584,7 @@ def head_knockout_chart(records: list[dict], target: str = "answer_item") -> alt
         .encode(
             x=alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("layer:O", title="layer"),
-            color=alt.Color("value:Q", title="% change of p(answer)",
-                            scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0, clamp=True)),
+            color=knockout_color("relative_change"),
             tooltip=["regime:N", "layer:O", "head:O", alt.Tooltip("value:Q", format=".1f"), "seeds:Q"],
         )
         .properties(width=110, height=110)
@@ -601,12 +602,7 @@ def image_knockout_chart(rows: list[dict], mode: str = "window", metric: str = "
     order = [x for n in IMAGE_KNOCKOUT_SETS for x in (n, f"random_{n}")]
     cells = [{"run": r["run"], "target": name, "layer": layer, "value": x}
              for r in rows for name, v in r[mode]["sets"].items() for layer, x in enumerate(v[metric])]
-    if metric == "relative_change":
-        color = alt.Color("value:Q", title="% change of p(answer)",
-                          scale=alt.Scale(scheme="redblue", domain=[-100, 100], domainMid=0, clamp=True))
-    else:
-        color = alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues", domain=[0, 1], clamp=True),
-                          legend=alt.Legend(format=".0%"))
+    color = knockout_color(metric)
     return (
         alt.Chart(alt.Data(values=cells))
         .mark_rect()
