@@ -571,7 +571,25 @@ for r in encoder_runs("probe"):  # the other encoders' image checkpoints that st
     probe = next(p for p in r["probes"] if (p["role"], p["target"]) == ("shape", "bound_color"))
     onset = signature_onset(probe["layers"], MARGIN)
     print(f"{r['regime']:<17} {r['encoder']:<11} s{r['seed']}: signature {'from layer ' + str(onset) if onset is not None else 'absent'}")"""),
-    ("md", """If every regime shows the signature, then by the paper's reading every one of our models binds symbolically, text-only included, which is what chapter 5's interventions found. Whether the signature *rises* more sharply after image training is the comparison the paper draws; the chart above shows it seed by seed.
+    ("md", """### At longer prompts
+
+The probes above are fitted and tested on ID prompts. Does the signature survive on prompts longer than any in training? The same probe at OOD lengths (N 9..16), live, on the demo checkpoint and on chapter 5's learned-positions ablation, whose OOD accuracy collapses (each row: trained / random-init accuracy per layer):"""),
+    ("code", """from bindlib.io import CHECKPOINTS_DIR
+
+for label, path in (("RoPE", demo["path"]), ("learned positions", CHECKPOINTS_DIR / "text_only_cpu_s0_learnedpos")):
+    if not (path / "model.json").exists():
+        print(f"{label}: no checkpoint at {path}")
+        continue
+    m, t, _ = load_for_analysis(path)
+    for split, n in (("ID", t.id_range), ("OOD", t.ood_range)):
+        res = I.probe(m, t, "hook_resid_pre", role="shape", target="bound_color", n_prompts=128, n=tuple(n), seed=0,
+                      Cs=(1.0,), control=False)
+        onset = signature_onset(res["layers"], MARGIN)
+        cells = " ".join(f"L{row['layer']} {row['accuracy']:.2f}/{row['random_init_accuracy']:.2f}" for row in res["layers"])
+        print(f"{label:<18} {split:<3} {cells}  -> signature {'from layer ' + str(onset) if onset is not None else 'absent'}")"""),
+    ("md", """Where the learned-positions model loses the signature at OOD lengths while the RoPE model keeps it, the probe shows *where* that model's length failure sits: shapes on unseen positions no longer pick up their colour, although the mechanism that binds them on seen positions is the same symbolic one.
+
+If every regime shows the signature, then by the paper's reading every one of our models binds symbolically, text-only included, which is what chapter 5's interventions found. Whether the signature *rises* more sharply after image training is the comparison the paper draws; the chart above shows it seed by seed.
 
 ## Where is the index?
 
