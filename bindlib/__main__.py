@@ -5,7 +5,6 @@ command itself is recorded in the file's provenance.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -17,6 +16,25 @@ import torch
 
 def _command_line(argv) -> str:
     return "python -m bindlib " + " ".join(shlex.quote(a) for a in argv)
+
+
+SMOKE_ROOT = Path("runs/smoke")  # small runs (--steps-scale < 1, --tiny) write here: git ignores runs/
+
+
+def _data_root(smoke: bool) -> Path:
+    """Where a run's checkpoints and results go by default: data/, or runs/smoke/ for a test-sized run."""
+    from .profiles import DATA_DIR
+
+    return SMOKE_ROOT if smoke else DATA_DIR
+
+
+def _before_writing(args, outputs, folders) -> None:
+    """Checks before any work: nothing committed is overwritten without --overwrite, folders are writable."""
+    from . import io
+
+    for path in outputs:
+        io.refuse_overwrite(path, args.overwrite)
+    io.check_writable(*folders)
 
 
 def _device(args) -> torch.device:
@@ -34,10 +52,12 @@ def cmd_train(args, argv) -> int:
     from .recipes import recipe
     from .train import steps_to_reach, train
 
+    if args.steps_scale <= 0:
+        raise ValueError(f"--steps-scale {args.steps_scale:g} must be > 0 (1 is the full recipe).")
     device = _device(args)
     commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
     cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale)
-    tag = f"text_only_{args.profile}_s{args.seed}"
+    tag = f"text_only_{args.profile}_s{args.seed}" + (f"_steps{args.steps_scale:g}x" if args.steps_scale != 1 else "")
     variant = None
     if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
         cfg.model = {**cfg.model, "pos_encoding": args.pos_encoding}
@@ -51,10 +71,14 @@ def cmd_train(args, argv) -> int:
         cfg.early_stop = None
         tag += f"_{args.until_stage}"
     run_dir = Path(args.run_dir or f"runs/{tag}")
+    data = _data_root(args.steps_scale < 1)
+    final = Path(args.checkpoint or data / "checkpoints" / tag)
+    results_dir = Path(args.results_dir or data / "results")
+    name = args.results or (f"stage_{tag}" if args.until_stage else f"training_{tag}")
+    _before_writing(args, [final, results_dir / f"{name}.json"], [run_dir, final.parent, results_dir])
     t0 = time.time()
     model, history = train(cfg, out_dir=run_dir, resume=not args.fresh, progress=not args.quiet)
     wall = history[-1]["wall_seconds"] if history else time.time() - t0
-    final = Path(args.checkpoint or f"data/checkpoints/{tag}")
     io.save_checkpoint(model, final, dtype=torch.bfloat16,
                        meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": args.profile,
                              "seed": args.seed, "steps": history[-1]["step"] if history else 0})
@@ -68,14 +92,13 @@ def cmd_train(args, argv) -> int:
         "steps": history[-1]["step"] if history else 0,
         "steps_to_99": steps_to_reach(history),
         "history": history,
-        "checkpoint": str(final),
+        "checkpoint": io.relpath(final),
         "checkpoint_sha256": io.read_checkpoint_meta(final)["sha256"],
         "train_config": cfg.to_dict(),
         "provenance": io.provenance(_command_line(argv), device, wall, commit=commit,
                                     steps_per_second=round(history[-1]["step"] / max(wall, 1e-9), 2) if history else None),
     }
-    name = args.results or (f"stage_{tag}" if args.until_stage else f"training_{tag}")
-    path = io.write_results(name, record)
+    path = io.write_results(name, record, results_dir)
     print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy", "steps", "steps_to_99")}))
     print(f"wrote {path} and {final}")
     return 0
@@ -90,6 +113,8 @@ def cmd_curve(args, argv) -> int:
     device = _device(args)
     commit = io.git_commit()
     cfg = variant(args.variant, seed=args.seed, device=str(device), steps=args.steps)
+    name = args.results or f"curve_{args.variant}_s{args.seed}"
+    _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [io.RESULTS_DIR] + ([args.run_dir] if args.run_dir else []))
     t0 = time.time()
     _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)
     record = {
@@ -99,7 +124,7 @@ def cmd_curve(args, argv) -> int:
         "provenance": io.provenance(_command_line(argv), device, history[-1]["wall_seconds"] if history else time.time() - t0,
                                     commit=commit),
     }
-    path = io.write_results(args.results or f"curve_{args.variant}_s{args.seed}", record)
+    path = io.write_results(name, record)
     print(f"final two-hop ID accuracy {history[-1]['acc_two_hop']:.3f}; wrote {path}")
     return 0
 
@@ -112,6 +137,7 @@ def cmd_bench(args, argv) -> int:
     from .train import training_loss
 
     device = _device(args)
+    _before_writing(args, [io.RESULTS_DIR / f"{args.results}.json"], [io.RESULTS_DIR])
     rows = []
     for profile in args.profile:
         cfg = recipe(profile, device=str(device))
@@ -153,6 +179,8 @@ def cmd_evaluate(args, argv) -> int:
     from .evaluate import evaluate, evaluate_axes
     from .task import TaskConfig
     device = _device(args)
+    name = args.results or f"evaluation_{Path(args.checkpoint).name}"
+    _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [io.RESULTS_DIR])
     t0 = time.time()
     model, meta = io.load_checkpoint(args.checkpoint, device=device)
     task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
@@ -160,10 +188,9 @@ def cmd_evaluate(args, argv) -> int:
         "kind": "evaluation", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
         "seed": meta.get("seed"), **evaluate(model, task, per_n=args.per_n, device=device),
         "axes": evaluate_axes(model, task, device=device),
-        "checkpoint": str(args.checkpoint), "checkpoint_sha256": meta["sha256"],
+        "checkpoint": io.relpath(args.checkpoint), "checkpoint_sha256": meta["sha256"],
     }
     record["provenance"] = io.provenance(_command_line(argv), device, time.time() - t0)
-    name = args.results or f"evaluation_{Path(args.checkpoint).name}"
     print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy")}))
     print(f"wrote {io.write_results(name, record)}")
     return 0
@@ -185,17 +212,23 @@ def cmd_pretrain_encoder(args, argv) -> int:
     if args.tiny:  # a tiny trunk, for tests of the command itself
         cfg.net_config = E.tiny_config(args.name).__dict__ | (
             {"image_size": E.RENDER_PROFILES[args.profile].canvas_size} if args.name == "project_vit" else {})
+    suffix = "_tiny" if args.tiny else ""
+    data = _data_root(args.tiny)
+    out = Path(args.out or (data / "encoders" / (E.project_encoder_dir(args.name, args.profile).name + suffix)))
+    results_dir = Path(args.results_dir or data / "results")
+    name = args.results or f"encoder_{args.name}_{args.profile}{suffix}"
+    _before_writing(args, [out, results_dir / f"{name}.json"], [out.parent, results_dir])
     trunk, summary = pretrain(cfg, device=device, log=(lambda *_: None) if args.quiet else print)
     prov = io.provenance(_command_line(argv), device, summary["wall_seconds"], commit=commit)
     meta = {"objective": OBJECTIVE, "profile": args.profile,
             "image_size": E.RENDER_PROFILES[args.profile].canvas_size,
             "steps": summary["steps"], "stopped": summary["stopped"], "held_out": summary["held_out"],
             "pretrain_config": cfg.to_dict(), "provenance": prov}
-    out = E.save_project_encoder(trunk, args.name, args.out or E.project_encoder_dir(args.name, args.profile), meta=meta)
+    out = E.save_project_encoder(trunk, args.name, out, meta=meta)
     record = {"kind": "encoder_pretraining", "encoder": args.name, **{k: v for k, v in meta.items()},
-              "history": summary["history"], "encoder_dir": str(out),
+              "history": summary["history"], "encoder_dir": io.relpath(out),
               "encoder_sha256": json.loads((out / "encoder.json").read_text())["sha256"]}
-    path = io.write_results(args.results or f"encoder_{args.name}_{args.profile}", record, args.results_dir)
+    path = io.write_results(name, record, results_dir)
     print(json.dumps({"steps": summary["steps"], "stopped": summary["stopped"], **summary["held_out"]}))
     print(f"wrote {out} and {path}")
     return 0
@@ -205,10 +238,14 @@ def cmd_reproduce(args, argv) -> int:
     """Every run of the headline table (bindlib.recipes), skipping those whose results file exists."""
     from .recipes import reproduce
 
+    from . import io
+
     device = _device(args)
+    io.check_writable(io.CHECKPOINTS_DIR, io.RESULTS_DIR, "runs")
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
                         grounding_ablation_seeds=args.ablate_grounding, device=device, command=_command_line(argv),
-                        progress=not args.quiet, force=args.force, steps_scale=args.steps_scale)
+                        progress=not args.quiet, force=args.force, steps_scale=args.steps_scale,
+                        overwrite=args.overwrite)
     print(f"wrote {len(written)} results files")
     return 0
 
@@ -248,122 +285,31 @@ def cmd_interp(args, argv) -> int:
     for run in runs:
         run_checkpoint(run["regime"], run["seed"], args.profile, run["encoder"], kinds=kinds, sizes=sizes,
                        checkpoint=run["path"] if not args.all else None, results_dir=args.results_dir,
-                       command=_command_line(argv), commit=commit, device=device)
+                       command=_command_line(argv), commit=commit, device=device, overwrite=args.overwrite)
     return 0
 
 
 def main(argv=None) -> int:
+    from . import io
+    from .cli import UsageError, build_parser
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m bindlib", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    t = sub.add_parser("train", help="train a text-only model with the profile's recipe, then evaluate it")
-    t.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's step budget")
-    t.add_argument("--run-dir", help="working folder for resumable state (default runs/...)")
-    t.add_argument("--checkpoint", help="final bf16 checkpoint folder (default data/checkpoints/...)")
-    t.add_argument("--results", help="results file name in data/results (default training_text_only_<profile>_s<seed>)")
-    t.add_argument("--fresh", action="store_true", help="ignore an existing run folder instead of resuming")
-    t.add_argument("--pos-encoding", default="rope", choices=["rope", "learned", "none"],
-                   help="positional encoding (an ablation when not rope: names get a _<x>pos suffix)")
-    t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
-    t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
-
-    c = sub.add_parser("curve", help="train a named variant and record its learning curve (sub-skill accuracies)")
-    c.add_argument("--variant", required=True, help="a name from bindlib.recipes.VARIANTS")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--steps", type=int, default=None, help="override the variant's total step budget")
-    c.add_argument("--device", default="auto")
-    c.add_argument("--threads", type=int, default=0)
-    c.add_argument("--run-dir", help="resumable working folder (default: none, no resume)")
-    c.add_argument("--results", help="results file name in data/results (default curve_<variant>_s<seed>)")
-    c.add_argument("--quiet", action="store_true")
-
-    b = sub.add_parser("bench", help="measure training steps per second for each profile")
-    b.add_argument("--profile", action="append", choices=["cpu", "paper"], help="repeatable (default: both)")
-    b.add_argument("--steps", type=int, default=20)
-    b.add_argument("--warmup", type=int, default=3)
-    b.add_argument("--device", default="auto")
-    b.add_argument("--threads", type=int, default=0)
-    b.add_argument("--results", default="throughput_cpu")
-
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint and write a results file")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--per-n", type=int, default=256)
-    e.add_argument("--results", help="results file name in data/results")
-
-    pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
-    pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit"])
-    pe.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
-                    help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
-    pe.add_argument("--seed", type=int, default=0)
-    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
-    pe.add_argument("--time-budget", type=float, default=300.0, help="stop after this many seconds")
-    pe.add_argument("--target", type=float, default=0.95, help="stop once held-out object-patch accuracy reaches it")
-    pe.add_argument("--eval-every", type=int, default=100)
-    pe.add_argument("--eval-scenes", type=int, default=512)
-    pe.add_argument("--batch-size", type=int, default=32)
-    pe.add_argument("--lr", type=float, default=3e-3)
-    pe.add_argument("--device", default="cpu")
-    pe.add_argument("--threads", type=int, default=0)
-    pe.add_argument("--out", help="output folder (default data/encoders/<name>[_paper])")
-    pe.add_argument("--results", help="results file name (default encoder_<name>_<profile>)")
-    pe.add_argument("--results-dir", help="results folder (default data/results)")
-    pe.add_argument("--tiny", action="store_true", help="a tiny trunk (tests only)")
-    pe.add_argument("--quiet", action="store_true")
-
-    from .profiles import REGIMES, TABLE_ENCODERS
-
-    r = sub.add_parser("reproduce", help="train and evaluate every regime x encoder x seed of the headline table")
-    r.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
-    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
-    r.add_argument("--encoders", nargs="+", default=list(TABLE_ENCODERS),
-                   help="encoders of the image regimes (bindlib.vision.encoders.ENCODERS)")
-    r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
-                   help="also run image_text without feature grounding for these seeds")
-    r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
-    r.add_argument("--force", action="store_true", help="rerun runs whose results file exists")
-    r.add_argument("--device", default="auto")
-    r.add_argument("--threads", type=int, default=0)
-    r.add_argument("--quiet", action="store_true", help="log JSON lines instead of progress bars")
-
-    ip = sub.add_parser("interp", help="interchange interventions, attention knockouts and probes of a checkpoint")
-    ip.add_argument("--regime", help="text_only, noise_text, image_text, noise_image_text, text_only_matched")
-    ip.add_argument("--seed", type=int, default=0)
-    ip.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
-    ip.add_argument("--encoder", help="encoder of an image regime (default: the main encoder)")
-    ip.add_argument("--all", action="store_true", help="every existing checkpoint of the 4 regimes, seeds 0-2")
-    ip.add_argument("--missing-only", action="store_true",
-                    help="with --all: skip checkpoints whose results files exist and match their sha256")
-    ip.add_argument("--kinds", default="interchange,knockout,probe", help="comma-separated subset")
-    ip.add_argument("--pairs", type=int, default=600, help="ID-length interchange pairs")
-    ip.add_argument("--ood-pairs", type=int, default=None, help="OOD-length pairs (default 2/5 of --pairs)")
-    ip.add_argument("--swap-prompts", type=int, default=384)
-    ip.add_argument("--knockout-prompts", type=int, default=128)
-    ip.add_argument("--probe-prompts", type=int, default=320)
-    ip.add_argument("--all-pairs", action="store_true",
-                    help="keep pairs the model gets wrong (for untrained models; the default keeps correct ones only)")
-    ip.add_argument("--checkpoint", help="a checkpoint folder instead of the regime's (named as --regime/--seed)")
-    ip.add_argument("--results-dir", help="where to write (default data/results)")
-    ip.add_argument("--device", default="cpu")
-    ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-
-    args = p.parse_args(argv)
-    from .io import CheckpointError
-
+    p = build_parser(__doc__.splitlines()[0])
     try:
+        args = p.parse_args(argv)
+        if args.cmd == "migrate":
+            from .migrate import migrate
+
+            migrate(args.checkpoints_dir or io.CHECKPOINTS_DIR, args.results_dir or io.RESULTS_DIR)
+            return 0
         if args.cmd == "bench" and not args.profile:
             args.profile = ["cpu", "paper"]
+        io.begin_run(args.allow_dirty)
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,
                 "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce,
                 "interp": cmd_interp}[args.cmd](args, argv)
-    except (ValueError, CheckpointError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (UsageError, ValueError, RuntimeError, OSError) as err:  # OSError: permissions, disk full, missing files
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
 
 

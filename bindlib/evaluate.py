@@ -73,3 +73,8 @@ def mean_sd(values) -> tuple[float, float]:
     m = sum(vals) / len(vals)
     sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
     return m, sd
+
+
+def steps_to_reach(history: list[dict], accuracy: float = 0.99, key: str = "acc_two_hop") -> int | None:
+    """The first evaluated step at which ``key`` reached ``accuracy`` (None if never)."""
+    return next((h["step"] for h in history if h[key] >= accuracy), None)

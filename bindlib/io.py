@@ -1,4 +1,5 @@
-"""Atomic file writes, checkpoints with sha256, and results files with provenance."""
+"""Atomic file writes, checkpoints with a verified manifest, results files with provenance, and the
+checks every command makes before it starts (a committed tree, writable folders with free space)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -7,9 +8,11 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -22,10 +25,46 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not match what was asked for."""
 
 
+class ResultsError(ValueError):
+    """A results file is empty, truncated or not a results record."""
+
+
+ORPHAN_AGE_S = 600  # a temporary file this old belongs to a writer that died
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX: the directory entry is data too)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows: directories cannot be opened
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clean_orphans(folder: str | Path, name: str = "", age_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Delete temporaries (``.<name>.*.tmp``) that a killed writer left in ``folder``; returns them."""
+    now, gone = time.time(), []
+    for tmp in Path(folder).glob(f".{name}*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > age_s:
+                tmp.unlink()
+                gone.append(tmp)
+        except OSError:
+            pass
+    return gone
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write to a temporary file in the same folder, fsync, rename, fsync the folder: readers never see
+    half a file, and a crash leaves either the old file or the new one (orphans are cleaned up later)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_orphans(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -36,6 +75,7 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; honour the umask like open() would
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -75,16 +115,98 @@ def read_verified(path: str | Path, sha256: str | None, sidecar: str | Path, fix
     return blob
 
 
-# ---------------------------------------------------------------- provenance
-def git_commit() -> str:
+# ---------------------------------------------------------------- paths, the code's state, and checks before work
+def relpath(path: str | Path) -> str:
+    """``path`` relative to the repository root, as results and checkpoint metadata record it.
+
+    An absolute path from another checkout (``/content/repo/data/checkpoints/...``) keeps its part
+    from ``data/checkpoints``, ``data/results``, ``data/encoders`` or ``runs`` on; any other path
+    outside the repository stays as it is.
+    """
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
+        return p.resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        parts = p.parts
+        for k in range(len(parts)):
+            if parts[k] == "runs" or (parts[k] == "data" and parts[k + 1:k + 2] in (("checkpoints",), ("results",),
+                                                                                    ("encoders",))):
+                return Path(*parts[k:]).as_posix()
+        return p.as_posix()
+
+
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    if out.returncode:
+        raise OSError(out.stderr.strip() or f"git {' '.join(args)} failed")
+    return out.stdout
+
+
+# The code a results command runs: set by begin_run, read by provenance and write_results.
+RUN: dict = {"commit": None, "diff": None}
+
+
+def begin_run(allow_dirty: bool = False) -> dict:
+    """Pin the code before a results command starts: its commit, and (only with ``allow_dirty``) the
+    diff of uncommitted changes, which provenance records by sha256 and write_results stores beside
+    each results file. A tree with uncommitted changes is refused otherwise."""
+    try:
+        commit, diff = _git("rev-parse", "HEAD").strip(), _git("diff", "HEAD", "--binary")
+    except (OSError, subprocess.SubprocessError):
+        RUN.update(commit="unknown", diff=None)  # not a git checkout (e.g. an unpacked archive)
+        return RUN
+    if diff and not allow_dirty:
+        changed = len(_git("diff", "HEAD", "--name-only").split())
+        raise DirtyTree(f"the working tree has uncommitted changes in {changed} tracked file(s), so the results "
+                        f"would not be pinned to a commit: commit or stash them, or pass --allow-dirty (the diff "
+                        f"is then stored beside the results).")
+    RUN.update(commit=commit + ("-dirty" if diff else ""), diff=diff or None)
+    return RUN
+
+
+class DirtyTree(RuntimeError):
+    """A results command was started from a tree with uncommitted changes."""
+
+
+def git_commit() -> str:
+    if RUN["commit"]:
+        return RUN["commit"]
+    try:
+        return _git("rev-parse", "HEAD").strip() + ("-dirty" if _git("diff", "HEAD", "--name-only").strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def is_committed(path: str | Path) -> bool:
+    """Whether git tracks ``path`` (a file, or any file under a folder)."""
+    try:
+        return bool(_git("ls-files", "--", str(Path(path).resolve())).strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return False
+
+
+def refuse_overwrite(path: str | Path, overwrite: bool = False) -> None:
+    """Committed checkpoints and results are overwritten only on purpose (``--overwrite``)."""
+    if not overwrite and Path(path).exists() and is_committed(path):
+        raise FileExistsError(f"{relpath(path)} is committed; pass --overwrite to replace it, or choose another "
+                              f"name (--checkpoint / --results).")
+
+
+def check_writable(*folders: str | Path, need_mb: float = 200.0) -> None:
+    """Fail before any work if a folder cannot be written or its disk has less than ``need_mb`` free."""
+    for folder in folders:
+        existing = Path(folder).resolve()
+        while not existing.exists():
+            existing = existing.parent
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write to {relpath(folder)}: {relpath(existing)} is read-only for this "
+                                  f"user; fix its permissions or write elsewhere.")
+        free_mb = shutil.disk_usage(existing).free / 2**20
+        if free_mb < need_mb:
+            raise OSError(f"only {free_mb:.0f} MB free on the disk of {relpath(folder)} (need {need_mb:.0f} MB); "
+                          f"free some space or write elsewhere.")
 
 
 def device_name(device) -> str:
@@ -99,12 +221,24 @@ def provenance(command: str | None, device, wall_seconds: float, commit: str | N
     return {
         "command": command if command is not None else " ".join(["python -m bindlib"] + sys.argv[1:]),
         "git_commit": commit or git_commit(),
+        **({"git_diff_sha256": sha256_bytes(RUN["diff"].encode())} if RUN["diff"] else {}),
         "device": device_name(device),
         "torch": torch.__version__,
         "wall_seconds": round(float(wall_seconds), 2),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {device!r} was requested but no CUDA GPU is visible to torch "
+            f"(torch {torch.__version__}). Use --device cpu (or auto), or run on a machine with a GPU."
+        )
+    return torch.device(device)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -122,14 +256,25 @@ def save_checkpoint(model, path: str | Path, meta: dict | None = None, dtype=Non
     tensors = {k: v.detach().to("cpu", dtype or v.dtype).clone() for k, v in model.state_dict().items()}
     blob = st_save(tensors)
     atomic_write(path / weights_name, blob)
-    atomic_write_json(path / "model.json", {
+    atomic_write_json(path / "model.json", with_manifest({
         "model_config": model.cfg.to_dict(),
         "weights_file": weights_name,
         "sha256": sha256_bytes(blob),
         "dtype": str(dtype or next(iter(tensors.values())).dtype).replace("torch.", ""),
         **(meta or {}),
-    })
+    }))
     return path
+
+
+def manifest_sha256(meta: dict) -> str:
+    """The sha256 of everything model.json says (weights sha256, model, task and vision config, encoder id
+    and dimension, adapter sha256, ...), so an edit of any of it is caught at load."""
+    body = {k: v for k, v in meta.items() if k != "manifest_sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def with_manifest(meta: dict) -> dict:
+    return {**{k: v for k, v in meta.items() if k != "manifest_sha256"}, "manifest_sha256": manifest_sha256(meta)}
 
 
 def read_checkpoint_meta(path: str | Path) -> dict:
@@ -142,9 +287,16 @@ def read_checkpoint_meta(path: str | Path) -> dict:
             f"(committed ones live in data/checkpoints/)."
         )
     try:
-        return json.loads(meta_file.read_text())
+        meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{meta_file} is not valid JSON ({e}); the checkpoint is corrupt: delete it and retrain.") from e
+    if "manifest_sha256" not in meta:
+        raise CheckpointError(f"{meta_file} has no manifest_sha256 (written before checkpoints had one); "
+                              f"run `python -m bindlib migrate` once to add it.")
+    if manifest_sha256(meta) != meta["manifest_sha256"]:
+        raise CheckpointError(f"{meta_file} was edited after saving (its manifest sha256 does not match); restore it "
+                              f"with `git checkout -- {meta_file}` or retrain the checkpoint.")
+    return meta
 
 
 def load_checkpoint(path: str | Path, device="cpu", expect: dict | None = None):
@@ -170,16 +322,47 @@ def load_checkpoint(path: str | Path, device="cpu", expect: dict | None = None):
 
 # ---------------------------------------------------------------- results
 def write_results(name: str, record, results_dir: str | Path | None = None) -> Path:
+    """Write <results_dir>/<name>.json, and beside it <name>.diff when the run came from a dirty tree."""
     path = Path(results_dir or RESULTS_DIR) / f"{name}.json"
+    if RUN["diff"]:
+        atomic_write(path.with_suffix(".diff"), RUN["diff"].encode())
+        if isinstance(record, dict) and isinstance(record.get("provenance"), dict):
+            record["provenance"]["git_diff_file"] = relpath(path.with_suffix(".diff"))
     atomic_write_json(path, record)
     return path
+
+
+def read_results(path: str | Path):
+    """One results file, parsed; an empty or truncated file is an error that names it."""
+    path = Path(path)
+    text = path.read_text()
+    if not text.strip():
+        raise ResultsError(f"results file {relpath(path)} is empty; delete it and rerun the command that writes it.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"results file {relpath(path)} is truncated or not JSON ({e}); delete it and rerun the "
+                           f"command that writes it.") from None
+
+
+def dirty_results(results_dir: str | Path | None = None) -> list[dict]:
+    """Results files written from a tree with uncommitted changes: {file, git_commit, diff_file} each."""
+    out = []
+    for f in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
+        for r in (lambda x: x if isinstance(x, list) else [x])(read_results(f)):
+            commit = (r.get("provenance") or {}).get("git_commit", "") if isinstance(r, dict) else ""
+            if commit.endswith("-dirty"):
+                out.append({"file": relpath(f), "git_commit": commit,
+                            "diff_file": r["provenance"].get("git_diff_file")})
+                break
+    return out
 
 
 def load_results(pattern: str = "*.json", results_dir: str | Path | None = None, **where) -> list[dict]:
     """All result records in data/results matching a glob and field filters (lists are flattened)."""
     out = []
     for f in sorted(Path(results_dir or RESULTS_DIR).glob(pattern)):
-        recs = json.loads(f.read_text())
+        recs = read_results(f)
         for r in recs if isinstance(recs, list) else [recs]:
             if all(r.get(k) == v for k, v in where.items()):
                 out.append(r)

@@ -38,7 +38,7 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 512
     pos_encoding: str = "rope"
-    max_len: int = 512  # only used by learned absolute positions
+    max_len: int = 512  # positions 0..max_len-1 of the learned position table (rope and none have no limit)
     rope_base: float = 10000.0
     qkv_bias: bool = False  # a bias lets a head attend by relative position alone from step 0
     tie_embeddings: bool = False  # unembedding = embedding^T, so "write a token" and "read a token" share directions
@@ -122,8 +122,6 @@ class Embedding(nn.Module):
         if inputs_embeds is not None:
             x = torch.where(embeds_mask[..., None], inputs_embeds.to(x.dtype), x)
         if self.pos is not None:
-            if int(position_ids.max()) >= self.pos.num_embeddings:
-                raise ValueError(f"position id {int(position_ids.max())} exceeds max_len={self.pos.num_embeddings} of the learned position table.")
             x = x + self.pos(position_ids)
         return self.hook_out(x)
 
@@ -161,8 +159,14 @@ class Transformer(nn.Module):
         Causality follows sequence order, not position ids.
         """
         B, L = tokens.shape
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
+            raise ValueError(f"token ids must lie in 0..{self.cfg.vocab_size - 1} (the model's vocab_size), got "
+                             f"{int(tokens.min())}..{int(tokens.max())}; the prompts come from another vocabulary.")
         if position_ids is None:
             position_ids = torch.arange(L, device=tokens.device).expand(B, L)
+        if self.cfg.pos_encoding == "learned" and L and int(position_ids.max()) >= self.cfg.max_len:
+            raise ValueError(f"a sequence reaches position {int(position_ids.max())}, but the model takes positions "
+                             f"0..{self.cfg.max_len - 1} (max_len); use fewer objects or a smaller offset.")
         allowed = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()[None, None]
         if key_mask is not None:
             allowed = allowed & key_mask[:, None, None, :].bool()

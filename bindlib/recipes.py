@@ -123,7 +123,7 @@ def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | N
     return TrainConfig(profile=profile, stages=regime_stages(regime, profile, grounding, steps_scale),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
-                       init_from=str(checkpoint_dir("text_only", seed, profile)), vision=vision, seed=seed,
+                       init_from=io.relpath(checkpoint_dir("text_only", seed, profile)), vision=vision, seed=seed,
                        device=device)
 
 
@@ -197,10 +197,11 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
         model, history, parts = train(cfg, out_dir=run_dir, progress=progress, log=None if progress else print,
                                       with_parts=True)
         meta = {"train_config": cfg.to_dict(), "regime": regime, "profile": profile, "seed": seed, "encoder": encoder,
-                "grounding": run.get("grounding", True), "init_from": str(stage1),
+                "grounding": run.get("grounding", True), "init_from": io.relpath(stage1),
                 "steps": history[-1]["step"] if history else 0}
         if parts is not None:
             meta["adapter"] = save_adapter(parts.adapter, final)
+            meta.update(encoder_id=parts.vision.encoder.weights_id, encoder_dim=parts.vision.dim)
         io.save_checkpoint(model, final, dtype=torch.bfloat16, meta=meta)
         model, _ = io.load_checkpoint(final, device=device)  # report the committed bf16 weights
         train_config = cfg.to_dict()
@@ -217,9 +218,9 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     record.update({
         "steps_after_text": history[-1]["step"] if history else 0,
         "history": history,
-        "checkpoint": str(final.relative_to(io.REPO_ROOT)) if final.is_absolute() else str(final),
+        "checkpoint": io.relpath(final),
         "checkpoint_sha256": io.read_checkpoint_meta(final if regime != "text_only" else stage1)["sha256"],
-        "stage1_checkpoint": str(stage1.relative_to(io.REPO_ROOT)),
+        "stage1_checkpoint": io.relpath(stage1),
         "train_config": train_config,
         "provenance": io.provenance(command, device, time.time() - t0, commit=commit,
                                     train_seconds=train_wall,
@@ -232,7 +233,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
 
 def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
               device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
-              steps_scale: float = 1.0, log=print) -> list[Path]:
+              steps_scale: float = 1.0, log=print, overwrite: bool = False) -> list[Path]:
     """Run every planned run whose results file is missing (or all with ``force``); resumable at any point."""
     commit = io.git_commit()
     runs = planned_runs(profile, seeds, regimes, encoders, grounding_ablation_seeds)
@@ -240,9 +241,12 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
     for k, run in enumerate(runs, 1):
         name = results_name(run, profile, steps_scale)
         path = io.RESULTS_DIR / f"{name}.json"
-        if path.exists() and not force:
+        if path.exists() and not force and io.read_results(path) is not None:  # an empty file is an error, not done
             log(f"[{k}/{len(runs)}] {name}: done already ({path.name}); skipping")
             continue
+        if force:
+            io.refuse_overwrite(path, overwrite)
+            io.refuse_overwrite(checkpoint_for(run, profile, steps_scale), overwrite)
         log(f"[{k}/{len(runs)}] {name}: running")
         record = run_regime(run, profile, device, command, commit, progress, steps_scale)
         written.append(io.write_results(name, record))

@@ -145,6 +145,9 @@ class TaskConfig:
         vocab = self.vocab  # validates sizes
         for name, (lo, hi) in (("id_range", self.id_range), ("ood_range", self.ood_range)):
             check_n_range(lo, hi, vocab, what=name)
+        if self.id_range[0] <= self.ood_range[1] and self.ood_range[0] <= self.id_range[1]:
+            raise ValueError(f"id_range {self.id_range} and ood_range {self.ood_range} overlap, so evaluation would count "
+                             f"the shared N twice; make them disjoint (e.g. id 2..8, ood 9..16).")
 
     @property
     def vocab(self) -> Vocab:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from . import io
+from .evaluate import steps_to_reach  # noqa: F401 (re-exported)
+from .io import resolve_device
 from .model import PROFILES, Transformer, ModelConfig, answer_logits
 from .packing import pack_queries
 from .profiles import image_token_count
@@ -121,22 +123,6 @@ class TrainConfig:
         d = asdict(self)
         d["stages"] = [asdict(s) for s in self.stages]
         return json.loads(json.dumps(d))
-
-
-def steps_to_reach(history: list[dict], accuracy: float = 0.99, key: str = "acc_two_hop") -> int | None:
-    """The first evaluated step at which ``key`` reached ``accuracy`` (None if never)."""
-    return next((h["step"] for h in history if h[key] >= accuracy), None)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {device!r} was requested but no CUDA GPU is visible to torch "
-            f"(torch {torch.__version__}). Use --device cpu (or auto), or run on a machine with a GPU."
-        )
-    return torch.device(device)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -269,23 +255,29 @@ def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, dev
     return acc
 
 
+def _state_blobs(opt, step: int, history: list, wall: float, parts=None) -> tuple[bytes, dict]:
+    """Optimiser (and adapter) tensors as safetensors bytes, everything else as JSON: no pickle anywhere."""
+    from safetensors.torch import save as st_save
+
+    sd = opt.state_dict()
+    tensors = {f"opt.{i}.{k}": v.detach().cpu().contiguous() for i, st in sd["state"].items() for k, v in st.items()}
+    if parts is not None:
+        tensors.update({f"adapter.{k}": v.detach().cpu().contiguous() for k, v in parts.adapter.state_dict().items()})
+    return st_save(tensors), {"param_groups": sd["param_groups"], "step": step, "history": history, "wall": wall}
+
+
 def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float, parts=None) -> None:
     """Write step-tagged weights and optimiser state, then model.json pointing at them, then prune.
 
     A kill at any moment leaves model.json describing a complete, resumable step.
     """
-    import io as _pyio
-
-    buf = _pyio.BytesIO()
-    torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall,
-                "adapter": parts.adapter.state_dict() if parts is not None else None}, buf)
-    blob = buf.getvalue()
-    state_name, weights_name = f"train_state-{step:07d}.pt", f"model-{step:07d}.safetensors"
+    blob, state = _state_blobs(opt, step, history, wall, parts)
+    state_name, weights_name = f"train_state-{step:07d}.safetensors", f"model-{step:07d}.safetensors"
     io.atomic_write(path / state_name, blob)
     io.save_checkpoint(model, path, weights_name=weights_name,
                        meta={"train_config": cfg.to_dict(), "step": step, "state_file": state_name,
-                             "state_sha256": io.sha256_bytes(blob)})
-    for old in list(path.glob("train_state-*.pt")) + list(path.glob("model-*.safetensors")):
+                             "state_sha256": io.sha256_bytes(blob), "state": state})
+    for old in list(path.glob("train_state-*")) + list(path.glob("model-*.safetensors")):
         if old.name not in (state_name, weights_name):
             old.unlink()
 
@@ -303,7 +295,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model_config()).to(device)
     if cfg.init_from:
-        start, _ = io.load_checkpoint(cfg.init_from, device=device, expect=cfg.model_config().to_dict())
+        start, _ = io.load_checkpoint(io.REPO_ROOT / cfg.init_from, device=device, expect=cfg.model_config().to_dict())
         model.load_state_dict(start.state_dict())
     parts = build_image_parts(cfg, model, device)
     params = list(model.parameters()) + (list(parts.adapter.parameters()) if parts else [])
@@ -377,18 +369,28 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
 
 
 def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None):
+    from safetensors.torch import load as st_load
+
     saved, meta = io.load_checkpoint(out, device=device)
     if meta.get("train_config") != cfg.to_dict():
         raise io.CheckpointError(
             f"{out} holds a run with a different training config; resume needs the same config. "
             f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over."
         )
-    state_file = out / meta.get("state_file", "train_state.pt")
-    if not state_file.exists() or io.sha256_file(state_file) != meta.get("state_sha256"):
-        raise io.CheckpointError(f"{state_file} is missing or does not match model.json; delete {out} (or pass --fresh) to start over.")
+    if "state" not in meta:
+        raise io.CheckpointError(f"{out} holds a training state from before states were saved without pickle; "
+                                 f"delete {out} (or pass --fresh) to start over.")
+    blob = io.read_verified(out / meta["state_file"], meta.get("state_sha256"), out / "model.json",
+                            f"delete {out} (or pass --fresh) to start over")
+    tensors = {k: v.to(device) for k, v in st_load(blob).items()}
     model.load_state_dict(saved.state_dict())
-    state = torch.load(state_file, map_location=device, weights_only=False)
-    opt.load_state_dict(state["optimizer"])
+    opt_state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = v.cpu() if name == "step" else v
+    opt.load_state_dict({"state": opt_state, "param_groups": meta["state"]["param_groups"]})
     if parts is not None:
-        parts.adapter.load_state_dict(state["adapter"])
+        parts.adapter.load_state_dict({k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")})
+    state = meta["state"]
     return state["step"], state["history"], state["wall"]

@@ -34,7 +34,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def written(checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    rc = main(["interp", "--regime", "noise_text", "--seed", "1", "--checkpoint", str(checkpoint),
+    rc = main(["interp", "--allow-dirty", "--regime", "noise_text", "--seed", "1", "--checkpoint", str(checkpoint),
                "--results-dir", str(out), *SMALL])
     assert rc == 0
     return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
@@ -101,20 +101,20 @@ def test_probe_schema(written):
 
 
 def test_kinds_subset(checkpoint, tmp_path):
-    assert main(["interp", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "knockout",
+    assert main(["interp", "--allow-dirty", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "knockout",
                  "--results-dir", str(tmp_path), *SMALL]) == 0
     assert [p.name for p in tmp_path.glob("*.json")] == ["knockout_text_only_cpu_s0.json"]
 
 
 def test_image_regime_names_the_encoder(checkpoint, tmp_path):
-    assert main(["interp", "--regime", "image_text", "--seed", "2", "--checkpoint", str(checkpoint),
+    assert main(["interp", "--allow-dirty", "--regime", "image_text", "--seed", "2", "--checkpoint", str(checkpoint),
                  "--kinds", "knockout", "--results-dir", str(tmp_path), *SMALL]) == 0
     rec = json.loads((tmp_path / "knockout_image_text_project_cnn_cpu_s2.json").read_text())
     assert rec["encoder"] == "project_cnn"
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
-    rc = main(["interp", "--regime", "noise_image_text", "--seed", "7", "--results-dir", str(tmp_path)])
+    rc = main(["interp", "--allow-dirty", "--regime", "noise_image_text", "--seed", "7", "--results-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2
     assert "noise_image_text" in err and "seed 7" in err
@@ -123,15 +123,15 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 def test_missing_text_checkpoint_names_train(tmp_path, capsys):
-    assert main(["interp", "--regime", "text_only", "--seed", "9", "--results-dir", str(tmp_path)]) == 2
+    assert main(["interp", "--allow-dirty", "--regime", "text_only", "--seed", "9", "--results-dir", str(tmp_path)]) == 2
     assert "python -m bindlib train --profile cpu --seed 9" in capsys.readouterr().err
 
 
 def test_unknown_kind_and_regime(checkpoint, tmp_path, capsys):
-    assert main(["interp", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "probes",
+    assert main(["interp", "--allow-dirty", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "probes",
                  "--results-dir", str(tmp_path)]) == 2
     assert "probes" in capsys.readouterr().err
-    assert main(["interp", "--regime", "pictures", "--checkpoint", str(checkpoint),
+    assert main(["interp", "--allow-dirty", "--regime", "pictures", "--checkpoint", str(checkpoint),
                  "--results-dir", str(tmp_path)]) == 2
     assert "pictures" in capsys.readouterr().err
 
@@ -144,19 +144,19 @@ def test_all_missing_only_skips_up_to_date_runs(checkpoint, tmp_path, monkeypatc
     for mod in (io, profiles):
         monkeypatch.setattr(mod, "CHECKPOINTS_DIR", ckpts)
     out = tmp_path / "results"
-    args = ["interp", "--all", "--missing-only", "--kinds", "knockout", "--results-dir", str(out), *SMALL]
+    args = ["interp", "--allow-dirty", "--all", "--missing-only", "--kinds", "knockout", "--results-dir", str(out), *SMALL]
     assert main(args) == 0
     first = (out / "knockout_text_only_cpu_s0.json").stat().st_mtime_ns
     capsys.readouterr()
     assert main(args) == 0  # nothing to do the second time
     assert "up-to-date" in capsys.readouterr().out
     assert (out / "knockout_text_only_cpu_s0.json").stat().st_mtime_ns == first
-    assert [p.name for p in out.iterdir()] == ["knockout_text_only_cpu_s0.json"]  # only the checkpoint that exists
+    assert [p.name for p in out.glob("*.json")] == ["knockout_text_only_cpu_s0.json"]  # only the checkpoint that exists
 
 
 def test_weak_model_records_what_it_could_measure(checkpoint, tmp_path):
     """An untrained model answers almost nothing correctly: the file says so instead of the command failing."""
-    assert main(["interp", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "interchange",
+    assert main(["interp", "--allow-dirty", "--regime", "text_only", "--checkpoint", str(checkpoint), "--kinds", "interchange",
                  "--pairs", "40", "--ood-pairs", "20", "--swap-prompts", "32", "--results-dir", str(tmp_path)]) == 0
     rec = json.loads((tmp_path / "interchange_text_only_cpu_s0.json").read_text())
     for split in ("id", "ood"):
@@ -171,7 +171,7 @@ def test_a_variant_checkpoint_keeps_its_own_name(checkpoint, tmp_path):
     variant = tmp_path / "ckpts" / "text_only_cpu_s0_learnedpos"
     shutil.copytree(checkpoint, variant)
     out = tmp_path / "results"
-    assert main(["interp", "--regime", "text_only", "--checkpoint", str(variant), "--kinds", "knockout",
+    assert main(["interp", "--allow-dirty", "--regime", "text_only", "--checkpoint", str(variant), "--kinds", "knockout",
                  "--results-dir", str(out), *SMALL]) == 0
     assert [p.name for p in out.glob("*.json")] == ["knockout_text_only_cpu_s0_learnedpos.json"]
     rec = json.loads((out / "knockout_text_only_cpu_s0_learnedpos.json").read_text())

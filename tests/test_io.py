@@ -117,6 +117,7 @@ def test_missing_checkpoint_hint_is_a_valid_command(tmp_path, monkeypatch):
     hint = re.search(r"`(python -m bindlib [^`]*)`", str(e.value)).group(1)
     called = {}
     monkeypatch.setattr(cli, "cmd_train", lambda args, argv: called.setdefault("args", args) and 0)
+    monkeypatch.setattr(io, "begin_run", lambda allow_dirty=False: io.RUN)  # the hint, not the tree, is under test
     argv = shlex.split(hint)[3:]  # drop "python -m bindlib"
     try:
         rc = cli.main(argv)
@@ -155,7 +156,7 @@ def test_weights_that_do_not_fit_the_config(saved):
     _, path = saved
     meta = json.loads((path / "model.json").read_text())
     meta["model_config"]["d_ff"] = 128
-    (path / "model.json").write_text(json.dumps(meta))
+    (path / "model.json").write_text(json.dumps(io.with_manifest(meta)))  # a consistent manifest, wrong weights
     with pytest.raises(CheckpointError, match=r"do not fit the config"):
         io.load_checkpoint(path)
 

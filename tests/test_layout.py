@@ -11,6 +11,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
     5  vision.multimodal, vision.pretrain
     6  train
     7  recipes                       the recipes, regimes and the headline table
+       migrate                       bringing committed files up to the current format
     8  interp.pairs, interp.toy
     9  interp.patching, interp.knockouts, interp.probes, interp.results
    10  interp.runs, interp (the package's short-cut names)
@@ -18,6 +19,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
    12  book.widgets
    13  book.plots
    14  book.scenes, book.interp_plots
+   14  cli                           the command line's parser
    15  __main__                      the command line
 """
 from __future__ import annotations
@@ -31,10 +33,10 @@ MAX_LINES = 400
 FLOORS = {
     "profiles": 0, "model": 1, "task": 1, "io": 2, "packing": 2, "evaluate": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
-    "vision.multimodal": 5, "vision.pretrain": 5, "train": 6, "recipes": 7,
+    "vision.multimodal": 5, "vision.pretrain": 5, "train": 6, "recipes": 7, "migrate": 7,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
     "interp.results": 9, "interp.runs": 10, "interp": 10,
-    "book.exercises": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
+    "book.exercises": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14, "cli": 14,
     "__main__": 15, "": 0, "vision": 0, "book": 0,
 }
 BOOK_FLOOR = FLOORS["book.exercises"]

@@ -121,7 +121,7 @@ def test_nope_ignores_position_ids():
 def test_learned_positions_beyond_table_raise():
     m = make_model("learned")
     toks = rand_tokens(L=8)
-    with pytest.raises(ValueError, match=r"position id 300 exceeds max_len=256"):
+    with pytest.raises(ValueError, match=r"reaches position 300, but the model takes positions 0..255"):
         m(toks, position_ids=torch.arange(8).expand(2, 8) + 293)
 
 

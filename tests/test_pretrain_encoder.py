@@ -99,7 +99,7 @@ def test_trained_trunk_gives_the_same_tokens_as_the_frozen_encoder(tmp_path):
 @pytest.mark.parametrize("name", ["project_cnn", "project_vit"])
 def test_command_writes_verified_weights_and_a_results_file(name, tmp_path):
     out = tmp_path / name
-    rc = main(["pretrain-encoder", "--name", name, "--tiny", "--max-steps", "2", "--eval-every", "1",
+    rc = main(["pretrain-encoder", "--allow-dirty", "--name", name, "--tiny", "--max-steps", "2", "--eval-every", "1",
                "--eval-scenes", "8", "--batch-size", "4", "--out", str(out), "--results-dir", str(tmp_path),
                "--quiet", "--threads", "1"])
     assert rc == 0
@@ -109,7 +109,7 @@ def test_command_writes_verified_weights_and_a_results_file(name, tmp_path):
     meta = json.loads((out / "encoder.json").read_text())
     assert meta["steps"] == 2 and "per-patch" in meta["objective"] and meta["image_size"] == 112
     assert meta["provenance"]["command"].startswith("python -m bindlib pretrain-encoder")
-    record = json.loads((tmp_path / f"encoder_{name}_cpu.json").read_text())
+    record = json.loads((tmp_path / f"encoder_{name}_cpu_tiny.json").read_text())  # --tiny is in the name
     assert record["kind"] == "encoder_pretraining" and record["encoder_sha256"] == meta["sha256"]
     assert set(record["held_out"]) >= {"color_object", "shape_object", "color_all", "shape_all"}
 
@@ -164,10 +164,10 @@ def test_unknown_profile_is_refused():
 
 def test_paper_profile_pretrains_at_224_px_with_196_tokens(tmp_path):
     out = tmp_path / "vit_paper"
-    rc = main(["pretrain-encoder", "--name", "project_vit", "--profile", "paper", "--tiny", "--max-steps", "1",
+    rc = main(["pretrain-encoder", "--allow-dirty", "--name", "project_vit", "--profile", "paper", "--tiny", "--max-steps", "1",
                "--eval-every", "1", "--eval-scenes", "4", "--batch-size", "2", "--out", str(out),
                "--results-dir", str(tmp_path), "--quiet", "--threads", "1"])
-    assert rc == 0 and (tmp_path / "encoder_project_vit_paper.json").exists()
+    assert rc == 0 and (tmp_path / "encoder_project_vit_paper_tiny.json").exists()
     enc = E.profile_encoder("project_vit", "paper", weights=out)
     assert enc.encode(torch.rand(1, 3, 224, 224)).shape[1] == 196
     assert E.project_encoder_dir("project_vit", "paper").name == "project_vit_paper"

@@ -208,7 +208,7 @@ def test_resume_with_tampered_train_state_raises(tmp_path, finished_dir):
     out = shutil.copytree(out, tmp_path / "run")
     with open(out / json.loads((out / "model.json").read_text())["state_file"], "ab") as f:
         f.write(b"x")
-    with pytest.raises(CheckpointError, match=r"train_state-\d+\.pt is missing or does not match"):
+    with pytest.raises(CheckpointError, match=r"sha256 mismatch for .*train_state-\d+\.safetensors"):
         quiet_train(cfg, out)
 
 

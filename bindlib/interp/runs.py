@@ -238,7 +238,7 @@ MEASURES = {"interchange": interchange_measure, "knockout": knockout_measure, "p
 
 def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, *, kinds=KINDS,
                    sizes: Sizes | None = None, checkpoint=None, results_dir=None, command: str | None = None,
-                   commit: str | None = None, device="cpu", log=None) -> list[Path]:
+                   commit: str | None = None, device="cpu", log=None, overwrite: bool = False) -> list[Path]:
     """Measure one checkpoint and write one results file per kind; returns the paths written."""
     check_regime(regime)
     encoder = (encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None
@@ -252,6 +252,12 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
         if kind not in MEASURES:
             raise ValueError(f"unknown kind {kind!r}: allowed {KINDS}.")
     commit = commit or io.git_commit()
+    tag = run_tag(regime, seed, profile, encoder)
+    variant = path.name[len(tag):] if path.name.startswith(tag) and path.name != tag else None
+    out_dir = Path(results_dir or io.RESULTS_DIR)
+    for kind in kinds:
+        io.refuse_overwrite(out_dir / f"{kind}_{path.name if variant else tag}.json", overwrite)
+    io.check_writable(out_dir)
     model, task, meta = load_for_analysis(path, device)
     image = None
     if meta.get("adapter") and "knockout" in kinds:  # image checkpoints: knock out patches on image prompts too
@@ -270,7 +276,7 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
                 else MEASURES[kind](model, task, sizes, device))
         wall = time.perf_counter() - t0
         record = {"kind": kind, "regime": regime, "seed": seed, "profile": profile, "encoder": encoder, "variant": variant,
-                  "checkpoint": str(path), "checkpoint_sha256": meta.get("sha256"),
+                  "checkpoint": io.relpath(path), "checkpoint_sha256": meta.get("sha256"),
                   "n_layers": n_layers_of(model), "task": task.to_dict(), "sizes": sizes.to_dict(), **body}
         if kind == "interchange":  # the ID split's curves at the top level, as interchange_record has them
             top = body["splits"].get("id", {})

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .. import io
 from ..io import CheckpointError, atomic_write, load_checkpoint, read_verified, sha256_bytes
 from ..profiles import VISION, image_token_count  # noqa: F401 (image_token_count is re-exported)
 from ..task import IMG, NOISE, PAD, Batch, make_generator, sample_batch
@@ -292,5 +293,10 @@ def load_image_model(path, device="cpu"):
     adapter = ImageAdapter(entry["enc_dim"], entry["d_model"])
     adapter.load_state_dict(st_load(blob))
     vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"))
+    want = (meta.get("encoder_id"), meta.get("encoder_dim"))
+    if want != (vision.encoder.weights_id, vision.dim):
+        raise CheckpointError(f"{io.relpath(path)} was trained with encoder {meta['encoder']!r} = {want[0]} (dim {want[1]}), "
+                              f"but that encoder is now {vision.encoder.weights_id} (dim {vision.dim}); restore it "
+                              f"(`git checkout -- data/encoders`) or use a checkpoint trained with it.")
     vision.encoder.to(device)
     return model, adapter.to(device).eval(), vision, meta

@@ -76,8 +76,14 @@ class FrozenEncoder(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` floats in 0..1 -> ``[B, n_tokens(), dim]``."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"{self.name}: expected images [B, 3, H, W], got shape {tuple(images.shape)}.")
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+            raise ValueError(f"{self.name}: expected square images [B, 3, H, H], got shape {tuple(images.shape)}.")
+        if not images.is_floating_point():
+            raise ValueError(f"{self.name}: expected float images in 0..1, got dtype {images.dtype}; divide uint8 "
+                             f"images by 255.")
+        if images.numel() and (float(images.min()) < 0.0 or float(images.max()) > 1.0):
+            raise ValueError(f"{self.name}: expected pixel values in 0..1, got {float(images.min()):.3g}.."
+                             f"{float(images.max()):.3g}; undo any normalisation (the encoder normalises itself).")
         x = images.to(self.device, torch.float32)  # resize and normalise in fp32 even for a bf16 encoder
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",

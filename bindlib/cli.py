@@ -1,0 +1,136 @@
+"""The command line's parser: one flag per setting, no prefix matching, one-line usage errors."""
+from __future__ import annotations
+
+import argparse
+
+from .model import POS_ENCODINGS
+from .profiles import REGIMES, TABLE_ENCODERS
+
+class UsageError(Exception):
+    """A command line argparse rejects."""
+
+
+class Parser(argparse.ArgumentParser):
+    """No prefix matching (``--step`` is not ``--steps-scale``), and a bad flag is one line, exit code 2."""
+
+    def __init__(self, *a, **kw):
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*a, **kw)
+
+    def error(self, message):
+        raise UsageError(f"{message} (`{self.prog} --help` lists the flags)")
+
+
+RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp")
+
+
+def build_parser(description: str) -> Parser:
+    p = Parser(prog="python -m bindlib", description=description)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a text-only model with the profile's recipe, then evaluate it")
+    t.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's step budget")
+    t.add_argument("--run-dir", help="working folder for resumable state (default runs/...)")
+    t.add_argument("--checkpoint", help="final bf16 checkpoint folder (default data/checkpoints/...; "
+                                        "runs/smoke/checkpoints/... below --steps-scale 1)")
+    t.add_argument("--results", help="results file name (default training_text_only_<profile>_s<seed>[_<variant>])")
+    t.add_argument("--results-dir", help="results folder (default data/results; runs/smoke/results below scale 1)")
+    t.add_argument("--fresh", action="store_true", help="ignore an existing run folder instead of resuming")
+    t.add_argument("--pos-encoding", default="rope", choices=POS_ENCODINGS,
+                   help="positional encoding (an ablation when not rope: names get a _<x>pos suffix)")
+    t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
+    t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
+
+    c = sub.add_parser("curve", help="train a named variant and record its learning curve (sub-skill accuracies)")
+    c.add_argument("--variant", required=True, help="a name from bindlib.recipes.VARIANTS")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--steps", type=int, default=None, help="override the variant's total step budget")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--threads", type=int, default=0)
+    c.add_argument("--run-dir", help="resumable working folder (default: none, no resume)")
+    c.add_argument("--results", help="results file name in data/results (default curve_<variant>_s<seed>)")
+    c.add_argument("--quiet", action="store_true")
+
+    b = sub.add_parser("bench", help="measure training steps per second for each profile")
+    b.add_argument("--profile", action="append", choices=["cpu", "paper"], help="repeatable (default: both)")
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--results", default="throughput_cpu")
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint and write a results file")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--per-n", type=int, default=256)
+    e.add_argument("--results", help="results file name in data/results")
+
+    pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
+    pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit"])
+    pe.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
+                    help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
+    pe.add_argument("--seed", type=int, default=0)
+    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
+    pe.add_argument("--time-budget", type=float, default=300.0, help="stop after this many seconds")
+    pe.add_argument("--target", type=float, default=0.95, help="stop once held-out object-patch accuracy reaches it")
+    pe.add_argument("--eval-every", type=int, default=100)
+    pe.add_argument("--eval-scenes", type=int, default=512)
+    pe.add_argument("--batch-size", type=int, default=32)
+    pe.add_argument("--lr", type=float, default=3e-3)
+    pe.add_argument("--device", default="cpu")
+    pe.add_argument("--threads", type=int, default=0)
+    pe.add_argument("--out", help="output folder (default data/encoders/<name>[_paper])")
+    pe.add_argument("--results", help="results file name (default encoder_<name>_<profile>)")
+    pe.add_argument("--results-dir", help="results folder (default data/results)")
+    pe.add_argument("--tiny", action="store_true", help="a tiny trunk (tests only; writes under runs/smoke/)")
+    pe.add_argument("--quiet", action="store_true")
+
+    r = sub.add_parser("reproduce", help="train and evaluate every regime x encoder x seed of the headline table")
+    r.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    r.add_argument("--encoders", nargs="+", default=list(TABLE_ENCODERS),
+                   help="encoders of the image regimes (bindlib.vision.encoders.ENCODERS)")
+    r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
+                   help="also run image_text without feature grounding for these seeds")
+    r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
+    r.add_argument("--force", action="store_true", help="rerun runs whose results file exists")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="log JSON lines instead of progress bars")
+
+    ip = sub.add_parser("interp", help="interchange interventions, attention knockouts and probes of a checkpoint")
+    ip.add_argument("--regime", help="text_only, noise_text, image_text, noise_image_text, text_only_matched")
+    ip.add_argument("--seed", type=int, default=0)
+    ip.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
+    ip.add_argument("--encoder", help="encoder of an image regime (default: the main encoder)")
+    ip.add_argument("--all", action="store_true", help="every existing checkpoint of the 4 regimes, seeds 0-2")
+    ip.add_argument("--missing-only", action="store_true",
+                    help="with --all: skip checkpoints whose results files exist and match their sha256")
+    ip.add_argument("--kinds", default="interchange,knockout,probe", help="comma-separated subset")
+    ip.add_argument("--pairs", type=int, default=600, help="ID-length interchange pairs")
+    ip.add_argument("--ood-pairs", type=int, default=None, help="OOD-length pairs (default 2/5 of --pairs)")
+    ip.add_argument("--swap-prompts", type=int, default=384)
+    ip.add_argument("--knockout-prompts", type=int, default=128)
+    ip.add_argument("--probe-prompts", type=int, default=320)
+    ip.add_argument("--all-pairs", action="store_true",
+                    help="keep pairs the model gets wrong (for untrained models; the default keeps correct ones only)")
+    ip.add_argument("--checkpoint", help="a checkpoint folder instead of the regime's (named as --regime/--seed)")
+    ip.add_argument("--results-dir", help="where to write (default data/results)")
+    ip.add_argument("--device", default="cpu")
+    ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+
+    m = sub.add_parser("migrate", help="make paths in results and checkpoint metadata repo-relative, add manifests")
+    m.add_argument("--checkpoints-dir", default=None, help="default data/checkpoints")
+    m.add_argument("--results-dir", default=None, help="default data/results")
+
+    for name in RESULTS_COMMANDS:
+        sp = sub.choices[name]
+        sp.add_argument("--allow-dirty", action="store_true",
+                        help="run from a tree with uncommitted changes (the diff is stored beside the results)")
+        sp.add_argument("--overwrite", action="store_true", help="replace committed checkpoints and results files")
+    return p
