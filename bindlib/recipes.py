@@ -35,8 +35,7 @@ from .profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY,
                        TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, run_tag)  # noqa: F401 (re-exported)
 from .task import TaskConfig, sample_batch
 from .train import Stage, TrainConfig, train
-from .vision.encoders import ENCODERS
-from .vision.multimodal import grounding_accuracy, image_accuracy, load_image_model, save_adapter
+from .vision.multimodal import VisionConfig, grounding_accuracy, image_accuracy, load_image_model, save_adapter
 
 SUBSKILL_MIX = {"two_hop": 1.0, "color_to_shape": 1.0, "shape_to_item": 1.0}
 
@@ -114,12 +113,7 @@ def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | N
     """The TrainConfig that continues the text_only checkpoint of ``seed`` into ``regime``."""
     check_regime(regime)
     s = REGIME[check_profile(profile)]
-    vision = {"profile": profile}
-    if regime in IMAGE_REGIMES:
-        encoder = encoder or MAIN_ENCODER
-        if encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
-        vision["encoder"] = encoder
+    vision = VisionConfig(profile=profile, encoder=(encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None)
     return TrainConfig(profile=profile, stages=regime_stages(regime, profile, grounding, steps_scale),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,

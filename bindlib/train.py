@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import namedtuple
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .model import PROFILES, Transformer, ModelConfig, answer_logits
 from .packing import pack_queries
 from .profiles import image_token_count
 from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch
-from .vision.multimodal import ImageAdapter, Vision, add_noise, grounding_loss, image_accuracy
+from .vision.multimodal import ImageAdapter, Vision, VisionConfig, add_noise, grounding_loss, image_accuracy
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Stage:
 @dataclass
 class TrainConfig:
     profile: str = "cpu"
-    task: dict = field(default_factory=dict)  # TaskConfig fields
+    task: TaskConfig = field(default_factory=TaskConfig)  # (a dict of TaskConfig fields is converted)
     model: dict = field(default_factory=dict)  # overrides of the profile's ModelConfig
     stages: list = field(default_factory=lambda: [Stage("two_hop", 3000)])
     batch_size: int = 128
@@ -81,9 +82,9 @@ class TrainConfig:
     # asked for the queried colour's shape.
     hop_layer: int | None = None
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
-    # Image and noise stages: {"encoder": name, "profile": "cpu"|"paper", "noise_width": int|None}.
+    # Image and noise stages: the encoder, image profile and noise width (a dict of its fields is converted).
     # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
-    vision: dict = field(default_factory=dict)
+    vision: VisionConfig = field(default_factory=VisionConfig)
     seed: int = 0
     device: str = "cpu"
 
@@ -93,10 +94,14 @@ class TrainConfig:
             raise ValueError(f"unknown profile {self.profile!r}: allowed {sorted(PROFILES)}.")
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"batch_size ({self.batch_size}) must be >= 1 and lr ({self.lr}) > 0.")
-        TaskConfig(**self.task)  # validate early
-        if self.uses_images and not self.vision.get("encoder"):
+        if isinstance(self.task, dict):
+            self.task = TaskConfig(**self.task)
+        if isinstance(self.vision, dict):
+            self.vision = VisionConfig(**self.vision)
+        self.model_config()  # validate the model overrides early
+        if self.uses_images and not self.vision.encoder:
             raise ValueError("a stage trains on images, but TrainConfig.vision names no encoder; "
-                             "set vision={'encoder': 'project_cnn'} (see bindlib.encoders.ENCODERS).")
+                             "set vision=VisionConfig(encoder='project_cnn') (see bindlib.vision.encoders.ENCODERS).")
 
     @property
     def uses_images(self) -> bool:
@@ -104,14 +109,14 @@ class TrainConfig:
 
     @property
     def noise_width(self) -> int:
-        return self.vision.get("noise_width") or image_token_count(self.vision.get("profile", self.profile))
+        return self.vision.noise_width or image_token_count(self.vision.profile or self.profile)
 
     @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages)
 
     def task_config(self) -> TaskConfig:
-        return TaskConfig(**self.task)
+        return self.task
 
     def model_config(self) -> ModelConfig:
         task = self.task_config()
@@ -122,6 +127,9 @@ class TrainConfig:
         """A JSON-normal dict (tuples become lists), so it compares equal to what model.json reads back."""
         d = asdict(self)
         d["stages"] = [asdict(s) for s in self.stages]
+        default_task = asdict(TaskConfig())
+        d["task"] = {k: v for k, v in asdict(self.task).items() if v != default_task[k]}  # only what differs
+        d["vision"] = self.vision.to_dict()
         return json.loads(json.dumps(d))
 
 
@@ -142,18 +150,14 @@ def stage_at(step: int, cfg: TrainConfig) -> tuple[int, Stage]:
     return len(cfg.stages) - 1, cfg.stages[-1]
 
 
-@dataclass
-class ImageParts:
-    """What image steps need besides the language model: a Vision (frozen encoder + renderer) and the adapter."""
-
-    vision: object
-    adapter: torch.nn.Module
+# What image steps need besides the language model: a Vision (frozen encoder + renderer) and the adapter.
+ImageParts = namedtuple("ImageParts", "vision adapter")
 
 
 def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
     if not cfg.uses_images:
         return None
-    vision = Vision.for_profile(cfg.vision["encoder"], cfg.vision.get("profile", cfg.profile))
+    vision = Vision.for_profile(cfg.vision.encoder, cfg.vision.profile or cfg.profile)
     vision.encoder.to(device)
     torch.manual_seed(cfg.seed + 17)
     adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)

@@ -347,3 +347,17 @@ def test_resolve_device_cpu_and_auto(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_typed_configs_round_trip_committed_train_configs():
+    """TrainConfig holds a TaskConfig and a VisionConfig, and writes exactly the JSON committed checkpoints hold."""
+    from bindlib.task import TaskConfig
+    from bindlib.vision.multimodal import VisionConfig
+
+    for name in ("text_only_cpu_s0_learnedpos", "image_text_project_cnn_cpu_s0", "noise_text_cpu_s1"):
+        saved = io.read_checkpoint_meta(io.CHECKPOINTS_DIR / name)["train_config"]
+        cfg = T.TrainConfig(**saved)
+        assert isinstance(cfg.task, TaskConfig) and isinstance(cfg.vision, VisionConfig)
+        assert cfg.to_dict() == saved
+    with pytest.raises(ValueError, match="unknown encoder 'nope'"):
+        T.TrainConfig(vision={"encoder": "nope"})

@@ -20,7 +20,7 @@ is our choice) works in both directions through the language model's own residua
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +32,28 @@ from ..profiles import VISION, image_token_count  # noqa: F401 (image_token_coun
 from ..task import IMG, NOISE, PAD, Batch, make_generator, sample_batch
 from . import encoders
 from .render import RenderConfig, patch_grid, render_batch
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """What image and noise stages need, in one place: the frozen encoder (a name from
+    bindlib.vision.encoders.ENCODERS), the image profile (None: the training profile) and the width
+    of a noised context block (None: the profile's image-token count)."""
+
+    encoder: str | None = None
+    profile: str | None = None
+    noise_width: int | None = None
+
+    def __post_init__(self):
+        if self.encoder is not None and self.encoder not in encoders.ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}: allowed {encoders.ENCODERS}.")
+        if self.profile is not None and self.profile not in VISION:
+            raise ValueError(f"unknown profile {self.profile!r}: allowed {tuple(VISION)}.")
+        if self.noise_width is not None and self.noise_width < 1:
+            raise ValueError(f"noise_width={self.noise_width} must be >= 1.")
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 # ---------------------------------------------------------------- context re-layout
