@@ -179,7 +179,7 @@ The pretraining table scored each trunk with the heads it was trained with. To c
 `probe_encoders` does it in one call; it is kept small (a few hundred scenes, a short fit) so that it runs in seconds, which makes its numbers rough:"""),
     ("code", """# NBVAL_IGNORE_OUTPUT (the fit's last digits can change with the number of CPU threads)
 from bindlib.book.plots import split_summary_chart
-from bindlib.vision.pretrain import probe_encoders
+from bindlib.interp.probes import probe_encoders
 
 four = [E.profile_encoder(name, profile="cpu") for name in ("project_cnn", "project_vit", "random_cnn", "pixels")]
 probe = probe_encoders(four, n_train=200, n_test=100, steps=60, lr=0.2)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bindlib.vision import encoders as E
+from bindlib.interp.probes import probe_encoders
 from bindlib.vision import pretrain as P
 from bindlib.__main__ import main
 from bindlib.io import CheckpointError
@@ -175,6 +176,6 @@ def test_paper_profile_pretrains_at_224_px_with_196_tokens(tmp_path):
 
 def test_linear_probe_reads_colour_from_raw_pixels():
     pixels = E.profile_encoder("pixels", profile="cpu")
-    result = P.probe_encoders([pixels], n_train=40, n_test=20, steps=40, lr=0.2)["pixels"]
+    result = probe_encoders([pixels], n_train=40, n_test=20, steps=40, lr=0.2)["pixels"]
     assert set(result) >= {"color_object", "shape_object", "color_all", "shape_all"} and result["object_patches"] > 0
     assert result["color_object"] > 0.5  # colour is in the pixels: far above a 1-in-16 guess

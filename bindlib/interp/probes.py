@@ -7,6 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from ..task import Batch, TaskConfig, make_generator, sample_batch, seeded
+from ..vision.encoders import encode_in_chunks
+from ..vision.pretrain import EVAL_SEED, IGNORE, patch_labels
+from ..vision.render import RenderConfig, render_batch
 from .pairs import RESIDUAL_HOOKS, _rows, n_layers_of, traced
 
 # ============================================================== 5. linear probes
@@ -201,3 +204,48 @@ def probe(model, task: TaskConfig, layer_hook: str = "hook_resid_pre", role: str
     return {"hook": layer_hook, "role": role, "target": target, "n_classes": n_classes,
             "n_train": int(train.sum()), "n_test": int(test.sum()),
             "chance": (counts.max() / counts.sum()).item() if counts.sum() else float("nan"), "layers": rows}
+
+
+# ---------------------------------------------------------------- what a frozen encoder's tokens carry
+def probe_encoders(encoders, n_train: int = 400, n_test: int = 200, steps: int = 100, lr=None, seed: int = 0,
+                   task: TaskConfig | None = None, min_pixels: int = 16, Cs=(1.0,)) -> dict[str, dict]:
+    """Fit linear colour and shape probes (``fit_probe``) on each frozen encoder's patch tokens; score them on
+    held-out scenes.
+
+    ``encoders``: a list of FrozenEncoder. Labels are the pretraining ones (``vision.pretrain.patch_labels``), at
+    each encoder's canvas and patch; scenes are rendered once per (canvas, patch) and shared. Training uses every
+    object patch and as many background patches (background is easy and would dominate). ``steps`` caps the
+    L-BFGS iterations; ``lr`` is accepted for old callers and unused (L-BFGS picks its own steps). Returns
+    {encoder name: held-out accuracies on object patches (``color_object``, ``shape_object``) and on all
+    labelled patches (``*_all``)}.
+    """
+    task = task or TaskConfig()
+    scenes: dict[tuple[int, int], list] = {}
+    results = {}
+    for encoder in encoders:
+        key = (encoder.image_size, encoder.patch)
+        if key not in scenes:
+            render_cfg, scenes[key] = RenderConfig(canvas_size=encoder.image_size), []
+            for n, s in ((n_train, EVAL_SEED + 1 + seed), (n_test, EVAL_SEED + 2 + seed)):
+                batch = sample_batch(task, n, seed=s, n=(1, 8))
+                images, boxes = render_batch(batch, render_cfg, seed=s)
+                scenes[key].append((images, *patch_labels(batch, boxes, render_cfg, encoder.patch, min_pixels)))
+
+        def labelled(images, colors, shapes):
+            keep = colors.flatten() != IGNORE
+            return encode_in_chunks(encoder, images).flatten(0, 1)[keep], colors.flatten()[keep], shapes.flatten()[keep]
+
+        (x_tr, c_tr, s_tr), (x_te, c_te, s_te) = (labelled(*part) for part in scenes[key])
+        obj_tr = c_tr != task.n_colors
+        background = torch.nonzero(~obj_tr).flatten()
+        background = background[torch.randperm(len(background), generator=make_generator(seed))[: int(obj_tr.sum())]]
+        rows = torch.cat([torch.nonzero(obj_tr).flatten(), background])
+        out = {}
+        for what, y_tr, y_te, n_cls in (("color", c_tr, c_te, task.n_colors), ("shape", s_tr, s_te, task.n_shapes)):
+            pred = fit_probe(x_tr[rows], y_tr[rows], n_cls + 1, Cs=Cs, seed=seed, max_iter=steps).predict(x_te)
+            obj = y_te != n_cls
+            out[f"{what}_object"] = round(float((pred[obj] == y_te[obj]).float().mean()), 4)
+            out[f"{what}_all"] = round(float((pred == y_te).float().mean()), 4)
+        out["object_patches"] = int((c_te != task.n_colors).sum())
+        results[encoder.name] = out
+    return results
