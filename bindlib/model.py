@@ -68,6 +68,16 @@ def rope_rotate(x: torch.Tensor, position_ids: torch.Tensor, base: float) -> tor
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
+def allowed_keys(L: int, device, key_mask=None, attn_mask=None) -> torch.Tensor:
+    """[B or 1, 1, Q, K] bool: causal (in sequence order), minus masked keys, within extra allowed pairs."""
+    allowed = torch.ones(L, L, dtype=torch.bool, device=device).tril()[None, None]
+    if key_mask is not None:
+        allowed = allowed & key_mask[:, None, None, :].bool()
+    if attn_mask is not None:
+        allowed = allowed & attn_mask[:, None].bool()
+    return allowed
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -167,11 +177,7 @@ class Transformer(nn.Module):
         if self.cfg.pos_encoding == "learned" and L and int(position_ids.max()) >= self.cfg.max_len:
             raise ValueError(f"a sequence reaches position {int(position_ids.max())}, but the model takes positions "
                              f"0..{self.cfg.max_len - 1} (max_len); use fewer objects or a smaller offset.")
-        allowed = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()[None, None]
-        if key_mask is not None:
-            allowed = allowed & key_mask[:, None, None, :].bool()
-        if attn_mask is not None:
-            allowed = allowed & attn_mask[:, None].bool()
+        allowed = allowed_keys(L, tokens.device, key_mask, attn_mask)
         x = self.embed(tokens, position_ids, inputs_embeds, embeds_mask)
         for block in self.blocks:
             x = block(x, position_ids, allowed)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import time
 
 import pytest
 import torch
@@ -267,3 +268,32 @@ def test_provenance_fields():
     assert p["command"] == "python -m bindlib train" and p["wall_seconds"] == 12.35 and p["steps"] == 3
     assert p["device"].startswith("cpu") and p["torch"] == torch.__version__
     assert p["git_commit"]
+
+
+def test_atomic_write_cleans_orphans_of_killed_writers(tmp_path):
+    old = tmp_path / ".r.json.abc123.tmp"  # what a writer killed between write and rename leaves
+    fresh = tmp_path / ".r.json.def456.tmp"  # another writer, maybe still at work
+    for f in (old, fresh):
+        f.write_bytes(b"half")
+    os.utime(old, (time.time() - 2 * io.ORPHAN_AGE_S,) * 2)
+    io.atomic_write(tmp_path / "r.json", b"{}")
+    assert not old.exists() and fresh.exists() and (tmp_path / "r.json").read_bytes() == b"{}"
+
+
+def test_migrate_is_idempotent_and_keeps_weights(tmp_path):
+    from bindlib.migrate import migrate
+
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(vocab_size=40, n_layers=1, d_model=16, n_heads=2, d_ff=32))
+    ck = io.save_checkpoint(m, tmp_path / "checkpoints" / "x", meta={"init_from": "/elsewhere/repo/data/checkpoints/y"})
+    meta = json.loads((ck / "model.json").read_text())
+    del meta["manifest_sha256"]  # a checkpoint from before manifests
+    (ck / "model.json").write_text(json.dumps(meta))
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "r.json").write_text(json.dumps({"checkpoint": "/content/repo/data/checkpoints/x", "n": 1}))
+    assert len(migrate(tmp_path / "checkpoints", res, log=lambda *_: None)) == 2
+    assert migrate(tmp_path / "checkpoints", res, log=lambda *_: None) == []  # nothing left to do
+    _, meta = io.load_checkpoint(ck)
+    assert meta["init_from"] == "data/checkpoints/y" and meta["sha256"] == io.sha256_file(ck / "model.safetensors")
+    assert json.loads((res / "r.json").read_text()) == {"checkpoint": "data/checkpoints/x", "n": 1}

@@ -139,20 +139,6 @@ def correct_pairs(model, task, n_pairs: int, seed: int, n_range, device="cpu", m
     return concat_pairs(kept), drawn
 
 
-def sweep_timing(model, pairs, packed: dict, loop_pairs: int) -> dict:
-    """Wall time of the batched all-layer sweep ``packed`` (an ``interchange`` result over every pair)
-    against the per-pair, per-layer loop, run on the first ``loop_pairs`` pairs and extrapolated
-    linearly; also the largest logit difference between the two on those pairs (they must agree)."""
-    k = min(loop_pairs, len(pairs))
-    loop = X.interchange(model, pairs.select(torch.arange(k)), method="loop")
-    per_pair = loop["wall_seconds"] / k
-    return {"n_pairs": len(pairs), "n_layers": len(packed["layers"]), "threads": torch.get_num_threads(),
-            "packed_seconds": packed["wall_seconds"], "loop_pairs": k, "loop_seconds": loop["wall_seconds"],
-            "loop_seconds_extrapolated": per_pair * len(pairs),
-            "speedup_packed_vs_loop": per_pair * len(pairs) / packed["wall_seconds"],
-            "max_abs_logit_diff": (packed["patched_logits"][:k] - loop["patched_logits"]).abs().max().item()}
-
-
 def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
     """IIA per layer at ID and OOD lengths, routing summaries, position-id swap, sweep timing."""
     model_for_pairs = model if sizes.only_correct else None
@@ -171,7 +157,7 @@ def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
             continue
         res = X.interchange(model, pairs)
         if split == "id" and sizes.loop_pairs > 0:
-            timing = sweep_timing(model, pairs, res, sizes.loop_pairs)
+            timing = X.time_sweep(model, pairs, sizes.loop_pairs, packed=res, stacked=False)
         rec = X.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
         splits[split] = {"n_range": [lo, hi], "n_pairs": len(pairs), "pairs_drawn": drawn, "iia": rec["iia"],
                          "per_layer": rec["per_layer"], "summary": rec["summary"],

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..model import allowed_keys
 from ..task import CTX_END, Vocab
 
 # ============================================================== models with a known mechanism
@@ -146,11 +147,7 @@ class ToyBindingModel(nn.Module):
         B, L = tokens.shape
         if position_ids is None:
             position_ids = torch.arange(L, device=tokens.device).expand(B, L)
-        allowed = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()[None, None]
-        if key_mask is not None:
-            allowed = allowed & key_mask[:, None, None, :].bool()
-        if attn_mask is not None:
-            allowed = allowed & attn_mask[:, None].bool()
+        allowed = allowed_keys(L, tokens.device, key_mask, attn_mask)
         tok = F.one_hot(tokens, self.vocab.size).float()
         x = self.embed.hook_out(self.write("tok", tok) + self.write("pos", position_ids[..., None].float()))
         for block in self.blocks:
