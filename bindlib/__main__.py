@@ -28,13 +28,14 @@ def _data_root(smoke: bool) -> Path:
     return SMOKE_ROOT if smoke else DATA_DIR
 
 
-def _before_writing(args, outputs, folders) -> None:
-    """Checks before any work: nothing committed is overwritten without --overwrite, folders are writable."""
+def _before_writing(args, outputs, folders=()) -> None:
+    """Checks before any work: nothing committed is overwritten without --overwrite, and the outputs'
+    folders (and ``folders``) are writable with free space."""
     from . import io
 
     for path in outputs:
         io.refuse_overwrite(path, args.overwrite)
-    io.check_writable(*folders)
+    io.check_writable(*dict.fromkeys([Path(p).parent for p in outputs] + [Path(f) for f in folders]))
 
 
 def _device(args) -> torch.device:
@@ -75,7 +76,7 @@ def cmd_train(args, argv) -> int:
     final = Path(args.checkpoint or data / "checkpoints" / tag)
     results_dir = Path(args.results_dir or data / "results")
     name = args.results or (f"stage_{tag}" if args.until_stage else f"training_{tag}")
-    _before_writing(args, [final, results_dir / f"{name}.json"], [run_dir, final.parent, results_dir])
+    _before_writing(args, [final, results_dir / f"{name}.json"], [run_dir])
     t0 = time.time()
     model, history = train(cfg, out_dir=run_dir, resume=not args.fresh, progress=not args.quiet)
     wall = history[-1]["wall_seconds"] if history else time.time() - t0
@@ -114,7 +115,7 @@ def cmd_curve(args, argv) -> int:
     commit = io.git_commit()
     cfg = variant(args.variant, seed=args.seed, device=str(device), steps=args.steps)
     name = args.results or f"curve_{args.variant}_s{args.seed}"
-    _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [io.RESULTS_DIR] + ([args.run_dir] if args.run_dir else []))
+    _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [args.run_dir] if args.run_dir else [])
     t0 = time.time()
     _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)
     record = {
@@ -137,7 +138,7 @@ def cmd_bench(args, argv) -> int:
     from .train import training_loss
 
     device = _device(args)
-    _before_writing(args, [io.RESULTS_DIR / f"{args.results}.json"], [io.RESULTS_DIR])
+    _before_writing(args, [io.RESULTS_DIR / f"{args.results}.json"])
     rows = []
     for profile in args.profile:
         cfg = recipe(profile, device=str(device))
@@ -180,7 +181,7 @@ def cmd_evaluate(args, argv) -> int:
     from .task import TaskConfig
     device = _device(args)
     name = args.results or f"evaluation_{Path(args.checkpoint).name}"
-    _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [io.RESULTS_DIR])
+    _before_writing(args, [io.RESULTS_DIR / f"{name}.json"])
     t0 = time.time()
     model, meta = io.load_checkpoint(args.checkpoint, device=device)
     task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
@@ -217,7 +218,7 @@ def cmd_pretrain_encoder(args, argv) -> int:
     out = Path(args.out or (data / "encoders" / (E.project_encoder_dir(args.name, args.profile).name + suffix)))
     results_dir = Path(args.results_dir or data / "results")
     name = args.results or f"encoder_{args.name}_{args.profile}{suffix}"
-    _before_writing(args, [out, results_dir / f"{name}.json"], [out.parent, results_dir])
+    _before_writing(args, [out, results_dir / f"{name}.json"])
     trunk, summary = pretrain(cfg, device=device, log=(lambda *_: None) if args.quiet else print)
     prov = io.provenance(_command_line(argv), device, summary["wall_seconds"], commit=commit)
     meta = {"objective": OBJECTIVE, "profile": args.profile,
