@@ -31,18 +31,27 @@ def _device(args) -> torch.device:
 def cmd_train(args, argv) -> int:
     from . import io
     from .evaluate import evaluate, evaluate_axes
-    from .recipes import recipe
+    from .recipes import arm_suffix, recipe
     from .train import steps_to_reach, train
 
     device = _device(args)
     commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
-    cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale)
+    # the ordered format's default: no deep supervision (its shape target is not on the only route there)
+    hop_weight = args.hop_weight if args.hop_weight is not None else (0.0 if args.format == "ordered" else None)
+    aids = {} if hop_weight is None else {"hop_weight": hop_weight}
+    cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale,
+                 task_format=args.format, hop_target=args.hop_target, hop_layer=args.hop_layer,
+                 declared_share=args.declared_share or 0.0, **aids)
     tag = f"text_only_{args.profile}_s{args.seed}"
     variant = None
     if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
         cfg.model = {**cfg.model, "pos_encoding": args.pos_encoding}
         variant = f"{args.pos_encoding}pos"
         tag += f"_{variant}"
+    arm = arm_suffix(args.format, args.hop_target, args.hop_weight, args.hop_layer, args.declared_share)
+    if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
+        variant = variant + arm if variant else arm[1:]
+        tag += arm
     if args.until_stage:
         names = [st.name for st in cfg.stages]
         if args.until_stage not in names:
@@ -61,7 +70,7 @@ def cmd_train(args, argv) -> int:
     model, _ = io.load_checkpoint(final, device=device)  # report the numbers of the bf16 checkpoint we commit
     record = {
         "kind": "training_stage" if args.until_stage else ("training_variant" if variant else "training"),
-        "regime": "text_only", "variant": variant, "pos_encoding": args.pos_encoding,
+        "regime": "text_only", "variant": variant, "pos_encoding": args.pos_encoding, "format": args.format,
         "profile": args.profile, "seed": args.seed, "until_stage": args.until_stage,
         **evaluate(model, cfg.task_config(), device=device),
         "axes": evaluate_axes(model, cfg.task_config(), device=device),
@@ -268,6 +277,18 @@ def main(argv=None) -> int:
     t.add_argument("--pos-encoding", default="rope", choices=["rope", "learned", "none"],
                    help="positional encoding (an ablation when not rope: names get a _<x>pos suffix)")
     t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
+    t.add_argument("--format", default="standard", choices=["standard", "ordered"],
+                   help="task format; ordered (items in declaration order, no shapes) is the positional positive "
+                        "control, trained without deep supervision unless --hop-weight says otherwise (names: _ordered)")
+    t.add_argument("--hop-target", default="shape", choices=["shape", "slot"],
+                   help="what deep supervision asks for: the shape (recipe) or the queried slot (names: _hopslot)")
+    t.add_argument("--hop-weight", type=float, default=None,
+                   help="weight of deep supervision (recipe: 1; 0 switches it off; names: _hopw<x>)")
+    t.add_argument("--hop-layer", type=int, default=None,
+                   help="block whose output deep supervision reads (recipe: cpu 1, paper 5; names: _hopl<x>)")
+    t.add_argument("--declared-share", type=float, default=None,
+                   help="shortcut dial: share of training prompts with associations in declaration order "
+                        "(names: _decl<100p>)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
 

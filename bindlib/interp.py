@@ -20,7 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import io
-from .task import BOS, CTX_END, FILL, PAD, QUE, Batch, TaskConfig, Vocab, check_n_range, prompt_length, sample_batch
+from .task import (BOS, CTX_END, FILL, PAD, QUE, Batch, TaskConfig, Vocab, check_n_range, line_width, prompt_length,
+                   sample_batch)
 
 RESIDUAL_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
 
@@ -61,28 +62,34 @@ def argmax_item(logits: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 # ============================================================== prompts built from object fields
 def build_prompts(vocab: Vocab, colors, shapes, items, line_of, query_slot, n_objects, offset: int = 0,
                   meta: dict | None = None) -> Batch:
-    """Assemble two-hop prompts in exactly the format of ``task.sample_batch``.
+    """Assemble two-hop prompts in exactly the format of ``task.sample_batch`` (``meta["format"]``,
+    default 'standard'; in the 'ordered' format line_of must be the identity).
 
     colors/shapes/items: [B, Nmax] token ids in declaration order (anything beyond a row's N is ignored);
     line_of[b, k]: the association line of object k; query_slot: the queried object.
     """
+    fmt = (meta or {}).get("format", "standard")
+    w = line_width(fmt)
     B, nmax = colors.shape
     dev = colors.device
     slot = torch.arange(nmax, device=dev).expand(B, nmax)
     valid = slot < n_objects[:, None]
+    if w == 1 and bool(((line_of != slot) & valid).any()):
+        raise ValueError("the 'ordered' format lists items in declaration order: line_of must be the identity.")
     ctx0 = 1 + offset
     color_pos = ctx0 + 2 * slot
     shape_pos = color_pos + 1
-    assoc_shape_pos = ctx0 + 2 * n_objects[:, None] + 1 + 2 * line_of
-    assoc_item_pos = assoc_shape_pos + 1
-    query_pos = ctx0 + 4 * n_objects + 2
-    L = prompt_length(nmax, offset)
+    assoc_item_pos = ctx0 + 2 * n_objects[:, None] + 1 + w * line_of + (w - 1)
+    assoc_shape_pos = assoc_item_pos - 1 if w == 2 else torch.full_like(assoc_item_pos, -1)
+    query_pos = ctx0 + (2 + w) * n_objects + 2
+    L = prompt_length(nmax, offset, fmt)
 
     tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
     tokens[:, 0] = BOS
     tokens[:, 1:ctx0] = FILL
     rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
-    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_shape_pos, shapes), (assoc_item_pos, items)):
+    writes = ((color_pos, colors), (shape_pos, shapes), (assoc_item_pos, items)) + (((assoc_shape_pos, shapes),) if w == 2 else ())
+    for pos, val in writes:
         tokens[rows[valid], pos[valid]] = val[valid]
     r = torch.arange(B, device=dev)
     tokens[r, ctx0 + 2 * n_objects] = CTX_END
@@ -105,8 +112,9 @@ def build_prompts(vocab: Vocab, colors, shapes, items, line_of, query_slot, n_ob
 
 def association_lines(batch: Batch) -> torch.Tensor:
     """line_of[b, k]: the association line of object k (0 on padding)."""
+    w = line_width(batch.meta.get("format", "standard"))
     assoc0 = batch.color_pos[:, :1] + 2 * batch.n_objects[:, None] + 1  # color_pos[:, 0] = 1 + offset
-    return ((batch.assoc_shape_pos - assoc0) // 2).masked_fill(batch.colors < 0, 0)
+    return ((batch.assoc_item_pos - assoc0 - (w - 1)) // w).masked_fill(batch.colors < 0, 0)
 
 
 def requery(batch: Batch, slot) -> Batch:
@@ -209,6 +217,18 @@ def pairs_from_base(base: Batch, g: torch.Generator) -> Pairs:
     o = src_obj[r, q_s]
     x = _random_choice(valid & (slot != q_b) & (slot != q_s[:, None]) & (slot != o[:, None]), g)
 
+    if base.meta.get("format", "standard") == "ordered":
+        # Items belong to slots (line k = object k).  The source keeps the base's item list but trades the
+        # items on lines q_s and x, so its answer is i_x (REF); POS (the base's item at the source's slot
+        # q_s) and SYM (the base's item of the source's queried colour, i_o) are as in the standard design.
+        items_lines = base.items.clone()
+        items_lines[r, q_s], items_lines[r, x] = base.items[r, x], base.items[r, q_s]
+        source = build_prompts(base.vocab, base.colors.gather(1, src_obj), base.shapes.gather(1, src_obj), items_lines,
+                               association_lines(base), q_s, base.n_objects, base.meta.get("offset", 0), base.meta)
+        return Pairs(base, source, positional=base.items[r, q_s], symbolic=base.items[r, o],
+                     reflexive=base.items[r, x], base_answer=base.target.clone(),
+                     source_objects=src_obj, traded_object=x)
+
     items_src = base.items.clone()  # object-indexed, with the items of o and x traded
     items_src[r, o], items_src[r, x] = base.items[r, x], base.items[r, o]
     source = build_prompts(
@@ -279,6 +299,104 @@ def make_pairs(task: TaskConfig, n_pairs: int, seed: int = 0, *, n: int | tuple[
     return Pairs(concat_batches(*(p.base for p in kept)), concat_batches(*(p.source for p in kept)),
                  *(torch.cat([getattr(p, k) for p in kept]) for k in
                    ("positional", "symbolic", "reflexive", "base_answer", "source_objects", "traded_object")))
+
+
+# ============================================================== 1b. rebind pairs (colour versus bound shape)
+@dataclass
+class RebindPairs:
+    """Base/source pairs that re-pair colours with shapes and keep everything else of the query.
+
+    The source keeps every colour in its slot and asks the same colour at the same slot, but object k
+    now shows shape s_{pi(k)} (pi a derangement), declared on slot k's association line (the slot -> line
+    map of the base, as in ``make_pairs``, so a declared-order base gives a declared-order source), with
+    the item that shape has in the base, except that the queried shape s_o (o = pi(q_b)) trades its
+    item with a third shape s_x.  Targets, as items of the base context:
+      stay    i_{q_b}:  the last token carries the query colour or its slot (identical in both prompts),
+                        or patching had no effect;
+      shape   i_o:      the last token carries the bound *shape* (the base retrieves s_o's item);
+      reflexive i_x:    the last token carries the answer item itself (the source's answer).
+    The existing pos/sym/ref pairs cannot tell a query swap from routing; these can.
+    Only the 'standard' format has shapes on the association lines, so only it has rebind pairs.
+    """
+
+    base: Batch
+    source: Batch
+    stay: torch.Tensor
+    shape: torch.Tensor
+    reflexive: torch.Tensor
+    shape_perm: torch.Tensor  # [M, Nmax] pi: source slot k shows base shape pi(k)
+    traded_object: torch.Tensor  # [M] x
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def select(self, idx) -> "RebindPairs":
+        idx = torch.as_tensor(idx, device=self.base.tokens.device)
+        return RebindPairs(self.base.select(idx), self.source.select(idx),
+                           *(getattr(self, k)[idx] for k in ("stay", "shape", "reflexive", "shape_perm", "traded_object")))
+
+    def stacked(self) -> Batch:
+        return concat_batches(self.base, self.source)
+
+    def targets(self) -> dict:
+        return {"stay": self.stay, "shape": self.shape, "reflexive": self.reflexive}
+
+
+def rebind_pairs_from_base(base: Batch, g: torch.Generator) -> RebindPairs:
+    """The rebind source of each base prompt (see ``RebindPairs``)."""
+    if base.meta.get("format", "standard") != "standard":
+        raise ValueError("rebind pairs re-pair colours with shapes, which only the 'standard' format binds to items.")
+    B, nmax = base.colors.shape
+    r = _rows(base.colors)
+    slot = torch.arange(nmax, device=r.device).expand(B, nmax)
+    valid = slot < base.n_objects[:, None]
+    perm = _random_derangements(base.n_objects, nmax, g)
+    q_b = base.query_slot
+    o = perm[r, q_b]
+    x = _random_choice(valid & (slot != q_b[:, None]) & (slot != o[:, None]), g)
+    items_by_shape = base.items.clone()  # base-object-indexed: the item bound to base shape k, o and x traded
+    items_by_shape[r, o], items_by_shape[r, x] = base.items[r, x], base.items[r, o]
+    source = build_prompts(base.vocab, base.colors, base.shapes.gather(1, perm), items_by_shape.gather(1, perm),
+                           association_lines(base), q_b, base.n_objects,
+                           base.meta.get("offset", 0), base.meta)
+    return RebindPairs(base, source, stay=base.target.clone(), shape=base.items[r, o], reflexive=base.items[r, x],
+                       shape_perm=perm, traded_object=x)
+
+
+def make_rebind_pairs(task: TaskConfig, n_pairs: int, seed: int = 0, *, n: int | tuple[int, int] | None = None,
+                      association_order: str = "shuffled", offset: int = 0, device="cpu") -> RebindPairs:
+    """``n_pairs`` rebind pairs (N >= 3 objects; default N in max(3, ID lo)..ID hi)."""
+    lo, hi = (max(3, task.id_range[0]), task.id_range[1]) if n is None else ((n, n) if isinstance(n, int) else n)
+    check_n_range(lo, hi, task.vocab)
+    if lo < 3:
+        raise ValueError(f"rebind pairs need N >= 3 objects so that three targets are distinct; got N={lo}.")
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    base = sample_batch(task, n_pairs, n=(lo, hi), association_order=association_order, offset=offset,
+                        device=device, generator=g)
+    return rebind_pairs_from_base(base, g)
+
+
+def concat_rebind_pairs(parts: list[RebindPairs]) -> RebindPairs:
+    return RebindPairs(concat_batches(*(p.base for p in parts)), concat_batches(*(p.source for p in parts)),
+                       *(torch.cat([getattr(p, k) for p in parts]) for k in
+                         ("stay", "shape", "reflexive", "shape_perm", "traded_object")))
+
+
+@torch.no_grad()
+def rebind(model, pairs: RebindPairs, layers=None, chunk: int = 256) -> dict:
+    """Patch the last token's residual entering each layer from the rebind source; per layer, the share of
+    argmax outputs (over the base's in-context items) equal to each target, and other."""
+    layers = sorted(set(range(n_layers_of(model)) if layers is None else layers))
+    t0 = time.perf_counter()
+    patched, _ = _sweep_packed(model, pairs, layers, chunk)
+    per_layer = []
+    for j, layer in enumerate(layers):
+        pred = argmax_item(patched[:, j], pairs.base.items)
+        row = {"layer": layer, **{k: (pred == t).float().mean().item() for k, t in pairs.targets().items()}}
+        row["other"] = max(0.0, 1.0 - row["stay"] - row["shape"] - row["reflexive"])
+        per_layer.append(row)
+    return {"layers": layers, "n_pairs": len(pairs), "per_layer": per_layer, "patched_logits": patched,
+            "wall_seconds": time.perf_counter() - t0}
 
 
 # ============================================================== 2. interchange interventions
@@ -918,13 +1036,18 @@ class ToyBindingModel(nn.Module):
     block 3: does nothing.  The read-out is 10 * ans.
     So at the last token, resid_pre of blocks 0-1 holds the query colour (patching there swaps the
     query: SYM for both), block 2 holds the pointer (POS or SYM), block 3 the answer itself (REF).
-    Offsets (filler prefixes) are not supported.
+    Offsets (filler prefixes) are not supported.  ``fmt='ordered'`` (positional only) reads the item lines
+    of the ordered format, where the positional mechanism solves every prompt.
     """
 
-    def __init__(self, vocab: Vocab, nmax: int, mechanism: str = "positional", sharpness: float = 30.0):
+    def __init__(self, vocab: Vocab, nmax: int, mechanism: str = "positional", sharpness: float = 30.0,
+                 fmt: str = "standard"):
         super().__init__()
         if mechanism not in ("positional", "symbolic"):
             raise ValueError(f"unknown mechanism {mechanism!r}: allowed 'positional' and 'symbolic'.")
+        if mechanism == "symbolic" and fmt != "standard":
+            raise ValueError("the symbolic toy retrieves by shape; the 'ordered' format has no shapes on its lines.")
+        self.line_width = line_width(fmt)
         V = vocab.size
         sizes = {"tok": V, "prev": V, "pos": 1, "ctx_end": 1, "slot": nmax, "shape": V, "ans": V}
         self.parts, start = {}, 0
@@ -992,7 +1115,8 @@ class ToyBindingModel(nn.Module):
     @property
     def _retrieve_by_line(self):
         def score(x):
-            line = 2 * torch.arange(self.nmax, dtype=x.dtype, device=x.device) + 2  # item of line m sits at CTX_END + 2 + 2m
+            w = self.line_width  # item of line m sits at CTX_END + w (m + 1): 2m + 2 standard, m + 1 ordered
+            line = w * torch.arange(self.nmax, dtype=x.dtype, device=x.device) + w
             key_line = ((self.part(x, "pos") - self.part(x, "ctx_end") - line).abs() < 0.5).to(x.dtype)
             return self.S * (self.part(x, "slot") @ key_line.transpose(1, 2)) * self._item_keys(x)
         return score, lambda x: self.write("ans", self.part(x, "tok"))

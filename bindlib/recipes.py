@@ -36,15 +36,48 @@ def curriculum(steps: tuple, hop_weight: float = 1.0, subskills: bool = True, sm
     ]
 
 
-def recipe(profile: str = "cpu", seed: int = 0, device: str = "cpu", steps_scale: float = 1.0, **aids) -> TrainConfig:
-    """The default text-only training config of a profile; ``aids`` switch parts of the curriculum off."""
+def recipe(profile: str = "cpu", seed: int = 0, device: str = "cpu", steps_scale: float = 1.0, *,
+           task_format: str = "standard", hop_target: str = "shape", hop_layer: int | None = None,
+           declared_share: float = 0.0, **aids) -> TrainConfig:
+    """The default text-only training config of a profile; ``aids`` switch parts of the curriculum off.
+
+    The keyword arms (all default to the recipe): ``task_format`` ('ordered': the positional positive
+    control, see task.FORMATS), ``hop_target`` ('slot': deep supervision asks for the queried object's
+    slot instead of its shape), ``hop_layer`` (which block's output deep supervision reads) and
+    ``declared_share`` (the shortcut dial: this share of training prompts lists associations in
+    declaration order).
+    """
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"unknown profile {profile!r}: allowed {sorted(PROFILE_SETTINGS)}.")
     s = PROFILE_SETTINGS[profile]
     steps = tuple(max(1, int(n * steps_scale)) for n in s["steps"])
-    return TrainConfig(profile=profile, stages=curriculum(steps, **aids), batch_size=s["batch_size"], lr=s["lr"],
-                       warmup=s["warmup"], min_lr_frac=1.0, eval_every=s["eval_every"], packed=True,
-                       hop_layer=s["hop_layer"], seed=seed, device=device)
+    cfg = TrainConfig(profile=profile, stages=curriculum(steps, **aids), batch_size=s["batch_size"], lr=s["lr"],
+                      warmup=s["warmup"], min_lr_frac=1.0, eval_every=s["eval_every"], packed=True,
+                      hop_layer=s["hop_layer"] if hop_layer is None else hop_layer, seed=seed, device=device,
+                      hop_target=hop_target, declared_share=declared_share,
+                      task={"format": task_format} if task_format != "standard" else {})
+    n_layers = cfg.model_config().n_layers
+    if not 0 <= cfg.hop_layer < n_layers:
+        raise ValueError(f"hop_layer={cfg.hop_layer} is outside the {profile} model's blocks 0..{n_layers - 1}.")
+    return cfg
+
+
+def arm_suffix(task_format: str = "standard", hop_target: str = "shape", hop_weight: float | None = None,
+               hop_layer: int | None = None, declared_share: float | None = None) -> str:
+    """The name suffix of a recipe arm (empty for the recipe itself), so no arm overwrites another's files:
+    ``_ordered``, ``_hopslot``, ``_hopw0``, ``_hopl2``, ``_decl090`` (declared share 0.90; any given share, 0 included, is named), combined in this order."""
+    parts = []
+    if task_format != "standard":
+        parts.append(task_format)
+    if hop_target != "shape":
+        parts.append(f"hop{hop_target}")
+    if hop_weight is not None:
+        parts.append(f"hopw{hop_weight:g}".replace(".", "p"))
+    if hop_layer is not None:
+        parts.append(f"hopl{hop_layer}")
+    if declared_share is not None:
+        parts.append(f"decl{round(100 * declared_share):03d}")
+    return "".join(f"_{x}" for x in parts)
 
 
 # Named variants for the learning-curve comparison (python -m bindlib curve --variant NAME).

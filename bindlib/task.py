@@ -25,6 +25,12 @@ PAD, BOS, CTX_END, QUE, QSHAPE, NOISE, IMG, FILL = range(len(SPECIALS))
 # its sub-skills, used for logging the plateau and as curriculum aids.
 QUERY_KINDS = ("two_hop", "color_to_shape", "shape_to_item")
 ASSOCIATION_ORDERS = ("shuffled", "declared", "reversed")
+# Prompt formats.  "standard" is the paper's task.  "ordered" is a positive control for positional
+# binding: the association section lists the items alone, in declaration order (no shape tokens),
+#     BOS c1 s1 ... cN sN CTX_END  i1 ... iN  QUE c_q  ->  i_q
+# so the k-th item belongs to the k-th object and the only route from the query colour to its item
+# goes through the object's slot (its ordinal index).
+FORMATS = ("standard", "ordered")
 
 SPLITS = {"id": (2, 8), "ood": (9, 16)}
 
@@ -137,8 +143,11 @@ class TaskConfig:
     n_items: int = 32
     id_range: tuple[int, int] = SPLITS["id"]
     ood_range: tuple[int, int] = SPLITS["ood"]
+    format: str = "standard"  # one of FORMATS
 
     def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown task format {self.format!r}: allowed {FORMATS}.")
         object.__setattr__(self, "id_range", tuple(self.id_range))
         object.__setattr__(self, "ood_range", tuple(self.ood_range))
         vocab = self.vocab  # validates sizes
@@ -165,10 +174,13 @@ class TaskConfig:
         raise ValueError(f"unknown split {split!r}: allowed splits are 'id' and 'ood'.")
 
     def max_len(self, offset: int = 0) -> int:
-        return prompt_length(max(self.id_range[1], self.ood_range[1]), offset)
+        return prompt_length(max(self.id_range[1], self.ood_range[1]), offset, self.format)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["format"] == "standard":  # keeps the configs of every standard-format checkpoint unchanged
+            d.pop("format")
+        return d
 
 
 def check_n_range(lo: int, hi: int, vocab: Vocab, what: str = "N") -> None:
@@ -184,9 +196,16 @@ def check_n_range(lo: int, hi: int, vocab: Vocab, what: str = "N") -> None:
         )
 
 
-def prompt_length(n: int, offset: int = 0) -> int:
-    """BOS + offset fillers + 2N context + CTX_END + 2N associations + QUE + query."""
-    return 4 + offset + 4 * n
+def line_width(fmt: str = "standard") -> int:
+    """Tokens per association line: shape + item (standard), or the item alone (ordered)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown task format {fmt!r}: allowed {FORMATS}.")
+    return 2 if fmt == "standard" else 1
+
+
+def prompt_length(n: int, offset: int = 0, fmt: str = "standard") -> int:
+    """BOS + offset fillers + 2N context + CTX_END + N association lines + QUE + query."""
+    return 4 + offset + (2 + line_width(fmt)) * n
 
 
 # ---------------------------------------------------------------- batches
@@ -266,6 +285,7 @@ def sample_batch(
     query_kind: str = "two_hop",
     device="cpu",
     generator: torch.Generator | None = None,
+    declared_share: float = 0.0,
 ) -> Batch:
     """Sample a batch of prompts.
 
@@ -273,7 +293,17 @@ def sample_batch(
     association_order: 'shuffled' (default), 'declared' (same order as the context) or 'reversed'.
     offset: number of FILL tokens after BOS, shifting every absolute position.
     query_kind: 'two_hop' (the task), 'color_to_shape' or 'shape_to_item' (its one-hop parts).
+    declared_share: with 'shuffled', this share of rows (drawn per row) lists its associations in
+    declaration order instead, so the positional shortcut is valid on them (the shortcut dial).
+    The task's format (cfg.format) decides the association lines; in the 'ordered' format they are
+    always in declaration order, so association_order must be 'shuffled' (the default) or 'declared'.
     """
+    fmt = cfg.format
+    if fmt == "ordered" and association_order not in ("shuffled", "declared"):
+        raise ValueError(f"the 'ordered' format lists items in declaration order; association_order="
+                         f"{association_order!r} does not apply (use 'shuffled' or 'declared', which are the same there).")
+    if not 0.0 <= declared_share <= 1.0:
+        raise ValueError(f"declared_share={declared_share} is a share of prompts and must lie in 0..1.")
     vocab = cfg.vocab
     split_lo_hi = cfg.split_range(split)  # validates the split name even when n is given
     if n is None:
@@ -303,30 +333,37 @@ def sample_batch(
     items = _rand_perm_prefix(B, vocab.n_items, nmax, g, dev) + vocab.item_offset
 
     # order[b, m] = which object is listed m-th in the associations
-    if association_order == "shuffled":
+    if fmt == "ordered":
+        order = slot.clone()
+    elif association_order == "shuffled":
         keys = torch.rand(B, nmax, generator=g, device=dev).masked_fill(~valid, 2.0)
         order = keys.argsort(-1)
+        if declared_share > 0:  # extra draws only when the dial is on, so p = 0 keeps the old stream
+            declared = torch.rand(B, generator=g, device=dev) < declared_share
+            order = torch.where(declared[:, None], slot, order)
     elif association_order == "declared":
         order = slot.clone()
     else:
         order = torch.where(valid, n_obj[:, None] - 1 - slot, slot)
     rank = order.argsort(-1)  # rank[b, k] = association line of object k
 
+    w = line_width(fmt)
     ctx0 = 1 + offset
     color_pos = ctx0 + 2 * slot
     shape_pos = color_pos + 1
     assoc0 = ctx0 + 2 * n_obj[:, None] + 1
-    assoc_shape_pos = assoc0 + 2 * rank
-    assoc_item_pos = assoc_shape_pos + 1
-    query_pos = ctx0 + 4 * n_obj + 2
+    assoc_item_pos = assoc0 + w * rank + (w - 1)
+    assoc_shape_pos = assoc_item_pos - 1 if w == 2 else torch.full_like(assoc_item_pos, -1)  # none when ordered
+    query_pos = ctx0 + (2 + w) * n_obj + 2
 
-    L = prompt_length(hi, offset)
+    L = prompt_length(hi, offset, fmt)
     tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
     tokens[:, 0] = BOS
     if offset:
         tokens[:, 1:ctx0] = FILL
-    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_shape_pos, shapes), (assoc_item_pos, items)):
+    writes = ((color_pos, colors), (shape_pos, shapes), (assoc_item_pos, items)) + (((assoc_shape_pos, shapes),) if w == 2 else ())
+    for pos, val in writes:
         tokens[rows[valid], pos[valid]] = val[valid]
     r = torch.arange(B, device=dev)
     tokens[r, ctx0 + 2 * n_obj] = CTX_END
@@ -353,18 +390,21 @@ def sample_batch(
         color_pos=pad(color_pos), shape_pos=pad(shape_pos),
         assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
         vocab=vocab,
-        meta={"split": split, "n_range": (lo, hi), "association_order": association_order, "offset": offset},
+        meta={"split": split, "n_range": (lo, hi), "association_order": association_order, "offset": offset,
+              "format": fmt, **({"declared_share": declared_share} if declared_share else {})},
     )
 
 
-def answer_from_tokens(tokens: list[int], vocab: Vocab) -> int:
-    """Reference solver: read a token list (a two-hop prompt) and return the answer token id."""
+def answer_from_tokens(tokens: list[int], vocab: Vocab, fmt: str = "standard") -> int:
+    """Reference solver: read a token list (a two-hop prompt of format ``fmt``) and return the answer token id."""
     toks = [int(t) for t in tokens if int(t) != PAD]
     end = toks.index(CTX_END)
     context = [t for t in toks[1:end] if t != FILL]
     color_to_shape = dict(zip(context[0::2], context[1::2]))
     que = len(toks) - 2
     assoc = toks[end + 1 : que]
+    if fmt == "ordered":  # the k-th item belongs to the k-th declared object
+        return assoc[context[0::2].index(toks[-1])]
     shape_to_item = dict(zip(assoc[0::2], assoc[1::2]))
     return shape_to_item[color_to_shape[toks[-1]]]
 

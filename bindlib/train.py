@@ -54,6 +54,12 @@ class Stage:
         return int((step + 1) * self.image) > int(step * self.image)
 
 
+HOP_TARGETS = ("shape", "slot")
+# Fields added after checkpoints were committed: left out of to_dict() at their defaults, so that the
+# saved configs of earlier runs (which resume compares against) are unchanged.
+_NEW_FIELD_DEFAULTS = {"hop_target": "shape", "declared_share": 0.0}
+
+
 @dataclass
 class TrainConfig:
     profile: str = "cpu"
@@ -75,6 +81,13 @@ class TrainConfig:
     # query's residual after block ``hop_layer`` is read through the final LayerNorm and unembedding and
     # asked for the queried colour's shape.
     hop_layer: int | None = None
+    # What deep supervision asks for: "shape" (the queried colour's shape, read through ln_f and the
+    # unembedding) or "slot" (the queried object's declaration index, read by a train-time linear head
+    # on ln_f(resid) that is not part of the model: a readout of the slot, not a use of it).
+    hop_target: str = "shape"
+    # The shortcut dial: this share of training prompts lists its associations in declaration order
+    # (task.sample_batch's declared_share), so the positional shortcut is valid on them.
+    declared_share: float = 0.0
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
     # Image and noise stages: {"encoder": name, "profile": "cpu"|"paper", "noise_width": int|None}.
     # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
@@ -89,6 +102,10 @@ class TrainConfig:
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"batch_size ({self.batch_size}) must be >= 1 and lr ({self.lr}) > 0.")
         TaskConfig(**self.task)  # validate early
+        if self.hop_target not in HOP_TARGETS:
+            raise ValueError(f"unknown hop_target {self.hop_target!r}: allowed {HOP_TARGETS}.")
+        if not 0.0 <= self.declared_share <= 1.0:
+            raise ValueError(f"declared_share={self.declared_share} is a share of prompts and must lie in 0..1.")
         if self.uses_images and not self.vision.get("encoder"):
             raise ValueError("a stage trains on images, but TrainConfig.vision names no encoder; "
                              "set vision={'encoder': 'project_cnn'} (see bindlib.encoders.ENCODERS).")
@@ -119,6 +136,9 @@ class TrainConfig:
         """A JSON-normal dict (tuples become lists), so it compares equal to what model.json reads back."""
         d = asdict(self)
         d["stages"] = [asdict(s) for s in self.stages]
+        for k, default in _NEW_FIELD_DEFAULTS.items():
+            if d[k] == default:
+                d.pop(k)
         return json.loads(json.dumps(d))
 
 
@@ -217,8 +237,18 @@ def _forward(model, inputs: dict, prompts, parts, length: int, want_final: bool)
     return logits, captured.get("x")
 
 
+def hop_head_for(cfg: TrainConfig, model) -> torch.nn.Module | None:
+    """The train-time slot readout of deep supervision with hop_target 'slot' (None otherwise)."""
+    if cfg.hop_target != "slot" or cfg.hop_layer is None or not any(s.hop_weight > 0 for s in cfg.stages):
+        return None
+    task = cfg.task_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 29)
+        return torch.nn.Linear(model.cfg.d_model, max(task.id_range[1], task.ood_range[1]))
+
+
 def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device,
-                  parts: ImageParts | None = None) -> torch.Tensor:
+                  parts: ImageParts | None = None, hop_head: torch.nn.Module | None = None) -> torch.Tensor:
     """Cross-entropy on the answer token(s) of the batch for ``step`` (+ grounding on image steps)."""
     if not cfg.packed:
         batch, prompts = _prepare(training_batch(cfg, task, stage, step, device), cfg, stage, step, parts)
@@ -228,7 +258,8 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
         return loss + _grounding(model, parts, prompts, final, stage)
     n_range = stage.n_range or task.id_range
     kinds = [k for k in QUERY_KINDS if stage.mix.get(k, 0) > 0]
-    batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range), device=device)
+    batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range), device=device,
+                         declared_share=cfg.declared_share)
     batch, prompts = _prepare(batch, cfg, stage, step, parts)
     packed = pack_queries(batch, kinds)
     mid = {}
@@ -249,8 +280,17 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
     loss = (per_query * weight).sum() / weight.sum()
     if mid and stage.mix.get("two_hop", 0) > 0:
         x = mid["x"].gather(1, packed.readout_pos[..., None].expand(-1, -1, mid["x"].shape[-1]))
-        hop_logits = model.unembed(model.ln_f(x)).flatten(0, 1).float()
-        loss = loss + stage.hop_weight * F.cross_entropy(hop_logits, packed.hop_target.flatten(), ignore_index=-100)
+        if cfg.hop_target == "slot":
+            if hop_head is None:
+                raise ValueError("hop_target 'slot' needs the train-time slot head (train.hop_head_for).")
+            nmax = batch.colors.shape[1]
+            slot = (torch.arange(packed.hop_target.shape[1], device=device) % nmax).expand_as(packed.hop_target)
+            hop_logits = hop_head(model.ln_f(x)).flatten(0, 1).float()
+            hop_target = slot.masked_fill(packed.hop_target < 0, -100).flatten()
+        else:
+            hop_logits = model.unembed(model.ln_f(x)).flatten(0, 1).float()
+            hop_target = packed.hop_target.flatten()
+        loss = loss + stage.hop_weight * F.cross_entropy(hop_logits, hop_target, ignore_index=-100)
     return loss + _grounding(model, parts, prompts, final, stage)
 
 
@@ -274,7 +314,8 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
         given += size
         if size > 0:
             seed = (cfg.seed * 1_000_003 + step) * 7 + j
-            parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device))
+            parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device,
+                                      declared_share=cfg.declared_share))
     return concat_batches(parts) if len(parts) > 1 else parts[0]
 
 
@@ -287,7 +328,8 @@ def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, dev
     return acc
 
 
-def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float, parts=None) -> None:
+def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float, parts=None,
+                hop_head=None) -> None:
     """Write step-tagged weights and optimiser state, then model.json pointing at them, then prune.
 
     A kill at any moment leaves model.json describing a complete, resumable step.
@@ -296,7 +338,8 @@ def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConf
 
     buf = _pyio.BytesIO()
     torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall,
-                "adapter": parts.adapter.state_dict() if parts is not None else None}, buf)
+                "adapter": parts.adapter.state_dict() if parts is not None else None,
+                **({"hop_head": hop_head.state_dict()} if hop_head is not None else {})}, buf)
     blob = buf.getvalue()
     state_name, weights_name = f"train_state-{step:07d}.pt", f"model-{step:07d}.safetensors"
     io.atomic_write(path / state_name, blob)
@@ -324,7 +367,11 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         start, _ = io.load_checkpoint(cfg.init_from, device=device, expect=cfg.model_config().to_dict())
         model.load_state_dict(start.state_dict())
     parts = build_image_parts(cfg, model, device)
-    params = list(model.parameters()) + (list(parts.adapter.parameters()) if parts else [])
+    hop_head = hop_head_for(cfg, model)
+    if hop_head is not None:
+        hop_head.to(device)
+    params = (list(model.parameters()) + (list(parts.adapter.parameters()) if parts else [])
+              + (list(hop_head.parameters()) if hop_head is not None else []))
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -332,7 +379,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     step, history, wall0 = 0, [], 0.0
     out = Path(out_dir) if out_dir else None
     if out and resume and (out / "model.json").exists():
-        step, history, wall0 = _resume(out, model, opt, cfg, device, parts)
+        step, history, wall0 = _resume(out, model, opt, cfg, device, parts, hop_head)
         if log:
             log(f"resumed from {out} at step {step}")
     stage_offset = history[-1].get("stage_offset", 0) if history else 0
@@ -349,7 +396,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = training_loss(model, cfg, task, stage, step, device, parts)
+            loss = training_loss(model, cfg, task, stage, step, device, parts, hop_head)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -387,7 +434,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             if log and not progress:
                 log(json.dumps(rec))
             if out:
-                _save_state(out, model, opt, step, history, cfg, time.time() - t0, parts)
+                _save_state(out, model, opt, step, history, cfg, time.time() - t0, parts, hop_head)
     if bar is not None:
         bar.close()
     model.eval()
@@ -396,7 +443,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     return (model, history, parts) if with_parts else (model, history)
 
 
-def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None):
+def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None, hop_head=None):
     saved, meta = io.load_checkpoint(out, device=device)
     if meta.get("train_config") != cfg.to_dict():
         raise io.CheckpointError(
@@ -411,4 +458,6 @@ def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None):
     opt.load_state_dict(state["optimizer"])
     if parts is not None:
         parts.adapter.load_state_dict(state["adapter"])
+    if hop_head is not None:
+        hop_head.load_state_dict(state["hop_head"])
     return state["step"], state["history"], state["wall"]
