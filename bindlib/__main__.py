@@ -159,12 +159,24 @@ def cmd_bench(args, argv) -> int:
 
 def cmd_evaluate(args, argv) -> int:
     from . import io
-    from .evaluate import evaluate, evaluate_axes
+    from .evaluate import SHIFTS, evaluate, evaluate_axes, evaluate_shift
     from .task import TaskConfig
     device = _device(args)
+    commit = io.git_commit()
     t0 = time.time()
     model, meta = io.load_checkpoint(args.checkpoint, device=device)
     task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
+    if args.shift is not None:  # the position-shift axis only: its own results file
+        shifts = sorted({0, *(args.shift or SHIFTS)})
+        record = {"kind": "position_shift", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
+                  "seed": meta.get("seed"), "pos_encoding": model.cfg.pos_encoding,
+                  **evaluate_shift(model, task, shifts=shifts, per_n=args.per_n, device=device),
+                  "checkpoint": str(args.checkpoint), "checkpoint_sha256": meta["sha256"]}
+        record["provenance"] = io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)
+        name = args.results or f"position_shift_{Path(args.checkpoint).name}"
+        print(json.dumps({k: v.get("id_accuracy") for k, v in record["shifts"].items()}))
+        print(f"wrote {io.write_results(name, record)}")
+        return 0
     record = {
         "kind": "evaluation", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
         "seed": meta.get("seed"), **evaluate(model, task, per_n=args.per_n, device=device),
@@ -225,7 +237,7 @@ def cmd_reproduce(args, argv) -> int:
 def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
     from . import io
-    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date
+    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date, variant_dir
 
     device = _device(args)
     commit = io.git_commit()
@@ -236,10 +248,16 @@ def cmd_interp(args, argv) -> int:
     sizes = Sizes(pairs=args.pairs, ood_pairs=args.ood_pairs if args.ood_pairs is not None else args.pairs * 2 // 5,
                   knockout_prompts=args.knockout_prompts,
                   probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
+                  rebind_pairs=args.rebind_pairs, declared_pairs=args.declared_pairs,
                   only_correct=not args.all_pairs)
+    if args.variant and args.checkpoint:
+        raise ValueError("give --variant or --checkpoint, not both (--variant names the folder <regime>_<profile>_s<seed>_<variant>).")
     if args.all:
-        runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder)
-        if runs and args.missing_only:
+        runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder, variant=args.variant)
+        if args.variant:
+            for r in runs:  # a variant's folder is passed as its checkpoint, so it keeps its own name
+                r["checkpoint"] = r["path"]
+        if runs and args.missing_only and not args.variant:
             runs = [r for r in runs if not up_to_date(r["regime"], r["seed"], args.profile, r["encoder"], kinds,
                                                       args.results_dir)]
             if not runs:
@@ -252,10 +270,11 @@ def cmd_interp(args, argv) -> int:
     else:
         if args.regime is None:
             raise ValueError("give --regime (and --seed), or --all for every existing checkpoint.")
-        runs = [{"regime": args.regime, "seed": args.seed, "encoder": args.encoder, "path": args.checkpoint}]
+        path = variant_dir(args.regime, args.seed, args.profile, args.encoder, args.variant) if args.variant else args.checkpoint
+        runs = [{"regime": args.regime, "seed": args.seed, "encoder": args.encoder, "path": path, "checkpoint": path}]
     for run in runs:
         run_checkpoint(run["regime"], run["seed"], args.profile, run["encoder"], kinds=kinds, sizes=sizes,
-                       checkpoint=run["path"] if not args.all else None, results_dir=args.results_dir,
+                       checkpoint=run.get("checkpoint"), results_dir=args.results_dir,
                        command=_command_line(argv), commit=commit, device=device)
     return 0
 
@@ -315,6 +334,9 @@ def main(argv=None) -> int:
     e.add_argument("--device", default="auto")
     e.add_argument("--per-n", type=int, default=256)
     e.add_argument("--results", help="results file name in data/results")
+    e.add_argument("--shift", type=int, nargs="*", default=None, metavar="K",
+                   help="only the position-shift axis: ID accuracy with every position id moved up by K (default "
+                        "0 8 32 64; 0 is always included); writes position_shift_<checkpoint>.json")
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
     pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit"])
@@ -369,6 +391,11 @@ def main(argv=None) -> int:
     ip.add_argument("--all-pairs", action="store_true",
                     help="keep pairs the model gets wrong (for untrained models; the default keeps correct ones only)")
     ip.add_argument("--checkpoint", help="a checkpoint folder instead of the regime's (named as --regime/--seed)")
+    ip.add_argument("--variant", help="a variant of the regime's checkpoint: the folder <regime>_<profile>_s<seed>_<variant> "
+                                      "(e.g. ordered, hopslot, hopw0, hopl2, decl090, learnedpos); works with --all")
+    ip.add_argument("--rebind-pairs", type=int, default=400, help="ID-length rebind pairs (standard format)")
+    ip.add_argument("--declared-pairs", type=int, default=0,
+                    help="also measure on declared-order prompts with this many pairs (the shortcut dial)")
     ip.add_argument("--results-dir", help="where to write (default data/results)")
     ip.add_argument("--device", default="cpu")
     ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
