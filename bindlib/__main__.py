@@ -229,7 +229,8 @@ def cmd_reproduce(args, argv) -> int:
     device = _device(args)
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
                         grounding_ablation_seeds=args.ablate_grounding, device=device, command=_command_line(argv),
-                        progress=not args.quiet, force=args.force, steps_scale=args.steps_scale)
+                        progress=not args.quiet, force=args.force, steps_scale=args.steps_scale,
+                        pos_encoding=args.pos_encoding)
     print(f"wrote {len(written)} results files")
     return 0
 
@@ -370,6 +371,9 @@ def main(argv=None) -> int:
                    help="also run image_text without feature grounding for these seeds")
     r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
     r.add_argument("--force", action="store_true", help="rerun runs whose results file exists")
+    r.add_argument("--pos-encoding", default="rope", choices=["rope", "learned", "none"],
+                   help="positional encoding axis: start from text_only_<profile>_s<seed>_<x>pos (trained if missing); "
+                        "names get the same _<x>pos suffix (rope: the table's runs)")
     r.add_argument("--device", default="auto")
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--quiet", action="store_true", help="log JSON lines instead of progress bars")

@@ -77,12 +77,29 @@ def regime_stages(regime: str, profile: str = "cpu", grounding: bool = True, ste
     raise ValueError(f"regime {regime!r} has no stages after the text recipe (it is the text recipe).")
 
 
+POS_ENCODING_AXIS = ("rope", "learned", "none")  # the table's encoding is RoPE; the others are named _<x>pos
+
+
+def pos_suffix(pos_encoding: str = "rope") -> str:
+    """``_learnedpos`` / ``_nonepos`` for the positional-encoding axis (empty for the table's RoPE)."""
+    if pos_encoding not in POS_ENCODING_AXIS:
+        raise ValueError(f"unknown pos_encoding {pos_encoding!r}: allowed {POS_ENCODING_AXIS}.")
+    return "" if pos_encoding == "rope" else f"_{pos_encoding}pos"
+
+
+def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = "rope") -> Path:
+    """The text_only checkpoint every regime of (seed, positional encoding) starts from."""
+    path = checkpoint_dir("text_only", seed, profile)
+    return path.with_name(path.name + pos_suffix(pos_encoding))
+
+
 def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, device: str = "cpu",
-                  grounding: bool = True, steps_scale: float = 1.0):
-    """The TrainConfig that continues the text_only checkpoint of ``seed`` into ``regime``."""
+                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = "rope"):
+    """The TrainConfig that continues the text_only checkpoint of ``seed`` (and ``pos_encoding``) into ``regime``."""
     from .train import TrainConfig
 
     check_regime(regime)
+    pos_suffix(pos_encoding)  # validates
     if profile not in REGIME_SETTINGS:
         raise ValueError(f"unknown profile {profile!r}: allowed {sorted(REGIME_SETTINGS)}.")
     s = REGIME_SETTINGS[profile]
@@ -97,8 +114,8 @@ def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | N
     return TrainConfig(profile=profile, stages=regime_stages(regime, profile, grounding, steps_scale),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
-                       init_from=str(checkpoint_dir("text_only", seed, profile)), vision=vision, seed=seed,
-                       device=device)
+                       init_from=str(stage1_dir(seed, profile, pos_encoding)), vision=vision, seed=seed,
+                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else {})
 
 
 def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_ablation_seeds=()) -> list[dict]:
@@ -118,9 +135,11 @@ def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_
 
 
 def run_suffix(run: dict, steps_scale: float = 1.0) -> str:
-    """What sets a run apart from its table row: no grounding, or a scaled step budget (exploratory)."""
+    """What sets a run apart from its table row: another positional encoding, no grounding, or a scaled
+    step budget (exploratory)."""
     scaled = steps_scale != 1.0 and run["regime"] != "text_only"  # text_only trains nothing here
-    return ("" if run.get("grounding", True) else "_nogrounding") + (f"_steps{steps_scale:g}x" if scaled else "")
+    return (pos_suffix(run.get("pos_encoding", "rope")) + ("" if run.get("grounding", True) else "_nogrounding")
+            + (f"_steps{steps_scale:g}x" if scaled else ""))
 
 
 def results_name(run: dict, profile: str, steps_scale: float = 1.0) -> str:
@@ -144,16 +163,18 @@ def _evaluate_images(model, adapter, vision, task, device, per_n: int = 128, see
             "grounding_accuracy": {k: round(v, 4) for k, v in grounding_accuracy(model, adapter, prompts).items()}}
 
 
-def _stage1(seed: int, profile: str, device, progress: bool):
-    """The text_only checkpoint of ``seed``; trained with the text recipe first if it is missing."""
+def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = "rope"):
+    """The text_only checkpoint of ``seed`` (and ``pos_encoding``); trained with the text recipe first if it is missing."""
     from . import io
     from .recipes import recipe
     from .train import train
 
-    path = checkpoint_dir("text_only", seed, profile)
+    path = stage1_dir(seed, profile, pos_encoding)
     if not (path / "model.json").exists():
         cfg = recipe(profile, seed=seed, device=str(device))
-        model, history = train(cfg, out_dir=f"runs/text_only_{profile}_s{seed}", progress=progress)
+        if pos_encoding != "rope":
+            cfg.model = {**cfg.model, "pos_encoding": pos_encoding}
+        model, history = train(cfg, out_dir=f"runs/{path.name}", progress=progress)
         io.save_checkpoint(model, path, dtype=torch.bfloat16,
                            meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": profile, "seed": seed,
                                  "steps": history[-1]["step"] if history else 0})
@@ -171,14 +192,16 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
 
     t0 = time.time()
     regime, seed, encoder = run["regime"], run["seed"], run["encoder"]
-    stage1 = _stage1(seed, profile, device, progress)
+    pos_encoding = run.get("pos_encoding", "rope")
+    stage1 = _stage1(seed, profile, device, progress, pos_encoding)
     final = checkpoint_for(run, profile, steps_scale)
     parts, history, cfg = None, [], None
     if regime == "text_only":
         model, meta = io.load_checkpoint(stage1, device=device)
         train_config = meta.get("train_config")
     else:
-        cfg = regime_config(regime, seed, profile, encoder, str(device), run.get("grounding", True), steps_scale)
+        cfg = regime_config(regime, seed, profile, encoder, str(device), run.get("grounding", True), steps_scale,
+                            pos_encoding)
         run_dir = Path("runs") / final.name
         model, history, parts = train(cfg, out_dir=run_dir, progress=progress, log=None if progress else print,
                                       with_parts=True)
@@ -196,6 +219,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     record = {"kind": "regime", "regime": regime, "encoder": encoder, "profile": profile, "seed": seed,
               "grounding": run.get("grounding", True) if regime in IMAGE_REGIMES else None,
               "steps_scale": steps_scale if regime != "text_only" else 1.0,
+              **({"pos_encoding": pos_encoding} if pos_encoding != "rope" else {}),
               **evaluate(model, task, device=device)}
     if parts is not None:
         from .multimodal import load_image_model
@@ -222,12 +246,19 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
 
 def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
               device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
-              steps_scale: float = 1.0, log=print) -> list[Path]:
-    """Run every planned run whose results file is missing (or all with ``force``); resumable at any point."""
+              steps_scale: float = 1.0, log=print, pos_encoding: str = "rope") -> list[Path]:
+    """Run every planned run whose results file is missing (or all with ``force``); resumable at any point.
+
+    ``pos_encoding`` (an axis of every table: rope, learned, none) starts every regime from the text_only
+    checkpoint of that encoding (``text_only_<profile>_s<seed>_<x>pos``, trained first if missing) and
+    names every checkpoint and results file with the same ``_<x>pos`` suffix."""
     from . import io
 
+    pos_suffix(pos_encoding)  # validates
     commit = io.git_commit()
     runs = planned_runs(profile, seeds, regimes, encoders, grounding_ablation_seeds)
+    for run in runs:
+        run["pos_encoding"] = pos_encoding
     written = []
     for k, run in enumerate(runs, 1):
         name = results_name(run, profile, steps_scale)
@@ -244,11 +275,14 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
 
 
 # ---------------------------------------------------------------- the table, from results files
-def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0) -> list[dict]:
+def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0,
+                   pos_encoding: str | None = "rope") -> list[dict]:
     """Every regime results record of a profile (kind 'regime') with the table's step budget
-    (``steps_scale=None``: every budget, exploratory runs included)."""
+    (``steps_scale=None``: every budget, exploratory runs included) and positional encoding
+    (``pos_encoding=None``: every encoding)."""
     recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
-    return [r for r in recs if steps_scale is None or r.get("steps_scale", 1.0) == steps_scale]
+    return [r for r in recs if (steps_scale is None or r.get("steps_scale", 1.0) == steps_scale)
+            and (pos_encoding is None or r.get("pos_encoding", "rope") == pos_encoding)]
 
 
 def _mean_sd(xs: list[float]) -> tuple[float, float]:

@@ -207,3 +207,41 @@ def test_position_shift_is_invisible_to_rope_and_bounded_for_learned_positions()
     assert limit == STANDARD.max_len(offset=64) - prompt_length(8)
     out = evaluate_shift(learned, STANDARD, shifts=(0, 8, limit + 1), per_n=8)
     assert "skipped" in out["shifts"][str(limit + 1)] and "id_accuracy" in out["shifts"]["8"]
+
+
+# ---------------------------------------------------------------- the positional-encoding axis of reproduce
+def test_regime_config_follows_the_positional_encoding():
+    from bindlib import regimes
+
+    cfg = regimes.regime_config("noise_text", 1, pos_encoding="learned")
+    assert cfg.init_from.endswith("text_only_cpu_s1_learnedpos") and cfg.model_config().pos_encoding == "learned"
+    assert regimes.regime_config("noise_text", 1).model == {}  # the table's runs are unchanged
+    assert regimes.run_suffix({"regime": "noise_text", "pos_encoding": "learned"}, 2.0) == "_learnedpos_steps2x"
+    with pytest.raises(ValueError, match="pos_encoding"):
+        regimes.regime_config("noise_text", 0, pos_encoding="alibi")
+
+
+def test_reproduce_on_the_learned_positions_track(tmp_path, monkeypatch):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from bindlib import io, regimes
+
+    repo = Path(__file__).resolve().parent.parent
+    ck = tmp_path / "data" / "checkpoints"
+    shutil.copytree(repo / "data/checkpoints/text_only_cpu_s0_learnedpos", ck / "text_only_cpu_s0_learnedpos")
+    monkeypatch.setattr(io, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(io, "CHECKPOINTS_DIR", ck)
+    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
+    monkeypatch.chdir(tmp_path)
+    written = regimes.reproduce("cpu", seeds=[0], regimes=["text_only_matched"], progress=False,
+                               steps_scale=0.01, log=lambda *_: None, pos_encoding="learned")
+    assert [p.name for p in written] == ["regime_text_only_matched_cpu_s0_learnedpos_steps0.01x.json"]
+    rec = json.loads(written[0].read_text())
+    assert rec["pos_encoding"] == "learned" and rec["train_config"]["model"]["pos_encoding"] == "learned"
+    model, _ = io.load_checkpoint(tmp_path / rec["checkpoint"])
+    assert model.cfg.pos_encoding == "learned"
+    assert regimes.regime_results("cpu", steps_scale=None) == []  # the table (RoPE) never sees the track
+    assert len(regimes.regime_results("cpu", steps_scale=None, pos_encoding="learned")) == 1
+    assert not (ck / "text_only_cpu_s0").exists()  # nothing of the RoPE track was trained or written
