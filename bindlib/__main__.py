@@ -28,27 +28,25 @@ def _device(args) -> torch.device:
     return resolve_device(args.device)
 
 
+ARM_KEYS = ("format", "hop_target", "hop_weight", "hop_layer", "declared_share")
+
+
 def cmd_train(args, argv) -> int:
     from . import io
     from .evaluate import evaluate, evaluate_axes
-    from .recipes import arm_suffix, recipe
+    from .recipes import arm_recipe
     from .train import steps_to_reach, train
 
     device = _device(args)
     commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
     # the ordered format's default: no deep supervision (its shape target is not on the only route there)
-    hop_weight = args.hop_weight if args.hop_weight is not None else (0.0 if args.format == "ordered" else None)
-    aids = {} if hop_weight is None else {"hop_weight": hop_weight}
-    cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale,
-                 task_format=args.format, hop_target=args.hop_target, hop_layer=args.hop_layer,
-                 declared_share=args.declared_share or 0.0, **aids)
+    cfg, arm = arm_recipe(args.profile, args.seed, str(device), args.steps_scale, **{k: getattr(args, k) for k in ARM_KEYS})
     tag = f"text_only_{args.profile}_s{args.seed}"
     variant = None
     if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
         cfg.model = {**cfg.model, "pos_encoding": args.pos_encoding}
         variant = f"{args.pos_encoding}pos"
         tag += f"_{variant}"
-    arm = arm_suffix(args.format, args.hop_target, args.hop_weight, args.hop_layer, args.declared_share)
     if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
         variant = variant + arm if variant else arm[1:]
         tag += arm
@@ -166,35 +164,27 @@ def cmd_evaluate(args, argv) -> int:
     t0 = time.time()
     model, meta = io.load_checkpoint(args.checkpoint, device=device)
     task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
-    if args.shift is not None:  # the position-shift axis only: its own results file
-        shifts = sorted({0, *(args.shift or SHIFTS)})
-        record = {"kind": "position_shift", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
-                  "seed": meta.get("seed"), "pos_encoding": model.cfg.pos_encoding,
-                  **evaluate_shift(model, task, shifts=shifts, per_n=args.per_n, device=device),
-                  "checkpoint": str(args.checkpoint), "checkpoint_sha256": meta["sha256"]}
-        record["provenance"] = io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)
-        name = args.results or f"position_shift_{Path(args.checkpoint).name}"
-        print(json.dumps({k: v.get("id_accuracy") for k, v in record["shifts"].items()}))
-        print(f"wrote {io.write_results(name, record)}")
-        return 0
-    record = {
-        "kind": "evaluation", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
-        "seed": meta.get("seed"), **evaluate(model, task, per_n=args.per_n, device=device),
-        "axes": evaluate_axes(model, task, device=device),
-        "checkpoint": str(args.checkpoint), "checkpoint_sha256": meta["sha256"],
-    }
-    record["provenance"] = io.provenance(_command_line(argv), device, time.time() - t0)
-    name = args.results or f"evaluation_{Path(args.checkpoint).name}"
-    print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy")}))
-    print(f"wrote {io.write_results(name, record)}")
+    head = {"regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"), "seed": meta.get("seed")}
+    if args.shift is not None:  # the position-shift axis only (its own results file)
+        kind, body = "position_shift", {"pos_encoding": model.cfg.pos_encoding, **evaluate_shift(
+            model, task, shifts=sorted({0, *(args.shift or SHIFTS)}), per_n=args.per_n, device=device)}
+        show = {k: v.get("id_accuracy") for k, v in body["shifts"].items()}
+    else:
+        kind, body = "evaluation", {**evaluate(model, task, per_n=args.per_n, device=device),
+                                    "axes": evaluate_axes(model, task, device=device)}
+        show = {k: body[k] for k in ("id_accuracy", "ood_accuracy")}
+    record = {"kind": kind, **head, **body, "checkpoint": str(args.checkpoint), "checkpoint_sha256": meta["sha256"],
+              "provenance": io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)}
+    print(json.dumps(show))
+    print(f"wrote {io.write_results(args.results or f'{kind}_{Path(args.checkpoint).name}', record)}")
     return 0
 
 
 def cmd_pretrain_encoder(args, argv) -> int:
-    """Pretrain a project encoder (bindlib.pretrain), save the frozen trunk and a results file."""
-    from . import encoders as E
+    """Pretrain a project encoder (bindlib.vision.pretrain), save the frozen trunk and a results file."""
+    from .vision import encoders as E
     from . import io
-    from .pretrain import OBJECTIVE, PretrainConfig, pretrain
+    from .vision.pretrain import OBJECTIVE, PretrainConfig, pretrain
 
     device = _device(args)
     commit = io.git_commit()
@@ -223,8 +213,8 @@ def cmd_pretrain_encoder(args, argv) -> int:
 
 
 def cmd_reproduce(args, argv) -> int:
-    """Every run of the headline table (bindlib.regimes), skipping those whose results file exists."""
-    from .regimes import reproduce
+    """Every run of the headline table (bindlib.recipes), skipping those whose results file exists."""
+    from .recipes import reproduce
 
     device = _device(args)
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
@@ -238,7 +228,8 @@ def cmd_reproduce(args, argv) -> int:
 def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
     from . import io
-    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date, variant_dir
+    from .interp.runs import KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date, variant_dir
+    from .profiles import ANALYSED_REGIMES
 
     device = _device(args)
     commit = io.git_commit()
@@ -247,17 +238,14 @@ def cmd_interp(args, argv) -> int:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r} in --kinds: allowed {','.join(KINDS)}.")
     sizes = Sizes(pairs=args.pairs, ood_pairs=args.ood_pairs if args.ood_pairs is not None else args.pairs * 2 // 5,
-                  knockout_prompts=args.knockout_prompts,
-                  probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
-                  rebind_pairs=args.rebind_pairs, declared_pairs=args.declared_pairs,
-                  only_correct=not args.all_pairs)
+                  knockout_prompts=args.knockout_prompts, probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
+                  rebind_pairs=args.rebind_pairs, declared_pairs=args.declared_pairs, only_correct=not args.all_pairs)
     if args.variant and args.checkpoint:
         raise ValueError("give --variant or --checkpoint, not both (--variant names the folder <regime>_<profile>_s<seed>_<variant>).")
     if args.all:
         runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder, variant=args.variant)
-        if args.variant:
-            for r in runs:  # a variant's folder is passed as its checkpoint, so it keeps its own name
-                r["checkpoint"] = r["path"]
+        for r in runs:  # a variant's folder is passed as its checkpoint, so it keeps its own name
+            r["checkpoint"] = r["path"] if args.variant else None
         if runs and args.missing_only and not args.variant:
             runs = [r for r in runs if not up_to_date(r["regime"], r["seed"], args.profile, r["encoder"], kinds,
                                                       args.results_dir)]
@@ -282,6 +270,7 @@ def cmd_interp(args, argv) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .recipes import ARM_ARGS
     p = argparse.ArgumentParser(prog="python -m bindlib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -297,18 +286,8 @@ def main(argv=None) -> int:
     t.add_argument("--pos-encoding", default="rope", choices=["rope", "learned", "none"],
                    help="positional encoding (an ablation when not rope: names get a _<x>pos suffix)")
     t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
-    t.add_argument("--format", default="standard", choices=["standard", "ordered"],
-                   help="task format; ordered (items in declaration order, no shapes) is the positional positive "
-                        "control, trained without deep supervision unless --hop-weight says otherwise (names: _ordered)")
-    t.add_argument("--hop-target", default="shape", choices=["shape", "slot"],
-                   help="what deep supervision asks for: the shape (recipe) or the queried slot (names: _hopslot)")
-    t.add_argument("--hop-weight", type=float, default=None,
-                   help="weight of deep supervision (recipe: 1; 0 switches it off; names: _hopw<x>)")
-    t.add_argument("--hop-layer", type=int, default=None,
-                   help="block whose output deep supervision reads (recipe: cpu 1, paper 5; names: _hopl<x>)")
-    t.add_argument("--declared-share", type=float, default=None,
-                   help="shortcut dial: share of training prompts with associations in declaration order "
-                        "(names: _decl<100p>)")
+    for flag, kw in ARM_ARGS:  # the recipe's arms (issue 9's controls), each named by its suffix
+        t.add_argument(flag, **kw)
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
 
@@ -344,7 +323,7 @@ def main(argv=None) -> int:
     pe.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)
-    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.pretrain.PretrainConfig)")
+    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
     pe.add_argument("--time-budget", type=float, default=300.0, help="stop after this many seconds")
     pe.add_argument("--target", type=float, default=0.95, help="stop once held-out object-patch accuracy reaches it")
     pe.add_argument("--eval-every", type=int, default=100)
@@ -359,14 +338,14 @@ def main(argv=None) -> int:
     pe.add_argument("--tiny", action="store_true", help="a tiny trunk (tests only)")
     pe.add_argument("--quiet", action="store_true")
 
-    from .regimes import REGIMES, TABLE_ENCODERS
+    from .profiles import REGIMES, TABLE_ENCODERS
 
     r = sub.add_parser("reproduce", help="train and evaluate every regime x encoder x seed of the headline table")
     r.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     r.add_argument("--encoders", nargs="+", default=list(TABLE_ENCODERS),
-                   help="encoders of the image regimes (bindlib.encoders.ENCODERS)")
+                   help="encoders of the image regimes (bindlib.vision.encoders.ENCODERS)")
     r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
                    help="also run image_text without feature grounding for these seeds")
     r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
@@ -395,11 +374,9 @@ def main(argv=None) -> int:
     ip.add_argument("--all-pairs", action="store_true",
                     help="keep pairs the model gets wrong (for untrained models; the default keeps correct ones only)")
     ip.add_argument("--checkpoint", help="a checkpoint folder instead of the regime's (named as --regime/--seed)")
-    ip.add_argument("--variant", help="a variant of the regime's checkpoint: the folder <regime>_<profile>_s<seed>_<variant> "
-                                      "(e.g. ordered, hopslot, hopw0, hopl2, decl090, learnedpos); works with --all")
+    ip.add_argument("--variant", help="the folder <regime>_<profile>_s<seed>_<variant> (e.g. ordered, decl090); with --all too")
     ip.add_argument("--rebind-pairs", type=int, default=400, help="ID-length rebind pairs (standard format)")
-    ip.add_argument("--declared-pairs", type=int, default=0,
-                    help="also measure on declared-order prompts with this many pairs (the shortcut dial)")
+    ip.add_argument("--declared-pairs", type=int, default=0, help="pairs on declared-order prompts (the shortcut dial)")
     ip.add_argument("--results-dir", help="where to write (default data/results)")
     ip.add_argument("--device", default="cpu")
     ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")

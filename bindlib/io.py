@@ -14,10 +14,8 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
-RESULTS_DIR = DATA_DIR / "results"
-CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
+from .model import ModelConfig, Transformer
+from .profiles import CHECKPOINTS_DIR, DATA_DIR, REPO_ROOT, RESULTS_DIR  # noqa: F401 (re-exported)
 
 
 class CheckpointError(RuntimeError):
@@ -58,6 +56,23 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_verified(path: str | Path, sha256: str | None, sidecar: str | Path, fix: str) -> bytes:
+    """The bytes of ``path`` after checking them against the sha256 its sidecar records (the one hash check).
+
+    ``fix`` says how to get a good file back (e.g. "retrain it"); it ends every error message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing although {sidecar} names it; restore it with "
+                              f"`git checkout -- {path}` or {fix}.")
+    blob = path.read_bytes()
+    digest = sha256_bytes(blob)
+    if digest != sha256:
+        raise CheckpointError(f"sha256 mismatch for {path}: expected {sha256}, got {digest}. The file is corrupt or "
+                              f"was changed after saving; restore it with `git checkout -- {path}` or {fix}.")
+    return blob
 
 
 # ---------------------------------------------------------------- provenance
@@ -135,20 +150,11 @@ def read_checkpoint_meta(path: str | Path) -> dict:
 def load_checkpoint(path: str | Path, device="cpu", expect: dict | None = None):
     """Load a model saved by save_checkpoint, verifying its sha256 and (optionally) expected config fields."""
     from safetensors.torch import load as st_load
-    from .model import ModelConfig, Transformer
 
     path = Path(path)
     meta = read_checkpoint_meta(path)
     weights = path / meta.get("weights_file", "model.safetensors")
-    if not weights.exists():
-        raise CheckpointError(f"{weights} is missing although {path / 'model.json'} exists; re-download or retrain the checkpoint.")
-    blob = weights.read_bytes()
-    digest = sha256_bytes(blob)
-    if digest != meta.get("sha256"):
-        raise CheckpointError(
-            f"sha256 mismatch for {weights}: expected {meta.get('sha256')}, got {digest}. The file is corrupt or was "
-            f"changed after saving; restore it with `git checkout -- {weights}` or retrain it."
-        )
+    blob = read_verified(weights, meta.get("sha256"), path / "model.json", "retrain it")
     for key, want in (expect or {}).items():
         got = meta.get("model_config", {}).get(key, meta.get(key))
         if got != want:
@@ -178,3 +184,46 @@ def load_results(pattern: str = "*.json", results_dir: str | Path | None = None,
             if all(r.get(k) == v for k, v in where.items()):
                 out.append(r)
     return out
+
+
+# ---------------------------------------------------------------- resumable training state (bindlib.train)
+def save_train_state(path: Path, model, opt, step: int, history: list, cfg, wall: float, extras: dict) -> None:
+    """Write step-tagged weights and optimiser state (with the train-time modules in ``extras``, e.g. the
+    image adapter, None for text), then model.json pointing at them, then prune.
+
+    A kill at any moment leaves model.json describing a complete, resumable step.
+    """
+    import io as _pyio
+
+    buf = _pyio.BytesIO()
+    torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall,
+                **{k: (m.state_dict() if m is not None else None) for k, m in extras.items()}}, buf)
+    blob = buf.getvalue()
+    state_name, weights_name = f"train_state-{step:07d}.pt", f"model-{step:07d}.safetensors"
+    atomic_write(path / state_name, blob)
+    save_checkpoint(model, path, weights_name=weights_name,
+                    meta={"train_config": cfg.to_dict(), "step": step, "state_file": state_name,
+                          "state_sha256": sha256_bytes(blob)})
+    for old in list(path.glob("train_state-*.pt")) + list(path.glob("model-*.safetensors")):
+        if old.name not in (state_name, weights_name):
+            old.unlink()
+
+
+def resume_train_state(out: Path, model, opt, cfg, device, extras: dict):
+    """Load what ``save_train_state`` wrote into model, optimiser and ``extras``; return (step, history, wall)."""
+    saved, meta = load_checkpoint(out, device=device)
+    if meta.get("train_config") != cfg.to_dict():
+        raise CheckpointError(
+            f"{out} holds a run with a different training config; resume needs the same config. "
+            f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over."
+        )
+    state_file = out / meta.get("state_file", "train_state.pt")
+    if not state_file.exists() or sha256_file(state_file) != meta.get("state_sha256"):
+        raise CheckpointError(f"{state_file} is missing or does not match model.json; delete {out} (or pass --fresh) to start over.")
+    model.load_state_dict(saved.state_dict())
+    state = torch.load(state_file, map_location=device, weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    for k, m in extras.items():
+        if m is not None:
+            m.load_state_dict(state[k])
+    return state["step"], state["history"], state["wall"]

@@ -12,11 +12,14 @@ batch, and is fully determined by a seed.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-import itertools
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, field, asdict
 
 import torch
+
+# the colour cube and the shape family are tables (bindlib.profiles), re-exported here
+from .profiles import SHAPE_KINDS, SHAPE_STYLES, cube_colors, shape_family  # noqa: F401
 
 SPECIALS = ("PAD", "BOS", "CTX_END", "QUE", "QSHAPE", "NOISE", "IMG", "FILL")
 PAD, BOS, CTX_END, QUE, QSHAPE, NOISE, IMG, FILL = range(len(SPECIALS))
@@ -25,11 +28,9 @@ PAD, BOS, CTX_END, QUE, QSHAPE, NOISE, IMG, FILL = range(len(SPECIALS))
 # its sub-skills, used for logging the plateau and as curriculum aids.
 QUERY_KINDS = ("two_hop", "color_to_shape", "shape_to_item")
 ASSOCIATION_ORDERS = ("shuffled", "declared", "reversed")
-# Prompt formats.  "standard" is the paper's task.  "ordered" is a positive control for positional
-# binding: the association section lists the items alone, in declaration order (no shape tokens),
-#     BOS c1 s1 ... cN sN CTX_END  i1 ... iN  QUE c_q  ->  i_q
-# so the k-th item belongs to the k-th object and the only route from the query colour to its item
-# goes through the object's slot (its ordinal index).
+# "standard" is the paper's task.  "ordered", the positional positive control, lists the items alone in
+# declaration order (BOS c1 s1 ... cN sN CTX_END i1 ... iN QUE c_q -> i_q): the only route from the query
+# colour to its item goes through the object's slot.
 FORMATS = ("standard", "ordered")
 
 SPLITS = {"id": (2, 8), "ood": (9, 16)}
@@ -41,46 +42,6 @@ _ITEM_WORDS = (
 
 
 # ---------------------------------------------------------------- vocabulary
-@functools.lru_cache(maxsize=None)
-def cube_colors() -> tuple[tuple[int, int, int], ...]:
-    """The 6x6x6 RGB cube (216 colours), ordered so that any prefix is spread out.
-
-    Greedy farthest-point order from black: the first 16 colours are far apart,
-    which keeps small vocabularies visually distinct when a later chapter renders them.
-    """
-    levels = [0, 51, 102, 153, 204, 255]
-    cube = list(itertools.product(levels, repeat=3))
-    order = [cube.pop(0)]
-    dist = [sum((a - b) ** 2 for a, b in zip(c, order[0])) for c in cube]
-    while cube:
-        k = max(range(len(cube)), key=lambda i: (dist[i], -i))
-        chosen = cube.pop(k)
-        dist.pop(k)
-        order.append(chosen)
-        dist = [min(d, sum((a - b) ** 2 for a, b in zip(c, chosen))) for c, d in zip(cube, dist)]
-    return tuple(order)
-
-
-SHAPE_KINDS = ("poly", "star", "flower", "gear", "cross", "ring")
-SHAPE_STYLES = ("solid", "hollow", "split")
-
-
-@functools.lru_cache(maxsize=None)
-def shape_family() -> tuple[dict, ...]:
-    """A procedural family of 6 kinds x 12 sizes x 3 styles = 216 shapes.
-
-    Ordered so a prefix cycles through kinds first: small vocabularies get
-    shapes that differ in kind, not only in a vertex count.
-    """
-    out = []
-    for style in SHAPE_STYLES:
-        for j in range(12):
-            for kind in SHAPE_KINDS:
-                k = j + (3 if kind in ("poly", "flower") else 4 if kind in ("star", "ring") else 5 if kind == "gear" else 2)
-                out.append({"kind": kind, "k": k, "style": style, "name": f"{kind}{k}" + ("" if style == "solid" else f"-{style}")})
-    return tuple(out)
-
-
 @dataclass(frozen=True)
 class Vocab:
     n_colors: int = 16
@@ -146,8 +107,7 @@ class TaskConfig:
     format: str = "standard"  # one of FORMATS
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ValueError(f"unknown task format {self.format!r}: allowed {FORMATS}.")
+        line_width(self.format)  # validates
         object.__setattr__(self, "id_range", tuple(self.id_range))
         object.__setattr__(self, "ood_range", tuple(self.ood_range))
         vocab = self.vocab  # validates sizes
@@ -176,11 +136,8 @@ class TaskConfig:
     def max_len(self, offset: int = 0) -> int:
         return prompt_length(max(self.id_range[1], self.ood_range[1]), offset, self.format)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        if d["format"] == "standard":  # keeps the configs of every standard-format checkpoint unchanged
-            d.pop("format")
-        return d
+    def to_dict(self) -> dict:  # the standard format is left out, so earlier checkpoints' configs are unchanged
+        return {k: v for k, v in asdict(self).items() if not (k == "format" and v == "standard")}
 
 
 def check_n_range(lo: int, hi: int, vocab: Vocab, what: str = "N") -> None:
@@ -262,15 +219,73 @@ class Batch:
         return Batch(**out)
 
 
-def _generator(seed: int, device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
+def make_generator(seed: int, device="cpu") -> torch.Generator:
+    """The one way bindlib turns a seed into a random stream (every sample is a function of its seed)."""
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run a block (e.g. building a module) under torch.manual_seed(seed), leaving the caller's stream as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def _rand_perm_prefix(b: int, n_total: int, k: int, g, device) -> torch.Tensor:
     """Per row, k distinct values from range(n_total)."""
     return torch.rand(b, n_total, generator=g, device=device).argsort(-1)[:, :k]
+
+
+def build_prompts(vocab: Vocab, colors, shapes, items, line_of, query_slot, n_objects, offset: int = 0,
+                  query_kind: str = "two_hop", meta: dict | None = None) -> Batch:
+    """The prompt layout (the one place it is written): lay out prompts from their object fields.
+
+    colors/shapes/items: [B, Nmax] token ids in declaration order (anything beyond a row's N is ignored);
+    line_of[b, k]: the association line of object k (the identity in the 'ordered' format, ``meta["format"]``,
+    which has no shape on its lines: assoc_shape_pos is -1 there); query_slot: the queried object.
+    """
+    fmt = (meta or {}).get("format", "standard")
+    w = line_width(fmt)
+    B, nmax = colors.shape
+    dev = colors.device
+    slot = torch.arange(nmax, device=dev).expand(B, nmax)
+    valid = slot < n_objects[:, None]
+    if w == 1 and bool(((line_of != slot) & valid).any()):
+        raise ValueError("the 'ordered' format lists items in declaration order: line_of must be the identity.")
+    ctx0 = 1 + offset
+    color_pos = ctx0 + 2 * slot
+    shape_pos = color_pos + 1
+    assoc_item_pos = ctx0 + 2 * n_objects[:, None] + 1 + w * line_of + (w - 1)
+    assoc_shape_pos = assoc_item_pos - 1 if w == 2 else torch.full_like(assoc_item_pos, -1)
+    query_pos = ctx0 + (2 + w) * n_objects + 2
+    L = prompt_length(nmax, offset, fmt)
+
+    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
+    tokens[:, 0] = BOS
+    tokens[:, 1:ctx0] = FILL
+    rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
+    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_item_pos, items), (assoc_shape_pos, shapes))[:2 + w]:
+        tokens[rows[valid], pos[valid]] = val[valid]
+    r = torch.arange(B, device=dev)
+    tokens[r, ctx0 + 2 * n_objects] = CTX_END
+    tokens[r, query_pos - 1] = QSHAPE if query_kind == "color_to_shape" else QUE
+    asked = shapes if query_kind == "shape_to_item" else colors
+    tokens[r, query_pos] = asked[r, query_slot]
+    answer = shapes if query_kind == "color_to_shape" else items
+
+    def pad(x):
+        return x.masked_fill(~valid, -1)
+
+    return Batch(
+        tokens=tokens, position_ids=torch.arange(L, device=dev).expand(B, L).clone(),
+        key_mask=torch.arange(L, device=dev)[None, :] <= query_pos[:, None], query_pos=query_pos,
+        target=answer[r, query_slot], n_objects=n_objects.clone(), query_slot=query_slot.clone(),
+        query_kind=[query_kind] * B, colors=pad(colors), shapes=pad(shapes), items=pad(items),
+        color_pos=pad(color_pos), shape_pos=pad(shape_pos),
+        assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
+        vocab=vocab, meta=dict(meta or {}, offset=offset, format=fmt),
+    )
 
 
 def sample_batch(
@@ -293,18 +308,16 @@ def sample_batch(
     association_order: 'shuffled' (default), 'declared' (same order as the context) or 'reversed'.
     offset: number of FILL tokens after BOS, shifting every absolute position.
     query_kind: 'two_hop' (the task), 'color_to_shape' or 'shape_to_item' (its one-hop parts).
-    declared_share: with 'shuffled', this share of rows (drawn per row) lists its associations in
-    declaration order instead, so the positional shortcut is valid on them (the shortcut dial).
-    The task's format (cfg.format) decides the association lines; in the 'ordered' format they are
-    always in declaration order, so association_order must be 'shuffled' (the default) or 'declared'.
+    declared_share (the shortcut dial): with 'shuffled', this share of rows lists its associations in
+    declaration order, so the positional shortcut is valid on them.  cfg.format 'ordered' is always in
+    declaration order ('shuffled' and 'declared' are the same there).
     """
-    fmt = cfg.format
+    vocab, fmt = cfg.vocab, cfg.format
     if fmt == "ordered" and association_order not in ("shuffled", "declared"):
         raise ValueError(f"the 'ordered' format lists items in declaration order; association_order="
-                         f"{association_order!r} does not apply (use 'shuffled' or 'declared', which are the same there).")
+                         f"{association_order!r} does not apply (use 'shuffled' or 'declared', the same there).")
     if not 0.0 <= declared_share <= 1.0:
         raise ValueError(f"declared_share={declared_share} is a share of prompts and must lie in 0..1.")
-    vocab = cfg.vocab
     split_lo_hi = cfg.split_range(split)  # validates the split name even when n is given
     if n is None:
         lo, hi = split_lo_hi
@@ -321,78 +334,43 @@ def sample_batch(
         raise ValueError(f"offset={offset} must be >= 0 (it counts filler tokens).")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
-    g = generator if generator is not None else _generator(seed, device)
-    B, dev = batch_size, device
+    g = generator if generator is not None else make_generator(seed, device)
+    B, dev, nmax = batch_size, device, hi
 
     n_obj = torch.randint(lo, hi + 1, (B,), generator=g, device=dev)
-    nmax = hi
     slot = torch.arange(nmax, device=dev).expand(B, nmax)
     valid = slot < n_obj[:, None]
     colors = _rand_perm_prefix(B, vocab.n_colors, nmax, g, dev) + vocab.color_offset
     shapes = _rand_perm_prefix(B, vocab.n_shapes, nmax, g, dev) + vocab.shape_offset
     items = _rand_perm_prefix(B, vocab.n_items, nmax, g, dev) + vocab.item_offset
-
     # order[b, m] = which object is listed m-th in the associations
     if fmt == "ordered":
         order = slot.clone()
     elif association_order == "shuffled":
-        keys = torch.rand(B, nmax, generator=g, device=dev).masked_fill(~valid, 2.0)
-        order = keys.argsort(-1)
-        if declared_share > 0:  # extra draws only when the dial is on, so p = 0 keeps the old stream
-            declared = torch.rand(B, generator=g, device=dev) < declared_share
-            order = torch.where(declared[:, None], slot, order)
+        order = torch.rand(B, nmax, generator=g, device=dev).masked_fill(~valid, 2.0).argsort(-1)
+        if declared_share > 0:  # extra draws only when the dial is on, so p = 0 keeps the stream
+            order = torch.where((torch.rand(B, generator=g, device=dev) < declared_share)[:, None], slot, order)
     elif association_order == "declared":
         order = slot.clone()
     else:
         order = torch.where(valid, n_obj[:, None] - 1 - slot, slot)
-    rank = order.argsort(-1)  # rank[b, k] = association line of object k
-
-    w = line_width(fmt)
-    ctx0 = 1 + offset
-    color_pos = ctx0 + 2 * slot
-    shape_pos = color_pos + 1
-    assoc0 = ctx0 + 2 * n_obj[:, None] + 1
-    assoc_item_pos = assoc0 + w * rank + (w - 1)
-    assoc_shape_pos = assoc_item_pos - 1 if w == 2 else torch.full_like(assoc_item_pos, -1)  # none when ordered
-    query_pos = ctx0 + (2 + w) * n_obj + 2
-
-    L = prompt_length(hi, offset, fmt)
-    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
-    rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
-    tokens[:, 0] = BOS
-    if offset:
-        tokens[:, 1:ctx0] = FILL
-    writes = ((color_pos, colors), (shape_pos, shapes), (assoc_item_pos, items)) + (((assoc_shape_pos, shapes),) if w == 2 else ())
-    for pos, val in writes:
-        tokens[rows[valid], pos[valid]] = val[valid]
-    r = torch.arange(B, device=dev)
-    tokens[r, ctx0 + 2 * n_obj] = CTX_END
-    tokens[r, query_pos - 1] = QSHAPE if query_kind == "color_to_shape" else QUE
-
     q_slot = (torch.rand(B, generator=g, device=dev) * n_obj).long()
-    if query_kind == "shape_to_item":
-        tokens[r, query_pos] = shapes[r, q_slot]
-        target = items[r, q_slot]
-    else:
-        tokens[r, query_pos] = colors[r, q_slot]
-        target = shapes[r, q_slot] if query_kind == "color_to_shape" else items[r, q_slot]
+    meta = {"split": split, "n_range": (lo, hi), "association_order": association_order, "format": fmt,
+            **({"declared_share": declared_share} if declared_share else {})}
+    return build_prompts(vocab, colors, shapes, items, order.argsort(-1), q_slot, n_obj, offset, query_kind, meta)
 
-    pos_ids = torch.arange(L, device=dev).expand(B, L).clone()
-    key_mask = torch.arange(L, device=dev)[None, :] <= query_pos[:, None]
 
-    def pad(x):
-        return x.masked_fill(~valid, -1)
-
-    return Batch(
-        tokens=tokens, position_ids=pos_ids, key_mask=key_mask, query_pos=query_pos, target=target,
-        n_objects=n_obj, query_slot=q_slot, query_kind=[query_kind] * B,
-        colors=pad(colors), shapes=pad(shapes), items=pad(items),
-        color_pos=pad(color_pos), shape_pos=pad(shape_pos),
-        assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
-        vocab=vocab,
-        meta={"split": split, "n_range": (lo, hi), "association_order": association_order, "offset": offset,
-              "format": fmt, **({"declared_share": declared_share} if declared_share else {})},
-    )
+def concat_batches(*batches: Batch) -> Batch:
+    """Rows of several batches of the same prompt length, in order."""
+    out = {}
+    for k, v in batches[0].__dict__.items():
+        if torch.is_tensor(v):
+            out[k] = torch.cat([getattr(b, k) for b in batches])
+        elif k == "query_kind":
+            out[k] = [x for b in batches for x in b.query_kind]
+        else:
+            out[k] = v
+    return Batch(**out)
 
 
 def answer_from_tokens(tokens: list[int], vocab: Vocab, fmt: str = "standard") -> int:
@@ -407,76 +385,3 @@ def answer_from_tokens(tokens: list[int], vocab: Vocab, fmt: str = "standard") -
         return assoc[context[0::2].index(toks[-1])]
     shape_to_item = dict(zip(assoc[0::2], assoc[1::2]))
     return shape_to_item[color_to_shape[toks[-1]]]
-
-
-def with_config(cfg: TaskConfig, **changes) -> TaskConfig:
-    return replace(cfg, **changes)
-
-
-# ---------------------------------------------------------------- packed training batches
-@dataclass
-class PackedBatch:
-    """Many independent queries about each prompt body, packed into one sequence for training.
-
-    Every query pair (marker, query token) sees the prompt body and itself only, and takes the
-    positions a lone query would have, so it computes exactly what the single-query prompt
-    would; one forward pass thus trains on every object and query kind of a prompt.
-    """
-
-    tokens: torch.Tensor  # [B, L]
-    position_ids: torch.Tensor  # [B, L]
-    key_mask: torch.Tensor  # [B, L]
-    attn_mask: torch.Tensor  # [B, L, L]
-    readout_pos: torch.Tensor  # [B, K] where each query's answer is read out
-    target: torch.Tensor  # [B, K], -100 for padding pairs
-    kind: torch.Tensor  # [B, K] index into QUERY_KINDS
-    hop_target: torch.Tensor  # [B, K] the intermediate shape of two-hop queries, -100 elsewhere
-
-    def model_inputs(self) -> dict:
-        return {"tokens": self.tokens, "position_ids": self.position_ids, "key_mask": self.key_mask, "attn_mask": self.attn_mask}
-
-
-def pack_queries(batch: Batch, kinds=QUERY_KINDS) -> PackedBatch:
-    """Turn a sampled batch into a PackedBatch asking every object under every kind in ``kinds``."""
-    for k in kinds:
-        if k not in QUERY_KINDS:
-            raise ValueError(f"unknown query kind {k!r}: allowed {QUERY_KINDS}.")
-    dev = batch.tokens.device
-    B, nmax = batch.colors.shape
-    body = batch.query_pos - 1  # body length = index of the QUE marker
-    lb = int(body.max())
-    markers, queries, targets, kind_ids = [], [], [], []
-    for k in kinds:
-        kid = QUERY_KINDS.index(k)
-        markers.append(torch.full((B, nmax), QSHAPE if k == "color_to_shape" else QUE, device=dev))
-        queries.append(batch.shapes if k == "shape_to_item" else batch.colors)
-        targets.append(batch.shapes if k == "color_to_shape" else batch.items)
-        kind_ids.append(torch.full((B, nmax), kid, device=dev))
-    marker, query, target, kind = (torch.cat(x, 1) for x in (markers, queries, targets, kind_ids))
-    valid = query >= 0
-    K = marker.shape[1]
-    L = lb + 2 * K
-    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
-    tokens[:, :lb] = batch.tokens[:, :lb]
-    tokens[:, lb::2] = marker.masked_fill(~valid, PAD)
-    tokens[:, lb + 1::2] = query.clamp(min=0).masked_fill(~valid, PAD)
-    idx = torch.arange(L, device=dev)
-    attendable = torch.zeros(B, L, dtype=torch.bool, device=dev)
-    attendable[:, :lb] = batch.key_mask[:, :lb]  # keeps noise tokens unattendable
-    in_body = (idx[None, :] < body[:, None]) & attendable
-    pair = torch.where(idx >= lb, (idx - lb) // 2, -1).expand(B, L)
-    body_pos = torch.zeros(B, L, dtype=torch.long, device=dev)
-    body_pos[:, :lb] = batch.position_ids[:, :lb]
-    marker_pos = batch.position_ids.gather(1, body[:, None])  # where a lone query's marker would sit
-    pos = torch.where(idx[None, :] >= lb, marker_pos + (idx[None, :] - lb) % 2, body_pos)
-    pair_valid = torch.zeros(B, L, dtype=torch.bool, device=dev)
-    pair_valid[:, lb:] = valid.repeat_interleave(2, 1)
-    key_mask = in_body | pair_valid
-    same_pair = (pair[:, :, None] == pair[:, None, :]) & (pair[:, :, None] >= 0)
-    attn_mask = in_body[:, None, :] | same_pair
-    return PackedBatch(
-        tokens=tokens, position_ids=pos, key_mask=key_mask, attn_mask=attn_mask,
-        readout_pos=(lb + 1 + 2 * torch.arange(K, device=dev)).expand(B, K),
-        target=target.masked_fill(~valid, -100), kind=kind,
-        hop_target=batch.shapes.repeat(1, len(kinds)).masked_fill(~valid | (kind != QUERY_KINDS.index("two_hop")), -100),
-    )

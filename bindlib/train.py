@@ -17,7 +17,10 @@ import torch.nn.functional as F
 
 from . import io
 from .model import PROFILES, Transformer, ModelConfig, answer_logits
-from .task import QUERY_KINDS, Batch, TaskConfig, pack_queries, sample_batch
+from .packing import HOP_TARGETS, hop_loss, pack_queries
+from .profiles import image_token_count
+from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
+from .vision.multimodal import ImageAdapter, Vision, add_noise, grounding_loss, image_accuracy
 
 
 @dataclass
@@ -54,12 +57,6 @@ class Stage:
         return int((step + 1) * self.image) > int(step * self.image)
 
 
-HOP_TARGETS = ("shape", "slot")
-# Fields added after checkpoints were committed: left out of to_dict() at their defaults, so that the
-# saved configs of earlier runs (which resume compares against) are unchanged.
-_NEW_FIELD_DEFAULTS = {"hop_target": "shape", "declared_share": 0.0}
-
-
 @dataclass
 class TrainConfig:
     profile: str = "cpu"
@@ -79,15 +76,10 @@ class TrainConfig:
     packed: bool = False  # train on every object x query kind of each prompt at once (task.pack_queries)
     # Deep supervision of the intermediate hop (packed only): in stages with hop_weight > 0, the two-hop
     # query's residual after block ``hop_layer`` is read through the final LayerNorm and unembedding and
-    # asked for the queried colour's shape.
+    # asked for the queried colour's shape (hop_target "slot": the queried slot, packing.hop_loss).
     hop_layer: int | None = None
-    # What deep supervision asks for: "shape" (the queried colour's shape, read through ln_f and the
-    # unembedding) or "slot" (the queried object's declaration index, read by a train-time linear head
-    # on ln_f(resid) that is not part of the model: a readout of the slot, not a use of it).
     hop_target: str = "shape"
-    # The shortcut dial: this share of training prompts lists its associations in declaration order
-    # (task.sample_batch's declared_share), so the positional shortcut is valid on them.
-    declared_share: float = 0.0
+    declared_share: float = 0.0  # the shortcut dial: this share of prompts lists associations in declared order
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
     # Image and noise stages: {"encoder": name, "profile": "cpu"|"paper", "noise_width": int|None}.
     # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
@@ -102,10 +94,9 @@ class TrainConfig:
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"batch_size ({self.batch_size}) must be >= 1 and lr ({self.lr}) > 0.")
         TaskConfig(**self.task)  # validate early
-        if self.hop_target not in HOP_TARGETS:
-            raise ValueError(f"unknown hop_target {self.hop_target!r}: allowed {HOP_TARGETS}.")
-        if not 0.0 <= self.declared_share <= 1.0:
-            raise ValueError(f"declared_share={self.declared_share} is a share of prompts and must lie in 0..1.")
+        if self.hop_target not in HOP_TARGETS or not 0.0 <= self.declared_share <= 1.0:
+            raise ValueError(f"hop_target {self.hop_target!r} must be one of {HOP_TARGETS} and declared_share "
+                             f"{self.declared_share} a share of prompts in 0..1.")
         if self.uses_images and not self.vision.get("encoder"):
             raise ValueError("a stage trains on images, but TrainConfig.vision names no encoder; "
                              "set vision={'encoder': 'project_cnn'} (see bindlib.encoders.ENCODERS).")
@@ -116,8 +107,6 @@ class TrainConfig:
 
     @property
     def noise_width(self) -> int:
-        from .multimodal import image_token_count
-
         return self.vision.get("noise_width") or image_token_count(self.vision.get("profile", self.profile))
 
     @property
@@ -136,8 +125,8 @@ class TrainConfig:
         """A JSON-normal dict (tuples become lists), so it compares equal to what model.json reads back."""
         d = asdict(self)
         d["stages"] = [asdict(s) for s in self.stages]
-        for k, default in _NEW_FIELD_DEFAULTS.items():
-            if d[k] == default:
+        for k, default in (("hop_target", "shape"), ("declared_share", 0.0)):  # added later: left out at their
+            if d[k] == default:  # defaults, so earlier runs' saved configs (which resume compares) are unchanged
                 d.pop(k)
         return json.loads(json.dumps(d))
 
@@ -175,19 +164,6 @@ def stage_at(step: int, cfg: TrainConfig) -> tuple[int, Stage]:
     return len(cfg.stages) - 1, cfg.stages[-1]
 
 
-def concat_batches(batches: list[Batch]) -> Batch:
-    first = batches[0]
-    out = {}
-    for k, v in first.__dict__.items():
-        if torch.is_tensor(v):
-            out[k] = torch.cat([b.__dict__[k] for b in batches])
-        elif k == "query_kind":
-            out[k] = [q for b in batches for q in b.query_kind]
-        else:
-            out[k] = v
-    return Batch(**out)
-
-
 @dataclass
 class ImageParts:
     """What image steps need besides the language model: a Vision (frozen encoder + renderer) and the adapter."""
@@ -199,8 +175,6 @@ class ImageParts:
 def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
     if not cfg.uses_images:
         return None
-    from .multimodal import ImageAdapter, Vision
-
     vision = Vision.for_profile(cfg.vision["encoder"], cfg.vision.get("profile", cfg.profile))
     vision.encoder.to(device)
     torch.manual_seed(cfg.seed + 17)
@@ -217,8 +191,6 @@ def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: Ima
         prompts = parts.vision.prompts(batch, seed)
         return prompts.batch, prompts
     if stage.noise:
-        from .multimodal import add_noise
-
         return add_noise(batch, cfg.noise_width, seed=seed + 1), None
     return batch, None
 
@@ -241,10 +213,8 @@ def hop_head_for(cfg: TrainConfig, model) -> torch.nn.Module | None:
     """The train-time slot readout of deep supervision with hop_target 'slot' (None otherwise)."""
     if cfg.hop_target != "slot" or cfg.hop_layer is None or not any(s.hop_weight > 0 for s in cfg.stages):
         return None
-    task = cfg.task_config()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 29)
-        return torch.nn.Linear(model.cfg.d_model, max(task.id_range[1], task.ood_range[1]))
+    with seeded(cfg.seed + 29):
+        return torch.nn.Linear(model.cfg.d_model, max(cfg.task_config().id_range[1], cfg.task_config().ood_range[1]))
 
 
 def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device,
@@ -279,26 +249,13 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
     weight = weight * (packed.target.flatten() >= 0)
     loss = (per_query * weight).sum() / weight.sum()
     if mid and stage.mix.get("two_hop", 0) > 0:
-        x = mid["x"].gather(1, packed.readout_pos[..., None].expand(-1, -1, mid["x"].shape[-1]))
-        if cfg.hop_target == "slot":
-            if hop_head is None:
-                raise ValueError("hop_target 'slot' needs the train-time slot head (train.hop_head_for).")
-            nmax = batch.colors.shape[1]
-            slot = (torch.arange(packed.hop_target.shape[1], device=device) % nmax).expand_as(packed.hop_target)
-            hop_logits = hop_head(model.ln_f(x)).flatten(0, 1).float()
-            hop_target = slot.masked_fill(packed.hop_target < 0, -100).flatten()
-        else:
-            hop_logits = model.unembed(model.ln_f(x)).flatten(0, 1).float()
-            hop_target = packed.hop_target.flatten()
-        loss = loss + stage.hop_weight * F.cross_entropy(hop_logits, hop_target, ignore_index=-100)
+        loss = loss + stage.hop_weight * hop_loss(model, mid["x"], packed, batch.colors.shape[1], cfg.hop_target, hop_head)
     return loss + _grounding(model, parts, prompts, final, stage)
 
 
 def _grounding(model, parts, prompts, final, stage: Stage):
     if prompts is None or stage.grounding <= 0:
         return 0.0
-    from .multimodal import grounding_loss
-
     g = grounding_loss(model, parts.adapter, prompts, final)
     return stage.grounding * (g["to_words"] + g["to_region"])
 
@@ -316,7 +273,7 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
             seed = (cfg.seed * 1_000_003 + step) * 7 + j
             parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device,
                                       declared_share=cfg.declared_share))
-    return concat_batches(parts) if len(parts) > 1 else parts[0]
+    return concat_batches(*parts) if len(parts) > 1 else parts[0]
 
 
 @torch.no_grad()
@@ -328,27 +285,9 @@ def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, dev
     return acc
 
 
-def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float, parts=None,
-                hop_head=None) -> None:
-    """Write step-tagged weights and optimiser state, then model.json pointing at them, then prune.
-
-    A kill at any moment leaves model.json describing a complete, resumable step.
-    """
-    import io as _pyio
-
-    buf = _pyio.BytesIO()
-    torch.save({"optimizer": opt.state_dict(), "step": step, "history": history, "wall": wall,
-                "adapter": parts.adapter.state_dict() if parts is not None else None,
-                **({"hop_head": hop_head.state_dict()} if hop_head is not None else {})}, buf)
-    blob = buf.getvalue()
-    state_name, weights_name = f"train_state-{step:07d}.pt", f"model-{step:07d}.safetensors"
-    io.atomic_write(path / state_name, blob)
-    io.save_checkpoint(model, path, weights_name=weights_name,
-                       meta={"train_config": cfg.to_dict(), "step": step, "state_file": state_name,
-                             "state_sha256": io.sha256_bytes(blob)})
-    for old in list(path.glob("train_state-*.pt")) + list(path.glob("model-*.safetensors")):
-        if old.name not in (state_name, weights_name):
-            old.unlink()
+def _extras(parts, hop_head) -> dict:
+    """The train-time modules saved beside the model: the image adapter (None for text) and the slot head."""
+    return {"adapter": parts.adapter if parts is not None else None, **({"hop_head": hop_head} if hop_head else {})}
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
@@ -368,10 +307,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         model.load_state_dict(start.state_dict())
     parts = build_image_parts(cfg, model, device)
     hop_head = hop_head_for(cfg, model)
-    if hop_head is not None:
-        hop_head.to(device)
-    params = (list(model.parameters()) + (list(parts.adapter.parameters()) if parts else [])
-              + (list(hop_head.parameters()) if hop_head is not None else []))
+    hop_head = hop_head.to(device) if hop_head is not None else None
+    params = [*model.parameters(), *(parts.adapter.parameters() if parts else []), *(hop_head.parameters() if hop_head else [])]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -379,7 +316,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     step, history, wall0 = 0, [], 0.0
     out = Path(out_dir) if out_dir else None
     if out and resume and (out / "model.json").exists():
-        step, history, wall0 = _resume(out, model, opt, cfg, device, parts, hop_head)
+        step, history, wall0 = io.resume_train_state(out, model, opt, cfg, device, _extras(parts, hop_head))
         if log:
             log(f"resumed from {out} at step {step}")
     stage_offset = history[-1].get("stage_offset", 0) if history else 0
@@ -412,8 +349,6 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
             if parts is not None:
-                from .multimodal import image_accuracy
-
                 rec["acc_image_two_hop"] = round(image_accuracy(model, parts.adapter, parts.vision, task, min(cfg.eval_size, 256),
                                                                 30_000, device), 4)
                 rec["encoder_seconds"] = round(parts.vision.seconds, 1)
@@ -434,30 +369,10 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             if log and not progress:
                 log(json.dumps(rec))
             if out:
-                _save_state(out, model, opt, step, history, cfg, time.time() - t0, parts, hop_head)
+                io.save_train_state(out, model, opt, step, history, cfg, time.time() - t0, _extras(parts, hop_head))
     if bar is not None:
         bar.close()
     model.eval()
     if parts is not None:
         parts.adapter.eval()
     return (model, history, parts) if with_parts else (model, history)
-
-
-def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None, hop_head=None):
-    saved, meta = io.load_checkpoint(out, device=device)
-    if meta.get("train_config") != cfg.to_dict():
-        raise io.CheckpointError(
-            f"{out} holds a run with a different training config; resume needs the same config. "
-            f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over."
-        )
-    state_file = out / meta.get("state_file", "train_state.pt")
-    if not state_file.exists() or io.sha256_file(state_file) != meta.get("state_sha256"):
-        raise io.CheckpointError(f"{state_file} is missing or does not match model.json; delete {out} (or pass --fresh) to start over.")
-    model.load_state_dict(saved.state_dict())
-    state = torch.load(state_file, map_location=device, weights_only=False)
-    opt.load_state_dict(state["optimizer"])
-    if parts is not None:
-        parts.adapter.load_state_dict(state["adapter"])
-    if hop_head is not None:
-        hop_head.load_state_dict(state["hop_head"])
-    return state["step"], state["history"], state["wall"]

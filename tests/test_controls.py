@@ -15,8 +15,8 @@ from bindlib import interp as I
 from bindlib.evaluate import evaluate_shift, max_shift
 from bindlib.model import ModelConfig, Transformer
 from bindlib.recipes import arm_suffix, recipe
-from bindlib.task import (CTX_END, PAD, QUE, TaskConfig, answer_from_tokens, line_width, pack_queries, prompt_length,
-                          sample_batch)
+from bindlib.packing import pack_queries
+from bindlib.task import CTX_END, PAD, QUE, TaskConfig, answer_from_tokens, line_width, prompt_length, sample_batch
 from bindlib.train import Stage, TrainConfig, hop_head_for, training_loss
 
 pytest.importorskip("nnsight")
@@ -134,7 +134,7 @@ def test_rebind_separates_a_carried_shape_from_a_carried_slot():
 
 
 def test_interchange_measure_reports_rebind_beside_pos_sym_ref():
-    from bindlib import interp_runs as R
+    from bindlib.interp import runs as R
 
     task = TaskConfig(id_range=(2, 8), ood_range=(9, 10))
     toy = I.ToyBindingModel(task.vocab, 10, "symbolic")
@@ -211,7 +211,7 @@ def test_position_shift_is_invisible_to_rope_and_bounded_for_learned_positions()
 
 # ---------------------------------------------------------------- the positional-encoding axis of reproduce
 def test_regime_config_follows_the_positional_encoding():
-    from bindlib import regimes
+    from bindlib import recipes as regimes
 
     cfg = regimes.regime_config("noise_text", 1, pos_encoding="learned")
     assert cfg.init_from.endswith("text_only_cpu_s1_learnedpos") and cfg.model_config().pos_encoding == "learned"
@@ -226,14 +226,18 @@ def test_reproduce_on_the_learned_positions_track(tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
 
-    from bindlib import io, regimes
+    from bindlib import io
+    from bindlib import recipes as regimes
 
     repo = Path(__file__).resolve().parent.parent
     ck = tmp_path / "data" / "checkpoints"
     shutil.copytree(repo / "data/checkpoints/text_only_cpu_s0_learnedpos", ck / "text_only_cpu_s0_learnedpos")
-    monkeypatch.setattr(io, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(io, "CHECKPOINTS_DIR", ck)
-    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
+    from bindlib import profiles
+
+    for mod in (io, profiles):  # every path of a run, in the temporary folder
+        monkeypatch.setattr(mod, "REPO_ROOT", tmp_path)
+        monkeypatch.setattr(mod, "CHECKPOINTS_DIR", ck)
+        monkeypatch.setattr(mod, "RESULTS_DIR", tmp_path / "data" / "results")
     monkeypatch.chdir(tmp_path)
     written = regimes.reproduce("cpu", seeds=[0], regimes=["text_only_matched"], progress=False,
                                steps_scale=0.01, log=lambda *_: None, pos_encoding="learned")
@@ -250,7 +254,7 @@ def test_reproduce_on_the_learned_positions_track(tmp_path, monkeypatch):
 def test_control_rows_read_one_row_per_arm_and_seed(tmp_path):
     import json
 
-    from bindlib import interp_runs as R
+    from bindlib.interp import results as R
 
     def inter(variant, bs, flip, declared=False):
         summ = {"routing_layer": 2, "routing_share": 1.0, "binding_score": bs, "rebind_shape": 0.9, "rebind_stay": 0.1}
@@ -268,3 +272,14 @@ def test_control_rows_read_one_row_per_arm_and_seed(tmp_path):
     assert [r["arm"] for r in rows] == ["recipe", "decl090"]
     assert rows[1]["id_accuracy"] == 0.99 and rows[1]["declared_binding_score"] == -0.5 and rows[1]["declared_flip_rate"] == 0.7
     assert rows[0]["binding_score"] == 1.0 and "declared_binding_score" not in rows[0]
+
+
+def test_arm_recipe_names_each_arm_and_defaults_the_ordered_format_to_no_deep_supervision():
+    from bindlib.recipes import arm_recipe
+
+    cfg, name = arm_recipe("cpu", 0, "cpu")
+    assert name == "" and cfg.to_dict() == recipe().to_dict()
+    cfg, name = arm_recipe("cpu", 0, "cpu", format="ordered")
+    assert name == "_ordered" and cfg.task == {"format": "ordered"} and all(s.hop_weight == 0 for s in cfg.stages)
+    cfg, name = arm_recipe("cpu", 0, "cpu", declared_share=0.9, hop_target="slot")
+    assert name == "_hopslot_decl090" and cfg.declared_share == 0.9 and cfg.hop_target == "slot"
