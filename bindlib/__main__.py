@@ -47,23 +47,30 @@ def _device(args) -> torch.device:
     return resolve_device(args.device)
 
 
+ARM_KEYS = ("format", "hop_target", "hop_weight", "hop_layer", "declared_share")
+
+
 def cmd_train(args, argv) -> int:
     from . import io
     from .evaluate import evaluate, evaluate_axes
-    from .recipes import recipe
+    from .recipes import arm_recipe
     from .train import steps_to_reach, train
 
     if args.steps_scale <= 0:
         raise ValueError(f"--steps-scale {args.steps_scale:g} must be > 0 (1 is the full recipe).")
     device = _device(args)
     commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
-    cfg = recipe(args.profile, seed=args.seed, device=str(device), steps_scale=args.steps_scale)
+    # the ordered format's default: no deep supervision (its shape target is not on the only route there)
+    cfg, arm = arm_recipe(args.profile, args.seed, str(device), args.steps_scale, **{k: getattr(args, k) for k in ARM_KEYS})
     tag = f"text_only_{args.profile}_s{args.seed}" + (f"_steps{args.steps_scale:g}x" if args.steps_scale != 1 else "")
     variant = None
     if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
         cfg.model = {**cfg.model, "pos_encoding": args.pos_encoding}
         variant = f"{args.pos_encoding}pos"
         tag += f"_{variant}"
+    if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
+        variant = variant + arm if variant else arm[1:]
+        tag += arm
     if args.until_stage:
         names = [st.name for st in cfg.stages]
         if args.until_stage not in names:
@@ -86,7 +93,7 @@ def cmd_train(args, argv) -> int:
     model, _ = io.load_checkpoint(final, device=device)  # report the numbers of the bf16 checkpoint we commit
     record = {
         "kind": "training_stage" if args.until_stage else ("training_variant" if variant else "training"),
-        "regime": "text_only", "variant": variant, "pos_encoding": args.pos_encoding,
+        "regime": "text_only", "variant": variant, "pos_encoding": args.pos_encoding, "format": args.format,
         "profile": args.profile, "seed": args.seed, "until_stage": args.until_stage,
         **evaluate(model, cfg.task_config(), device=device),
         "axes": evaluate_axes(model, cfg.task_config(), device=device),
@@ -177,22 +184,27 @@ def cmd_bench(args, argv) -> int:
 
 def cmd_evaluate(args, argv) -> int:
     from . import io
-    from .evaluate import evaluate, evaluate_axes
+    from .evaluate import SHIFTS, evaluate, evaluate_axes, evaluate_shift
     from .task import TaskConfig
     device = _device(args)
-    name = args.results or f"evaluation_{Path(args.checkpoint).name}"
+    commit = io.git_commit()
+    kind = "position_shift" if args.shift is not None else "evaluation"
+    name = args.results or f"{kind}_{Path(args.checkpoint).name}"
     _before_writing(args, [io.RESULTS_DIR / f"{name}.json"])
     t0 = time.time()
     model, meta = io.load_checkpoint(args.checkpoint, device=device)
     task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
-    record = {
-        "kind": "evaluation", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
-        "seed": meta.get("seed"), **evaluate(model, task, per_n=args.per_n, device=device),
-        "axes": evaluate_axes(model, task, device=device),
-        "checkpoint": io.relpath(args.checkpoint), "checkpoint_sha256": meta["sha256"],
-    }
-    record["provenance"] = io.provenance(_command_line(argv), device, time.time() - t0)
-    print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy")}))
+    head = {"regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"), "seed": meta.get("seed")}
+    if args.shift is not None:  # the position-shift axis only (its own results file)
+        body = {"pos_encoding": model.cfg.pos_encoding, **evaluate_shift(
+            model, task, shifts=sorted({0, *(args.shift or SHIFTS)}), per_n=args.per_n, device=device)}
+        show = {k: v.get("id_accuracy") for k, v in body["shifts"].items()}
+    else:
+        body = {**evaluate(model, task, per_n=args.per_n, device=device), "axes": evaluate_axes(model, task, device=device)}
+        show = {k: body[k] for k in ("id_accuracy", "ood_accuracy")}
+    record = {"kind": kind, **head, **body, "checkpoint": io.relpath(args.checkpoint), "checkpoint_sha256": meta["sha256"],
+              "provenance": io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)}
+    print(json.dumps(show))
     print(f"wrote {io.write_results(name, record)}")
     return 0
 
@@ -246,7 +258,7 @@ def cmd_reproduce(args, argv) -> int:
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
                         grounding_ablation_seeds=args.ablate_grounding, device=device, command=_command_line(argv),
                         progress=not args.quiet, force=args.force, steps_scale=args.steps_scale,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, pos_encoding=args.pos_encoding)
     print(f"wrote {len(written)} results files")
     return 0
 
@@ -254,7 +266,7 @@ def cmd_reproduce(args, argv) -> int:
 def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
     from . import io
-    from .interp.runs import KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date
+    from .interp.runs import KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date, variant_dir
     from .profiles import ANALYSED_REGIMES
 
     device = _device(args)
@@ -264,12 +276,15 @@ def cmd_interp(args, argv) -> int:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r} in --kinds: allowed {','.join(KINDS)}.")
     sizes = Sizes(pairs=args.pairs, ood_pairs=args.ood_pairs if args.ood_pairs is not None else args.pairs * 2 // 5,
-                  knockout_prompts=args.knockout_prompts,
-                  probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
-                  only_correct=not args.all_pairs)
+                  knockout_prompts=args.knockout_prompts, probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
+                  rebind_pairs=args.rebind_pairs, declared_pairs=args.declared_pairs, only_correct=not args.all_pairs)
+    if args.variant and args.checkpoint:
+        raise ValueError("give --variant or --checkpoint, not both (--variant names the folder <regime>_<profile>_s<seed>_<variant>).")
     if args.all:
-        runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder)
-        if runs and args.missing_only:
+        runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder, variant=args.variant)
+        for r in runs:  # a variant's folder is passed as its checkpoint, so it keeps its own name
+            r["checkpoint"] = r["path"] if args.variant else None
+        if runs and args.missing_only and not args.variant:
             runs = [r for r in runs if not up_to_date(r["regime"], r["seed"], args.profile, r["encoder"], kinds,
                                                       args.results_dir)]
             if not runs:
@@ -282,10 +297,11 @@ def cmd_interp(args, argv) -> int:
     else:
         if args.regime is None:
             raise ValueError("give --regime (and --seed), or --all for every existing checkpoint.")
-        runs = [{"regime": args.regime, "seed": args.seed, "encoder": args.encoder, "path": args.checkpoint}]
+        path = variant_dir(args.regime, args.seed, args.profile, args.encoder, args.variant) if args.variant else args.checkpoint
+        runs = [{"regime": args.regime, "seed": args.seed, "encoder": args.encoder, "path": path, "checkpoint": path}]
     for run in runs:
         run_checkpoint(run["regime"], run["seed"], args.profile, run["encoder"], kinds=kinds, sizes=sizes,
-                       checkpoint=run["path"] if not args.all else None, results_dir=args.results_dir,
+                       checkpoint=run.get("checkpoint"), results_dir=args.results_dir,
                        command=_command_line(argv), commit=commit, device=device, overwrite=args.overwrite)
     return 0
 

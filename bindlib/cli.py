@@ -42,6 +42,10 @@ def build_parser(description: str) -> Parser:
     t.add_argument("--pos-encoding", default="rope", choices=POS_ENCODINGS,
                    help="positional encoding (an ablation when not rope: names get a _<x>pos suffix)")
     t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
+    from .recipes import ARM_ARGS
+
+    for flag, kw in ARM_ARGS:  # the recipe's arms (issue 9's controls), each named by its suffix
+        t.add_argument(flag, **kw)
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
 
@@ -68,6 +72,9 @@ def build_parser(description: str) -> Parser:
     e.add_argument("--device", default="auto")
     e.add_argument("--per-n", type=int, default=256)
     e.add_argument("--results", help="results file name in data/results")
+    e.add_argument("--shift", type=int, nargs="*", default=None, metavar="K",
+                   help="only the position-shift axis: ID accuracy with every position id moved up by K (default "
+                        "0 8 32 64; 0 is always included); writes position_shift_<checkpoint>.json")
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
     pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit"])
@@ -99,6 +106,9 @@ def build_parser(description: str) -> Parser:
                    help="also run image_text without feature grounding for these seeds")
     r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
     r.add_argument("--force", action="store_true", help="rerun runs whose results file exists")
+    r.add_argument("--pos-encoding", default="rope", choices=POS_ENCODINGS,
+                   help="positional encoding axis: start from text_only_<profile>_s<seed>_<x>pos (trained if missing); "
+                        "names get the same _<x>pos suffix (rope: the table's runs)")
     r.add_argument("--device", default="auto")
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--quiet", action="store_true", help="log JSON lines instead of progress bars")
@@ -120,6 +130,9 @@ def build_parser(description: str) -> Parser:
     ip.add_argument("--all-pairs", action="store_true",
                     help="keep pairs the model gets wrong (for untrained models; the default keeps correct ones only)")
     ip.add_argument("--checkpoint", help="a checkpoint folder instead of the regime's (named as --regime/--seed)")
+    ip.add_argument("--variant", help="the folder <regime>_<profile>_s<seed>_<variant> (e.g. ordered, decl090); with --all too")
+    ip.add_argument("--rebind-pairs", type=int, default=400, help="ID-length rebind pairs (standard format)")
+    ip.add_argument("--declared-pairs", type=int, default=0, help="pairs on declared-order prompts (the shortcut dial)")
     ip.add_argument("--results-dir", help="where to write (default data/results)")
     ip.add_argument("--device", default="cpu")
     ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .task import PAD, QSHAPE, QUE, QUERY_KINDS, Batch
 
@@ -74,3 +75,22 @@ def pack_queries(batch: Batch, kinds=QUERY_KINDS) -> PackedBatch:
         target=target.masked_fill(~valid, -100), kind=kind,
         hop_target=batch.shapes.repeat(1, len(kinds)).masked_fill(~valid | (kind != QUERY_KINDS.index("two_hop")), -100),
     )
+
+
+HOP_TARGETS = ("shape", "slot")  # what deep supervision of the intermediate hop asks for
+
+
+def hop_loss(model, resid: torch.Tensor, packed: PackedBatch, nmax: int, hop_target: str = "shape",
+             head: torch.nn.Module | None = None) -> torch.Tensor:
+    """Deep supervision of the two-hop queries' residual ``resid`` [B, L, D] (a block's output), read at each
+    query's read-out position through the final LayerNorm: "shape" asks the unembedding for the queried
+    colour's shape; "slot" asks ``head`` (a train-time linear readout, not part of the model) for the
+    queried object's declaration index (queries are packed kind-major, so query j asks slot j % nmax)."""
+    x = model.ln_f(resid.gather(1, packed.readout_pos[..., None].expand(-1, -1, resid.shape[-1])))
+    if hop_target == "shape":
+        return F.cross_entropy(model.unembed(x).flatten(0, 1).float(), packed.hop_target.flatten(), ignore_index=-100)
+    if head is None:
+        raise ValueError("hop_target 'slot' needs the train-time slot head (bindlib.train.hop_head_for).")
+    slot = (torch.arange(packed.hop_target.shape[1], device=x.device) % nmax).expand_as(packed.hop_target)
+    return F.cross_entropy(head(x).flatten(0, 1).float(), slot.masked_fill(packed.hop_target < 0, -100).flatten(),
+                           ignore_index=-100)

@@ -7,6 +7,8 @@ detailed secondary summaries of the full text (likely right, unverified). See SP
 """
 from __future__ import annotations
 
+import functools
+import itertools
 from pathlib import Path
 
 # ---------------------------------------------------------------- where files live
@@ -112,3 +114,55 @@ def paper_value(regime: str) -> float:
     if regime not in OOD_ACCURACY:
         raise ValueError(f"the paper reports no OOD accuracy for regime {regime!r}; known: {sorted(OOD_ACCURACY)}.")
     return OOD_ACCURACY[regime]["value"]
+
+
+# ---------------------------------------------------------------- the positional-encoding axis
+POS_ENCODING_AXIS = ("rope", "learned", "none")  # the table's encoding is RoPE; the others are named _<x>pos
+
+
+def pos_suffix(pos_encoding: str = "rope") -> str:
+    """``_learnedpos`` / ``_nonepos`` for the positional-encoding axis (empty for the table's RoPE)."""
+    if pos_encoding not in POS_ENCODING_AXIS:
+        raise ValueError(f"unknown pos_encoding {pos_encoding!r}: allowed {POS_ENCODING_AXIS}.")
+    return "" if pos_encoding == "rope" else f"_{pos_encoding}pos"
+
+
+# ---------------------------------------------------------------- the vocabulary's tables (bindlib.task re-exports them)
+@functools.lru_cache(maxsize=None)
+def cube_colors() -> tuple[tuple[int, int, int], ...]:
+    """The 6x6x6 RGB cube (216 colours), ordered so that any prefix is spread out.
+
+    Greedy farthest-point order from black: the first 16 colours are far apart,
+    which keeps small vocabularies visually distinct when a later chapter renders them.
+    """
+    levels = [0, 51, 102, 153, 204, 255]
+    cube = list(itertools.product(levels, repeat=3))
+    order = [cube.pop(0)]
+    dist = [sum((a - b) ** 2 for a, b in zip(c, order[0])) for c in cube]
+    while cube:
+        k = max(range(len(cube)), key=lambda i: (dist[i], -i))
+        chosen = cube.pop(k)
+        dist.pop(k)
+        order.append(chosen)
+        dist = [min(d, sum((a - b) ** 2 for a, b in zip(c, chosen))) for c, d in zip(cube, dist)]
+    return tuple(order)
+
+
+SHAPE_KINDS = ("poly", "star", "flower", "gear", "cross", "ring")
+SHAPE_STYLES = ("solid", "hollow", "split")
+
+
+@functools.lru_cache(maxsize=None)
+def shape_family() -> tuple[dict, ...]:
+    """A procedural family of 6 kinds x 12 sizes x 3 styles = 216 shapes.
+
+    Ordered so a prefix cycles through kinds first: small vocabularies get
+    shapes that differ in kind, not only in a vertex count.
+    """
+    out = []
+    for style in SHAPE_STYLES:
+        for j in range(12):
+            for kind in SHAPE_KINDS:
+                k = j + (3 if kind in ("poly", "flower") else 4 if kind in ("star", "ring") else 5 if kind == "gear" else 2)
+                out.append({"kind": kind, "k": k, "style": style, "name": f"{kind}{k}" + ("" if style == "solid" else f"-{style}")})
+    return tuple(out)

@@ -32,7 +32,7 @@ import torch
 from . import io
 from .evaluate import evaluate, mean_sd
 from .profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW, RECIPE, REGIME, REGIMES,
-                       TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, run_tag)  # noqa: F401 (re-exported)
+                       TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, pos_suffix, run_tag)  # noqa: F401
 from .task import TaskConfig, sample_batch
 from .train import Stage, TrainConfig, train
 from .vision.multimodal import VisionConfig, grounding_accuracy, image_accuracy, load_image_model, save_adapter
@@ -53,13 +53,71 @@ def curriculum(steps: tuple, hop_weight: float = 1.0, subskills: bool = True, sm
     ]
 
 
-def recipe(profile: str = "cpu", seed: int = 0, device: str = "cpu", steps_scale: float = 1.0, **aids) -> TrainConfig:
-    """The default text-only training config of a profile; ``aids`` switch parts of the curriculum off."""
+def recipe(profile: str = "cpu", seed: int = 0, device: str = "cpu", steps_scale: float = 1.0, *,
+           task_format: str = "standard", hop_target: str = "shape", hop_layer: int | None = None,
+           declared_share: float = 0.0, **aids) -> TrainConfig:
+    """The default text-only training config of a profile; ``aids`` switch parts of the curriculum off.
+
+    The keyword arms (issue 9's controls; all default to the recipe): ``task_format`` ('ordered': the
+    positional positive control, task.FORMATS), ``hop_target`` ('slot': deep supervision asks for the
+    queried object's slot instead of its shape), ``hop_layer`` (which block's output deep supervision
+    reads) and ``declared_share`` (the shortcut dial: this share of training prompts lists its
+    associations in declaration order).
+    """
     s = RECIPE[check_profile(profile)]
     steps = tuple(max(1, int(n * steps_scale)) for n in s["steps"])
-    return TrainConfig(profile=profile, stages=curriculum(steps, **aids), batch_size=s["batch_size"], lr=s["lr"],
-                       warmup=s["warmup"], min_lr_frac=1.0, eval_every=s["eval_every"], packed=True,
-                       hop_layer=s["hop_layer"], seed=seed, device=device)
+    cfg = TrainConfig(profile=profile, stages=curriculum(steps, **aids), batch_size=s["batch_size"], lr=s["lr"],
+                      warmup=s["warmup"], min_lr_frac=1.0, eval_every=s["eval_every"], packed=True,
+                      hop_layer=s["hop_layer"] if hop_layer is None else hop_layer, seed=seed, device=device,
+                      hop_target=hop_target, declared_share=declared_share,
+                      task={"format": task_format} if task_format != "standard" else {})
+    n_layers = cfg.model_config().n_layers
+    if not 0 <= cfg.hop_layer < n_layers:
+        raise ValueError(f"hop_layer={cfg.hop_layer} is outside the {profile} model's blocks 0..{n_layers - 1}.")
+    return cfg
+
+
+def arm_suffix(task_format: str = "standard", hop_target: str = "shape", hop_weight: float | None = None,
+               hop_layer: int | None = None, declared_share: float | None = None) -> str:
+    """The name suffix of a recipe arm (empty for the recipe itself), so no arm overwrites another's files:
+    ``_ordered``, ``_hopslot``, ``_hopw0``, ``_hopl2``, ``_decl090`` (declared share 0.90; any given share,
+    0 included, is named), combined in this order."""
+    parts = [task_format] if task_format != "standard" else []
+    parts += [f"hop{hop_target}"] if hop_target != "shape" else []
+    parts += [f"hopw{hop_weight:g}".replace(".", "p")] if hop_weight is not None else []
+    parts += [f"hopl{hop_layer}"] if hop_layer is not None else []
+    parts += [f"decl{round(100 * declared_share):03d}"] if declared_share is not None else []
+    return "".join(f"_{x}" for x in parts)
+
+
+# The arms of ``python -m bindlib train`` (issue 9's controls): flag, argparse options.
+ARM_ARGS = (
+    ("--format", dict(default="standard", choices=["standard", "ordered"],
+                      help="task format; ordered (items in declaration order, no shapes) is the positional positive "
+                           "control, trained without deep supervision unless --hop-weight says otherwise (_ordered)")),
+    ("--hop-target", dict(default="shape", choices=["shape", "slot"],
+                          help="what deep supervision asks for: the shape (recipe) or the queried slot (_hopslot)")),
+    ("--hop-weight", dict(type=float, default=None, help="weight of deep supervision (recipe: 1; 0: off; _hopw<x>)")),
+    ("--hop-layer", dict(type=int, default=None, help="block whose output deep supervision reads (cpu 1; _hopl<x>)")),
+    ("--declared-share", dict(type=float, default=None,
+                              help="shortcut dial: share of training prompts with associations in declaration order "
+                                   "(_decl<100p>)")),
+)
+
+
+def arm_recipe(profile: str, seed: int, device: str, steps_scale: float = 1.0, format: str = "standard",
+               hop_target: str = "shape", hop_weight: float | None = None, hop_layer: int | None = None,
+               declared_share: float | None = None) -> tuple[TrainConfig, str]:
+    """The recipe with the arms given (None: the recipe's choice) and its name suffix (``arm_suffix``).
+    The ordered format trains without deep supervision unless ``hop_weight`` says otherwise: its shape
+    target is not on the only route there."""
+    hop_weight = hop_weight if hop_weight is not None else (0.0 if format == "ordered" else None)
+    arms = {k: v for k, v in (("task_format", format), ("hop_target", hop_target), ("hop_layer", hop_layer),
+                              ("declared_share", declared_share), ("hop_weight", hop_weight))
+            if v not in (None, "standard", "shape")}  # only what differs from the recipe
+    cfg = recipe(profile, seed=seed, device=device, steps_scale=steps_scale, **arms)
+    return cfg, arm_suffix(format, hop_target, None if format == "ordered" and hop_weight == 0.0 else hop_weight,
+                           hop_layer, declared_share)
 
 
 # Named variants for the learning-curve comparison (python -m bindlib curve --variant NAME).
@@ -108,17 +166,24 @@ def regime_stages(regime: str, profile: str = "cpu", grounding: bool = True, ste
     raise ValueError(f"regime {regime!r} has no stages after the text recipe (it is the text recipe).")
 
 
+def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = "rope") -> Path:
+    """The text_only checkpoint every regime of (seed, positional encoding) starts from."""
+    path = checkpoint_dir("text_only", seed, profile)
+    return path.with_name(path.name + pos_suffix(pos_encoding))
+
+
 def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, device: str = "cpu",
-                  grounding: bool = True, steps_scale: float = 1.0):
-    """The TrainConfig that continues the text_only checkpoint of ``seed`` into ``regime``."""
+                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = "rope"):
+    """The TrainConfig that continues the text_only checkpoint of ``seed`` (and ``pos_encoding``) into ``regime``."""
     check_regime(regime)
+    pos_suffix(pos_encoding)  # validates
     s = REGIME[check_profile(profile)]
     vision = VisionConfig(profile=profile, encoder=(encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None)
     return TrainConfig(profile=profile, stages=regime_stages(regime, profile, grounding, steps_scale),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
-                       init_from=io.relpath(checkpoint_dir("text_only", seed, profile)), vision=vision, seed=seed,
-                       device=device)
+                       init_from=io.relpath(stage1_dir(seed, profile, pos_encoding)), vision=vision, seed=seed,
+                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else {})
 
 
 def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_ablation_seeds=()) -> list[dict]:
@@ -138,9 +203,11 @@ def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_
 
 
 def run_suffix(run: dict, steps_scale: float = 1.0) -> str:
-    """What sets a run apart from its table row: no grounding, or a scaled step budget (exploratory)."""
+    """What sets a run apart from its table row: another positional encoding, no grounding, or a scaled
+    step budget (exploratory)."""
     scaled = steps_scale != 1.0 and run["regime"] != "text_only"  # text_only trains nothing here
-    return ("" if run.get("grounding", True) else "_nogrounding") + (f"_steps{steps_scale:g}x" if scaled else "")
+    return (pos_suffix(run.get("pos_encoding", "rope")) + ("" if run.get("grounding", True) else "_nogrounding")
+            + (f"_steps{steps_scale:g}x" if scaled else ""))
 
 
 def results_name(run: dict, profile: str, steps_scale: float = 1.0) -> str:
@@ -162,12 +229,13 @@ def _evaluate_images(model, adapter, vision, task, device, per_n: int = 128, see
             "grounding_accuracy": {k: round(v, 4) for k, v in grounding_accuracy(model, adapter, prompts).items()}}
 
 
-def _stage1(seed: int, profile: str, device, progress: bool):
-    """The text_only checkpoint of ``seed``; trained with the text recipe first if it is missing."""
-    path = checkpoint_dir("text_only", seed, profile)
+def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = "rope"):
+    """The text_only checkpoint of ``seed`` (and ``pos_encoding``); trained with the text recipe first if it is missing."""
+    path = stage1_dir(seed, profile, pos_encoding)
     if not (path / "model.json").exists():
         cfg = recipe(profile, seed=seed, device=str(device))
-        model, history = train(cfg, out_dir=f"runs/text_only_{profile}_s{seed}", progress=progress)
+        cfg.model = {**cfg.model, "pos_encoding": pos_encoding} if pos_encoding != "rope" else cfg.model
+        model, history = train(cfg, out_dir=f"runs/{path.name}", progress=progress)
         io.save_checkpoint(model, path, dtype=torch.bfloat16,
                            meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": profile, "seed": seed,
                                  "steps": history[-1]["step"] if history else 0})
@@ -178,15 +246,16 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
                steps_scale: float = 1.0) -> dict:
     """Train (or, for text_only, load) one run, save its checkpoint, evaluate it, return its results record."""
     t0 = time.time()
-    regime, seed, encoder = run["regime"], run["seed"], run["encoder"]
-    stage1 = _stage1(seed, profile, device, progress)
+    regime, seed, encoder, pos_encoding = run["regime"], run["seed"], run["encoder"], run.get("pos_encoding", "rope")
+    stage1 = _stage1(seed, profile, device, progress, pos_encoding)
     final = checkpoint_for(run, profile, steps_scale)
     parts, history, cfg = None, [], None
     if regime == "text_only":
         model, meta = io.load_checkpoint(stage1, device=device)
         train_config = meta.get("train_config")
     else:
-        cfg = regime_config(regime, seed, profile, encoder, str(device), run.get("grounding", True), steps_scale)
+        cfg = regime_config(regime, seed, profile, encoder, str(device), run.get("grounding", True), steps_scale,
+                            pos_encoding)
         run_dir = Path("runs") / final.name
         model, history, parts = train(cfg, out_dir=run_dir, progress=progress, log=None if progress else print,
                                       with_parts=True)
@@ -203,6 +272,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     record = {"kind": "regime", "regime": regime, "encoder": encoder, "profile": profile, "seed": seed,
               "grounding": run.get("grounding", True) if regime in IMAGE_REGIMES else None,
               "steps_scale": steps_scale if regime != "text_only" else 1.0,
+              **({"pos_encoding": pos_encoding} if pos_encoding != "rope" else {}),
               **evaluate(model, task, device=device)}
     if parts is not None:
         model, adapter, vision, _ = load_image_model(final, device=device)
@@ -227,10 +297,16 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
 
 def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
               device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
-              steps_scale: float = 1.0, log=print, overwrite: bool = False) -> list[Path]:
-    """Run every planned run whose results file is missing (or all with ``force``); resumable at any point."""
+              steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = "rope") -> list[Path]:
+    """Run every planned run whose results file is missing (or all with ``force``); resumable at any point.
+
+    ``pos_encoding`` (an axis of every table: rope, learned, none) starts every regime from the text_only
+    checkpoint of that encoding (``text_only_<profile>_s<seed>_<x>pos``, trained first if missing) and
+    names every checkpoint and results file with the same ``_<x>pos`` suffix."""
+    pos_suffix(pos_encoding)  # validates
     commit = io.git_commit()
-    runs = planned_runs(profile, seeds, regimes, encoders, grounding_ablation_seeds)
+    runs = [dict(run, pos_encoding=pos_encoding) for run in planned_runs(profile, seeds, regimes, encoders,
+                                                                         grounding_ablation_seeds)]
     written = []
     for k, run in enumerate(runs, 1):
         name = results_name(run, profile, steps_scale)
@@ -250,11 +326,14 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
 
 
 # ---------------------------------------------------------------- the table, from results files
-def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0) -> list[dict]:
+def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0,
+                   pos_encoding: str | None = "rope") -> list[dict]:
     """Every regime results record of a profile (kind 'regime') with the table's step budget
-    (``steps_scale=None``: every budget, exploratory runs included)."""
+    (``steps_scale=None``: every budget, exploratory runs included) and positional encoding
+    (``pos_encoding=None``: every encoding)."""
     recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
-    return [r for r in recs if steps_scale is None or r.get("steps_scale", 1.0) == steps_scale]
+    return [r for r in recs if (steps_scale is None or r.get("steps_scale", 1.0) == steps_scale)
+            and (pos_encoding is None or r.get("pos_encoding", "rope") == pos_encoding)]
 
 
 def headline_table(records: list[dict], encoder: str = MAIN_ENCODER, metric: str = "ood_accuracy") -> list[dict]:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 from dataclasses import dataclass, field, asdict
 
 import torch
+
+# the colour cube and the shape family are tables (bindlib.profiles), re-exported here
+from .profiles import SHAPE_KINDS, SHAPE_STYLES, cube_colors, shape_family  # noqa: F401
 
 SPECIALS = ("PAD", "BOS", "CTX_END", "QUE", "QSHAPE", "NOISE", "IMG", "FILL")
 PAD, BOS, CTX_END, QUE, QSHAPE, NOISE, IMG, FILL = range(len(SPECIALS))
@@ -26,6 +28,10 @@ PAD, BOS, CTX_END, QUE, QSHAPE, NOISE, IMG, FILL = range(len(SPECIALS))
 # its sub-skills, used for logging the plateau and as curriculum aids.
 QUERY_KINDS = ("two_hop", "color_to_shape", "shape_to_item")
 ASSOCIATION_ORDERS = ("shuffled", "declared", "reversed")
+# "standard" is the paper's task.  "ordered", the positional positive control, lists the items alone in
+# declaration order (BOS c1 s1 ... cN sN CTX_END i1 ... iN QUE c_q -> i_q): the only route from the query
+# colour to its item goes through the object's slot.
+FORMATS = ("standard", "ordered")
 
 SPLITS = {"id": (2, 8), "ood": (9, 16)}
 
@@ -36,46 +42,6 @@ _ITEM_WORDS = (
 
 
 # ---------------------------------------------------------------- vocabulary
-@functools.lru_cache(maxsize=None)
-def cube_colors() -> tuple[tuple[int, int, int], ...]:
-    """The 6x6x6 RGB cube (216 colours), ordered so that any prefix is spread out.
-
-    Greedy farthest-point order from black: the first 16 colours are far apart,
-    which keeps small vocabularies visually distinct when a later chapter renders them.
-    """
-    levels = [0, 51, 102, 153, 204, 255]
-    cube = list(itertools.product(levels, repeat=3))
-    order = [cube.pop(0)]
-    dist = [sum((a - b) ** 2 for a, b in zip(c, order[0])) for c in cube]
-    while cube:
-        k = max(range(len(cube)), key=lambda i: (dist[i], -i))
-        chosen = cube.pop(k)
-        dist.pop(k)
-        order.append(chosen)
-        dist = [min(d, sum((a - b) ** 2 for a, b in zip(c, chosen))) for c, d in zip(cube, dist)]
-    return tuple(order)
-
-
-SHAPE_KINDS = ("poly", "star", "flower", "gear", "cross", "ring")
-SHAPE_STYLES = ("solid", "hollow", "split")
-
-
-@functools.lru_cache(maxsize=None)
-def shape_family() -> tuple[dict, ...]:
-    """A procedural family of 6 kinds x 12 sizes x 3 styles = 216 shapes.
-
-    Ordered so a prefix cycles through kinds first: small vocabularies get
-    shapes that differ in kind, not only in a vertex count.
-    """
-    out = []
-    for style in SHAPE_STYLES:
-        for j in range(12):
-            for kind in SHAPE_KINDS:
-                k = j + (3 if kind in ("poly", "flower") else 4 if kind in ("star", "ring") else 5 if kind == "gear" else 2)
-                out.append({"kind": kind, "k": k, "style": style, "name": f"{kind}{k}" + ("" if style == "solid" else f"-{style}")})
-    return tuple(out)
-
-
 @dataclass(frozen=True)
 class Vocab:
     n_colors: int = 16
@@ -138,8 +104,10 @@ class TaskConfig:
     n_items: int = 32
     id_range: tuple[int, int] = SPLITS["id"]
     ood_range: tuple[int, int] = SPLITS["ood"]
+    format: str = "standard"  # one of FORMATS
 
     def __post_init__(self):
+        line_width(self.format)  # validates
         object.__setattr__(self, "id_range", tuple(self.id_range))
         object.__setattr__(self, "ood_range", tuple(self.ood_range))
         vocab = self.vocab  # validates sizes
@@ -169,10 +137,10 @@ class TaskConfig:
         raise ValueError(f"unknown split {split!r}: allowed splits are 'id' and 'ood'.")
 
     def max_len(self, offset: int = 0) -> int:
-        return prompt_length(max(self.id_range[1], self.ood_range[1]), offset)
+        return prompt_length(max(self.id_range[1], self.ood_range[1]), offset, self.format)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict:  # the standard format is left out, so earlier checkpoints' configs are unchanged
+        return {k: v for k, v in asdict(self).items() if not (k == "format" and v == "standard")}
 
 
 def check_n_range(lo: int, hi: int, vocab: Vocab, what: str = "N") -> None:
@@ -188,9 +156,16 @@ def check_n_range(lo: int, hi: int, vocab: Vocab, what: str = "N") -> None:
         )
 
 
-def prompt_length(n: int, offset: int = 0) -> int:
-    """BOS + offset fillers + 2N context + CTX_END + 2N associations + QUE + query."""
-    return 4 + offset + 4 * n
+def line_width(fmt: str = "standard") -> int:
+    """Tokens per association line: shape + item (standard), or the item alone (ordered)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown task format {fmt!r}: allowed {FORMATS}.")
+    return 2 if fmt == "standard" else 1
+
+
+def prompt_length(n: int, offset: int = 0, fmt: str = "standard") -> int:
+    """BOS + offset fillers + 2N context + CTX_END + N association lines + QUE + query."""
+    return 4 + offset + (2 + line_width(fmt)) * n
 
 
 # ---------------------------------------------------------------- batches
@@ -270,25 +245,30 @@ def build_prompts(vocab: Vocab, colors, shapes, items, line_of, query_slot, n_ob
     """The prompt layout (the one place it is written): lay out prompts from their object fields.
 
     colors/shapes/items: [B, Nmax] token ids in declaration order (anything beyond a row's N is ignored);
-    line_of[b, k]: the association line of object k; query_slot: the queried object.
+    line_of[b, k]: the association line of object k (the identity in the 'ordered' format, ``meta["format"]``,
+    which has no shape on its lines: assoc_shape_pos is -1 there); query_slot: the queried object.
     """
+    fmt = (meta or {}).get("format", "standard")
+    w = line_width(fmt)
     B, nmax = colors.shape
     dev = colors.device
     slot = torch.arange(nmax, device=dev).expand(B, nmax)
     valid = slot < n_objects[:, None]
+    if w == 1 and bool(((line_of != slot) & valid).any()):
+        raise ValueError("the 'ordered' format lists items in declaration order: line_of must be the identity.")
     ctx0 = 1 + offset
     color_pos = ctx0 + 2 * slot
     shape_pos = color_pos + 1
-    assoc_shape_pos = ctx0 + 2 * n_objects[:, None] + 1 + 2 * line_of
-    assoc_item_pos = assoc_shape_pos + 1
-    query_pos = ctx0 + 4 * n_objects + 2
-    L = prompt_length(nmax, offset)
+    assoc_item_pos = ctx0 + 2 * n_objects[:, None] + 1 + w * line_of + (w - 1)
+    assoc_shape_pos = assoc_item_pos - 1 if w == 2 else torch.full_like(assoc_item_pos, -1)
+    query_pos = ctx0 + (2 + w) * n_objects + 2
+    L = prompt_length(nmax, offset, fmt)
 
     tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
     tokens[:, 0] = BOS
     tokens[:, 1:ctx0] = FILL
     rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
-    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_shape_pos, shapes), (assoc_item_pos, items)):
+    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_item_pos, items), (assoc_shape_pos, shapes))[:2 + w]:
         tokens[rows[valid], pos[valid]] = val[valid]
     r = torch.arange(B, device=dev)
     tokens[r, ctx0 + 2 * n_objects] = CTX_END
@@ -307,7 +287,7 @@ def build_prompts(vocab: Vocab, colors, shapes, items, line_of, query_slot, n_ob
         query_kind=[query_kind] * B, colors=pad(colors), shapes=pad(shapes), items=pad(items),
         color_pos=pad(color_pos), shape_pos=pad(shape_pos),
         assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
-        vocab=vocab, meta=dict(meta or {}, offset=offset),
+        vocab=vocab, meta=dict(meta or {}, offset=offset, format=fmt),
     )
 
 
@@ -323,6 +303,7 @@ def sample_batch(
     query_kind: str = "two_hop",
     device="cpu",
     generator: torch.Generator | None = None,
+    declared_share: float = 0.0,
 ) -> Batch:
     """Sample a batch of prompts.
 
@@ -330,8 +311,16 @@ def sample_batch(
     association_order: 'shuffled' (default), 'declared' (same order as the context) or 'reversed'.
     offset: number of FILL tokens after BOS, shifting every absolute position.
     query_kind: 'two_hop' (the task), 'color_to_shape' or 'shape_to_item' (its one-hop parts).
+    declared_share (the shortcut dial): with 'shuffled', this share of rows lists its associations in
+    declaration order, so the positional shortcut is valid on them.  cfg.format 'ordered' is always in
+    declaration order ('shuffled' and 'declared' are the same there).
     """
-    vocab = cfg.vocab
+    vocab, fmt = cfg.vocab, cfg.format
+    if fmt == "ordered" and association_order not in ("shuffled", "declared"):
+        raise ValueError(f"the 'ordered' format lists items in declaration order; association_order="
+                         f"{association_order!r} does not apply (use 'shuffled' or 'declared', the same there).")
+    if not 0.0 <= declared_share <= 1.0:
+        raise ValueError(f"declared_share={declared_share} is a share of prompts and must lie in 0..1.")
     split_lo_hi = cfg.split_range(split)  # validates the split name even when n is given
     if n is None:
         lo, hi = split_lo_hi
@@ -358,14 +347,19 @@ def sample_batch(
     shapes = _rand_perm_prefix(B, vocab.n_shapes, nmax, g, dev) + vocab.shape_offset
     items = _rand_perm_prefix(B, vocab.n_items, nmax, g, dev) + vocab.item_offset
     # order[b, m] = which object is listed m-th in the associations
-    if association_order == "shuffled":
+    if fmt == "ordered":
+        order = slot.clone()
+    elif association_order == "shuffled":
         order = torch.rand(B, nmax, generator=g, device=dev).masked_fill(~valid, 2.0).argsort(-1)
+        if declared_share > 0:  # extra draws only when the dial is on, so p = 0 keeps the stream
+            order = torch.where((torch.rand(B, generator=g, device=dev) < declared_share)[:, None], slot, order)
     elif association_order == "declared":
         order = slot.clone()
     else:
         order = torch.where(valid, n_obj[:, None] - 1 - slot, slot)
     q_slot = (torch.rand(B, generator=g, device=dev) * n_obj).long()
-    meta = {"split": split, "n_range": (lo, hi), "association_order": association_order}
+    meta = {"split": split, "n_range": (lo, hi), "association_order": association_order, "format": fmt,
+            **({"declared_share": declared_share} if declared_share else {})}
     return build_prompts(vocab, colors, shapes, items, order.argsort(-1), q_slot, n_obj, offset, query_kind, meta)
 
 
@@ -382,13 +376,15 @@ def concat_batches(*batches: Batch) -> Batch:
     return Batch(**out)
 
 
-def answer_from_tokens(tokens: list[int], vocab: Vocab) -> int:
-    """Reference solver: read a token list (a two-hop prompt) and return the answer token id."""
+def answer_from_tokens(tokens: list[int], vocab: Vocab, fmt: str = "standard") -> int:
+    """Reference solver: read a token list (a two-hop prompt of format ``fmt``) and return the answer token id."""
     toks = [int(t) for t in tokens if int(t) != PAD]
     end = toks.index(CTX_END)
     context = [t for t in toks[1:end] if t != FILL]
     color_to_shape = dict(zip(context[0::2], context[1::2]))
     que = len(toks) - 2
     assoc = toks[end + 1 : que]
+    if fmt == "ordered":  # the k-th item belongs to the k-th declared object
+        return assoc[context[0::2].index(toks[-1])]
     shape_to_item = dict(zip(assoc[0::2], assoc[1::2]))
     return shape_to_item[color_to_shape[toks[-1]]]

@@ -20,9 +20,10 @@ from . import io
 from .evaluate import steps_to_reach  # noqa: F401 (re-exported)
 from .io import resolve_device
 from .model import PROFILES, Transformer, ModelConfig, answer_logits
-from .packing import pack_queries
+from .packing import HOP_TARGETS, hop_loss, pack_queries
 from .profiles import image_token_count
-from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch
+from .state import resume_train_state, save_train_state
+from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
 from .vision.multimodal import ImageAdapter, Vision, VisionConfig, add_noise, grounding_loss, image_accuracy
 
 
@@ -79,8 +80,10 @@ class TrainConfig:
     packed: bool = False  # train on every object x query kind of each prompt at once (task.pack_queries)
     # Deep supervision of the intermediate hop (packed only): in stages with hop_weight > 0, the two-hop
     # query's residual after block ``hop_layer`` is read through the final LayerNorm and unembedding and
-    # asked for the queried colour's shape.
+    # asked for the queried colour's shape (hop_target "slot": the queried slot, packing.hop_loss).
     hop_layer: int | None = None
+    hop_target: str = "shape"
+    declared_share: float = 0.0  # the shortcut dial: this share of prompts lists associations in declared order
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
     # Image and noise stages: the encoder, image profile and noise width (a dict of its fields is converted).
     # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
@@ -99,6 +102,9 @@ class TrainConfig:
         if isinstance(self.vision, dict):
             self.vision = VisionConfig(**self.vision)
         self.model_config()  # validate the model overrides early
+        if self.hop_target not in HOP_TARGETS or not 0.0 <= self.declared_share <= 1.0:
+            raise ValueError(f"hop_target {self.hop_target!r} must be one of {HOP_TARGETS} and declared_share "
+                             f"{self.declared_share} a share of prompts in 0..1.")
         if self.uses_images and not self.vision.encoder:
             raise ValueError("a stage trains on images, but TrainConfig.vision names no encoder; "
                              "set vision=VisionConfig(encoder='project_cnn') (see bindlib.vision.encoders.ENCODERS).")
@@ -130,6 +136,9 @@ class TrainConfig:
         default_task = asdict(TaskConfig())
         d["task"] = {k: v for k, v in asdict(self.task).items() if v != default_task[k]}  # only what differs
         d["vision"] = self.vision.to_dict()
+        for k, default in (("hop_target", "shape"), ("declared_share", 0.0)):  # added later: left out at their
+            if d[k] == default:  # defaults, so earlier runs' saved configs (which resume compares) are unchanged
+                d.pop(k)
         return json.loads(json.dumps(d))
 
 
@@ -191,8 +200,16 @@ def _forward(model, inputs: dict, prompts, parts, length: int, want_final: bool)
     return logits, captured.get("x")
 
 
+def hop_head_for(cfg: TrainConfig, model) -> torch.nn.Module | None:
+    """The train-time slot readout of deep supervision with hop_target 'slot' (None otherwise)."""
+    if cfg.hop_target != "slot" or cfg.hop_layer is None or not any(s.hop_weight > 0 for s in cfg.stages):
+        return None
+    with seeded(cfg.seed + 29):
+        return torch.nn.Linear(model.cfg.d_model, max(cfg.task_config().id_range[1], cfg.task_config().ood_range[1]))
+
+
 def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device,
-                  parts: ImageParts | None = None) -> torch.Tensor:
+                  parts: ImageParts | None = None, hop_head: torch.nn.Module | None = None) -> torch.Tensor:
     """Cross-entropy on the answer token(s) of the batch for ``step`` (+ grounding on image steps)."""
     if not cfg.packed:
         batch, prompts = _prepare(training_batch(cfg, task, stage, step, device), cfg, stage, step, parts)
@@ -202,7 +219,8 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
         return loss + _grounding(model, parts, prompts, final, stage)
     n_range = stage.n_range or task.id_range
     kinds = [k for k in QUERY_KINDS if stage.mix.get(k, 0) > 0]
-    batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range), device=device)
+    batch = sample_batch(task, cfg.batch_size, cfg.seed * 1_000_003 + step, n=tuple(n_range), device=device,
+                         declared_share=cfg.declared_share)
     batch, prompts = _prepare(batch, cfg, stage, step, parts)
     packed = pack_queries(batch, kinds)
     mid = {}
@@ -222,9 +240,7 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
     weight = weight * (packed.target.flatten() >= 0)
     loss = (per_query * weight).sum() / weight.sum()
     if mid and stage.mix.get("two_hop", 0) > 0:
-        x = mid["x"].gather(1, packed.readout_pos[..., None].expand(-1, -1, mid["x"].shape[-1]))
-        hop_logits = model.unembed(model.ln_f(x)).flatten(0, 1).float()
-        loss = loss + stage.hop_weight * F.cross_entropy(hop_logits, packed.hop_target.flatten(), ignore_index=-100)
+        loss = loss + stage.hop_weight * hop_loss(model, mid["x"], packed, batch.colors.shape[1], cfg.hop_target, hop_head)
     return loss + _grounding(model, parts, prompts, final, stage)
 
 
@@ -246,7 +262,8 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
         given += size
         if size > 0:
             seed = (cfg.seed * 1_000_003 + step) * 7 + j
-            parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device))
+            parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device,
+                                      declared_share=cfg.declared_share))
     return concat_batches(*parts) if len(parts) > 1 else parts[0]
 
 
@@ -259,31 +276,9 @@ def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, dev
     return acc
 
 
-def _state_blobs(opt, step: int, history: list, wall: float, parts=None) -> tuple[bytes, dict]:
-    """Optimiser (and adapter) tensors as safetensors bytes, everything else as JSON: no pickle anywhere."""
-    from safetensors.torch import save as st_save
-
-    sd = opt.state_dict()
-    tensors = {f"opt.{i}.{k}": v.detach().cpu().contiguous() for i, st in sd["state"].items() for k, v in st.items()}
-    if parts is not None:
-        tensors.update({f"adapter.{k}": v.detach().cpu().contiguous() for k, v in parts.adapter.state_dict().items()})
-    return st_save(tensors), {"param_groups": sd["param_groups"], "step": step, "history": history, "wall": wall}
-
-
-def _save_state(path: Path, model, opt, step: int, history: list, cfg: TrainConfig, wall: float, parts=None) -> None:
-    """Write step-tagged weights and optimiser state, then model.json pointing at them, then prune.
-
-    A kill at any moment leaves model.json describing a complete, resumable step.
-    """
-    blob, state = _state_blobs(opt, step, history, wall, parts)
-    state_name, weights_name = f"train_state-{step:07d}.safetensors", f"model-{step:07d}.safetensors"
-    io.atomic_write(path / state_name, blob)
-    io.save_checkpoint(model, path, weights_name=weights_name,
-                       meta={"train_config": cfg.to_dict(), "step": step, "state_file": state_name,
-                             "state_sha256": io.sha256_bytes(blob), "state": state})
-    for old in list(path.glob("train_state-*")) + list(path.glob("model-*.safetensors")):
-        if old.name not in (state_name, weights_name):
-            old.unlink()
+def _extras(parts, hop_head) -> dict:
+    """The train-time modules saved beside the model: the image adapter (None for text) and the slot head."""
+    return {"adapter": parts.adapter if parts is not None else None, **({"hop_head": hop_head} if hop_head else {})}
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
@@ -302,7 +297,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         start, _ = io.load_checkpoint(io.REPO_ROOT / cfg.init_from, device=device, expect=cfg.model_config().to_dict())
         model.load_state_dict(start.state_dict())
     parts = build_image_parts(cfg, model, device)
-    params = list(model.parameters()) + (list(parts.adapter.parameters()) if parts else [])
+    hop_head = hop_head_for(cfg, model)
+    hop_head = hop_head.to(device) if hop_head is not None else None
+    params = [*model.parameters(), *(parts.adapter.parameters() if parts else []), *(hop_head.parameters() if hop_head else [])]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -310,7 +307,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     step, history, wall0 = 0, [], 0.0
     out = Path(out_dir) if out_dir else None
     if out and resume and (out / "model.json").exists():
-        step, history, wall0 = _resume(out, model, opt, cfg, device, parts)
+        step, history, wall0 = resume_train_state(out, model, opt, cfg, device, _extras(parts, hop_head))
         if log:
             log(f"resumed from {out} at step {step}")
     stage_offset = history[-1].get("stage_offset", 0) if history else 0
@@ -327,7 +324,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = training_loss(model, cfg, task, stage, step, device, parts)
+            loss = training_loss(model, cfg, task, stage, step, device, parts, hop_head)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -363,38 +360,10 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             if log and not progress:
                 log(json.dumps(rec))
             if out:
-                _save_state(out, model, opt, step, history, cfg, time.time() - t0, parts)
+                save_train_state(out, model, opt, step, history, cfg, time.time() - t0, _extras(parts, hop_head))
     if bar is not None:
         bar.close()
     model.eval()
     if parts is not None:
         parts.adapter.eval()
     return (model, history, parts) if with_parts else (model, history)
-
-
-def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None):
-    from safetensors.torch import load as st_load
-
-    saved, meta = io.load_checkpoint(out, device=device)
-    if meta.get("train_config") != cfg.to_dict():
-        raise io.CheckpointError(
-            f"{out} holds a run with a different training config; resume needs the same config. "
-            f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over."
-        )
-    if "state" not in meta:
-        raise io.CheckpointError(f"{out} holds a training state from before states were saved without pickle; "
-                                 f"delete {out} (or pass --fresh) to start over.")
-    blob = io.read_verified(out / meta["state_file"], meta.get("state_sha256"), out / "model.json",
-                            f"delete {out} (or pass --fresh) to start over")
-    tensors = {k: v.to(device) for k, v in st_load(blob).items()}
-    model.load_state_dict(saved.state_dict())
-    opt_state: dict = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = v.cpu() if name == "step" else v
-    opt.load_state_dict({"state": opt_state, "param_groups": meta["state"]["param_groups"]})
-    if parts is not None:
-        parts.adapter.load_state_dict({k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")})
-    state = meta["state"]
-    return state["step"], state["history"], state["wall"]

@@ -31,7 +31,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bindlib"
 MAX_LINES = 400
 
 FLOORS = {
-    "profiles": 0, "model": 1, "task": 1, "io": 2, "packing": 2, "evaluate": 2,
+    "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
     "vision.multimodal": 5, "vision.pretrain": 5, "train": 6, "recipes": 7, "migrate": 7,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,

@@ -9,10 +9,10 @@ checkpoints and ``interp.results`` reads their results files back.
 """
 from .knockouts import (head_knockout_sweep, image_target_sets, knockout, knockout_layers,  # noqa: F401
                         knockout_sweep, relative_change, target_sets)
-from .pairs import (Pairs, association_lines, correct_on_both, distinct_targets, make_pairs,  # noqa: F401
-                    readout_logits, requery)
+from .pairs import (Pairs, RebindPairs, association_lines, concat_rebind_pairs, correct_on_both,  # noqa: F401
+                    distinct_targets, make_pairs, make_rebind_pairs, readout_logits, rebind_pairs_from_base, requery)
 from .patching import (binding_score, interchange, interchange_record, patched_logits, position_swap,  # noqa: F401
-                       time_sweep)
+                       rebind, time_sweep)
 from .probes import fit_probe, identity_split, probe, role_positions  # noqa: F401
 from .toy import ToyBindingModel  # noqa: F401
 from ..task import build_prompts  # noqa: F401

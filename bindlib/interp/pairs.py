@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..task import Batch, TaskConfig, build_prompts, check_n_range, concat_batches, make_generator, sample_batch
+from ..task import (Batch, TaskConfig, build_prompts, check_n_range, concat_batches, line_width, make_generator,
+                    sample_batch)
 
 RESIDUAL_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
 
@@ -60,8 +61,9 @@ def argmax_item(logits: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 def association_lines(batch: Batch) -> torch.Tensor:
     """line_of[b, k]: the association line of object k (0 on padding)."""
+    w = line_width(batch.meta.get("format", "standard"))
     assoc0 = batch.color_pos[:, :1] + 2 * batch.n_objects[:, None] + 1  # color_pos[:, 0] = 1 + offset
-    return ((batch.assoc_shape_pos - assoc0) // 2).masked_fill(batch.colors < 0, 0)
+    return ((batch.assoc_item_pos - assoc0 - (w - 1)) // w).masked_fill(batch.colors < 0, 0)
 
 
 def requery(batch: Batch, slot) -> Batch:
@@ -150,6 +152,17 @@ def pairs_from_base(base: Batch, g: torch.Generator) -> Pairs:
     o = src_obj[r, q_s]
     x = _random_choice(valid & (slot != q_b) & (slot != q_s[:, None]) & (slot != o[:, None]), g)
 
+    if base.meta.get("format", "standard") == "ordered":
+        # Items belong to slots (line k = object k).  The source keeps the base's item list but trades the
+        # items on lines q_s and x, so its answer is i_x (REF); POS (the base's item at the source's slot
+        # q_s) and SYM (the base's item of the source's queried colour, i_o) are as in the standard design.
+        lines = base.items.clone()
+        lines[r, q_s], lines[r, x] = base.items[r, x], base.items[r, q_s]
+        source = build_prompts(base.vocab, base.colors.gather(1, src_obj), base.shapes.gather(1, src_obj), lines,
+                               association_lines(base), q_s, base.n_objects, base.meta.get("offset", 0), meta=base.meta)
+        return Pairs(base, source, positional=base.items[r, q_s], symbolic=base.items[r, o],
+                     reflexive=base.items[r, x], base_answer=base.target.clone(), source_objects=src_obj, traded_object=x)
+
     items_src = base.items.clone()  # object-indexed, with the items of o and x traded
     items_src[r, o], items_src[r, x] = base.items[r, x], base.items[r, o]
     source = build_prompts(
@@ -191,6 +204,9 @@ def make_pairs(task: TaskConfig, n_pairs: int, seed: int = 0, *, n: int | tuple[
     - s trades the items of o and of a third object x (x not in {q_s, o, q_b}), so s's answer is i_x;
     - targets: positional = i_{q_s}, symbolic = i_o, reflexive = i_x, base_answer = i_{q_b}
       (items as bound in b); pairs with colliding targets are rejected (none arise by construction).
+    - in the 'ordered' format (items listed by slot, no shapes on the lines) the source keeps the base's
+      item list and trades the items on lines q_s and x instead: POS = the base's item at the source's
+      slot, SYM = the base's item of the source's queried colour, REF = i_x, as above.
     Base and source have the same N, hence the same length, format and position ids.
     With ``model``, only pairs it answers correctly on both prompts are kept.
     """
@@ -227,3 +243,83 @@ def concat_pairs(parts: list[Pairs]) -> Pairs:
     return Pairs(concat_batches(*(p.base for p in parts)), concat_batches(*(p.source for p in parts)),
                  *(torch.cat([getattr(p, k) for p in parts]) for k in
                    ("positional", "symbolic", "reflexive", "base_answer", "source_objects", "traded_object")))
+
+
+# ============================================================== rebind pairs (colour versus bound shape)
+@dataclass
+class RebindPairs:
+    """Base/source pairs that re-pair colours with shapes and keep everything else of the query.
+
+    The source keeps every colour in its slot and asks the same colour at the same slot, but object k
+    now shows shape s_{pi(k)} (pi a derangement), declared on slot k's association line (the base's
+    slot -> line map, as in ``make_pairs``), with the item that shape has in the base, except that the
+    queried shape s_o (o = pi(q_b)) trades its item with a third shape s_x.  Targets, items of the base:
+      stay      i_{q_b}: the last token carries the query colour or its slot (the same in both prompts),
+                         or patching had no effect;
+      shape     i_o:     the last token carries the bound *shape* (the base retrieves s_o's item);
+      reflexive i_x:     the last token carries the answer item itself (the source's answer).
+    pos/sym/ref pairs cannot tell a query swap from routing; these can.  Only the 'standard' format has
+    shapes on its association lines, so only it has rebind pairs.
+    """
+
+    base: Batch
+    source: Batch
+    stay: torch.Tensor
+    shape: torch.Tensor
+    reflexive: torch.Tensor
+    shape_perm: torch.Tensor  # [M, Nmax] pi: source slot k shows base shape pi(k)
+    traded_object: torch.Tensor  # [M] x
+
+    FIELDS = ("stay", "shape", "reflexive", "shape_perm", "traded_object")
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def select(self, idx) -> "RebindPairs":
+        idx = torch.as_tensor(idx, device=self.base.tokens.device)
+        return RebindPairs(self.base.select(idx), self.source.select(idx), *(getattr(self, k)[idx] for k in self.FIELDS))
+
+    def stacked(self) -> Batch:
+        return concat_batches(self.base, self.source)
+
+    def targets(self) -> dict:
+        return {"stay": self.stay, "shape": self.shape, "reflexive": self.reflexive}
+
+
+def rebind_pairs_from_base(base: Batch, g: torch.Generator) -> RebindPairs:
+    """The rebind source of each base prompt (see ``RebindPairs``)."""
+    if base.meta.get("format", "standard") != "standard":
+        raise ValueError("rebind pairs re-pair colours with shapes, which only the 'standard' format binds to items.")
+    B, nmax = base.colors.shape
+    r = _rows(base.colors)
+    slot = torch.arange(nmax, device=r.device).expand(B, nmax)
+    valid = slot < base.n_objects[:, None]
+    perm = _random_derangements(base.n_objects, nmax, g)
+    q_b = base.query_slot
+    o = perm[r, q_b]
+    x = _random_choice(valid & (slot != q_b[:, None]) & (slot != o[:, None]), g)
+    items_by_shape = base.items.clone()  # indexed by base object: the item bound to base shape k, o and x traded
+    items_by_shape[r, o], items_by_shape[r, x] = base.items[r, x], base.items[r, o]
+    source = build_prompts(base.vocab, base.colors, base.shapes.gather(1, perm), items_by_shape.gather(1, perm),
+                           association_lines(base), q_b, base.n_objects, base.meta.get("offset", 0), meta=base.meta)
+    return RebindPairs(base, source, stay=base.target.clone(), shape=base.items[r, o], reflexive=base.items[r, x],
+                       shape_perm=perm, traded_object=x)
+
+
+def make_rebind_pairs(task: TaskConfig, n_pairs: int, seed: int = 0, *, n: int | tuple[int, int] | None = None,
+                      association_order: str = "shuffled", offset: int = 0, device="cpu") -> RebindPairs:
+    """``n_pairs`` rebind pairs (N >= 3 objects; default N in max(3, ID lo)..ID hi)."""
+    lo, hi = (max(3, task.id_range[0]), task.id_range[1]) if n is None else ((n, n) if isinstance(n, int) else n)
+    check_n_range(lo, hi, task.vocab)
+    if lo < 3:
+        raise ValueError(f"rebind pairs need N >= 3 objects so that three targets are distinct; got N={lo}.")
+    g = make_generator(seed, device)
+    base = sample_batch(task, n_pairs, n=(lo, hi), association_order=association_order, offset=offset,
+                        device=device, generator=g)
+    return rebind_pairs_from_base(base, g)
+
+
+def concat_rebind_pairs(parts: list[RebindPairs]) -> RebindPairs:
+    """Rows of several RebindPairs, in order."""
+    return RebindPairs(concat_batches(*(p.base for p in parts)), concat_batches(*(p.source for p in parts)),
+                       *(torch.cat([getattr(p, k) for p in parts]) for k in RebindPairs.FIELDS))

@@ -102,6 +102,22 @@ def _sweep_stacked(model, pairs: Pairs, layers: list[int], chunk: int):
     return torch.cat(patched), torch.cat(clean)
 
 
+@torch.no_grad()
+def rebind(model, pairs, layers=None, chunk: int = 256) -> dict:
+    """Patch the last token's residual entering each layer from a rebind source (``pairs.RebindPairs``); per
+    layer, the share of argmax outputs (over the base's in-context items) equal to each target, and other."""
+    layers = sorted(set(range(n_layers_of(model)) if layers is None else layers))
+    t0 = time.perf_counter()
+    patched, _ = _sweep_packed(model, pairs, layers, chunk)
+    per_layer = []
+    for j, layer in enumerate(layers):
+        pred = argmax_item(patched[:, j], pairs.base.items)
+        row = {"layer": layer, **{k: (pred == t).float().mean().item() for k, t in pairs.targets().items()}}
+        per_layer.append({**row, "other": max(0.0, 1.0 - row["stay"] - row["shape"] - row["reflexive"])})
+    return {"layers": layers, "n_pairs": len(pairs), "per_layer": per_layer, "patched_logits": patched,
+            "wall_seconds": time.perf_counter() - t0}
+
+
 def binding_score(p_sym: float, p_pos: float) -> float:
     """BS = (P_sym - P_pos) / (P_sym + P_pos): +1 purely symbolic, -1 purely positional, nan if neither."""
     total = p_sym + p_pos

@@ -30,7 +30,7 @@ from ..vision.multimodal import load_image_model
 from . import knockouts as K
 from . import patching as X
 from . import probes as R
-from .pairs import concat_pairs, correct_on_both, make_pairs, n_layers_of
+from .pairs import concat_pairs, concat_rebind_pairs, correct_on_both, make_pairs, make_rebind_pairs, n_layers_of
 
 KINDS = ("interchange", "knockout", "probe")
 
@@ -52,6 +52,8 @@ class Sizes:
     knockout_prompts: int = 128
     probe_prompts: int = 320
     probe_Cs: tuple = (0.1, 1.0, 10.0)
+    rebind_pairs: int = 400  # ID-length rebind pairs (colour vs bound shape; standard format only)
+    declared_pairs: int = 0  # ID-length pairs on declared-order prompts (the shortcut dial's second view)
     only_correct: bool = True  # keep only pairs / swap rows the model answers correctly
     seed: int = 0  # of every sample drawn here (not the training seed)
     extra: dict = field(default_factory=dict)
@@ -93,14 +95,22 @@ def missing_checkpoint_message(regime: str, seed: int, profile: str, encoder: st
             + f"): {path} does not exist. Make it with `{make}`.")
 
 
+def variant_dir(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None,
+                variant: str | None = None) -> Path:
+    """The checkpoint folder of a run, or of its variant: the folder name plus ``_<variant>`` (e.g. ``ordered``,
+    ``hopslot``, ``hopw0``, ``hopl2``, ``decl090``, ``learnedpos``: the suffixes ``train`` gives)."""
+    path = checkpoint_dir(regime, seed, profile, encoder)
+    return path.with_name(f"{path.name}_{variant.lstrip('_')}") if variant else path
+
+
 def existing_checkpoints(regimes=ANALYSED_REGIMES, seeds=SEEDS, profile: str = "cpu",
-                         encoder: str | None = None) -> list[dict]:
-    """Every (regime, seed) of the main encoder whose checkpoint exists, as dicts with its path."""
+                         encoder: str | None = None, variant: str | None = None) -> list[dict]:
+    """Every (regime, seed) of the main encoder whose checkpoint (or ``variant`` of it) exists, as dicts with its path."""
     found = []
     for regime in regimes:
         enc = (encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None
         for seed in seeds:
-            path = checkpoint_dir(regime, seed, profile, enc)
+            path = variant_dir(regime, seed, profile, enc, variant)
             if (path / "model.json").exists():
                 found.append({"regime": regime, "seed": seed, "encoder": enc, "path": path})
     return found
@@ -117,58 +127,113 @@ def load_for_analysis(path, device="cpu"):
 MIN_PAIRS = 20  # fewer pairs than this make no interchange measurement
 
 
-def correct_pairs(model, task, n_pairs: int, seed: int, n_range, device="cpu", max_draw_factor: int = 5):
+def correct_pairs(model, task, n_pairs: int, seed: int, n_range, device="cpu", max_draw_factor: int = 5,
+                  kind: str = "interchange", association_order: str = "shuffled"):
     """Up to ``n_pairs`` pairs that ``model`` answers correctly on both prompts (all pairs if model is None),
     drawn in rounds of 2 * n_pairs until enough are found or ``max_draw_factor * n_pairs`` were drawn.
 
     Unlike ``make_pairs(model=...)``, a weak model yields the pairs it does get right instead of an error.
-    Returns (pairs, number drawn).
+    kind: "interchange" (``make_pairs``) or "rebind" (``make_rebind_pairs``).  Returns (pairs, number drawn).
     """
+    if kind not in ("interchange", "rebind"):
+        raise ValueError(f"unknown pair kind {kind!r}: allowed 'interchange' and 'rebind'.")
+    make = make_pairs if kind == "interchange" else make_rebind_pairs
+
+    def draw(size, s):
+        return make(task, size, seed=s, n=n_range, device=device, association_order=association_order)
+
     if model is None:
-        return make_pairs(task, n_pairs, seed=seed, n=n_range, device=device), n_pairs
+        return draw(n_pairs, seed), n_pairs
     kept, total, drawn, rnd = [], 0, 0, 0
     while total < n_pairs and drawn < max_draw_factor * n_pairs:
-        pool = make_pairs(task, 2 * n_pairs, seed=seed + 1000 * rnd, n=n_range, device=device)
+        pool = draw(2 * n_pairs, seed + 1000 * rnd)
         drawn, rnd = drawn + len(pool), rnd + 1
         ok = correct_on_both(model, pool).nonzero().squeeze(1)[: n_pairs - total]
         if len(ok):
             kept.append(pool.select(ok))
             total += len(ok)
     if not kept:
-        return make_pairs(task, 1, seed=seed, n=n_range, device=device).select(torch.arange(0)), drawn
-    return concat_pairs(kept), drawn
+        return draw(1, seed).select(torch.arange(0)), drawn
+    return (concat_pairs(kept) if kind == "interchange" else concat_rebind_pairs(kept)), drawn
 
 
-def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
-    """IIA per layer at ID and OOD lengths, routing summaries, position-id swap, sweep timing."""
+def _interchange_split(model, task, sizes: Sizes, n_pairs: int, n_range, seed: int, device, order="shuffled"):
+    """One split's interchange record (or its error), the raw result (None on error) and the pairs."""
+    lo, hi = max(4, n_range[0]), n_range[1]
     model_for_pairs = model if sizes.only_correct else None
-    splits, timing = {}, None
-    for split, n_pairs, n_range in (("id", sizes.pairs, None), ("ood", sizes.ood_pairs, task.ood_range)):
-        if n_pairs <= 0:
-            continue
-        lo = max(4, (task.id_range if n_range is None else n_range)[0])
-        hi = (task.id_range if n_range is None else n_range)[1]
-        pairs, drawn = correct_pairs(model_for_pairs, task, n_pairs, sizes.seed + (0 if split == "id" else 1),
-                                     (lo, hi), device)
-        if len(pairs) < min(MIN_PAIRS, n_pairs):  # a model that fails most prompts of a split: say so in the file
-            splits[split] = {"n_range": [lo, hi], "n_pairs": 0, "pairs_drawn": drawn,
-                             "error": f"only {len(pairs)} of {drawn} pairs answered correctly on both prompts "
-                                      f"(fewer than {min(MIN_PAIRS, n_pairs)}); no interchange measurement at N {lo}..{hi}"}
-            continue
-        res = X.interchange(model, pairs)
-        if split == "id" and sizes.loop_pairs > 0:
-            timing = X.time_sweep(model, pairs, sizes.loop_pairs, packed=res, stacked=False)
-        rec = X.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
-        splits[split] = {"n_range": [lo, hi], "n_pairs": len(pairs), "pairs_drawn": drawn, "iia": rec["iia"],
-                         "per_layer": rec["per_layer"], "summary": rec["summary"],
-                         "sweep_seconds": _num(res["wall_seconds"], 3)}
-    batch = sample_batch(task, sizes.swap_prompts, sizes.seed + 2, n=task.id_range, device=device)
+    pairs, drawn = correct_pairs(model_for_pairs, task, n_pairs, seed, (lo, hi), device, association_order=order)
+    if len(pairs) < min(MIN_PAIRS, n_pairs):  # a model that fails most prompts of a split: say so in the file
+        return {"n_range": [lo, hi], "association_order": order, "n_pairs": 0, "pairs_drawn": drawn,
+                "error": f"only {len(pairs)} of {drawn} pairs answered correctly on both prompts "
+                         f"(fewer than {min(MIN_PAIRS, n_pairs)}); no interchange measurement at N {lo}..{hi}"}, None, pairs
+    res = X.interchange(model, pairs)
+    rec = X.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
+    return ({"n_range": [lo, hi], "association_order": order, "n_pairs": len(pairs), "pairs_drawn": drawn,
+             "iia": rec["iia"], "per_layer": rec["per_layer"], "summary": rec["summary"],
+             "sweep_seconds": _num(res["wall_seconds"], 3)}, res, pairs)
+
+
+def rebind_measure(model, task, sizes: Sizes, seed: int, device="cpu", order: str = "shuffled") -> dict:
+    """Rebind pairs (``pairs.RebindPairs``) at ID lengths: per layer the share of patched outputs that stay
+    (colour/slot carried), follow the bound shape, or follow the source's answer (REF)."""
+    lo, hi = max(3, task.id_range[0]), task.id_range[1]
+    pairs, drawn = correct_pairs(model if sizes.only_correct else None, task, sizes.rebind_pairs, seed, (lo, hi), device,
+                                 kind="rebind", association_order=order)
+    if len(pairs) < min(MIN_PAIRS, sizes.rebind_pairs):
+        return {"n_range": [lo, hi], "n_pairs": 0, "pairs_drawn": drawn,
+                "error": f"only {len(pairs)} of {drawn} rebind pairs answered correctly on both prompts"}
+    res = X.rebind(model, pairs)
+    return {"n_range": [lo, hi], "association_order": order, "n_pairs": len(pairs), "pairs_drawn": drawn,
+            "per_layer": res["per_layer"], "sweep_seconds": res["wall_seconds"]}
+
+
+def _attach_rebind(split_rec: dict, reb: dict) -> None:
+    """Put the rebind shares beside pos/sym/ref in each per-layer row, and read them at the routing layer."""
+    split_rec["rebind"] = reb
+    by_layer = {d["layer"]: d for d in reb.get("per_layer") or []}
+    for row in split_rec.get("per_layer") or []:
+        if row["layer"] in by_layer:
+            row.update({f"rebind_{k}": by_layer[row["layer"]][k] for k in ("stay", "shape", "reflexive", "other")})
+    d = by_layer.get((split_rec.get("summary") or {}).get("routing_layer"))
+    if d:
+        split_rec["summary"].update({f"rebind_{k}": d[k] for k in ("stay", "shape", "reflexive")})
+
+
+def _pooled_swap(model, task, sizes: Sizes, seed: int, device, order: str = "shuffled") -> dict:
+    batch = sample_batch(task, sizes.swap_prompts, seed, n=task.id_range, device=device, association_order=order)
     swaps = [X.position_swap(model, batch, i, j, only_correct=sizes.only_correct) for i, j in SWAPS]
     n_total = sum(s["n"] for s in swaps)
     pooled = {k: (sum(s[k] * s["n"] for s in swaps if s["n"]) / n_total if n_total else float("nan"))
               for k in ("flip_rate", "stay_rate", "other_rate")}
-    return _clean({"layers": list(range(n_layers_of(model))), "splits": splits,
-                   "position_swap": {"swaps": swaps, "n": n_total, **pooled}, "timing": timing})
+    return {"swaps": swaps, "n": n_total, "association_order": order, **pooled}
+
+
+def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
+    """IIA per layer at ID and OOD lengths, routing summaries, position-id swap, sweep timing; for the
+    standard format also rebind pairs per layer (beside pos/sym/ref) and, with ``sizes.declared_pairs``,
+    the same on declared-order prompts (split ``id_declared``, ``position_swap_declared``).
+
+    In the 'ordered' format the pairs are adapted (``pairs.pairs_from_base``): POS predicts the base's item
+    at the source's slot, SYM the base's item of the source's queried colour; there are no rebind pairs."""
+    splits, timing = {}, None
+    standard = task.format == "standard"
+    plan = [("id", sizes.pairs, task.id_range, "shuffled", 0), ("ood", sizes.ood_pairs, task.ood_range, "shuffled", 1)]
+    if standard and sizes.declared_pairs > 0:
+        plan.append(("id_declared", sizes.declared_pairs, task.id_range, "declared", 4))
+    for split, n_pairs, n_range, order, dseed in plan:
+        if n_pairs <= 0:
+            continue
+        rec, res, pairs = _interchange_split(model, task, sizes, n_pairs, n_range, sizes.seed + dseed, device, order)
+        if split == "id" and res is not None and sizes.loop_pairs > 0:
+            timing = X.time_sweep(model, pairs, sizes.loop_pairs, packed=res, stacked=False)
+        if standard and split in ("id", "id_declared") and sizes.rebind_pairs > 0 and res is not None:
+            _attach_rebind(rec, rebind_measure(model, task, sizes, sizes.seed + 5 + dseed, device, order))
+        splits[split] = rec
+    out = {"layers": list(range(n_layers_of(model))), "format": task.format, "splits": splits,
+           "position_swap": _pooled_swap(model, task, sizes, sizes.seed + 2, device), "timing": timing}
+    if standard and sizes.declared_pairs > 0:
+        out["position_swap_declared"] = _pooled_swap(model, task, sizes, sizes.seed + 6, device, "declared")
+    return _clean(out)
 
 
 HEAD_SETS = ("answer_item", "query_declaration", "random_answer_item")  # per-head knockouts (one layer, one head)

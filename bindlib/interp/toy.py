@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..model import allowed_keys
-from ..task import CTX_END, Vocab
+from ..task import CTX_END, Vocab, line_width
 
 # ============================================================== models with a known mechanism
 class _ToyAttention(nn.Module):
@@ -55,13 +55,18 @@ class ToyBindingModel(nn.Module):
     block 3: does nothing.  The read-out is 10 * ans.
     So at the last token, resid_pre of blocks 0-1 holds the query colour (patching there swaps the
     query: SYM for both), block 2 holds the pointer (POS or SYM), block 3 the answer itself (REF).
-    Offsets (filler prefixes) are not supported.
+    Offsets (filler prefixes) are not supported.  ``fmt='ordered'`` (positional only) reads the item lines
+    of the ordered format, where the positional mechanism solves every prompt.
     """
 
-    def __init__(self, vocab: Vocab, nmax: int, mechanism: str = "positional", sharpness: float = 30.0):
+    def __init__(self, vocab: Vocab, nmax: int, mechanism: str = "positional", sharpness: float = 30.0,
+                 fmt: str = "standard"):
         super().__init__()
         if mechanism not in ("positional", "symbolic"):
             raise ValueError(f"unknown mechanism {mechanism!r}: allowed 'positional' and 'symbolic'.")
+        if mechanism == "symbolic" and fmt != "standard":
+            raise ValueError("the symbolic toy retrieves by shape; the 'ordered' format has no shapes on its lines.")
+        self.line_width = line_width(fmt)
         V = vocab.size
         sizes = {"tok": V, "prev": V, "pos": 1, "ctx_end": 1, "slot": nmax, "shape": V, "ans": V}
         self.parts, start = {}, 0
@@ -129,7 +134,8 @@ class ToyBindingModel(nn.Module):
     @property
     def _retrieve_by_line(self):
         def score(x):
-            line = 2 * torch.arange(self.nmax, dtype=x.dtype, device=x.device) + 2  # item of line m sits at CTX_END + 2 + 2m
+            w = self.line_width  # item of line m sits at CTX_END + w (m + 1): 2m + 2 standard, m + 1 ordered
+            line = w * torch.arange(self.nmax, dtype=x.dtype, device=x.device) + w
             key_line = ((self.part(x, "pos") - self.part(x, "ctx_end") - line).abs() < 0.5).to(x.dtype)
             return self.S * (self.part(x, "slot") @ key_line.transpose(1, 2)) * self._item_keys(x)
         return score, lambda x: self.write("ans", self.part(x, "tok"))

@@ -1,0 +1,62 @@
+"""Resumable training state: step-tagged weights, optimiser and train-time modules, with no pickle.
+
+Tensors go to safetensors, everything else (step, history, wall time, param groups) to model.json.
+A kill at any moment leaves model.json describing a complete, resumable step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import io
+
+
+def save_train_state(path: Path, model, opt, step: int, history: list, cfg, wall: float, extras: dict) -> None:
+    """Save ``model``, ``opt`` and the modules in ``extras`` (e.g. the image adapter, None for text)."""
+    from safetensors.torch import save as st_save
+
+    sd = opt.state_dict()
+    tensors = {f"opt.{i}.{k}": v.detach().cpu().contiguous() for i, st in sd["state"].items() for k, v in st.items()}
+    for name, module in extras.items():
+        if module is not None:
+            tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
+    blob = st_save(tensors)
+    state_name, weights_name = f"train_state-{step:07d}.safetensors", f"model-{step:07d}.safetensors"
+    io.atomic_write(path / state_name, blob)
+    io.save_checkpoint(model, path, weights_name=weights_name,
+                       meta={"train_config": cfg.to_dict(), "step": step, "state_file": state_name,
+                             "state_sha256": io.sha256_bytes(blob),
+                             "state": {"param_groups": sd["param_groups"], "step": step, "history": history,
+                                       "wall": wall}})
+    for old in list(path.glob("train_state-*")) + list(path.glob("model-*.safetensors")):
+        if old.name not in (state_name, weights_name):
+            old.unlink()
+
+
+def resume_train_state(out: Path, model, opt, cfg, device, extras: dict):
+    """Load what ``save_train_state`` wrote into model, optimiser and ``extras``; return (step, history, wall)."""
+    from safetensors.torch import load as st_load
+
+    saved, meta = io.load_checkpoint(out, device=device)
+    if meta.get("train_config") != cfg.to_dict():
+        raise io.CheckpointError(
+            f"{out} holds a run with a different training config; resume needs the same config. "
+            f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over.")
+    if "state" not in meta:
+        raise io.CheckpointError(f"{out} holds a training state from before states were saved without pickle; "
+                                 f"delete {out} (or pass --fresh) to start over.")
+    blob = io.read_verified(out / meta["state_file"], meta.get("state_sha256"), out / "model.json",
+                            f"delete {out} (or pass --fresh) to start over")
+    tensors = {k: v.to(device) for k, v in st_load(blob).items()}
+    model.load_state_dict(saved.state_dict())
+    opt_state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = v.cpu() if name == "step" else v
+    opt.load_state_dict({"state": opt_state, "param_groups": meta["state"]["param_groups"]})
+    for name, module in extras.items():
+        if module is not None:
+            prefix = name + "."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    state = meta["state"]
+    return state["step"], state["history"], state["wall"]
