@@ -171,11 +171,10 @@ class Vision:
     @classmethod
     def for_profile(cls, encoder_name: str, profile: str = "cpu") -> "Vision":
         from . import encoders
-        from .render import RenderConfig
 
         p = VISION_PROFILES[profile]
         enc = encoders.profile_encoder(encoder_name, profile=profile)
-        return cls(enc, RenderConfig(canvas_size=p["canvas"]), p["patch"])
+        return cls(enc, encoders.render_config(encoder_name, profile), p["patch"])
 
     @property
     def dim(self) -> int:

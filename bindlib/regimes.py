@@ -305,3 +305,111 @@ def encoder_table(records: list[dict], regime: str = "image_text") -> list[dict]
             row[key] = _mean_sd([r["grounding_accuracy"][key] for r in rs])[0]
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------- image-stage recipes (issue 10: levers)
+# Named image curricula for the cpu profile, each continuing a text checkpoint: the image stage,
+# then the 20% image / 80% text mix. They use the feature pool and bf16 autocast (the fast path,
+# measured by `python -m bindlib bench-image`). Each lever changes one thing against "long":
+#   warm    adapter warm-up with the transformer frozen (LLaVA-style), then everything at 0.3x lr
+#   replay  text replay: 20% of the image stage's steps are text steps
+#   g0, g3  grounding weight 0 and 3 instead of 1
+IMAGE_RECIPE_SETTINGS = dict(batch_size=32, lr=1e-3, warmup=20, eval_every=100, eval_size=128, pool_size=4096)
+
+
+def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600) -> list:
+    from .train import Stage
+
+    mix = dict(IMAGE_STAGE_MIX)
+    warm = 300
+    recipes = {
+        "short": [Stage("image", 150, dict(mix), image=1.0, grounding=1.0), Stage("mix", 150, {"two_hop": 1.0}, image=IMAGE_SHARE)],
+        "long": [Stage("image", image_steps, dict(mix), image=1.0, grounding=1.0)],
+        "warm": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
+                 Stage("image", image_steps - warm, dict(mix), image=1.0, grounding=1.0, lr_scale=0.3)],
+        "replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0)],
+        "warm_replay": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
+                        Stage("image", image_steps - warm, dict(mix), image=0.8, grounding=1.0, lr_scale=0.3)],
+        "g0": [Stage("image", image_steps, dict(mix), image=1.0, grounding=0.0)],
+        "g3": [Stage("image", image_steps, dict(mix), image=1.0, grounding=3.0)],
+    }
+    if name not in recipes:
+        raise ValueError(f"unknown image recipe {name!r}: allowed {sorted(recipes)}.")
+    stages = recipes[name]
+    if name != "short":
+        lr_scale = stages[-1].lr_scale
+        stages.append(Stage("mix", mix_steps, {"two_hop": 1.0}, image=IMAGE_SHARE, lr_scale=lr_scale))
+    return stages
+
+
+IMAGE_RECIPES = ("short", "long", "warm", "replay", "warm_replay", "g0", "g3")
+
+
+def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
+                        device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
+                        mix_steps: int = 600):
+    from .encoders import ENCODERS
+    from .train import TrainConfig
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
+    s = IMAGE_RECIPE_SETTINGS
+    pool = s["pool_size"] if pool_size is None else pool_size
+    vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {})}
+    return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
+                       batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
+                       eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
+                       init_from=init_from or str(checkpoint_dir("text_only", seed, "cpu")), vision=vision, seed=seed,
+                       device=device, cpu_bf16=True)
+
+
+def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
+                     start: str | None = None) -> str:
+    tag = f"{recipe}_{encoder}_cpu_s{seed}_pool{pool_size}"
+    if image_steps != 1500 and recipe != "short":
+        tag += f"_img{image_steps}"
+    return tag + (f"_from_{start}" if start else "")
+
+
+def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str, commit: str,
+                     init_from: str | None = None, pool_size: int | None = None, image_steps: int = 1500,
+                     mix_steps: int = 600, progress: bool = False, log=print) -> tuple[str, dict]:
+    """Train one image recipe from a text checkpoint; return (name, results record) with the curve
+    (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding."""
+    import time
+
+    from .evaluate import evaluate
+    from .multimodal import load_image_model, save_adapter
+    from .train import train
+
+    t0 = time.time()
+    cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps)
+    pool = cfg.vision.get("pool_size", 0)
+    start = Path(init_from).name if init_from else None
+    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start)
+    final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
+    model, history, parts = train(cfg, out_dir=Path("runs") / f"imagestage_{tag}", progress=progress,
+                                  log=None if progress else log, with_parts=True)
+    meta = {"train_config": cfg.to_dict(), "regime": "image_text", "recipe": recipe, "profile": "cpu", "seed": seed,
+            "encoder": encoder, "init_from": cfg.init_from, "steps": history[-1]["step"] if history else 0,
+            "adapter": save_adapter(parts.adapter, final)}
+    io.save_checkpoint(model, final, dtype=torch.bfloat16, meta=meta)
+    model, adapter, vision, _ = load_image_model(final, device=device)
+    task = cfg.task_config()
+    record = {"kind": "image_recipe", "recipe": recipe, "regime": "image_text", "encoder": encoder, "profile": "cpu",
+              "seed": seed, "pool_size": pool, "init_from": cfg.init_from, **evaluate(model, task, device=device)}
+    record.update(_evaluate_images(model, adapter, vision, task, device))
+    if parts.pool is not None:
+        record["image_pool_accuracy"] = round(parts.pool.accuracy(model, adapter, task, 512, seed=41_000,
+                                                                  device=device), 4)
+    train_wall = history[-1]["wall_seconds"] if history else 0.0
+    record.update({
+        "targets": {"image_id_accuracy": 0.85, "id_accuracy": 0.95},
+        "meets_targets": bool(record["image_id_accuracy"] >= 0.85 and record["id_accuracy"] >= 0.95),
+        "steps": history[-1]["step"] if history else 0, "history": history,
+        "checkpoint": str(final.relative_to(io.REPO_ROOT)),
+        "checkpoint_sha256": io.read_checkpoint_meta(final)["sha256"], "train_config": cfg.to_dict(),
+        "provenance": io.provenance(command, device, time.time() - t0, commit=commit, train_seconds=train_wall,
+                                    steps_per_second=round(history[-1]["step"] / train_wall, 2) if train_wall else None),
+    })
+    return f"imagestage_{tag}", record

@@ -254,6 +254,22 @@ def _rand_perm_prefix(b: int, n_total: int, k: int, g, device) -> torch.Tensor:
     return torch.rand(b, n_total, generator=g, device=device).argsort(-1)[:, :k]
 
 
+def _given_objects(objects, B: int, lo: int, hi: int, colors, shapes, dev):
+    """Check and place given (n, colors, shapes) into the [B, hi] layout that sample_batch uses."""
+    n_obj, given_c, given_s = (torch.as_tensor(x, device=dev) for x in objects)
+    if n_obj.shape != (B,) or given_c.shape[0] != B or given_s.shape != given_c.shape:
+        raise ValueError(f"objects must be (n [B], colors [B, K], shapes [B, K]) with B={B}; got shapes "
+                         f"{tuple(n_obj.shape)}, {tuple(given_c.shape)}, {tuple(given_s.shape)}.")
+    if int(n_obj.min()) < lo or int(n_obj.max()) > hi:
+        raise ValueError(f"given objects have N in {int(n_obj.min())}..{int(n_obj.max())}, outside the range {lo}..{hi}.")
+    k = min(given_c.shape[1], hi)
+    valid = torch.arange(k, device=dev)[None, :] < n_obj[:, None]
+    colors, shapes = colors.clone(), shapes.clone()
+    colors[:, :k] = torch.where(valid, given_c[:, :k], colors[:, :k])
+    shapes[:, :k] = torch.where(valid, given_s[:, :k], shapes[:, :k])
+    return n_obj.long(), colors, shapes
+
+
 def sample_batch(
     cfg: TaskConfig,
     batch_size: int,
@@ -266,6 +282,7 @@ def sample_batch(
     query_kind: str = "two_hop",
     device="cpu",
     generator: torch.Generator | None = None,
+    objects: tuple | None = None,
 ) -> Batch:
     """Sample a batch of prompts.
 
@@ -273,6 +290,8 @@ def sample_batch(
     association_order: 'shuffled' (default), 'declared' (same order as the context) or 'reversed'.
     offset: number of FILL tokens after BOS, shifting every absolute position.
     query_kind: 'two_hop' (the task), 'color_to_shape' or 'shape_to_item' (its one-hop parts).
+    objects: optional (n_objects [B], colors [B, >=N], shapes [B, >=N]) vocab ids, -1 padded: use these
+    contexts (e.g. the scenes of a precomputed image pool) and sample only items, order and query.
     """
     vocab = cfg.vocab
     split_lo_hi = cfg.split_range(split)  # validates the split name even when n is given
@@ -301,6 +320,9 @@ def sample_batch(
     colors = _rand_perm_prefix(B, vocab.n_colors, nmax, g, dev) + vocab.color_offset
     shapes = _rand_perm_prefix(B, vocab.n_shapes, nmax, g, dev) + vocab.shape_offset
     items = _rand_perm_prefix(B, vocab.n_items, nmax, g, dev) + vocab.item_offset
+    if objects is not None:
+        n_obj, colors, shapes = _given_objects(objects, B, lo, hi, colors, shapes, dev)
+        valid = slot < n_obj[:, None]
 
     # order[b, m] = which object is listed m-th in the associations
     if association_order == "shuffled":

@@ -33,6 +33,8 @@ class Stage:
     image: float = 0.0  # share of this stage's steps that train on image-tokenized prompts (1.0: all)
     noise: bool = False  # insert unattendable NOISE tokens into text prompts (bindlib.multimodal)
     grounding: float = 0.0  # weight of the feature-grounding loss on image steps
+    freeze: str | None = None  # "lm": train only the image adapter (LLaVA-style warm-up); None: everything
+    lr_scale: float = 1.0  # this stage's learning rate is the schedule's times lr_scale
 
     def __post_init__(self):
         if self.steps < 1:
@@ -48,6 +50,10 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: image={self.image} is a share of steps and must lie in 0..1.")
         if self.grounding < 0:
             raise ValueError(f"stage {self.name!r}: grounding weight {self.grounding} must be >= 0.")
+        if self.freeze not in (None, "lm"):
+            raise ValueError(f"stage {self.name!r}: freeze={self.freeze!r}; allowed None (train all) or 'lm'.")
+        if self.lr_scale <= 0:
+            raise ValueError(f"stage {self.name!r}: lr_scale={self.lr_scale} must be > 0.")
 
     def is_image_step(self, step: int) -> bool:
         """Image steps are spread evenly: a share f of any run of consecutive steps."""
@@ -76,9 +82,12 @@ class TrainConfig:
     # asked for the queried colour's shape.
     hop_layer: int | None = None
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
-    # Image and noise stages: {"encoder": name, "profile": "cpu"|"paper", "noise_width": int|None}.
-    # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
+    # Image and noise stages: {"encoder": name, "profile": "cpu"|"paper", "noise_width": int|None,
+    # "pool_size": int, "pool_seed": int}. noise_width None pads every text context to the image-token
+    # count (SPEC: sequences reach image length). pool_size > 0: image steps draw scenes from a
+    # precomputed feature pool (bindlib.featurepool) instead of rendering and encoding each step.
     vision: dict = field(default_factory=dict)
+    cpu_bf16: bool = False  # bf16 autocast on the CPU too (a GPU always uses it); fp32 master weights
     seed: int = 0
     device: str = "cpu"
 
@@ -174,6 +183,7 @@ class ImageParts:
 
     vision: object
     adapter: torch.nn.Module
+    pool: object = None  # a featurepool.FeaturePool, when cfg.vision["pool_size"] is set
 
 
 def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
@@ -185,7 +195,13 @@ def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
     vision.encoder.to(device)
     torch.manual_seed(cfg.seed + 17)
     adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)
-    return ImageParts(vision, adapter)
+    pool = None
+    if cfg.vision.get("pool_size"):
+        from .featurepool import load_or_build_pool
+
+        pool = load_or_build_pool(vision, cfg.task_config(), int(cfg.vision["pool_size"]),
+                                  int(cfg.vision.get("pool_seed", 0)))
+    return ImageParts(vision, adapter, pool)
 
 
 def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: ImageParts | None):
@@ -194,7 +210,14 @@ def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: Ima
     if stage.image > 0 and stage.is_image_step(step):
         if parts is None:
             raise ValueError(f"stage {stage.name!r} has image steps but no image parts were built.")
-        prompts = parts.vision.prompts(batch, seed)
+        if parts.pool is not None:
+            task = cfg.task_config()
+            if tuple(stage.n_range or task.id_range) != tuple(task.id_range):
+                raise ValueError(f"stage {stage.name!r} asks for N in {stage.n_range}, but the feature pool holds "
+                                 f"ID scenes ({task.id_range}); drop n_range or the pool.")
+            prompts = parts.pool.prompts(task, parts.pool.indices(step, len(batch)), seed, device=batch.tokens.device)
+        else:
+            prompts = parts.vision.prompts(batch, seed)
         return prompts.batch, prompts
     if stage.noise:
         from .multimodal import add_noise
@@ -336,7 +359,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         if log:
             log(f"resumed from {out} at step {step}")
     stage_offset = history[-1].get("stage_offset", 0) if history else 0
-    use_bf16 = device.type == "cuda"
+    use_bf16 = device.type == "cuda" or cfg.cpu_bf16
     t0 = time.time() - wall0
     bar = None
     if progress:
@@ -347,7 +370,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     while step < cfg.total_steps and not done:
         stage_idx, stage = stage_at(step + stage_offset, cfg)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg) * stage.lr_scale
+        model.requires_grad_(stage.freeze != "lm")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = training_loss(model, cfg, task, stage, step, device, parts)
         opt.zero_grad(set_to_none=True)
@@ -360,7 +384,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if step % cfg.eval_every == 0 or step == cfg.total_steps:
-            rec = {"step": step, "stage": stage.name, "loss": round(loss.item(), 4), "lr": lr_at(step - 1, cfg),
+            rec = {"step": step, "stage": stage.name, "loss": round(loss.item(), 4), "lr": lr_at(step - 1, cfg) * stage.lr_scale,
                    "wall_seconds": round(time.time() - t0, 1)}
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
@@ -370,6 +394,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
                 rec["acc_image_two_hop"] = round(image_accuracy(model, parts.adapter, parts.vision, task, min(cfg.eval_size, 256),
                                                                 30_000, device), 4)
                 rec["encoder_seconds"] = round(parts.vision.seconds, 1)
+                if parts.pool is not None:
+                    rec["acc_image_pool_two_hop"] = round(parts.pool.accuracy(model, parts.adapter, task,
+                                                                              min(cfg.eval_size, 256), device=device), 4)
             if stage.n_range is not None:  # progress inside a curriculum stage
                 rec["acc_stage_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 20_000, device,
                                                                 n_range=stage.n_range), 4)
@@ -391,6 +418,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     if bar is not None:
         bar.close()
     model.eval()
+    model.requires_grad_(True)
     if parts is not None:
         parts.adapter.eval()
     return (model, history, parts) if with_parts else (model, history)
@@ -398,7 +426,12 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
 
 def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None):
     saved, meta = io.load_checkpoint(out, device=device)
-    if meta.get("train_config") != cfg.to_dict():
+    saved_cfg = meta.get("train_config")
+    try:  # fill in fields added since the run started (with their defaults) before comparing
+        saved_cfg = TrainConfig(**saved_cfg).to_dict()
+    except (TypeError, ValueError):
+        pass
+    if saved_cfg != cfg.to_dict():
         raise io.CheckpointError(
             f"{out} holds a run with a different training config; resume needs the same config. "
             f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over."
