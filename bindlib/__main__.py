@@ -148,119 +148,6 @@ def cmd_bench(args, argv) -> int:
     return 0
 
 
-def cmd_bench_image(args, argv) -> int:
-    """Image-stage steps/s of the old path (render + encode every step, fp32) and the new ones, in one run.
-
-    Variants are timed in interleaved rounds (so a change in machine load hits all of them alike);
-    each variant keeps its own model and optimiser, all started from the same text checkpoint.
-    """
-    import dataclasses
-    import statistics
-
-    from . import io
-    from .model import Transformer
-    from .regimes import regime_config
-    from .train import build_image_parts, training_loss
-
-    device = _device(args)
-    commit = io.git_commit()
-    base = regime_config("image_text", args.seed, "cpu", args.encoder, str(device))
-    variants = {"old: render+encode, fp32": dict(pool=0, bf16=False),
-                "pool, fp32": dict(pool=args.pool_size, bf16=False),
-                "render+encode, bf16": dict(pool=0, bf16=True),
-                "new: pool, bf16": dict(pool=args.pool_size, bf16=True)}
-    runs = {}
-    t_pool = time.time()
-    for name, v in variants.items():
-        cfg = dataclasses.replace(base, vision={**base.vision, **({"pool_size": v["pool"], "pool_seed": 0} if v["pool"] else {})},
-                                  cpu_bf16=v["bf16"])
-        torch.manual_seed(0)
-        model = Transformer(cfg.model_config()).to(device)
-        start, _ = io.load_checkpoint(cfg.init_from, device=device)
-        model.load_state_dict(start.state_dict())
-        t = time.time()
-        parts = build_image_parts(cfg, model, device)  # builds (or reads) the pool once
-        setup = time.time() - t
-        params = list(model.parameters()) + list(parts.adapter.parameters())
-        runs[name] = dict(cfg=cfg, model=model, parts=parts, opt=torch.optim.AdamW(params, lr=cfg.lr), times=[],
-                          setup_seconds=round(setup, 1), step=0)
-    pool_seconds = time.time() - t_pool
-    task, stage = base.task_config(), base.stages[0]
-
-    def one_step(r):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=r["cfg"].cpu_bf16 or device.type == "cuda"):
-            loss = training_loss(r["model"], r["cfg"], task, stage, r["step"], device, r["parts"])
-        r["opt"].zero_grad(set_to_none=True)
-        loss.backward()
-        r["opt"].step()
-        r["step"] += 1
-
-    for r in runs.values():
-        for _ in range(args.warmup):
-            one_step(r)
-    for _ in range(args.rounds):
-        for r in runs.values():
-            t = time.time()
-            for _ in range(args.steps):
-                one_step(r)
-            r["times"].append(args.steps / (time.time() - t))
-    rows = []
-    old = statistics.median(runs["old: render+encode, fp32"]["times"])
-    for name, r in runs.items():
-        rate = statistics.median(r["times"])
-        rows.append({"variant": name, "pool_size": r["cfg"].vision.get("pool_size", 0), "cpu_bf16": r["cfg"].cpu_bf16,
-                     "steps_per_second": round(rate, 3), "rounds": [round(x, 3) for x in r["times"]],
-                     "speedup_vs_old": round(rate / old, 2), "setup_seconds": r["setup_seconds"]})
-        print(json.dumps(rows[-1]))
-    new = next(x for x in rows if x["variant"].startswith("new"))
-    record = {"kind": "image_throughput", "encoder": args.encoder, "batch_size": base.batch_size, "stage": stage.name,
-              "steps_per_round": args.steps, "rounds": args.rounds, "warmup_steps": args.warmup, "rows": rows,
-              "target_speedup": 3.0, "speedup": new["speedup_vs_old"], "meets_target": new["speedup_vs_old"] >= 3.0,
-              "reference_old_steps_per_second_in_committed_runs": 0.63,
-              "setup_seconds_all_variants": round(pool_seconds, 1),
-              "provenance": io.provenance(_command_line(argv), device, 0.0, commit=commit)}
-    print(f"wrote {io.write_results(args.results, record)}")
-    return 0
-
-
-def cmd_image_stage(args, argv) -> int:
-    """Train one image recipe (bindlib.regimes.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
-    from . import io
-    from .regimes import run_image_recipe
-
-    device = _device(args)
-    commit = io.git_commit()
-    name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, _command_line(argv), commit,
-                                    init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
-                                    mix_steps=args.mix_steps, progress=not args.quiet)
-    path = io.write_results(args.results or name, record)
-    print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy", "meets_targets")}
-                     | {"image_pool_accuracy": record.get("image_pool_accuracy")}))
-    print(f"wrote {path}")
-    return 0
-
-
-def cmd_encoder_ceiling(args, argv) -> int:
-    """Per-object colour/shape accuracy of frozen features and the two-hop ceiling an oracle reads from them."""
-    from . import io
-    from .featurepool import oracle_ceiling
-    from .multimodal import Vision
-    from .task import TaskConfig
-
-    device = _device(args)
-    t0 = time.time()
-    out = {}
-    for name in args.encoders:
-        vision = Vision.for_profile(name, "cpu")
-        out[name] = oracle_ceiling(vision, TaskConfig(), args.train_scenes, args.test_scenes, seed=args.seed)
-        out[name]["render"] = {"grid": vision.render_cfg.grid, "object_size": vision.render_cfg.object_size}
-        print(name, json.dumps(out[name]))
-    record = {"kind": "encoder_ceiling", "encoders": out, "seed": args.seed,
-              "provenance": io.provenance(_command_line(argv), device, time.time() - t0)}
-    print(f"wrote {io.write_results(args.results, record)}")
-    return 0
-
-
 def cmd_evaluate(args, argv) -> int:
     from . import io
     from .evaluate import evaluate, evaluate_axes
@@ -283,10 +170,10 @@ def cmd_evaluate(args, argv) -> int:
 
 
 def cmd_pretrain_encoder(args, argv) -> int:
-    """Pretrain a project encoder (bindlib.pretrain), save the frozen trunk and a results file."""
-    from . import encoders as E
+    """Pretrain a project encoder (bindlib.vision.pretrain), save the frozen trunk and a results file."""
+    from .vision import encoders as E
     from . import io
-    from .pretrain import OBJECTIVE, PretrainConfig, pretrain
+    from .vision.pretrain import OBJECTIVE, PretrainConfig, pretrain
 
     device = _device(args)
     commit = io.git_commit()
@@ -301,8 +188,7 @@ def cmd_pretrain_encoder(args, argv) -> int:
     trunk, summary = pretrain(cfg, device=device, log=(lambda *_: None) if args.quiet else print)
     prov = io.provenance(_command_line(argv), device, summary["wall_seconds"], commit=commit)
     meta = {"objective": OBJECTIVE, "profile": args.profile,
-            "image_size": E.RENDER_PROFILES[args.profile].canvas_size,
-            "render": E.ENCODER_RENDER.get(args.name, {}),
+            "image_size": E.RENDER_PROFILES[args.profile].canvas_size, "render": E.ENCODER_RENDER.get(args.name, {}),
             "steps": summary["steps"], "stopped": summary["stopped"], "held_out": summary["held_out"],
             "pretrain_config": cfg.to_dict(), "provenance": prov}
     out = E.save_project_encoder(trunk, args.name, args.out or E.project_encoder_dir(args.name, args.profile), meta=meta)
@@ -316,8 +202,8 @@ def cmd_pretrain_encoder(args, argv) -> int:
 
 
 def cmd_reproduce(args, argv) -> int:
-    """Every run of the headline table (bindlib.regimes), skipping those whose results file exists."""
-    from .regimes import reproduce
+    """Every run of the headline table (bindlib.recipes), skipping those whose results file exists."""
+    from .recipes import reproduce
 
     device = _device(args)
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
@@ -330,7 +216,8 @@ def cmd_reproduce(args, argv) -> int:
 def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
     from . import io
-    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date
+    from .interp.runs import KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date
+    from .profiles import ANALYSED_REGIMES
 
     device = _device(args)
     commit = io.git_commit()
@@ -403,39 +290,6 @@ def main(argv=None) -> int:
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--results", default="throughput_cpu")
 
-    bi = sub.add_parser("bench-image", help="image-stage steps/s: old path (render+encode, fp32) vs feature pool + bf16")
-    bi.add_argument("--encoder", default="project_cnn")
-    bi.add_argument("--seed", type=int, default=0)
-    bi.add_argument("--pool-size", type=int, default=4096)
-    bi.add_argument("--steps", type=int, default=5, help="steps per variant per round")
-    bi.add_argument("--rounds", type=int, default=4)
-    bi.add_argument("--warmup", type=int, default=2)
-    bi.add_argument("--device", default="cpu")
-    bi.add_argument("--threads", type=int, default=1)
-    bi.add_argument("--results", default="throughput_image_stage_cpu")
-
-    ist = sub.add_parser("image-stage", help="train an image recipe (issue 10 levers) from a text checkpoint")
-    ist.add_argument("--recipe", required=True, help="a name from bindlib.regimes.IMAGE_RECIPES")
-    ist.add_argument("--seed", type=int, default=0)
-    ist.add_argument("--encoder", default="project_cnn_grid")
-    ist.add_argument("--init-from", help="text checkpoint to start from (default data/checkpoints/text_only_cpu_s<seed>)")
-    ist.add_argument("--pool-size", type=int, default=None, help="feature-pool scenes (0: render every step)")
-    ist.add_argument("--image-steps", type=int, default=1500)
-    ist.add_argument("--mix-steps", type=int, default=600)
-    ist.add_argument("--results", help="results file name (default imagestage_<recipe>_<encoder>_cpu_s<seed>_pool<P>)")
-    ist.add_argument("--device", default="cpu")
-    ist.add_argument("--threads", type=int, default=1)
-    ist.add_argument("--quiet", action="store_true")
-
-    ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
-    ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])
-    ec.add_argument("--train-scenes", type=int, default=1024)
-    ec.add_argument("--test-scenes", type=int, default=512)
-    ec.add_argument("--seed", type=int, default=0)
-    ec.add_argument("--device", default="cpu")
-    ec.add_argument("--threads", type=int, default=1)
-    ec.add_argument("--results", default="encoder_ceiling_cpu")
-
     e = sub.add_parser("evaluate", help="evaluate a checkpoint and write a results file")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--device", default="auto")
@@ -447,7 +301,7 @@ def main(argv=None) -> int:
     pe.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)
-    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.pretrain.PretrainConfig)")
+    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
     pe.add_argument("--time-budget", type=float, default=300.0, help="stop after this many seconds")
     pe.add_argument("--target", type=float, default=0.95, help="stop once held-out object-patch accuracy reaches it")
     pe.add_argument("--eval-every", type=int, default=100)
@@ -462,14 +316,14 @@ def main(argv=None) -> int:
     pe.add_argument("--tiny", action="store_true", help="a tiny trunk (tests only)")
     pe.add_argument("--quiet", action="store_true")
 
-    from .regimes import REGIMES, TABLE_ENCODERS
+    from .profiles import REGIMES, TABLE_ENCODERS
 
     r = sub.add_parser("reproduce", help="train and evaluate every regime x encoder x seed of the headline table")
     r.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     r.add_argument("--encoders", nargs="+", default=list(TABLE_ENCODERS),
-                   help="encoders of the image regimes (bindlib.encoders.ENCODERS)")
+                   help="encoders of the image regimes (bindlib.vision.encoders.ENCODERS)")
     r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
                    help="also run image_text without feature grounding for these seeds")
     r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
@@ -499,15 +353,19 @@ def main(argv=None) -> int:
     ip.add_argument("--device", default="cpu")
     ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
 
+    from .imagestage import add_commands
+
+    add_commands(sub)  # bench-image, image-stage, encoder-ceiling
     args = p.parse_args(argv)
     from .io import CheckpointError
 
     try:
+        if hasattr(args, "handler"):
+            return args.handler(args, _command_line(argv), _device(args))
         if args.cmd == "bench" and not args.profile:
             args.profile = ["cpu", "paper"]
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,
-                "pretrain-encoder": cmd_pretrain_encoder,
-                "bench-image": cmd_bench_image, "image-stage": cmd_image_stage, "encoder-ceiling": cmd_encoder_ceiling, "reproduce": cmd_reproduce,
+                "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce,
                 "interp": cmd_interp}[args.cmd](args, argv)
     except (ValueError, CheckpointError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -17,7 +17,11 @@ import torch.nn.functional as F
 
 from . import io
 from .model import PROFILES, Transformer, ModelConfig, answer_logits
-from .task import QUERY_KINDS, Batch, TaskConfig, pack_queries, sample_batch
+from .packing import pack_queries
+from .profiles import image_token_count
+from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch
+from .vision.featurepool import ImageParts, build_image_parts  # noqa: F401 (re-exported)
+from .vision.multimodal import add_noise, grounding_loss, image_accuracy
 
 
 @dataclass
@@ -84,8 +88,7 @@ class TrainConfig:
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
     # Image and noise stages: {"encoder": name, "profile": "cpu"|"paper", "noise_width": int|None,
     # "pool_size": int, "pool_seed": int}. noise_width None pads every text context to the image-token
-    # count (SPEC: sequences reach image length). pool_size > 0: image steps draw scenes from a
-    # precomputed feature pool (bindlib.featurepool) instead of rendering and encoding each step.
+    # count (SPEC: sequences reach image length). pool_size: image steps draw precomputed scenes (vision.featurepool).
     vision: dict = field(default_factory=dict)
     cpu_bf16: bool = False  # bf16 autocast on the CPU too (a GPU always uses it); fp32 master weights
     seed: int = 0
@@ -108,8 +111,6 @@ class TrainConfig:
 
     @property
     def noise_width(self) -> int:
-        from .multimodal import image_token_count
-
         return self.vision.get("noise_width") or image_token_count(self.vision.get("profile", self.profile))
 
     @property
@@ -164,64 +165,16 @@ def stage_at(step: int, cfg: TrainConfig) -> tuple[int, Stage]:
     return len(cfg.stages) - 1, cfg.stages[-1]
 
 
-def concat_batches(batches: list[Batch]) -> Batch:
-    first = batches[0]
-    out = {}
-    for k, v in first.__dict__.items():
-        if torch.is_tensor(v):
-            out[k] = torch.cat([b.__dict__[k] for b in batches])
-        elif k == "query_kind":
-            out[k] = [q for b in batches for q in b.query_kind]
-        else:
-            out[k] = v
-    return Batch(**out)
-
-
-@dataclass
-class ImageParts:
-    """What image steps need besides the language model: a Vision (frozen encoder + renderer) and the adapter."""
-
-    vision: object
-    adapter: torch.nn.Module
-    pool: object = None  # a featurepool.FeaturePool, when cfg.vision["pool_size"] is set
-
-
-def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
-    if not cfg.uses_images:
-        return None
-    from .multimodal import ImageAdapter, Vision
-
-    vision = Vision.for_profile(cfg.vision["encoder"], cfg.vision.get("profile", cfg.profile))
-    vision.encoder.to(device)
-    torch.manual_seed(cfg.seed + 17)
-    adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)
-    pool = None
-    if cfg.vision.get("pool_size"):
-        from .featurepool import load_or_build_pool
-
-        pool = load_or_build_pool(vision, cfg.task_config(), int(cfg.vision["pool_size"]),
-                                  int(cfg.vision.get("pool_seed", 0)))
-    return ImageParts(vision, adapter, pool)
-
-
 def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: ImageParts | None):
     """Turn a sampled text batch into this step's input: image prompts, noised text, or the text itself."""
     seed = cfg.seed * 1_000_003 + step
     if stage.image > 0 and stage.is_image_step(step):
         if parts is None:
             raise ValueError(f"stage {stage.name!r} has image steps but no image parts were built.")
-        if parts.pool is not None:
-            task = cfg.task_config()
-            if tuple(stage.n_range or task.id_range) != tuple(task.id_range):
-                raise ValueError(f"stage {stage.name!r} asks for N in {stage.n_range}, but the feature pool holds "
-                                 f"ID scenes ({task.id_range}); drop n_range or the pool.")
-            prompts = parts.pool.prompts(task, parts.pool.indices(step, len(batch)), seed, device=batch.tokens.device)
-        else:
-            prompts = parts.vision.prompts(batch, seed)
+        prompts = (parts.vision.prompts(batch, seed) if parts.pool is None else
+                   parts.pool.step_prompts(cfg.task_config(), stage, step, len(batch), seed, batch.tokens.device))
         return prompts.batch, prompts
     if stage.noise:
-        from .multimodal import add_noise
-
         return add_noise(batch, cfg.noise_width, seed=seed + 1), None
     return batch, None
 
@@ -280,8 +233,6 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
 def _grounding(model, parts, prompts, final, stage: Stage):
     if prompts is None or stage.grounding <= 0:
         return 0.0
-    from .multimodal import grounding_loss
-
     g = grounding_loss(model, parts.adapter, prompts, final)
     return stage.grounding * (g["to_words"] + g["to_region"])
 
@@ -298,7 +249,7 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
         if size > 0:
             seed = (cfg.seed * 1_000_003 + step) * 7 + j
             parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device))
-    return concat_batches(parts) if len(parts) > 1 else parts[0]
+    return concat_batches(*parts) if len(parts) > 1 else parts[0]
 
 
 @torch.no_grad()
@@ -389,8 +340,6 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
             if parts is not None:
-                from .multimodal import image_accuracy
-
                 rec["acc_image_two_hop"] = round(image_accuracy(model, parts.adapter, parts.vision, task, min(cfg.eval_size, 256),
                                                                 30_000, device), 4)
                 rec["encoder_seconds"] = round(parts.vision.seconds, 1)
@@ -426,11 +375,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
 
 def _resume(out: Path, model, opt, cfg: TrainConfig, device, parts=None):
     saved, meta = io.load_checkpoint(out, device=device)
-    saved_cfg = meta.get("train_config")
-    try:  # fill in fields added since the run started (with their defaults) before comparing
+    saved_cfg = meta.get("train_config") or {}
+    if set(saved_cfg) <= set(cfg.to_dict()):  # fields added since the run started take their defaults
         saved_cfg = TrainConfig(**saved_cfg).to_dict()
-    except (TypeError, ValueError):
-        pass
     if saved_cfg != cfg.to_dict():
         raise io.CheckpointError(
             f"{out} holds a run with a different training config; resume needs the same config. "

@@ -2,25 +2,11 @@
 import pytest
 import torch
 
-from bindlib import featurepool as FP
-from bindlib.multimodal import Vision
-from bindlib.render import RenderConfig, place_objects
-from bindlib.task import TaskConfig, sample_batch
+from bindlib.task import TaskConfig
+from bindlib.vision import featurepool as FP
+from bindlib.vision.multimodal import Vision
+from bindlib.vision.render import RenderConfig, place_objects
 from bindlib.train import Stage, TrainConfig, train
-
-
-def test_sample_batch_with_given_objects_keeps_them_and_resamples_the_rest():
-    task = TaskConfig()
-    ref = sample_batch(task, 6, seed=1, n=(2, 8))
-    a = sample_batch(task, 6, seed=2, n=(2, 8), objects=(ref.n_objects, ref.colors, ref.shapes))
-    b = sample_batch(task, 6, seed=3, n=(2, 8), objects=(ref.n_objects, ref.colors, ref.shapes))
-    assert torch.equal(a.colors, ref.colors) and torch.equal(a.shapes, ref.shapes)
-    assert torch.equal(a.n_objects, ref.n_objects)
-    assert not torch.equal(a.items, b.items)  # the text parts are fresh
-    rows = torch.arange(6)
-    assert torch.equal(a.tokens[rows, a.query_pos], a.colors[rows, a.query_slot])
-    with pytest.raises(ValueError, match="outside the range"):
-        sample_batch(task, 6, seed=2, n=(2, 3), objects=(ref.n_objects.clamp(min=5), ref.colors, ref.shapes))
 
 
 def test_grid_render_puts_each_object_in_one_cell():
@@ -54,6 +40,12 @@ def test_pool_is_built_once_keyed_and_epochs_cover_it(pool_dir):
     p = pool.prompts(task, torch.arange(4), seed=5)
     assert p.features.shape == (4, 49, vision.dim) and p.batch.tokens.shape[0] == 4
     assert p.object_patches[torch.arange(4), 0].any(-1).all()
+    # the pictures stay, the text parts (items, order, query) are fresh on every use
+    q = pool.prompts(task, torch.arange(4), seed=6)
+    assert torch.equal(p.batch.colors, pool.colors[:4]) and torch.equal(q.batch.shapes, pool.shapes[:4])
+    assert not torch.equal(p.batch.items, q.batch.items)
+    rows = torch.arange(4)
+    assert torch.equal(p.batch.target, p.batch.items[rows, p.batch.query_slot])
 
 
 def test_training_with_a_pool_and_a_frozen_warmup(pool_dir, tmp_path):
@@ -89,3 +81,11 @@ def test_oracle_ceiling_reports_a_share():
     out = FP.oracle_ceiling(vision, TaskConfig(), n_train=32, n_test=16, steps=20)
     assert 0.0 <= out["two_hop_ceiling"] <= out["found_queried_object"] + 1e-9 <= 1.0 + 1e-9
     assert out["queries"] > 0
+
+
+def test_image_commands_fail_with_one_clear_line(capsys):
+    from bindlib.__main__ import main
+
+    assert main(["image-stage", "--recipe", "nope", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown image recipe 'nope'" in err[0] and "warm" in err[0]

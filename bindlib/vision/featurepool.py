@@ -3,7 +3,7 @@
 An image step used to render 32 scenes and run the frozen encoder on them; on two CPU cores that
 is a third of the step. With a pool, image steps draw scenes from the pool instead (epochs over
 it, a fresh permutation per epoch) and sample only the text parts of each prompt afresh: the
-items, the association order and the query (``task.sample_batch(objects=...)``). No step renders
+items, the association order and the query (laid out by ``task.build_prompts``). No step renders
 or encodes. Evaluation keeps rendering fresh scenes, so what the pool size costs in
 generalisation is measured, not assumed (``image_accuracy`` on fresh scenes against
 ``FeaturePool.accuracy`` on pool scenes).
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from .io import REPO_ROOT, atomic_write
+from ..io import atomic_write
+from ..profiles import REPO_ROOT
 
 POOL_DIR = REPO_ROOT / "runs" / "feature_pools"
 POOL_VERSION = 1  # bump when the pool's layout or sampling changes
@@ -68,17 +69,31 @@ class FeaturePool:
 
     def prompts(self, task, idx, seed: int, query_kind: str = "two_hop", device="cpu"):
         """ImagePrompts over pool scenes ``idx``, with freshly sampled items, association order and query."""
+        from ..task import build_prompts, make_generator
         from .multimodal import ImagePrompts, _context_start, relayout_context
-        from .task import sample_batch
 
         idx = torch.as_tensor(idx, dtype=torch.long)
-        objects = (self.n_objects[idx], self.colors[idx], self.shapes[idx])
-        b = sample_batch(task, len(idx), seed, n=tuple(task.id_range), query_kind=query_kind, objects=objects,
-                         device="cpu")
+        n, colors, shapes = self.n_objects[idx], self.colors[idx], self.shapes[idx]
+        B, nmax = colors.shape
+        voc = task.vocab
+        g = make_generator(seed, "cpu")
+        items = torch.rand(B, voc.n_items, generator=g).argsort(-1)[:, :nmax] + voc.item_offset
+        valid = torch.arange(nmax)[None, :] < n[:, None]
+        line_of = torch.rand(B, nmax, generator=g).masked_fill(~valid, 2.0).argsort(-1).argsort(-1)
+        q_slot = (torch.rand(B, generator=g) * n).long()
+        b = build_prompts(voc, colors, shapes, items, line_of, q_slot, n, 0, query_kind,
+                          {"split": "id", "n_range": tuple(task.id_range), "association_order": "shuffled"})
         T = self.features.shape[1]
         img = relayout_context(b, T, "image").to(device)
         return ImagePrompts(img, self.features[idx].to(device, torch.float32), self.object_patches[idx].to(device),
                             _context_start(b))
+
+    def step_prompts(self, task, stage, step: int, batch_size: int, seed: int, device="cpu"):
+        """The image prompts of training step ``step`` (a stage asking for other N than the pool's fails)."""
+        if tuple(stage.n_range or task.id_range) != tuple(task.id_range):
+            raise ValueError(f"stage {stage.name!r} asks for N in {stage.n_range}, but the feature pool holds ID "
+                             f"scenes ({task.id_range}); drop the stage's n_range or the pool (vision pool_size).")
+        return self.prompts(task, self.indices(step, batch_size), seed, device=device)
 
     @torch.no_grad()
     def accuracy(self, model, adapter, task, size: int = 256, seed: int = 40_000, device="cpu") -> float:
@@ -94,14 +109,44 @@ class FeaturePool:
         return (pred == p.batch.target).float().mean().item()
 
 
+def pool_for(vision, settings: dict, task) -> FeaturePool | None:
+    """The pool a TrainConfig's ``vision`` settings ask for (``pool_size``, ``pool_seed``), or None."""
+    if not settings.get("pool_size"):
+        return None
+    return load_or_build_pool(vision, task, int(settings["pool_size"]), int(settings.get("pool_seed", 0)))
+
+
+@dataclass
+class ImageParts:
+    """What image steps need besides the language model: a Vision (frozen encoder + renderer), the adapter,
+    and the feature pool when the config asks for one."""
+
+    vision: object
+    adapter: torch.nn.Module
+    pool: FeaturePool | None = None
+
+
+def build_image_parts(cfg, model, device) -> ImageParts | None:
+    """The image parts of a TrainConfig (None when no stage uses images)."""
+    from .multimodal import ImageAdapter, Vision
+
+    if not cfg.uses_images:
+        return None
+    vision = Vision.for_profile(cfg.vision["encoder"], cfg.vision.get("profile", cfg.profile))
+    vision.encoder.to(device)
+    torch.manual_seed(cfg.seed + 17)
+    adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)
+    return ImageParts(vision, adapter, pool_for(vision, cfg.vision, cfg.task_config()))
+
+
 def pool_path(vision, key: str, directory=None) -> Path:
     return Path(directory or POOL_DIR) / f"{vision.encoder.name}_{key}.safetensors"
 
 
 def build_pool(vision, task, size: int, seed: int, chunk: int = 128, log=None) -> FeaturePool:
     """Render ``size`` ID scenes (N in task.id_range) from ``seed`` and encode them once."""
+    from ..task import sample_batch
     from .render import patch_grid, render_batch
-    from .task import sample_batch
 
     if size < 1:
         raise ValueError(f"pool size {size} must be >= 1.")
