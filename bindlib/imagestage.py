@@ -27,7 +27,7 @@ from .vision.multimodal import Vision, load_image_model, save_adapter
 # then the 20% image / 80% text mix. They use the feature pool and bf16 autocast (the fast path,
 # measured by `python -m bindlib bench-image`). Each lever changes one thing against "long":
 #   warm    adapter warm-up with the transformer frozen (LLaVA-style), then everything at 0.3x lr
-#   replay  text replay: 20% of the image stage's steps are text steps
+#   replay  text replay: 20% of the image stage's steps are text steps (replay50: half of them)
 #   g0, g3  grounding weight 0 and 3 instead of 1
 IMAGE_RECIPE_SETTINGS = dict(batch_size=32, lr=1e-3, warmup=20, eval_every=100, eval_size=128, pool_size=4096)
 
@@ -43,6 +43,9 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
         "replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0)],
         "warm_replay": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
                         Stage("image", image_steps - warm, dict(mix), image=0.8, grounding=1.0, lr_scale=0.3)],
+        "replay50": [Stage("image", image_steps, dict(mix), image=0.5, grounding=1.0)],
+        "warm_replay50": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
+                          Stage("image", image_steps - warm, dict(mix), image=0.5, grounding=1.0, lr_scale=0.3)],
         "g0": [Stage("image", image_steps, dict(mix), image=1.0, grounding=0.0)],
         "g3": [Stage("image", image_steps, dict(mix), image=1.0, grounding=3.0)],
     }
@@ -55,7 +58,7 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
     return stages
 
 
-IMAGE_RECIPES = ("short", "long", "warm", "replay", "warm_replay", "g0", "g3")
+IMAGE_RECIPES = ("short", "long", "warm", "replay", "warm_replay", "replay50", "warm_replay50", "g0", "g3")
 
 
 def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
@@ -194,7 +197,7 @@ def cmd_bench_image(args, command: str, device) -> int:
 
 
 def cmd_image_stage(args, command: str, device) -> int:
-    """Train one image recipe (bindlib.regimes.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
+    """Train one image recipe (bindlib.imagestage.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
     commit = io.git_commit()
     name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, command, commit,
                                     init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
@@ -237,7 +240,7 @@ def add_commands(sub) -> None:
     bi.add_argument("--results", default="throughput_image_stage_cpu")
 
     ist = sub.add_parser("image-stage", help="train an image recipe (issue 10 levers) from a text checkpoint")
-    ist.add_argument("--recipe", required=True, help="a name from bindlib.regimes.IMAGE_RECIPES")
+    ist.add_argument("--recipe", required=True, help="a name from bindlib.imagestage.IMAGE_RECIPES")
     ist.add_argument("--seed", type=int, default=0)
     ist.add_argument("--encoder", default="project_cnn_grid")
     ist.add_argument("--init-from", help="text checkpoint to start from (default data/checkpoints/text_only_cpu_s<seed>)")
