@@ -234,7 +234,7 @@ def cmd_pretrain_encoder(args, argv) -> int:
     trunk, summary = pretrain(cfg, device=device, log=(lambda *_: None) if args.quiet else print)
     prov = io.provenance(_command_line(argv), device, summary["wall_seconds"], commit=commit)
     meta = {"objective": OBJECTIVE, "profile": args.profile,
-            "image_size": E.RENDER_PROFILES[args.profile].canvas_size,
+            "image_size": E.RENDER_PROFILES[args.profile].canvas_size, "render": E.ENCODER_RENDER.get(args.name, {}),
             "steps": summary["steps"], "stopped": summary["stopped"], "held_out": summary["held_out"],
             "pretrain_config": cfg.to_dict(), "provenance": prov}
     out = E.save_project_encoder(trunk, args.name, out, meta=meta)
@@ -322,6 +322,8 @@ def main(argv=None) -> int:
         if args.cmd == "bench" and not args.profile:
             args.profile = ["cpu", "paper"]
         io.begin_run(args.allow_dirty)
+        if hasattr(args, "handler"):  # commands registered by their own module (bindlib.imagestage)
+            return args.handler(args, _command_line(argv), _device(args))
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,
                 "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce,
                 "interp": cmd_interp}[args.cmd](args, argv)

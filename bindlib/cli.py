@@ -21,7 +21,8 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (`{self.prog} --help` lists the flags)")
 
 
-RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp")
+RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
+                    "bench-image", "image-stage", "encoder-ceiling")
 
 
 def build_parser(description: str) -> Parser:
@@ -77,7 +78,7 @@ def build_parser(description: str) -> Parser:
                         "0 8 32 64; 0 is always included); writes position_shift_<checkpoint>.json")
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
-    pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit"])
+    pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit", "project_cnn_grid"])
     pe.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)
@@ -136,6 +137,10 @@ def build_parser(description: str) -> Parser:
     ip.add_argument("--results-dir", help="where to write (default data/results)")
     ip.add_argument("--device", default="cpu")
     ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+
+    from .imagestage import add_commands
+
+    add_commands(sub)  # bench-image, image-stage, encoder-ceiling (each with its own handler)
 
     m = sub.add_parser("migrate", help="make paths in results and checkpoint metadata repo-relative, add manifests")
     m.add_argument("--checkpoints-dir", default=None, help="default data/checkpoints")

@@ -37,7 +37,10 @@ def resume_train_state(out: Path, model, opt, cfg, device, extras: dict):
     from safetensors.torch import load as st_load
 
     saved, meta = io.load_checkpoint(out, device=device)
-    if meta.get("train_config") != cfg.to_dict():
+    saved_cfg = meta.get("train_config") or {}
+    if set(saved_cfg) <= set(cfg.to_dict()):  # fields added since the run started take their defaults
+        saved_cfg = type(cfg)(**saved_cfg).to_dict()
+    if saved_cfg != cfg.to_dict():
         raise io.CheckpointError(
             f"{out} holds a run with a different training config; resume needs the same config. "
             f"Use another --run-dir folder, or delete {out} (or pass --fresh) to start over.")

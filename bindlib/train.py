@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import namedtuple
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from .packing import HOP_TARGETS, hop_loss, pack_queries
 from .profiles import image_token_count
 from .state import resume_train_state, save_train_state
 from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
-from .vision.multimodal import ImageAdapter, Vision, VisionConfig, add_noise, grounding_loss, image_accuracy
+from .vision.featurepool import ImageParts, build_image_parts  # noqa: F401 (re-exported)
+from .vision.multimodal import VisionConfig, add_noise, grounding_loss, image_accuracy
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Stage:
     image: float = 0.0  # share of this stage's steps that train on image-tokenized prompts (1.0: all)
     noise: bool = False  # insert unattendable NOISE tokens into text prompts (bindlib.multimodal)
     grounding: float = 0.0  # weight of the feature-grounding loss on image steps
+    freeze: str | None = None  # "lm": train only the image adapter (LLaVA-style warm-up); None: everything
+    lr_scale: float = 1.0  # this stage's learning rate is the schedule's times lr_scale
 
     def __post_init__(self):
         if self.steps < 1:
@@ -55,6 +57,10 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: image={self.image} is a share of steps and must lie in 0..1.")
         if self.grounding < 0:
             raise ValueError(f"stage {self.name!r}: grounding weight {self.grounding} must be >= 0.")
+        if self.freeze not in (None, "lm"):
+            raise ValueError(f"stage {self.name!r}: freeze={self.freeze!r}; allowed None (train all) or 'lm'.")
+        if self.lr_scale <= 0:
+            raise ValueError(f"stage {self.name!r}: lr_scale={self.lr_scale} must be > 0.")
 
     def is_image_step(self, step: int) -> bool:
         """Image steps are spread evenly: a share f of any run of consecutive steps."""
@@ -85,9 +91,10 @@ class TrainConfig:
     hop_target: str = "shape"
     declared_share: float = 0.0  # the shortcut dial: this share of prompts lists associations in declared order
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
-    # Image and noise stages: the encoder, image profile and noise width (a dict of its fields is converted).
+    # Image and noise stages: encoder, image profile, noise width and feature pool (a dict of its fields is converted).
     # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
     vision: VisionConfig = field(default_factory=VisionConfig)
+    cpu_bf16: bool = False  # bf16 autocast on the CPU too (a GPU always uses it); fp32 master weights
     seed: int = 0
     device: str = "cpu"
 
@@ -136,9 +143,15 @@ class TrainConfig:
         default_task = asdict(TaskConfig())
         d["task"] = {k: v for k, v in asdict(self.task).items() if v != default_task[k]}  # only what differs
         d["vision"] = self.vision.to_dict()
-        for k, default in (("hop_target", "shape"), ("declared_share", 0.0)):  # added later: left out at their
-            if d[k] == default:  # defaults, so earlier runs' saved configs (which resume compares) are unchanged
+        # fields added later are left out at their defaults, so earlier runs' saved configs (which resume
+        # and the manifests compare) are unchanged
+        for k, default in (("hop_target", "shape"), ("declared_share", 0.0), ("cpu_bf16", False)):
+            if d[k] == default:
                 d.pop(k)
+        for st in d["stages"]:
+            for k, default in (("freeze", None), ("lr_scale", 1.0)):
+                if st[k] == default:
+                    st.pop(k)
         return json.loads(json.dumps(d))
 
 
@@ -159,27 +172,14 @@ def stage_at(step: int, cfg: TrainConfig) -> tuple[int, Stage]:
     return len(cfg.stages) - 1, cfg.stages[-1]
 
 
-# What image steps need besides the language model: a Vision (frozen encoder + renderer) and the adapter.
-ImageParts = namedtuple("ImageParts", "vision adapter")
-
-
-def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
-    if not cfg.uses_images:
-        return None
-    vision = Vision.for_profile(cfg.vision.encoder, cfg.vision.profile or cfg.profile)
-    vision.encoder.to(device)
-    torch.manual_seed(cfg.seed + 17)
-    adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)
-    return ImageParts(vision, adapter)
-
-
 def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: ImageParts | None):
     """Turn a sampled text batch into this step's input: image prompts, noised text, or the text itself."""
     seed = cfg.seed * 1_000_003 + step
     if stage.image > 0 and stage.is_image_step(step):
         if parts is None:
             raise ValueError(f"stage {stage.name!r} has image steps but no image parts were built.")
-        prompts = parts.vision.prompts(batch, seed)
+        prompts = (parts.vision.prompts(batch, seed) if parts.pool is None else
+                   parts.pool.step_prompts(cfg.task_config(), stage, step, len(batch), seed, batch.tokens.device))
         return prompts.batch, prompts
     if stage.noise:
         return add_noise(batch, cfg.noise_width, seed=seed + 1), None
@@ -311,7 +311,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
         if log:
             log(f"resumed from {out} at step {step}")
     stage_offset = history[-1].get("stage_offset", 0) if history else 0
-    use_bf16 = device.type == "cuda"
+    use_bf16 = device.type == "cuda" or cfg.cpu_bf16
     t0 = time.time() - wall0
     bar = None
     if progress:
@@ -322,7 +322,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     while step < cfg.total_steps and not done:
         stage_idx, stage = stage_at(step + stage_offset, cfg)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg) * stage.lr_scale
+        model.requires_grad_(stage.freeze != "lm")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = training_loss(model, cfg, task, stage, step, device, parts, hop_head)
         opt.zero_grad(set_to_none=True)
@@ -335,7 +336,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if step % cfg.eval_every == 0 or step == cfg.total_steps:
-            rec = {"step": step, "stage": stage.name, "loss": round(loss.item(), 4), "lr": lr_at(step - 1, cfg),
+            rec = {"step": step, "stage": stage.name, "loss": round(loss.item(), 4), "lr": lr_at(step - 1, cfg) * stage.lr_scale,
                    "wall_seconds": round(time.time() - t0, 1)}
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
@@ -343,6 +344,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
                 rec["acc_image_two_hop"] = round(image_accuracy(model, parts.adapter, parts.vision, task, min(cfg.eval_size, 256),
                                                                 30_000, device), 4)
                 rec["encoder_seconds"] = round(parts.vision.seconds, 1)
+                if parts.pool is not None:
+                    rec["acc_image_pool_two_hop"] = round(parts.pool.accuracy(model, parts.adapter, task,
+                                                                              min(cfg.eval_size, 256), device=device), 4)
             if stage.n_range is not None:  # progress inside a curriculum stage
                 rec["acc_stage_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 20_000, device,
                                                                 n_range=stage.n_range), 4)
@@ -364,6 +368,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     if bar is not None:
         bar.close()
     model.eval()
+    model.requires_grad_(True)
     if parts is not None:
         parts.adapter.eval()
     return (model, history, parts) if with_parts else (model, history)

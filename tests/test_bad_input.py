@@ -41,7 +41,7 @@ def impossible_range(tmp_path):
 def unknown_encoder(tmp_path):
     return lambda: E.get_encoder("resnet9"), (
         "unknown encoder 'resnet9': allowed ('resnet152', 'vit_b16', 'dinov3', 'dinov2', 'random_cnn', 'pixels', "
-        "'project_cnn', 'project_vit').")
+        "'project_cnn', 'project_vit', 'project_cnn_grid').")
 
 
 def missing_checkpoint(tmp_path):

@@ -116,7 +116,7 @@ def test_unknown_encoder_name_lists_the_allowed_ones():
     with pytest.raises(ValueError) as err:
         E.get_encoder("resnet50")
     assert all(name in str(err.value) for name in E.ENCODERS)
-    assert set(E.ENCODERS) == {*HUB, "random_cnn", "pixels", "project_cnn", "project_vit"}
+    assert set(E.ENCODERS) == {*HUB, "random_cnn", "pixels", "project_cnn", "project_vit", "project_cnn_grid"}
 
 
 # ---------------------------------------------------------------- controls

@@ -9,9 +9,11 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
     3  vision.hub                    Hugging Face encoders
     4  vision.encoders               the encoder registry and the project encoders
     5  vision.multimodal, vision.pretrain
+  5.5  vision.featurepool            precomputed scenes and features; the image parts of training
     6  train
     7  recipes                       the recipes, regimes and the headline table
        migrate                       bringing committed files up to the current format
+  7.5  imagestage                    image-stage recipes (levers), their runs, image throughput
     8  interp.pairs, interp.toy
     9  interp.patching, interp.knockouts, interp.probes, interp.results
    10  interp.runs, interp (the package's short-cut names)
@@ -33,7 +35,8 @@ MAX_LINES = 400
 FLOORS = {
     "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
-    "vision.multimodal": 5, "vision.pretrain": 5, "train": 6, "recipes": 7, "migrate": 7,
+    "vision.multimodal": 5, "vision.pretrain": 5, "vision.featurepool": 5.5, "train": 6, "recipes": 7, "migrate": 7,
+    "imagestage": 7.5,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
     "interp.results": 9, "interp.runs": 10, "interp": 10,
     "book.exercises": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14, "cli": 14,

@@ -58,7 +58,12 @@ PROFILES = tuple(RENDER_PROFILES)
 PROJECT_CONFIGS = {
     "project_cnn": ConvNetConfig(patch=16, width=32, dim=128),
     "project_vit": SmallViTConfig(image_size=112, patch=16, dim=128, n_layers=4, n_heads=4),
+    # project_cnn's architecture, pretrained and used on grid-aligned scenes (ENCODER_RENDER): one object
+    # per 16 px patch, so every object's whole shape lies in one token's cell.
+    "project_cnn_grid": ConvNetConfig(patch=16, width=32, dim=128),
 }
+# Render options an encoder was pretrained with and must be used with (RenderConfig fields).
+ENCODER_RENDER = {"project_cnn_grid": {"grid": 16}}
 # ... and their paper-scale versions (224 px, 196 tokens), pretrained with --profile paper into
 # data/encoders/<name>_paper/.
 PAPER_PROJECT_CONFIGS = {
@@ -68,6 +73,13 @@ PAPER_PROJECT_CONFIGS = {
 # The random-features control at each profile: project_cnn's architecture, untrained.
 RANDOM_CNN_CONFIGS = {"cpu": PROJECT_CONFIGS["project_cnn"], "paper": PAPER_PROJECT_CONFIGS["project_cnn"]}
 PRETRAIN_COMMAND = "python -m bindlib pretrain-encoder --name {name}"
+
+
+def render_config(name: str, profile: str = "cpu") -> RenderConfig:
+    """The scenes encoder ``name`` sees at ``profile``: the profile's canvas plus its ENCODER_RENDER options."""
+    _check_profile(profile)
+    extra = ENCODER_RENDER.get(name, {})
+    return RenderConfig(canvas_size=RENDER_PROFILES[profile].canvas_size, **extra) if extra else RENDER_PROFILES[profile]
 
 
 def _check_profile(profile: str) -> None:
@@ -166,7 +178,7 @@ def load_project_encoder(name: str, path: str | Path | None = None, image_size: 
 
 def tiny_config(name: str):
     """A tiny config of the same architecture family, for offline shape tests (random weights)."""
-    if name in ("random_cnn", "project_cnn"):
+    if name in ("random_cnn", "project_cnn", "project_cnn_grid"):
         return ConvNetConfig(width=4, dim=8)
     if name == "project_vit":
         return SmallViTConfig(dim=16, n_layers=1, n_heads=2)
@@ -210,6 +222,7 @@ _BUILDERS = {
     "pixels": PixelEncoder,
     "project_cnn": lambda **kw: project_encoder("project_cnn", **kw),
     "project_vit": lambda **kw: project_encoder("project_vit", **kw),
+    "project_cnn_grid": lambda **kw: project_encoder("project_cnn_grid", **kw),
 }
 ENCODERS = tuple(_BUILDERS)
 

@@ -38,11 +38,13 @@ from .render import RenderConfig, patch_grid, render_batch
 class VisionConfig:
     """What image and noise stages need, in one place: the frozen encoder (a name from
     bindlib.vision.encoders.ENCODERS), the image profile (None: the training profile) and the width
-    of a noised context block (None: the profile's image-token count)."""
+    of a noised context block (None: the profile's image-token count), and the feature pool."""
 
     encoder: str | None = None
     profile: str | None = None
     noise_width: int | None = None
+    pool_size: int = 0  # > 0: image steps draw from this many precomputed scenes (vision.featurepool)
+    pool_seed: int = 0
 
     def __post_init__(self):
         if self.encoder is not None and self.encoder not in encoders.ENCODERS:
@@ -53,7 +55,11 @@ class VisionConfig:
             raise ValueError(f"noise_width={self.noise_width} must be >= 1.")
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """Only what is set (pool fields when a pool is used), so earlier runs' saved configs compare equal."""
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        if not self.pool_size:
+            d.pop("pool_size"), d.pop("pool_seed")
+        return d
 
 
 # ---------------------------------------------------------------- context re-layout
@@ -187,7 +193,7 @@ class Vision:
     def for_profile(cls, encoder_name: str, profile: str = "cpu") -> "Vision":
         p = VISION[profile]
         enc = encoders.profile_encoder(encoder_name, profile=profile)
-        return cls(enc, RenderConfig(canvas_size=p["canvas"]), p["patch"])
+        return cls(enc, encoders.render_config(encoder_name, profile), p["patch"])
 
     @property
     def dim(self) -> int:

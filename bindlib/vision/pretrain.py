@@ -73,7 +73,7 @@ class PretrainConfig:
         return TaskConfig(**self.task)
 
     def render_config(self) -> RenderConfig:
-        return E.RENDER_PROFILES[self.profile]
+        return E.render_config(self.name, self.profile)
 
     def net_cfg(self):
         base = E.project_config(self.name, self.profile)

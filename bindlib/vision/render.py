@@ -170,9 +170,22 @@ class RenderConfig:
     max_attempts: int = 100  # rejection-sampling draws per object before the layout restarts
     max_restarts: int = 8  # fresh layouts to try before the grid fallback (crowded canvases jam)
     supersample: int = 4  # subpixels per pixel side for anti-aliased edges
+    # grid > 0: every object fills one whole cell of a grid of this pitch (set it to the encoder's patch,
+    # so that each object is exactly one patch token); cells are drawn at random, so placement stays
+    # random, at patch resolution. 0: free placement (the default).
+    grid: int = 0
 
     def __post_init__(self):
         scaled = max(1, round(self.canvas_size / 56))
+        if self.grid:
+            if self.grid < 4 or self.canvas_size % self.grid:
+                raise ValueError(f"grid={self.grid} must be >= 4 and divide canvas_size={self.canvas_size}.")
+            for name, value in (("object_size", self.grid), ("margin", 0), ("min_gap", 0)):
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
+            if self.object_size != self.grid or self.margin or self.min_gap:
+                raise ValueError(f"grid={self.grid} places one object per cell: leave object_size, margin and "
+                                 f"min_gap unset (they become {self.grid}, 0 and 0).")
         if self.object_size is None:
             object.__setattr__(self, "object_size", round(self.canvas_size / 7))
         if self.margin is None:
@@ -269,9 +282,13 @@ def place_objects(n: int, cfg: RenderConfig, rng: np.random.Generator) -> np.nda
     Rejection sampling gives uniformly scattered layouts.  Sequential placement can jam a
     crowded canvas (about 1 layout in 4 at N=16 on 224 px), so it restarts up to
     max_restarts times before a shuffled, jittered grid takes over.
-    Deterministic given the rng's state.
+    Deterministic given the rng's state. With ``cfg.grid``, n distinct random cells of the grid.
     """
     _check_fits(n, cfg)
+    if cfg.grid:
+        side = cfg.canvas_size // cfg.grid
+        cells = rng.permutation(side * side)[:n]
+        return np.stack([cells % side, cells // side], axis=1).astype(np.int64) * cfg.grid
     for _ in range(1 + cfg.max_restarts):
         corners = _rejection_layout(n, cfg, rng)
         if corners is not None:

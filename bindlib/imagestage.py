@@ -1,0 +1,271 @@
+"""The image stage that learns (issue 10): named image curricula (levers), their runs, and the
+image-stage throughput benchmark, with their command-line subcommands.
+
+    python -m bindlib bench-image                        # steps/s: old path vs feature pool + bf16, one run
+    python -m bindlib encoder-ceiling                    # what frozen features allow (oracle two-hop ceiling)
+    python -m bindlib image-stage --recipe warm --seed 0 # one lever's curve and final results
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from . import io
+from .evaluate import evaluate
+from .profiles import MAIN_ENCODER, checkpoint_dir
+from .recipes import IMAGE_SHARE, IMAGE_STAGE_MIX, _evaluate_images, regime_config
+from .train import Stage, TrainConfig, train
+from .vision.featurepool import build_image_parts, oracle_ceiling
+from .vision.multimodal import Vision, load_image_model, save_adapter
+
+
+# ---------------------------------------------------------------- image-stage recipes (issue 10: levers)
+# Named image curricula for the cpu profile, each continuing a text checkpoint: the image stage,
+# then the 20% image / 80% text mix. They use the feature pool and bf16 autocast (the fast path,
+# measured by `python -m bindlib bench-image`). Each lever changes one thing against "long":
+#   warm    adapter warm-up with the transformer frozen (LLaVA-style), then everything at 0.3x lr
+#   replay  text replay: 20% of the image stage's steps are text steps (replay50: half of them)
+#   g0, g3  grounding weight 0 and 3 instead of 1
+IMAGE_RECIPE_SETTINGS = dict(batch_size=32, lr=1e-3, warmup=20, eval_every=100, eval_size=128, pool_size=4096)
+
+
+def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600) -> list:
+    mix = dict(IMAGE_STAGE_MIX)
+    warm = 300
+    recipes = {
+        "short": [Stage("image", 150, dict(mix), image=1.0, grounding=1.0), Stage("mix", 150, {"two_hop": 1.0}, image=IMAGE_SHARE)],
+        "long": [Stage("image", image_steps, dict(mix), image=1.0, grounding=1.0)],
+        "warm": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
+                 Stage("image", image_steps - warm, dict(mix), image=1.0, grounding=1.0, lr_scale=0.3)],
+        "replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0)],
+        "warm_replay": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
+                        Stage("image", image_steps - warm, dict(mix), image=0.8, grounding=1.0, lr_scale=0.3)],
+        "replay50": [Stage("image", image_steps, dict(mix), image=0.5, grounding=1.0)],
+        "warm_replay50": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
+                          Stage("image", image_steps - warm, dict(mix), image=0.5, grounding=1.0, lr_scale=0.3)],
+        "g0": [Stage("image", image_steps, dict(mix), image=1.0, grounding=0.0)],
+        "g3": [Stage("image", image_steps, dict(mix), image=1.0, grounding=3.0)],
+    }
+    if name not in recipes:
+        raise ValueError(f"unknown image recipe {name!r}: allowed {sorted(recipes)}.")
+    stages = recipes[name]
+    if name != "short":
+        lr_scale = stages[-1].lr_scale
+        stages.append(Stage("mix", mix_steps, {"two_hop": 1.0}, image=IMAGE_SHARE, lr_scale=lr_scale))
+    return stages
+
+
+IMAGE_RECIPES = ("short", "long", "warm", "replay", "warm_replay", "replay50", "warm_replay50", "g0", "g3")
+
+
+def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
+                        device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
+                        mix_steps: int = 600):
+    from .vision.encoders import ENCODERS
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
+    s = IMAGE_RECIPE_SETTINGS
+    pool = s["pool_size"] if pool_size is None else pool_size
+    vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {})}
+    return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
+                       batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
+                       eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
+                       init_from=init_from or str(checkpoint_dir("text_only", seed, "cpu")), vision=vision, seed=seed,
+                       device=device, cpu_bf16=True)
+
+
+def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
+                     start: str | None = None) -> str:
+    tag = f"{recipe}_{encoder}_cpu_s{seed}_pool{pool_size}"
+    if image_steps != 1500 and recipe != "short":
+        tag += f"_img{image_steps}"
+    return tag + (f"_from_{start}" if start else "")
+
+
+def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str, commit: str,
+                     init_from: str | None = None, pool_size: int | None = None, image_steps: int = 1500,
+                     mix_steps: int = 600, progress: bool = False, log=print, overwrite: bool = False,
+                     results: str | None = None) -> tuple[str, dict]:
+    """Train one image recipe from a text checkpoint; return (name, results record) with the curve
+    (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding."""
+    t0 = time.time()
+    cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps)
+    pool = cfg.vision.pool_size
+    start = Path(init_from).name if init_from else None
+    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start)
+    final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
+    for path in (final, io.RESULTS_DIR / f"{results or 'imagestage_' + tag}.json"):  # before any work
+        io.refuse_overwrite(path, overwrite)
+    model, history, parts = train(cfg, out_dir=Path("runs") / f"imagestage_{tag}", progress=progress,
+                                  log=None if progress else log, with_parts=True)
+    meta = {"train_config": cfg.to_dict(), "regime": "image_text", "recipe": recipe, "profile": "cpu", "seed": seed,
+            "encoder": encoder, "init_from": cfg.init_from, "steps": history[-1]["step"] if history else 0,
+            "adapter": save_adapter(parts.adapter, final)}
+    io.save_checkpoint(model, final, dtype=torch.bfloat16, meta=meta)
+    model, adapter, vision, _ = load_image_model(final, device=device)
+    task = cfg.task_config()
+    record = {"kind": "image_recipe", "recipe": recipe, "regime": "image_text", "encoder": encoder, "profile": "cpu",
+              "seed": seed, "pool_size": pool, "init_from": cfg.init_from, **evaluate(model, task, device=device)}
+    record.update(_evaluate_images(model, adapter, vision, task, device))
+    if parts.pool is not None:
+        record["image_pool_accuracy"] = round(parts.pool.accuracy(model, adapter, task, 512, seed=41_000,
+                                                                  device=device), 4)
+    train_wall = history[-1]["wall_seconds"] if history else 0.0
+    record.update({
+        "targets": {"image_id_accuracy": 0.85, "id_accuracy": 0.95},
+        "meets_targets": bool(record["image_id_accuracy"] >= 0.85 and record["id_accuracy"] >= 0.95),
+        "steps": history[-1]["step"] if history else 0, "history": history,
+        "checkpoint": str(final.relative_to(io.REPO_ROOT)),
+        "checkpoint_sha256": io.read_checkpoint_meta(final)["sha256"], "train_config": cfg.to_dict(),
+        "provenance": io.provenance(command, device, time.time() - t0, commit=commit, train_seconds=train_wall,
+                                    steps_per_second=round(history[-1]["step"] / train_wall, 2) if train_wall else None),
+    })
+    return f"imagestage_{tag}", record
+
+
+def cmd_bench_image(args, command: str, device) -> int:
+    """Image-stage steps/s of the old path (render + encode every step, fp32) and the new ones, in one run.
+
+    Variants are timed in interleaved rounds (so a change in machine load hits all of them alike);
+    each variant keeps its own model and optimiser, all started from the same text checkpoint.
+    """
+    io.refuse_overwrite(io.RESULTS_DIR / f"{args.results}.json", args.overwrite)
+    import dataclasses
+    import statistics
+
+    from .model import Transformer
+    from .train import training_loss
+
+    commit = io.git_commit()
+    base = regime_config("image_text", args.seed, "cpu", args.encoder, str(device))
+    variants = {"old: render+encode, fp32": dict(pool=0, bf16=False),
+                "pool, fp32": dict(pool=args.pool_size, bf16=False),
+                "render+encode, bf16": dict(pool=0, bf16=True),
+                "new: pool, bf16": dict(pool=args.pool_size, bf16=True)}
+    runs = {}
+    t_pool = time.time()
+    for name, v in variants.items():
+        cfg = dataclasses.replace(base, vision=dataclasses.replace(base.vision, pool_size=v["pool"], pool_seed=0),
+                                  cpu_bf16=v["bf16"])
+        torch.manual_seed(0)
+        model = Transformer(cfg.model_config()).to(device)
+        start, _ = io.load_checkpoint(cfg.init_from, device=device)
+        model.load_state_dict(start.state_dict())
+        t = time.time()
+        parts = build_image_parts(cfg, model, device)  # builds (or reads) the pool once
+        setup = time.time() - t
+        params = list(model.parameters()) + list(parts.adapter.parameters())
+        runs[name] = dict(cfg=cfg, model=model, parts=parts, opt=torch.optim.AdamW(params, lr=cfg.lr), times=[],
+                          setup_seconds=round(setup, 1), step=0)
+    pool_seconds = time.time() - t_pool
+    task, stage = base.task_config(), base.stages[0]
+
+    def one_step(r):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=r["cfg"].cpu_bf16 or device.type == "cuda"):
+            loss = training_loss(r["model"], r["cfg"], task, stage, r["step"], device, r["parts"])
+        r["opt"].zero_grad(set_to_none=True)
+        loss.backward()
+        r["opt"].step()
+        r["step"] += 1
+
+    for r in runs.values():
+        for _ in range(args.warmup):
+            one_step(r)
+    for _ in range(args.rounds):
+        for r in runs.values():
+            t = time.time()
+            for _ in range(args.steps):
+                one_step(r)
+            r["times"].append(args.steps / (time.time() - t))
+    rows = []
+    old = statistics.median(runs["old: render+encode, fp32"]["times"])
+    for name, r in runs.items():
+        rate = statistics.median(r["times"])
+        rows.append({"variant": name, "pool_size": r["cfg"].vision.pool_size, "cpu_bf16": r["cfg"].cpu_bf16,
+                     "steps_per_second": round(rate, 3), "rounds": [round(x, 3) for x in r["times"]],
+                     "speedup_vs_old": round(rate / old, 2), "setup_seconds": r["setup_seconds"]})
+        print(json.dumps(rows[-1]))
+    new = next(x for x in rows if x["variant"].startswith("new"))
+    record = {"kind": "image_throughput", "encoder": args.encoder, "batch_size": base.batch_size, "stage": stage.name,
+              "steps_per_round": args.steps, "rounds": args.rounds, "warmup_steps": args.warmup, "rows": rows,
+              "target_speedup": 3.0, "speedup": new["speedup_vs_old"], "meets_target": new["speedup_vs_old"] >= 3.0,
+              "reference_old_steps_per_second_in_committed_runs": 0.63,
+              "setup_seconds_all_variants": round(pool_seconds, 1),
+              "provenance": io.provenance(command, device, 0.0, commit=commit)}
+    print(f"wrote {io.write_results(args.results, record)}")
+    return 0
+
+
+def cmd_image_stage(args, command: str, device) -> int:
+    """Train one image recipe (bindlib.imagestage.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
+    commit = io.git_commit()
+    name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, command, commit,
+                                    init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
+                                    mix_steps=args.mix_steps, progress=not args.quiet, overwrite=args.overwrite,
+                                    results=args.results)
+    path = io.write_results(args.results or name, record)
+    print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy", "meets_targets")}
+                     | {"image_pool_accuracy": record.get("image_pool_accuracy")}))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_encoder_ceiling(args, command: str, device) -> int:
+    """Per-object colour/shape accuracy of frozen features and the two-hop ceiling an oracle reads from them."""
+    io.refuse_overwrite(io.RESULTS_DIR / f"{args.results}.json", args.overwrite)
+    from .task import TaskConfig
+
+    t0 = time.time()
+    out = {}
+    for name in args.encoders:
+        vision = Vision.for_profile(name, "cpu")
+        out[name] = oracle_ceiling(vision, TaskConfig(), args.train_scenes, args.test_scenes, seed=args.seed)
+        out[name]["render"] = {"grid": vision.render_cfg.grid, "object_size": vision.render_cfg.object_size}
+        print(name, json.dumps(out[name]))
+    record = {"kind": "encoder_ceiling", "encoders": out, "seed": args.seed,
+              "provenance": io.provenance(command, device, time.time() - t0)}
+    print(f"wrote {io.write_results(args.results, record)}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register bench-image, image-stage and encoder-ceiling; each parser's ``handler`` runs it."""
+    bi = sub.add_parser("bench-image", help="image-stage steps/s: old path (render+encode, fp32) vs feature pool + bf16")
+    bi.add_argument("--encoder", default="project_cnn")
+    bi.add_argument("--seed", type=int, default=0)
+    bi.add_argument("--pool-size", type=int, default=4096)
+    bi.add_argument("--steps", type=int, default=5, help="steps per variant per round")
+    bi.add_argument("--rounds", type=int, default=4)
+    bi.add_argument("--warmup", type=int, default=2)
+    bi.add_argument("--device", default="cpu")
+    bi.add_argument("--threads", type=int, default=1)
+    bi.add_argument("--results", default="throughput_image_stage_cpu")
+
+    ist = sub.add_parser("image-stage", help="train an image recipe (issue 10 levers) from a text checkpoint")
+    ist.add_argument("--recipe", required=True, help="a name from bindlib.imagestage.IMAGE_RECIPES")
+    ist.add_argument("--seed", type=int, default=0)
+    ist.add_argument("--encoder", default="project_cnn_grid")
+    ist.add_argument("--init-from", help="text checkpoint to start from (default data/checkpoints/text_only_cpu_s<seed>)")
+    ist.add_argument("--pool-size", type=int, default=None, help="feature-pool scenes (0: render every step)")
+    ist.add_argument("--image-steps", type=int, default=1500)
+    ist.add_argument("--mix-steps", type=int, default=600)
+    ist.add_argument("--results", help="results file name (default imagestage_<recipe>_<encoder>_cpu_s<seed>_pool<P>)")
+    ist.add_argument("--device", default="cpu")
+    ist.add_argument("--threads", type=int, default=1)
+    ist.add_argument("--quiet", action="store_true")
+
+    ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
+    ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])
+    ec.add_argument("--train-scenes", type=int, default=1024)
+    ec.add_argument("--test-scenes", type=int, default=512)
+    ec.add_argument("--seed", type=int, default=0)
+    ec.add_argument("--device", default="cpu")
+    ec.add_argument("--threads", type=int, default=1)
+    ec.add_argument("--results", default="encoder_ceiling_cpu")
+    bi.set_defaults(handler=cmd_bench_image)
+    ist.set_defaults(handler=cmd_image_stage)
+    ec.set_defaults(handler=cmd_encoder_ceiling)
