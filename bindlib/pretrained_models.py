@@ -1,0 +1,243 @@
+"""Which pretrained models chapter 8 compares, and three ways to get one: a local GPU, NDIF, or a clear error.
+
+``PAIRS`` is the one registry: each entry is a text-only LLM and the VLM built on it (or on its
+sibling), with the Hugging Face id and revision of each.  Revisions are branch names: a results
+file records the commit each one resolved to (``config._commit_hash``).  Where the paper is silent
+about which checkpoint it used we chose the instruction-tuned one on BOTH sides, because the VL
+models were released only instruction-tuned [choice].
+
+For a VLM, ``load_local`` loads the whole model (its language model cannot run without the
+embedding and head it shares) and every prompt is text only: no image token, no pixel values, so the
+vision tower is never called and the position ids reduce to ordinary 1-D positions.
+
+``tiny_model`` builds the same transformers classes at a tiny random-initialised size, with no
+download; the tests and the chapter's live demo run the whole pipeline on them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    hf_id: str
+    revision: str
+    role: str  # "llm" or "vlm"
+    hf_class: str  # transformers class (or the remote-code class)
+    params_b: float  # parameters, billions (for memory notes)
+    remote_code: bool = False  # needs trust_remote_code (its modeling code is not in transformers)
+    language_model_attr: str | None = None  # remote-code VLMs: the attribute holding the language model
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    key: str
+    llm: ModelSpec
+    vlm: ModelSpec
+    reported: dict  # the paper's numbers (SPEC §1, [summary]); None where not reported
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "llm": asdict(self.llm), "vlm": asdict(self.vlm), "reported": self.reported}
+
+
+PAIRS = {
+    "qwen2": PairSpec(
+        "qwen2",
+        ModelSpec("Qwen/Qwen2-7B-Instruct", "main", "llm", "Qwen2ForCausalLM", 7.6),
+        ModelSpec("Qwen/Qwen2-VL-7B-Instruct", "main", "vlm", "Qwen2VLForConditionalGeneration", 8.3),
+        {"peak_layer": 22, "sym_pos_llm": 1.383, "sym_pos_vlm": 1.499}),
+    "qwen2.5": PairSpec(
+        "qwen2.5",
+        ModelSpec("Qwen/Qwen2.5-7B-Instruct", "main", "llm", "Qwen2ForCausalLM", 7.6),
+        ModelSpec("Qwen/Qwen2.5-VL-7B-Instruct", "main", "vlm", "Qwen2_5_VLForConditionalGeneration", 8.3),
+        {"peak_layer": 22, "sym_pos_llm": 1.218, "sym_pos_vlm": 1.282}),
+    "qwen3": PairSpec(
+        "qwen3",
+        ModelSpec("Qwen/Qwen3-8B", "main", "llm", "Qwen3ForCausalLM", 8.2),
+        ModelSpec("Qwen/Qwen3-VL-8B-Instruct", "main", "vlm", "Qwen3VLForConditionalGeneration", 8.8),
+        {"peak_layer": 28, "sym_pos_llm": 1.819, "sym_pos_vlm": 2.463,
+         "retrieval_llm": 0.626, "retrieval_vlm": 0.760}),
+    "internlm3": PairSpec(
+        "internlm3",
+        ModelSpec("internlm/internlm3-8b-instruct", "main", "llm", "InternLM3ForCausalLM", 8.8, remote_code=True),
+        # InternVL3-9B is the InternVL3 whose language model is InternLM3-8B-Instruct (the 8B one uses Qwen2.5)
+        ModelSpec("OpenGVLab/InternVL3-9B", "main", "vlm", "InternVLChatModel", 9.1, remote_code=True,
+                  language_model_attr="language_model"),
+        {"peak_layer": None, "sym_pos_llm": None, "sym_pos_vlm": None}),
+}
+
+
+def pair(key: str) -> PairSpec:
+    if key not in PAIRS:
+        raise ValueError(f"unknown pair {key!r}: choose one of {', '.join(PAIRS)}.")
+    return PAIRS[key]
+
+
+class WeightsUnavailable(RuntimeError):
+    """The weights are not on this machine and cannot be downloaded here."""
+
+
+def fetch_hint(spec: ModelSpec) -> str:
+    return (f"`huggingface-cli download {spec.hf_id} --revision {spec.revision}` on a machine with internet "
+            f"(then copy ~/.cache/huggingface), or run on NDIF with --remote")
+
+
+def snapshot(spec: ModelSpec, allow_download: bool = True) -> str:
+    """The local folder of ``spec``'s weights, downloading them only if allowed and online."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(spec.hf_id, revision=spec.revision, local_files_only=True)
+    except Exception:  # not cached (LocalEntryNotFoundError and friends)
+        pass
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if not allow_download or offline:
+        raise WeightsUnavailable(f"{spec.hf_id} (revision {spec.revision}) is not in the Hugging Face cache and "
+                                 f"downloads are off here; fetch it with {fetch_hint(spec)}.")
+    try:
+        return snapshot_download(spec.hf_id, revision=spec.revision)
+    except Exception as e:
+        raise WeightsUnavailable(f"could not download {spec.hf_id} (revision {spec.revision}): "
+                                 f"{type(e).__name__}; fetch it with {fetch_hint(spec)}.") from e
+
+
+def _model_class(spec: ModelSpec):
+    import transformers
+
+    if spec.remote_code:
+        return transformers.AutoModel if spec.role == "vlm" else transformers.AutoModelForCausalLM
+    if not hasattr(transformers, spec.hf_class):
+        raise WeightsUnavailable(f"transformers {transformers.__version__} has no {spec.hf_class} (needed for "
+                                 f"{spec.hf_id}); upgrade it with `pip install -U transformers`.")
+    return getattr(transformers, spec.hf_class)
+
+
+def load_local(spec: ModelSpec, device="cuda", dtype=torch.bfloat16, allow_download: bool = True):
+    """(nnsight LanguageModel, tokenizer, info) for ``spec`` on a local device, in ``dtype``."""
+    from transformers import AutoTokenizer
+
+    path = snapshot(spec, allow_download)
+    kw = {"trust_remote_code": True} if spec.remote_code else {}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+    model = _model_class(spec).from_pretrained(path, dtype=dtype, **kw).to(device).eval()
+    if spec.language_model_attr:  # remote-code VLM: keep its language model (a causal LM with its own head)
+        model = getattr(model, spec.language_model_attr)
+    info = {"hf_id": spec.hf_id, "revision": spec.revision, "resolved_commit": os.path.basename(path.rstrip("/")),
+            "dtype": str(dtype).replace("torch.", ""), "mode": "local"}
+    return wrap(model, tokenizer), tokenizer, info
+
+
+def load_remote(spec: ModelSpec, api_key: str | None = None):
+    """(nnsight LanguageModel, tokenizer, info) for running ``spec`` on NDIF (``remote=True`` traces).
+
+    Needs the user's NDIF key (argument or NDIF_API_KEY) and a model NDIF hosts (see
+    https://nnsight.net/status); only the config and tokenizer are downloaded here.
+    """
+    from nnsight import CONFIG
+
+    key = api_key or os.environ.get("NDIF_API_KEY")
+    if not key:
+        raise WeightsUnavailable("no NDIF API key: pass --ndif-key or set NDIF_API_KEY (get one at https://login.ndif.us).")
+    CONFIG.API.APIKEY = key
+    lm = wrap(spec.hf_id, None, revision=spec.revision, **({"trust_remote_code": True} if spec.remote_code else {}))
+    return lm, lm.tokenizer, {"hf_id": spec.hf_id, "revision": spec.revision, "resolved_commit": None,
+                              "dtype": "ndif", "mode": "ndif"}
+
+
+def wrap(model, tokenizer, **kw):
+    """nnsight's LanguageModel around an HF decoder (a loaded module or a hub id)."""
+    import warnings
+
+    from nnsight import LanguageModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nnsight 0.8.1 flags LanguageModel as deprecated; its API is what we pin
+        return LanguageModel(model, tokenizer=tokenizer, **kw) if tokenizer is not None else LanguageModel(model, **kw)
+
+
+# ============================================================== layer access
+def text_config(config):
+    return getattr(config, "text_config", None) or getattr(config, "llm_config", None) or config
+
+
+def decoder_layers_path(model) -> str:
+    """Dotted path of the decoder-layer ModuleList of the language model (never the vision tower's)."""
+    n = text_config(model.config).num_hidden_layers
+    found = [name for name, mod in model.named_modules()
+             if isinstance(mod, torch.nn.ModuleList) and name.endswith("layers") and len(mod) == n
+             and not any(v in name for v in ("vision", "visual", "vit"))]
+    if len(found) != 1:
+        raise ValueError(f"cannot find the decoder layers of {type(model).__name__} (candidates {found}).")
+    return found[0]
+
+
+def envoy_at(lm, path: str):
+    node = lm
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+# ============================================================== tiny models (tests, the chapter's live demo)
+TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=None, eos_token_id=None,
+                 pad_token_id=None, tie_word_embeddings=False)
+MROPE = {"rope_type": "default", "mrope_section": [2, 3, 3]}
+
+
+def tiny_configs(vocab_size: int) -> dict:
+    """Tiny configs of every transformers class the registry uses whose code ships with transformers."""
+    import transformers as T
+
+    text = dict(TINY_TEXT, vocab_size=vocab_size)
+    vit = dict(depth=1, hidden_size=16, out_hidden_size=64, num_heads=2, intermediate_size=32)
+    out = {
+        "Qwen2ForCausalLM": lambda: T.Qwen2Config(**text),
+        "Qwen3ForCausalLM": lambda: T.Qwen3Config(**text, head_dim=16),
+        "Qwen2VLForConditionalGeneration": lambda: T.Qwen2VLConfig(
+            text_config=dict(text, rope_scaling=dict(MROPE, type="mrope")),
+            vision_config=dict(depth=1, embed_dim=16, hidden_size=64, num_heads=2, mlp_ratio=2)),
+        "Qwen2_5_VLForConditionalGeneration": lambda: T.Qwen2_5_VLConfig(
+            text_config=dict(text, rope_scaling=dict(MROPE, type="mrope")), vision_config=vit),
+        "Qwen3VLForConditionalGeneration": lambda: T.Qwen3VLConfig(
+            text_config=dict(text, head_dim=16, rope_scaling=dict(MROPE, mrope_interleaved=True)),
+            vision_config=dict(vit, deepstack_visual_indexes=[0])),
+        # InternVL3's transformers-native class (the -hf checkpoints) around a Qwen2 language model
+        "InternVLForConditionalGeneration": lambda: T.InternVLConfig(
+            text_config=dict(text, model_type="qwen2"),
+            vision_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)),
+    }
+    for name in ("InternLM3ForCausalLM",):  # modeling code shipped only by newer transformers
+        if hasattr(T, name) and hasattr(T, "InternLM3Config"):
+            out[name] = lambda: T.InternLM3Config(**text)
+    return {k: v for k, v in out.items() if hasattr(T, k)}
+
+
+def tiny_tokenizer():
+    """A word-level fast tokenizer over the task's words (no download): real offsets, one token per word."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from .pretrained import COLORS, ITEMS, SHAPES, template_words
+
+    words = ["[UNK]", "[PAD]"] + template_words() + COLORS + SHAPES + ITEMS
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(dict.fromkeys(words))}, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]")
+
+
+def tiny_model(hf_class: str = "Qwen3ForCausalLM", seed: int = 0, tokenizer=None):
+    """(LanguageModel, tokenizer) of a tiny randomly initialised ``hf_class`` with the word-level tokenizer."""
+    import transformers as T
+
+    tokenizer = tokenizer or tiny_tokenizer()
+    configs = tiny_configs(len(tokenizer))
+    if hf_class not in configs:
+        raise ValueError(f"no tiny config for {hf_class!r}: choose one of {', '.join(configs)}.")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = getattr(T, hf_class)(configs[hf_class]()).eval()
+    return wrap(model, tokenizer), tokenizer

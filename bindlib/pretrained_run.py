@@ -1,0 +1,297 @@
+"""The measurement protocol of ``bindlib.interp`` on pretrained decoders, through nnsight's LanguageModel.
+
+Sites.  Site l < n_layers is the residual stream entering decoder layer l (``layers[l].input``);
+site n_layers is the residual leaving the last layer (``layers[-1].output``, before the final norm),
+where a last-token patch copies the source's answer exactly (the positive control).  Only the last
+token is patched: the source's vectors at every site are read in one pass, then each site is one
+patched pass over the bases.  ``remote=True`` runs every trace on NDIF.
+
+Metrics are ``bindlib.interp``'s (``iia_metrics``, ``routing_summary``, ``binding_score``), computed on
+the logits of the base's in-context items, so a 150k-token vocabulary never has to be kept per site.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from . import io
+from .interp import binding_score, iia_metrics, routing_summary
+from .pretrained import (MAX_OBJECTS, PromptPairs, Prompts, interchange_pairs, rebind_pairs, requery,
+                         sample_prompts, swapped_position_ids, vocabulary)
+from .pretrained_models import decoder_layers_path, envoy_at
+
+
+def _layers(lm):
+    return envoy_at(lm, decoder_layers_path(lm._module))
+
+
+def n_sites(lm) -> int:
+    return len(_layers(lm)._module) + 1
+
+
+def _hidden(x):
+    return x[0] if isinstance(x, tuple) else x  # decoder layers return a tensor (transformers 5) or a tuple
+
+
+def _inputs(lm, prompts: Prompts, position_ids=None) -> dict:
+    dev = next(lm._module.parameters()).device
+    return {k: v.to(dev) for k, v in prompts.model_inputs(position_ids).items()}
+
+
+@torch.no_grad()
+def last_logits(lm, prompts: Prompts, position_ids=None, remote: bool = False) -> torch.Tensor:
+    """Next-token logits [B, V] (float, CPU) at the last token."""
+    with lm.trace(**_inputs(lm, prompts, position_ids), remote=remote):
+        out = lm.output.logits[:, -1].save()
+    return out.float().cpu()
+
+
+@torch.no_grad()
+def source_states(lm, prompts: Prompts, remote: bool = False) -> torch.Tensor:
+    """The last token's residual at every site, [n_sites, B, D]."""
+    layers = _layers(lm)
+    n = len(layers._module)
+    saved = []
+    with lm.trace(**_inputs(lm, prompts), remote=remote):
+        for layer in range(n):
+            saved.append(layers[layer].input[:, -1].save())
+        saved.append(_hidden(layers[n - 1].output)[:, -1].save())
+    return torch.stack([s.cpu() for s in saved])
+
+
+@torch.no_grad()
+def patched_logits(lm, base: Prompts, states: torch.Tensor, site: int, remote: bool = False) -> torch.Tensor:
+    """Last-token logits [B, V] of the bases with the last token's residual at ``site`` set to ``states`` [B, D]."""
+    layers = _layers(lm)
+    n = len(layers._module)
+    with lm.trace(**_inputs(lm, base), remote=remote):
+        if site < n:
+            resid = layers[site].input
+        else:
+            resid = _hidden(layers[n - 1].output)
+        resid[:, -1] = states.to(resid.device, resid.dtype)
+        out = lm.output.logits[:, -1].save()
+    return out.float().cpu()
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield torch.arange(start, min(start + size, n))
+
+
+def _item_view(pairs: PromptPairs):
+    """``pairs`` seen over its in-context items: token ids become item indices 0..N-1."""
+    items = pairs.base.items
+
+    def index(t):
+        return (items == t[:, None]).float().argmax(-1)
+
+    n = items.shape[1]
+    return SimpleNamespace(base=SimpleNamespace(items=torch.arange(n).expand_as(items)),
+                           **{k: index(getattr(pairs, k)) for k in ("positional", "symbolic", "reflexive", "base_answer")})
+
+
+@torch.no_grad()
+def correct_on_both(lm, pairs: PromptPairs, chunk: int = 8, remote: bool = False) -> torch.Tensor:
+    """[M] bool: the full-vocabulary argmax is right on the base and on the source."""
+    hit = []
+    for idx in _chunks(len(pairs), chunk):
+        p = pairs.select(idx)
+        hit.append((last_logits(lm, p.base, remote=remote).argmax(-1) == p.base.target)
+                   & (last_logits(lm, p.source, remote=remote).argmax(-1) == p.source.target))
+    return torch.cat(hit)
+
+
+@torch.no_grad()
+def sweep(lm, pairs: PromptPairs, chunk: int = 8, remote: bool = False, sites=None):
+    """Item logits of every patched site [M, S, N] and of the clean bases [M, N]."""
+    sites = list(range(n_sites(lm))) if sites is None else list(sites)
+    patched, clean = [], []
+    for idx in _chunks(len(pairs), chunk):
+        p = pairs.select(idx)
+        states = source_states(lm, p.source, remote)
+        clean.append(last_logits(lm, p.base, remote=remote).gather(-1, p.base.items))
+        patched.append(torch.stack([patched_logits(lm, p.base, states[s], s, remote).gather(-1, p.base.items)
+                                    for s in sites], 1))
+    return torch.cat(patched), torch.cat(clean), sites
+
+
+def interchange(lm, pairs: PromptPairs, chunk: int = 8, remote: bool = False) -> dict:
+    """IIA of POS/SYM/REF per site, BS, and the routing summary (Sym/Pos at the routing site)."""
+    t0 = time.perf_counter()
+    patched, clean, sites = sweep(lm, pairs, chunk, remote)
+    view = _item_view(pairs)
+    per_site = [dict(site=s, **iia_metrics(patched[:, j], clean, view)) for j, s in enumerate(sites)]
+    out = {"kind": pairs.kind, "n_pairs": len(pairs), "n_objects": pairs.base.n_objects, "sites": sites,
+           "per_site": per_site, "wall_seconds": time.perf_counter() - t0}
+    if pairs.kind == "interchange":
+        out["summary"] = routing_summary(per_site, sites)
+    return out
+
+
+@torch.no_grad()
+def position_swap(lm, tokenizer, words, prompts: Prompts, i: int = 0, j: int = 1, remote: bool = False,
+                  chunk: int = 8) -> dict:
+    """Swap only the position ids of objects i and j's colour and shape tokens; ask about object i.
+
+    POS predicts the answer flips to i_j, SYM that it stays i_i (rows answered correctly unswapped count).
+    """
+    b = requery(tokenizer, words, prompts, i)
+    clean, swapped = [], []
+    for idx in _chunks(len(b), chunk):
+        p = b.select(idx)
+        clean.append(last_logits(lm, p, remote=remote).gather(-1, p.items).argmax(-1))
+        swapped.append(last_logits(lm, p, swapped_position_ids(p, i, j), remote).gather(-1, p.items).argmax(-1))
+    clean, swapped = torch.cat(clean), torch.cat(swapped)
+    keep = clean == i
+    n = int(keep.sum())
+    rate = (lambda hit: float((hit & keep).sum()) / n) if n else (lambda hit: float("nan"))
+    flip, stay = rate(swapped == j), rate(swapped == i)
+    return {"i": i, "j": j, "n": n, "clean_accuracy": float(keep.float().mean()), "flip_rate": flip,
+            "stay_rate": stay, "other_rate": 1.0 - flip - stay if n else float("nan")}
+
+
+@torch.no_grad()
+def retrieval(lm, tokenizer, words, ns=(10, 20, 30, 40), n_prompts: int = 64, seed: int = 0, chunk: int = 8,
+              remote: bool = False) -> list[dict]:
+    """The behavioural comparison: accuracy (full-vocabulary argmax) on the task by number of objects."""
+    g = torch.Generator().manual_seed(int(seed) + 101)
+    rows = []
+    for n in ns:
+        prompts = sample_prompts(tokenizer, words, n_prompts, n, g)
+        hit = torch.cat([last_logits(lm, prompts.select(idx), remote=remote).argmax(-1) == prompts.target[idx]
+                         for idx in _chunks(n_prompts, chunk)])
+        rows.append({"n_objects": n, "n_prompts": n_prompts, "tokens": prompts.input_ids.shape[1],
+                     "accuracy": float(hit.float().mean())})
+    return rows
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    if isinstance(x, float):
+        return round(x, 4) if math.isfinite(x) else None
+    return x
+
+
+def measure(lm, tokenizer, *, n_pairs: int = 128, n_objects: int = 16, retrieval_ns=(10, 20, 30, 40),
+            retrieval_prompts: int = 64, swap_prompts: int = 64, only_correct: bool = True, seed: int = 0,
+            chunk: int = 8, remote: bool = False, name: str = "model") -> dict:
+    """Every measurement of chapter 8 on one model: interchange, rebind, position swap, retrieval."""
+    words = vocabulary(tokenizer, max(n_objects, *retrieval_ns), name)
+    out = {"n_sites": n_sites(lm), "vocabulary_sizes": {"colors": len(words.colors), "shapes": len(words.shapes),
+                                                        "items": len(words.items)}}
+    for kind, make in (("interchange", interchange_pairs), ("rebind", rebind_pairs)):
+        pool = make(tokenizer, words, n_pairs * (3 if only_correct else 1), n_objects, seed)
+        ok = correct_on_both(lm, pool, chunk, remote) if only_correct else torch.ones(len(pool), dtype=torch.bool)
+        pairs = pool.select(ok.nonzero().squeeze(1)[:n_pairs])
+        out[f"{kind}_candidates"], out[f"{kind}_kept"] = len(pool), len(pairs)
+        out[kind] = interchange(lm, pairs, chunk, remote) if len(pairs) else None
+    swap_base = sample_prompts(tokenizer, words, swap_prompts, n_objects, torch.Generator().manual_seed(seed + 3))
+    out["position_swap"] = position_swap(lm, tokenizer, words, swap_base, 0, 1, remote, chunk)
+    out["retrieval"] = retrieval(lm, tokenizer, words, retrieval_ns, retrieval_prompts, seed, chunk, remote)
+    return _clean(out)
+
+
+def run_pair(key: str, *, device="cuda", remote: bool = False, api_key: str | None = None,
+             allow_download: bool = True, dtype=torch.bfloat16, command: str | None = None, **kw) -> dict:
+    """Measure both models of a registered pair, one after the other; the results-file record."""
+    from .pretrained_models import load_local, load_remote, pair
+
+    spec = pair(key)
+    commit, t0 = io.git_commit(), time.perf_counter()
+    record = {"kind": "pretrained", "pair": key, "registry": spec.to_dict(), "settings": _clean(dict(kw)), "models": {}}
+    for role, mspec in (("llm", spec.llm), ("vlm", spec.vlm)):
+        if remote:
+            lm, tok, info = load_remote(mspec, api_key)
+        else:
+            lm, tok, info = load_local(mspec, device, dtype, allow_download)
+        record["models"][role] = {**info, **measure(lm, tok, remote=remote, name=mspec.hf_id, **kw)}
+        del lm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    record["provenance"] = io.provenance(command, "cpu" if remote else device, time.perf_counter() - t0,
+                                         commit=commit, mode="ndif" if remote else "local")
+    return record
+
+
+# ============================================================== the chapter's tables
+def load_records(results_dir=None) -> list[dict]:
+    """Every data/results/pretrained_*.json record."""
+    return [json.loads(f.read_text()) for f in sorted(Path(results_dir or io.RESULTS_DIR).glob("pretrained_*.json"))]
+
+
+def summary_rows(records: list[dict]) -> list[dict]:
+    """One row per measured model: routing site, P_sym, P_pos, BS, Sym/Pos, rebind share, swap flip, retrieval."""
+    rows = []
+    for rec in records:
+        for role in ("llm", "vlm"):
+            m = rec.get("models", {}).get(role)
+            if not m:
+                continue
+            ic = m.get("interchange") or {}
+            s = ic.get("summary") or {}
+            site = s.get("routing_layer")
+            at = next((d for d in ic.get("per_site", []) if d["site"] == site), {})
+            rb = next((d for d in (m.get("rebind") or {}).get("per_site", []) if d["site"] == site), {})
+            rows.append({"pair": rec["pair"], "model": m["hf_id"], "role": role, "routing_site": site,
+                         "P_sym": at.get("symbolic"), "P_pos": at.get("positional"),
+                         "BS": s.get("binding_score"), "Sym/Pos": s.get("sym_pos_ratio"),
+                         "rebind_shape": rb.get("symbolic"), "swap_flip": m.get("position_swap", {}).get("flip_rate"),
+                         "retrieval": _mean([r["accuracy"] for r in m.get("retrieval", [])]),
+                         "pairs": ic.get("n_pairs"), "commit": rec.get("provenance", {}).get("git_commit")})
+    return rows
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def reported_rows() -> list[dict]:
+    """The paper's numbers (SPEC §1; from secondary summaries of the full paper), labelled as reported."""
+    from .pretrained_models import PAIRS
+
+    rows = []
+    for key, spec in PAIRS.items():
+        r = spec.reported
+        if r.get("sym_pos_llm") is None:
+            continue
+        rows.append({"pair": key, "peak_layer": r["peak_layer"], "Sym/Pos LLM": r["sym_pos_llm"],
+                     "Sym/Pos VLM": r["sym_pos_vlm"], "retrieval LLM": r.get("retrieval_llm"),
+                     "retrieval VLM": r.get("retrieval_vlm"), "source": "reported (paper, via summaries)"})
+    return rows
+
+
+def markdown_table(rows: list[dict], digits: int = 3) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+
+    def fmt(v):
+        return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def results_markdown(results_dir=None) -> str:
+    """The chapter's results table, or a plain sentence saying that none were run here."""
+    rows = summary_rows(load_records(results_dir))
+    if not rows:
+        return ("No pretrained model was run for this book: data/results holds no pretrained_*.json file. "
+                "Run `python -m bindlib pretrained --pair qwen3 --device cuda` on a GPU to make one.")
+    return markdown_table(rows)
+
+
+__all__ = ["binding_score", "interchange", "measure", "run_pair", "results_markdown", "MAX_OBJECTS"]
