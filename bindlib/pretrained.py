@@ -52,12 +52,20 @@ def template_words() -> list[str]:
 
 
 def single_token_ids(tokenizer, words) -> dict[str, int]:
-    """The words that are one token with a leading space (as they appear mid-sentence), with that token's id."""
+    """The words that are one token in context (after "The", with their leading space), with that token's id.
+
+    Checked in context rather than on " word" alone, because SentencePiece-style tokenizers add a
+    word-boundary marker to the start of a bare string.
+    """
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prefix = ids("The")
     out = {}
     for w in words:
-        ids = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
-        if len(ids) == 1 and ids[0] != tokenizer.unk_token_id:
-            out[w] = ids[0]
+        full = ids("The " + w)
+        if len(full) == len(prefix) + 1 and full[:len(prefix)] == prefix and full[-1] != tokenizer.unk_token_id:
+            out[w] = full[-1]
     return out
 
 

@@ -62,7 +62,7 @@ def cmd_pretrained(args, argv) -> int:
                       retrieval_prompts=args.retrieval_prompts, swap_prompts=args.swap_prompts,
                       only_correct=not args.all_pairs, seed=args.seed, chunk=args.chunk)
     io.atomic_write_json(out, record)
-    from .pretrained_run import summary_rows
+    from .pretrained_book import summary_rows
 
     for row in summary_rows([record]):
         print(json.dumps(row))

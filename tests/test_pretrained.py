@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bindlib import pretrained as P
+from bindlib import pretrained_book as B
 from bindlib import pretrained_run as R
 from bindlib.pretrained_models import PAIRS, tiny_configs, tiny_model, tiny_tokenizer
 
@@ -173,13 +174,13 @@ def test_measure_end_to_end_and_tables(tok, tmp_path):
     record = {"kind": "pretrained", "pair": "qwen3", "models": {
         "llm": {"hf_id": "Qwen/Qwen3-8B", **m}, "vlm": {"hf_id": "Qwen/Qwen3-VL-8B-Instruct", **m}},
         "provenance": {"git_commit": "abc"}}
-    assert R.results_markdown(tmp_path).startswith("No pretrained model was run")
+    assert B.results_markdown(tmp_path).startswith("No pretrained model was run")
     (tmp_path / "pretrained_qwen3.json").write_text(json.dumps(record))
-    rows = R.summary_rows(R.load_records(tmp_path))
+    rows = B.summary_rows(B.load_records(tmp_path))
     assert [r["role"] for r in rows] == ["llm", "vlm"] and rows[0]["routing_site"] == ic["summary"]["routing_layer"]
-    table = R.results_markdown(tmp_path)
+    table = B.results_markdown(tmp_path)
     assert table.startswith("| pair | model |") and "Qwen/Qwen3-VL-8B-Instruct" in table
-    rep = R.reported_rows()
+    rep = B.reported_rows()
     assert [r["pair"] for r in rep] == ["qwen2", "qwen2.5", "qwen3"] and rep[2]["retrieval VLM"] == 0.76
 
 
@@ -192,3 +193,45 @@ def test_cli_offline_error_names_the_model(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Qwen/Qwen3-8B" in lines[0] and "huggingface-cli download" in lines[0]
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_rebind_exercise_checker():
+    B.check_rebind_predictions(B.rebind_solution, n_pairs=10)
+    wrong = lambda base, source: {**B.rebind_solution(base, source), "bound_shape": "key"}  # noqa: E731
+    with pytest.raises(AssertionError, match="expected"):
+        B.check_rebind_predictions(wrong, n_pairs=10)
+
+
+def _trained_tokenizer(kind: str):
+    """A subword tokenizer trained here on the task's words: byte-level BPE (like Qwen's) or a
+    SentencePiece-style Metaspace BPE (like InternLM's), so offsets include boundary markers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(unk_token=None if kind == "bytelevel" else "<unk>"))
+    if kind == "bytelevel":
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tk.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
+        tk.decoder = decoders.Metaspace()
+        alphabet = []
+    corpus = [" ".join(P.template_words() + P.COLORS + P.SHAPES + P.ITEMS + ["The " + w for w in P.SHAPES])] * 3
+    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=2000, initial_alphabet=alphabet,
+                                                       special_tokens=["<unk>"], show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>")
+
+
+@pytest.mark.parametrize("kind", ["bytelevel", "metaspace"])
+def test_bookkeeping_with_subword_tokenizers(kind):
+    t = _trained_tokenizer(kind)
+    w = P.vocabulary(t, 10, kind)
+    pairs = P.interchange_pairs(t, w, 4, 10, seed=0)
+    p = pairs.base
+    r = torch.arange(4)[:, None]
+    assert torch.equal(p.input_ids[r, p.color_pos], p.colors) and torch.equal(p.input_ids[r, p.assoc_item_pos], p.items)
+    for b in range(4):  # decoding the tracked tokens gives the words of the text
+        text = p.texts[b]
+        assert f"holds the {t.decode([int(p.target[b])]).strip()}." in text
+    assert pairs.source.input_ids.shape == p.input_ids.shape
