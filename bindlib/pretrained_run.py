@@ -12,6 +12,7 @@ the logits of the base's in-context items, so a 150k-token vocabulary never has 
 from __future__ import annotations
 
 import gc
+import inspect
 import math
 import time
 from types import SimpleNamespace
@@ -38,8 +39,14 @@ def _hidden(x):
 
 
 def _inputs(lm, prompts: Prompts, position_ids=None) -> dict:
+    """Model inputs on the model's device; only the last position's logits are computed where the
+    class supports it (a 150k-token vocabulary over every position would dominate memory)."""
     dev = next(lm._module.parameters()).device
-    return {k: v.to(dev) for k, v in prompts.model_inputs(position_ids).items()}
+    dev = torch.device("cpu") if dev.type == "meta" else dev  # a remote (NDIF) model lives on the meta device here
+    out = {k: v.to(dev) for k, v in prompts.model_inputs(position_ids).items()}
+    if "logits_to_keep" in inspect.signature(lm._module.forward).parameters:
+        out["logits_to_keep"] = 1
+    return out
 
 
 @torch.no_grad()
