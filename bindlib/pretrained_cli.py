@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
     pp.add_argument("--results", help="results file name (default pretrained_<pair>)")
     pp.add_argument("--results-dir", help="results folder (default data/results)")
     pp.add_argument("--force", action="store_true", help="overwrite an existing results file")
+    pp.add_argument("--tiny", action="store_true", help="tiny random models of the same classes (tests only; "
+                    "needs --results-dir)")
 
 
 def cmd_pretrained(args, argv) -> int:
@@ -47,16 +49,18 @@ def cmd_pretrained(args, argv) -> int:
     spec = pair(args.pair)
     name = args.results or f"pretrained_{args.pair}"
     out = Path(args.results_dir or io.RESULTS_DIR) / f"{name}.json"
+    if args.tiny and not args.results_dir:
+        raise ValueError("--tiny runs are tests: pass --results-dir so that they never write into data/results.")
     if out.exists() and not args.force:
         raise ValueError(f"{out} exists; pass --force to overwrite it or --results to write another file.")
-    if not args.remote:
+    if not (args.remote or args.tiny):
         for mspec in (spec.llm, spec.vlm):  # fail before any work if a model cannot be had
             snapshot(mspec, allow_download=not args.no_download)
         from .train import resolve_device
 
         resolve_device(args.device)
     record = run_pair(args.pair, device=args.device, remote=args.remote, api_key=args.ndif_key,
-                      allow_download=not args.no_download, dtype=getattr(torch, args.dtype),
+                      allow_download=not args.no_download, tiny=args.tiny, dtype=getattr(torch, args.dtype),
                       command="python -m bindlib " + " ".join(shlex.quote(a) for a in argv),
                       n_pairs=args.n_pairs, n_objects=args.n_objects, retrieval_ns=tuple(args.retrieval_n),
                       retrieval_prompts=args.retrieval_prompts, swap_prompts=args.swap_prompts,

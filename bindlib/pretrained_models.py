@@ -241,3 +241,10 @@ def tiny_model(hf_class: str = "Qwen3ForCausalLM", seed: int = 0, tokenizer=None
         torch.manual_seed(int(seed))
         model = getattr(T, hf_class)(configs[hf_class]()).eval()
     return wrap(model, tokenizer), tokenizer
+
+
+def load_tiny(spec: ModelSpec):
+    """A tiny random-initialised model of ``spec``'s class, in ``load_local``'s format (tests only)."""
+    lm, tok = tiny_model(spec.hf_class, seed=0)
+    return lm, tok, {"hf_id": spec.hf_id, "revision": spec.revision, "resolved_commit": None, "dtype": "float32",
+                     "mode": "tiny", "note": f"tiny random-initialised {spec.hf_class}, not the real model"}

@@ -207,15 +207,23 @@ def measure(lm, tokenizer, *, n_pairs: int = 128, n_objects: int = 16, retrieval
 
 
 def run_pair(key: str, *, device="cuda", remote: bool = False, api_key: str | None = None,
-             allow_download: bool = True, dtype=torch.bfloat16, command: str | None = None, **kw) -> dict:
-    """Measure both models of a registered pair, one after the other; the results-file record."""
-    from .pretrained_models import load_local, load_remote, pair
+             allow_download: bool = True, dtype=torch.bfloat16, command: str | None = None, tiny: bool = False,
+             **kw) -> dict:
+    """Measure both models of a registered pair, one after the other; the results-file record.
+
+    ``tiny`` replaces each model by a tiny random-initialised one of the same class (tests only).
+    """
+    from .pretrained_models import load_local, load_remote, load_tiny, pair
 
     spec = pair(key)
     commit, t0 = io.git_commit(), time.perf_counter()
-    record = {"kind": "pretrained", "pair": key, "registry": spec.to_dict(), "settings": _clean(dict(kw)), "models": {}}
+    mode = "tiny" if tiny else "ndif" if remote else "local"
+    record = {"kind": "pretrained", "pair": key, "mode": mode, "registry": spec.to_dict(),
+              "settings": _clean(dict(kw)), "models": {}}
     for role, mspec in (("llm", spec.llm), ("vlm", spec.vlm)):
-        if remote:
+        if tiny:
+            lm, tok, info = load_tiny(mspec)
+        elif remote:
             lm, tok, info = load_remote(mspec, api_key)
         else:
             lm, tok, info = load_local(mspec, device, dtype, allow_download)
@@ -224,6 +232,6 @@ def run_pair(key: str, *, device="cuda", remote: bool = False, api_key: str | No
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    record["provenance"] = io.provenance(command, "cpu" if remote else device, time.perf_counter() - t0,
-                                         commit=commit, mode="ndif" if remote else "local")
+    record["provenance"] = io.provenance(command, "cpu" if remote or tiny else device, time.perf_counter() - t0,
+                                         commit=commit, mode=mode)
     return record

@@ -235,3 +235,28 @@ def test_bookkeeping_with_subword_tokenizers(kind):
         text = p.texts[b]
         assert f"holds the {t.decode([int(p.target[b])]).strip()}." in text
     assert pairs.source.input_ids.shape == p.input_ids.shape
+
+
+def test_cli_tiny_run_writes_a_record_with_provenance(tmp_path, capsys):
+    from bindlib.__main__ import main
+
+    args = ["pretrained", "--pair", "qwen3", "--tiny", "--n-pairs", "3", "--n-objects", "10", "--retrieval-n", "10",
+            "--retrieval-prompts", "3", "--swap-prompts", "3", "--all-pairs", "--chunk", "3"]
+    assert main(args) == 2  # no --results-dir: refused, nothing written
+    assert "--results-dir" in capsys.readouterr().err
+    assert main(args + ["--results-dir", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "pretrained_qwen3.json").read_text())
+    assert rec["mode"] == "tiny" and rec["provenance"]["command"].startswith("python -m bindlib pretrained")
+    assert {"git_commit", "device", "wall_seconds"} <= set(rec["provenance"])
+    assert rec["models"]["vlm"]["hf_id"] == "Qwen/Qwen3-VL-8B-Instruct" and rec["models"]["vlm"]["n_sites"] == 4
+    rows = B.summary_rows(B.load_records(tmp_path))
+    assert [r["role"] for r in rows] == ["llm", "vlm"]
+    assert main(args + ["--results-dir", str(tmp_path)]) == 2  # an existing file is not overwritten without --force
+
+
+def test_remote_needs_a_key(monkeypatch):
+    from bindlib.pretrained_models import WeightsUnavailable, load_remote
+
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    with pytest.raises(WeightsUnavailable, match="NDIF_API_KEY"):
+        load_remote(PAIRS["qwen3"].llm)
