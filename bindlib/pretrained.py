@@ -90,6 +90,9 @@ def vocabulary(tokenizer, n_max: int = MAX_OBJECTS, name: str = "this tokenizer"
 
     All three sets of token ids must be disjoint, so that an item prediction is never a colour or shape.
     """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{name}'s tokenizer is not a fast (Rust) tokenizer, so it has no character offsets; load it "
+                         "with AutoTokenizer.from_pretrained(..., use_fast=True) (needs `pip install sentencepiece`).")
     found = {}
     for role, words in (("colors", COLORS), ("shapes", SHAPES), ("items", ITEMS)):
         found[role] = single_token_ids(tokenizer, words)

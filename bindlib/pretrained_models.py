@@ -119,10 +119,15 @@ def load_local(spec: ModelSpec, device="cuda", dtype=torch.bfloat16, allow_downl
     """(nnsight LanguageModel, tokenizer, info) for ``spec`` on a local device, in ``dtype``."""
     from transformers import AutoTokenizer
 
+    import importlib.util
+
     path = snapshot(spec, allow_download)
     kw = {"trust_remote_code": True} if spec.remote_code else {}
-    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-    model = _model_class(spec).from_pretrained(path, dtype=dtype, **kw).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kw)
+    if importlib.util.find_spec("accelerate") is not None:  # straight onto the device: no CPU copy of 16 GB
+        model = _model_class(spec).from_pretrained(path, dtype=dtype, device_map={"": str(device)}, **kw).eval()
+    else:
+        model = _model_class(spec).from_pretrained(path, dtype=dtype, **kw).to(device).eval()
     if spec.language_model_attr:  # remote-code VLM: keep its language model (a causal LM with its own head)
         model = getattr(model, spec.language_model_attr)
     info = {"hf_id": spec.hf_id, "revision": spec.revision, "resolved_commit": os.path.basename(path.rstrip("/")),

@@ -260,3 +260,30 @@ def test_remote_needs_a_key(monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     with pytest.raises(WeightsUnavailable, match="NDIF_API_KEY"):
         load_remote(PAIRS["qwen3"].llm)
+
+
+def _fake_hub_cache(hf_home: Path, spec, hf_class: str, sha: str) -> None:
+    """A Hugging Face cache holding a tiny model saved under ``spec``'s id, as a download would leave it."""
+    repo = hf_home / "hub" / ("models--" + spec.hf_id.replace("/", "--"))
+    lm, tok = tiny_model(hf_class, seed=0)
+    lm._module.save_pretrained(repo / "snapshots" / sha)
+    tok.save_pretrained(repo / "snapshots" / sha)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / spec.revision).write_text(sha)
+
+
+def test_cli_local_run_from_the_hub_cache(tmp_path):
+    """The local path end to end (cache lookup, from_pretrained, tokenizer, LanguageModel), offline."""
+    spec = PAIRS["qwen3"]
+    _fake_hub_cache(tmp_path / "hf", spec.llm, spec.llm.hf_class, "a" * 40)
+    _fake_hub_cache(tmp_path / "hf", spec.vlm, spec.vlm.hf_class, "b" * 40)
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-m", "bindlib", "pretrained", "--pair", "qwen3", "--device", "cpu",
+                          "--dtype", "float32", "--results-dir", str(tmp_path), "--n-pairs", "2", "--n-objects", "10",
+                          "--retrieval-n", "10", "--retrieval-prompts", "2", "--swap-prompts", "2", "--all-pairs"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rec = json.loads((tmp_path / "pretrained_qwen3.json").read_text())
+    assert rec["mode"] == "local"
+    assert rec["models"]["llm"]["resolved_commit"] == "a" * 40 and rec["models"]["vlm"]["resolved_commit"] == "b" * 40
+    assert rec["models"]["vlm"]["n_sites"] == 4 and rec["models"]["llm"]["interchange"]["n_pairs"] == 2
