@@ -353,7 +353,7 @@ def main(argv=None) -> int:
     ip.add_argument("--device", default="cpu")
     ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
 
-    from .pretrained_cli import add_parser as add_pretrained_parser, cmd_pretrained
+    from .pretrained.runs import add_parser as add_pretrained_parser, cmd_pretrained
 
     add_pretrained_parser(sub)
 

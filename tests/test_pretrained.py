@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from bindlib import pretrained as P
-from bindlib import pretrained_book as B
-from bindlib import pretrained_run as R
-from bindlib.pretrained_models import PAIRS, tiny_configs, tiny_model, tiny_tokenizer
+from bindlib import pretrained as R  # the protocol's names (bindlib.pretrained.run), kept apart for reading
+from bindlib.book import pretrained as B
+from bindlib.pretrained import PAIRS, tiny_configs, tiny_model, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,7 +255,7 @@ def test_cli_tiny_run_writes_a_record_with_provenance(tmp_path, capsys):
 
 
 def test_remote_needs_a_key(monkeypatch):
-    from bindlib.pretrained_models import WeightsUnavailable, load_remote
+    from bindlib.pretrained import WeightsUnavailable, load_remote
 
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     with pytest.raises(WeightsUnavailable, match="NDIF_API_KEY"):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .interp import _random_choice, _random_derangements
+from ..interp.pairs import _random_choice, _random_derangements
 
 COLORS = ("red blue green yellow orange purple pink brown black white gray silver gold cyan violet navy teal "
           "olive maroon beige ivory coral crimson amber indigo lime tan magenta turquoise lavender scarlet peach "

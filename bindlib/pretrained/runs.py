@@ -8,14 +8,22 @@ network it stops with one line naming the model and how to fetch it (exit status
 """
 from __future__ import annotations
 
+import gc
 import json
 import shlex
+import time
 from pathlib import Path
+
+import torch
+
+from .. import io
+from .models import PAIRS, load_local, load_remote, pair, snapshot
+from .results import summary_rows
+from .run import _clean, measure
+from .tiny import load_tiny
 
 
 def add_parser(sub) -> None:
-    from .pretrained_models import PAIRS
-
     pp = sub.add_parser("pretrained", help="binding measurements on a pretrained LLM/VLM pair (chapter 8)")
     pp.add_argument("--pair", required=True, choices=list(PAIRS))
     pp.add_argument("--device", default="cuda", help="torch device of a local run (default cuda)")
@@ -40,12 +48,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_pretrained(args, argv) -> int:
-    import torch
-
-    from . import io
-    from .pretrained_models import pair, snapshot
-    from .pretrained_run import run_pair
-
     spec = pair(args.pair)
     name = args.results or f"pretrained_{args.pair}"
     out = Path(args.results_dir or io.RESULTS_DIR) / f"{name}.json"
@@ -56,7 +58,7 @@ def cmd_pretrained(args, argv) -> int:
     if not (args.remote or args.tiny):
         for mspec in (spec.llm, spec.vlm):  # fail before any work if a model cannot be had
             snapshot(mspec, allow_download=not args.no_download)
-        from .train import resolve_device
+        from ..train import resolve_device
 
         resolve_device(args.device)
     record = run_pair(args.pair, device=args.device, remote=args.remote, api_key=args.ndif_key,
@@ -66,9 +68,36 @@ def cmd_pretrained(args, argv) -> int:
                       retrieval_prompts=args.retrieval_prompts, swap_prompts=args.swap_prompts,
                       only_correct=not args.all_pairs, seed=args.seed, chunk=args.chunk)
     io.atomic_write_json(out, record)
-    from .pretrained_book import summary_rows
-
     for row in summary_rows([record]):
         print(json.dumps(row))
     print(f"wrote {out}")
     return 0
+
+
+def run_pair(key: str, *, device="cuda", remote: bool = False, api_key: str | None = None,
+             allow_download: bool = True, dtype=torch.bfloat16, command: str | None = None, tiny: bool = False,
+             **kw) -> dict:
+    """Measure both models of a registered pair, one after the other; the results-file record.
+
+    ``tiny`` replaces each model by a tiny random-initialised one of the same class (tests only).
+    """
+    spec = pair(key)
+    commit, t0 = io.git_commit(), time.perf_counter()
+    mode = "tiny" if tiny else "ndif" if remote else "local"
+    record = {"kind": "pretrained", "pair": key, "mode": mode, "registry": spec.to_dict(),
+              "settings": _clean(dict(kw)), "models": {}}
+    for role, mspec in (("llm", spec.llm), ("vlm", spec.vlm)):
+        if tiny:
+            lm, tok, info = load_tiny(mspec)
+        elif remote:
+            lm, tok, info = load_remote(mspec, api_key)
+        else:
+            lm, tok, info = load_local(mspec, device, dtype, allow_download)
+        record["models"][role] = {**info, **measure(lm, tok, remote=remote, name=mspec.hf_id, **kw)}
+        del lm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    record["provenance"] = io.provenance(command, "cpu" if remote or tiny else device, time.perf_counter() - t0,
+                                         commit=commit, mode=mode)
+    return record

@@ -11,7 +11,6 @@ the logits of the base's in-context items, so a 150k-token vocabulary never has 
 """
 from __future__ import annotations
 
-import gc
 import inspect
 import math
 import time
@@ -19,11 +18,10 @@ from types import SimpleNamespace
 
 import torch
 
-from . import io
-from .interp import binding_score, iia_metrics, routing_summary
-from .pretrained import (MAX_OBJECTS, PromptPairs, Prompts, interchange_pairs, rebind_pairs, requery,
+from ..interp.patching import binding_score, iia_metrics, routing_summary
+from .prompts import (PromptPairs, Prompts, interchange_pairs, rebind_pairs, requery,
                          sample_prompts, swapped_position_ids, vocabulary)
-from .pretrained_models import decoder_layers_path, envoy_at
+from .models import decoder_layers_path, envoy_at
 
 
 def _layers(lm):
@@ -204,34 +202,3 @@ def measure(lm, tokenizer, *, n_pairs: int = 128, n_objects: int = 16, retrieval
     out["position_swap"] = position_swap(lm, tokenizer, words, swap_base, 0, 1, remote, chunk)
     out["retrieval"] = retrieval(lm, tokenizer, words, retrieval_ns, retrieval_prompts, seed, chunk, remote)
     return _clean(out)
-
-
-def run_pair(key: str, *, device="cuda", remote: bool = False, api_key: str | None = None,
-             allow_download: bool = True, dtype=torch.bfloat16, command: str | None = None, tiny: bool = False,
-             **kw) -> dict:
-    """Measure both models of a registered pair, one after the other; the results-file record.
-
-    ``tiny`` replaces each model by a tiny random-initialised one of the same class (tests only).
-    """
-    from .pretrained_models import load_local, load_remote, load_tiny, pair
-
-    spec = pair(key)
-    commit, t0 = io.git_commit(), time.perf_counter()
-    mode = "tiny" if tiny else "ndif" if remote else "local"
-    record = {"kind": "pretrained", "pair": key, "mode": mode, "registry": spec.to_dict(),
-              "settings": _clean(dict(kw)), "models": {}}
-    for role, mspec in (("llm", spec.llm), ("vlm", spec.vlm)):
-        if tiny:
-            lm, tok, info = load_tiny(mspec)
-        elif remote:
-            lm, tok, info = load_remote(mspec, api_key)
-        else:
-            lm, tok, info = load_local(mspec, device, dtype, allow_download)
-        record["models"][role] = {**info, **measure(lm, tok, remote=remote, name=mspec.hf_id, **kw)}
-        del lm
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    record["provenance"] = io.provenance(command, "cpu" if remote or tiny else device, time.perf_counter() - t0,
-                                         commit=commit, mode=mode)
-    return record
