@@ -287,3 +287,28 @@ def test_cli_local_run_from_the_hub_cache(tmp_path):
     assert rec["mode"] == "local"
     assert rec["models"]["llm"]["resolved_commit"] == "a" * 40 and rec["models"]["vlm"]["resolved_commit"] == "b" * 40
     assert rec["models"]["vlm"]["n_sites"] == 4 and rec["models"]["llm"]["interchange"]["n_pairs"] == 2
+
+
+REMOTE_SCRIPT = """
+import torch
+from bindlib import pretrained as P
+for role in ("llm", "vlm"):
+    lm, tok, info = P.load_remote(getattr(P.PAIRS["qwen3"], role), "dummy-key")
+    assert next(lm._module.parameters()).device.type == "meta" and info["mode"] == "ndif"
+    prompts = P.sample_prompts(tok, P.vocabulary(tok, 10), 2, 10, torch.Generator().manual_seed(0))
+    print(role, type(lm._module).__name__, tuple(P.last_logits(lm, prompts).shape))  # a local trace loads the weights
+"""
+
+
+def test_ndif_model_construction_offline(tmp_path):
+    """load_remote builds the meta model and tokenizer the NDIF path traces (here traced locally, offline)."""
+    spec = PAIRS["qwen3"]
+    _fake_hub_cache(tmp_path / "hf", spec.llm, spec.llm.hf_class, "a" * 40)
+    _fake_hub_cache(tmp_path / "hf", spec.vlm, spec.vlm.hf_class, "b" * 40)
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "llm Qwen3ForCausalLM" in out.stdout and "vlm Qwen3VLForConditionalGeneration" in out.stdout
+    with pytest.raises(P.WeightsUnavailable, match="only locally"):
+        P.load_remote(PAIRS["internlm3"].vlm, "dummy-key")

@@ -135,20 +135,38 @@ def load_local(spec: ModelSpec, device="cuda", dtype=torch.bfloat16, allow_downl
 
 
 def load_remote(spec: ModelSpec, api_key: str | None = None):
-    """(nnsight LanguageModel, tokenizer, info) for running ``spec`` on NDIF (``remote=True`` traces).
+    """(nnsight model, tokenizer, info) for running ``spec`` on NDIF (``remote=True`` traces).
 
     Needs the user's NDIF key (argument or NDIF_API_KEY) and a model NDIF hosts (see
-    https://nnsight.net/status); only the config and tokenizer are downloaded here.
+    https://nnsight.net/status); only the config and tokenizer are downloaded here, and the model is
+    built on the meta device.  A VLM is wrapped as nnsight's image-text-to-text model (the same
+    envoy API as LanguageModel) and still gets text-only prompts.
     """
     from nnsight import CONFIG
+    from transformers import AutoTokenizer
 
     key = api_key or os.environ.get("NDIF_API_KEY")
     if not key:
         raise WeightsUnavailable("no NDIF API key: pass --ndif-key or set NDIF_API_KEY (get one at https://login.ndif.us).")
+    if spec.language_model_attr:
+        raise WeightsUnavailable(f"{spec.hf_id} runs only locally: its remote-code chat model needs pixel values, so "
+                                 "its language model cannot be traced on its own through NDIF.")
     CONFIG.API.APIKEY = key
-    lm = wrap(spec.hf_id, None, revision=spec.revision, **({"trust_remote_code": True} if spec.remote_code else {}))
-    return lm, lm.tokenizer, {"hf_id": spec.hf_id, "revision": spec.revision, "resolved_commit": None,
-                              "dtype": "ndif", "mode": "ndif"}
+    kw = {"trust_remote_code": True} if spec.remote_code else {}
+    tokenizer = AutoTokenizer.from_pretrained(spec.hf_id, revision=spec.revision, use_fast=True, **kw)
+    if spec.role == "vlm":
+        import warnings
+
+        from nnsight.modeling.transformers import TransformersModel
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lm = TransformersModel(spec.hf_id, task="image-text-to-text", processor=tokenizer, tokenizer=tokenizer,
+                                   revision=spec.revision, **kw)
+    else:
+        lm = wrap(spec.hf_id, tokenizer, revision=spec.revision, **kw)
+    return lm, tokenizer, {"hf_id": spec.hf_id, "revision": spec.revision, "resolved_commit": None,
+                           "dtype": "ndif", "mode": "ndif"}
 
 
 def wrap(model, tokenizer, **kw):
@@ -159,7 +177,7 @@ def wrap(model, tokenizer, **kw):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nnsight 0.8.1 flags LanguageModel as deprecated; its API is what we pin
-        return LanguageModel(model, tokenizer=tokenizer, **kw) if tokenizer is not None else LanguageModel(model, **kw)
+        return LanguageModel(model, tokenizer=tokenizer, **kw)
 
 
 # ============================================================== layer access
