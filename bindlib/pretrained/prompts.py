@@ -28,13 +28,16 @@ from ..interp.pairs import _random_choice, _random_derangements
 COLORS = ("red blue green yellow orange purple pink brown black white gray silver gold cyan violet navy teal "
           "olive maroon beige ivory coral crimson amber indigo lime tan magenta turquoise lavender scarlet peach "
           "mint cream rose copper bronze khaki ruby emerald jade salmon plum azure charcoal lemon cherry mustard "
-          "sand rust").split()
+          "sand rust golden chocolate honey wine ash sky ocean forest ink snow smoke steel sapphire ochre sepia fuchsia "
+          "auburn mauve ebony").split()
 SHAPES = ("circle square triangle star ring cube cone sphere box disk cross heart diamond arrow oval hexagon "
           "pyramid cylinder moon spiral wheel pillar arch tower bowl cup bottle vase barrel crate basket bucket "
-          "jar pot tray plate shell drum bell lamp chair table bench shelf drawer cabinet desk door window").split()
+          "jar pot tray plate shell drum bell lamp chair table bench shelf drawer cabinet desk door window tube block "
+          "frame panel globe dome cage tent bridge fence").split()
 ITEMS = ("key coin book pen apple stone ticket map letter card watch knife rope shoe hat flower leaf feather "
          "candle mirror phone spoon fork needle brush glove ribbon badge medal scarf tooth bone seed egg nut bean "
-         "pearl gem sword shield flag whistle compass ladder hammer nail button marble").split()
+         "pearl gem sword shield flag whistle compass ladder hammer nail button marble cookie ball doll clock toy bag cap "
+         "belt lock mask kite rock").split()
 
 INTRO = "Each object has a colour and a shape, and each shape holds one thing."
 DECLARATION = "The {color} object is {article} {shape}."
