@@ -155,6 +155,10 @@ def test_patching_identities(hf_class, tok, words):
     assert torch.allclose(R.patched_logits(lm, base, states[0], 0), clean_base, atol=1e-5)
     # a middle site changes something (the patch reaches the output)
     assert not torch.allclose(R.patched_logits(lm, base, states[2], 2), clean_base, atol=1e-6)
+    # the KV-cached sweep (the default for local runs) agrees with full patched passes at every site
+    full, full_clean, _ = R.sweep(lm, pairs, cached=False)
+    fast, fast_clean, _ = R.sweep(lm, pairs, cached=True)
+    assert torch.allclose(fast, full, atol=1e-4) and torch.allclose(fast_clean, full_clean, atol=1e-4)
     swapped = R.last_logits(lm, base, P.swapped_position_ids(base, 0, 1))
     assert not torch.allclose(swapped, clean_base, atol=1e-6)  # position ids reach the attention
 
