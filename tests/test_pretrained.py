@@ -250,7 +250,7 @@ def test_cli_tiny_run_writes_a_record_with_provenance(tmp_path, capsys):
     assert "--results-dir" in capsys.readouterr().err
     assert main(args + ["--results-dir", str(tmp_path)]) == 0
     rec = json.loads((tmp_path / "pretrained_qwen3.json").read_text())
-    assert rec["mode"] == "tiny" and rec["provenance"]["command"].startswith("python -m bindlib pretrained")
+    assert rec["mode"] == "tiny" and rec["seed"] == 0 and rec["provenance"]["command"].startswith("python -m bindlib pretrained")
     assert {"git_commit", "device", "wall_seconds"} <= set(rec["provenance"])
     assert rec["models"]["vlm"]["hf_id"] == "Qwen/Qwen3-VL-8B-Instruct" and rec["models"]["vlm"]["n_sites"] == 4
     rows = B.summary_rows(B.load_records(tmp_path))

@@ -84,7 +84,7 @@ def run_pair(key: str, *, device="cuda", remote: bool = False, api_key: str | No
     spec = pair(key)
     commit, t0 = io.git_commit(), time.perf_counter()
     mode = "tiny" if tiny else "ndif" if remote else "local"
-    record = {"kind": "pretrained", "pair": key, "mode": mode, "registry": spec.to_dict(),
+    record = {"kind": "pretrained", "pair": key, "mode": mode, "seed": kw.get("seed", 0), "registry": spec.to_dict(),
               "settings": _clean(dict(kw)), "models": {}}
     for role, mspec in (("llm", spec.llm), ("vlm", spec.vlm)):
         if tiny:
