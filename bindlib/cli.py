@@ -22,7 +22,7 @@ class Parser(argparse.ArgumentParser):
 
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
-                    "bench-image", "image-stage", "encoder-ceiling")
+                    "bench-image", "image-stage", "encoder-ceiling", "pretrained")
 
 
 def build_parser(description: str) -> Parser:
@@ -141,6 +141,9 @@ def build_parser(description: str) -> Parser:
     from .imagestage import add_commands
 
     add_commands(sub)  # bench-image, image-stage, encoder-ceiling (each with its own handler)
+    from .pretrained.runs import add_parser as add_pretrained_parser
+
+    add_pretrained_parser(sub)  # chapter 8: a pretrained LLM/VLM pair
 
     m = sub.add_parser("migrate", help="make paths in results and checkpoint metadata repo-relative, add manifests")
     m.add_argument("--checkpoints-dir", default=None, help="default data/checkpoints")

@@ -362,6 +362,8 @@ def load_results(pattern: str = "*.json", results_dir: str | Path | None = None,
     """All result records in data/results matching a glob and field filters (lists are flattened)."""
     out = []
     for f in sorted(Path(results_dir or RESULTS_DIR).glob(pattern)):
+        if f.suffix != ".json":  # e.g. the .diff stored beside a results file written with --allow-dirty
+            continue
         recs = read_results(f)
         for r in recs if isinstance(recs, list) else [recs]:
             if all(r.get(k) == v for k, v in where.items()):

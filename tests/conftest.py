@@ -16,6 +16,17 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_run_state():
+    """A test that runs a CLI command with --allow-dirty must not leave its diff to the next test's writes."""
+    from bindlib import io
+
+    saved = dict(io.RUN)
+    yield
+    io.RUN.clear()
+    io.RUN.update(saved)
+
+
 # Outputs that legitimately change from run to run, so nbval must not compare them:
 # altair's HTML embeds a fresh random element id, widget views carry fresh model ids,
 # JavaScript outputs come with widgets and charts, and stderr holds warnings and progress bars.

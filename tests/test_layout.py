@@ -17,10 +17,11 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
     8  interp.pairs, interp.toy
     9  interp.patching, interp.knockouts, interp.probes, interp.results
    10  interp.runs, interp (the package's short-cut names)
+    9-12 pretrained.prompts, .models < .tiny, .run, .results < .runs < pretrained (chapter 8)
    11  book.exercises                the book layer: may import everything; nothing below imports it
    12  book.widgets
    13  book.plots
-   14  book.scenes, book.interp_plots
+   14  book.scenes, book.interp_plots, book.pretrained
    14  cli                           the command line's parser
    15  __main__                      the command line
 """
@@ -39,7 +40,10 @@ FLOORS = {
     "imagestage": 7.5,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
     "interp.results": 9, "interp.runs": 10, "interp": 10,
-    "book.exercises": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14, "cli": 14,
+    "cli": 14,
+    "pretrained.prompts": 9, "pretrained.models": 9, "pretrained.tiny": 10, "pretrained.run": 10,
+    "pretrained.results": 10, "pretrained.runs": 11, "pretrained": 12, "book.pretrained": 14,
+    "book.exercises": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
     "__main__": 15, "": 0, "vision": 0, "book": 0,
 }
 BOOK_FLOOR = FLOORS["book.exercises"]
