@@ -78,7 +78,7 @@ compose = next(s for s in cfg.stages if s.name == "compose")
 live_cfg = dataclasses.replace(cfg, stages=[dataclasses.replace(compose, steps=LIVE_STEPS)], init_from=str(start),
                                warmup=10, eval_every=25, eval_size=256, early_stop=None)
 live_model, live_history = train(live_cfg, progress=True)"""),
-    ("code", """from bindlib.plots import training_curves_chart
+    ("code", """from bindlib.book.plots import training_curves_chart
 
 training_curves_chart(live_history, title="Live: the compose stage, starting from the sub-skill checkpoint")"""),
     ("md", """The two-hop query on small prompts (the stage's own prompts) leaves chance within a few dozen steps, and the full ID range, which this stage never trains on, follows.
@@ -96,7 +96,7 @@ for r in runs:
           f"{str(r['steps_to_99']):>7} {p['wall_seconds'] / 60:>5.1f} min  {p['device']}")"""),
     ("code", """import statistics
 
-from bindlib import paper
+from bindlib import profiles as paper
 
 
 def mean_sd(values):
@@ -108,12 +108,12 @@ for profile in sorted({r["profile"] for r in runs}):
     (id_m, id_s), (ood_m, ood_s) = mean_sd([r["id_accuracy"] for r in group]), mean_sd([r["ood_accuracy"] for r in group])
     print(f"ours, {profile} profile, {len(group)} seeds: ID {id_m:.1%} ± {id_s:.1%}, OOD {ood_m:.1%} ± {ood_s:.1%}")
 print(f"paper, 12 layers:            ID about {paper.TEXT_ONLY_ID_ACCURACY['value']:.0%}, OOD {paper.paper_value('text_only'):.1%}")"""),
-    ("code", """from bindlib.plots import accuracy_by_n_chart
+    ("code", """from bindlib.book.plots import accuracy_by_n_chart
 
 accuracy_by_n_chart(runs, task, paper_ood=paper.paper_value("text_only"),
                     title="Text-only runs: accuracy by number of objects (dashed red: the paper's OOD mean)")"""),
     ("md", """The learning curves of the committed runs show the same story at full length: the hops first, the two-hop query on a plateau until deep supervision starts, then the full range of N:"""),
-    ("code", """from bindlib.plots import history_rows, line_chart
+    ("code", """from bindlib.book.plots import history_rows, line_chart
 
 rows = [dict(row, run=f"seed {r['seed']}") for r in runs for row in history_rows(r["history"]) if row["skill"] == "two_hop"]
 line_chart(rows, "step", "accuracy", "run", "Two-hop ID accuracy during training (N 2..8)", y_format="%")"""),

@@ -27,7 +27,7 @@ How is a context drawn? What does an encoder hand over? And the question the who
 `bindlib.render` draws every context procedurally, with numpy only.
 Two image profiles fix the sizes: the book runs the **cpu** profile everywhere, a small canvas that keeps encoding cheap; the **paper** profile is the 224-pixel input of the paper's encoders.
 Everything else (object size, margin, the least gap between objects) scales with the canvas:"""),
-    ("code", """from bindlib.encoders import RENDER_PROFILES
+    ("code", """from bindlib.vision.encoders import RENDER_PROFILES
 
 for name, cfg in RENDER_PROFILES.items():
     side = cfg.canvas_size // 16
@@ -42,8 +42,8 @@ side = render_cfg.canvas_size // PATCH"""),
 Shapes come from a procedural family: six kinds (polygons, stars, flowers, gears, crosses, rings), each with twelve counts of vertices, petals, teeth or arms, each solid, hollow or split.
 The book's default vocabulary uses the first 16, ordered so that a short prefix changes kind before it changes count.
 Here they are at the size the cpu profile draws them, in black on the background grey, so that only shape tells them apart:"""),
-    ("code", """from bindlib.plots import image_grid_chart
-from bindlib.render import shape_image
+    ("code", """from bindlib.book.scenes import image_grid_chart
+from bindlib.vision.render import shape_image
 from bindlib.task import TaskConfig, shape_family
 
 task = TaskConfig()
@@ -64,9 +64,9 @@ image_grid_chart([shape_image(spec, size=render_cfg.object_size) for spec in fam
 
 `render_batch` draws the context of every prompt in a batch, each at a fresh random layout, and returns the boxes it placed the objects in.
 Object $k$ of the picture is the $k$-th declared object of the text; the numbers on the boxes below are that declaration order, which the picture itself does not show:"""),
-    ("code", """from bindlib.exercises import prompt_strings
-from bindlib.plots import scene_chart, text_panel_chart
-from bindlib.render import batch_objects, render_batch
+    ("code", """from bindlib.book.exercises import prompt_strings
+from bindlib.book.scenes import scene_chart, text_panel_chart
+from bindlib.vision.render import batch_objects, render_batch
 from bindlib.task import sample_batch
 
 batch = sample_batch(task, 1, seed=5, n=5)
@@ -93,7 +93,7 @@ image_grid_chart(scenes, [f"N = {n} ({split_names[task.split_of(n)]})" for n in 
 
 A frozen encoder maps a batch of images `[B, 3, H, W]` to patch tokens `[B, T, D]`.
 `bindlib.encoders` has one registry for all of them, in three families:"""),
-    ("code", """from bindlib import encoders as E
+    ("code", """from bindlib.vision import encoders as E
 
 families = {"paper's encoders (Hugging Face weights)": [n for n in E.ENCODERS if n in E.HUB_SPECS],
             "controls (no weights)": ["random_cnn", "pixels"],
@@ -152,7 +152,7 @@ for name, r in pretraining.items():
                f"was stopped by its {cfg_p['time_budget_s']:.0f} s budget before reaching")
     print(f"{name} {verdict} the {cfg_p['target']:.0%} target; shape on object patches {r['held_out']['shape_object']:.1%} "
           f"against {1 / task.n_shapes:.1%} for a guess among {task.n_shapes} shapes")"""),
-    ("code", """from bindlib.plots import line_chart
+    ("code", """from bindlib.book.plots import line_chart
 
 curve = [{"step": row["step"], "accuracy": row[f"{head}_object"], "curve": f"{name}, {head}"}
          for name, r in pretraining.items() for row in r["history"] for head in ("color", "shape")]
@@ -178,8 +178,8 @@ for name in ("project_cnn", "project_vit", "random_cnn", "pixels"):
 The pretraining table scored each trunk with the heads it was trained with. To compare all four encoders on an equal footing, fit fresh linear heads on their frozen tokens (a *linear probe*) for the same per-patch colour and shape labels, and score them on held-out scenes.
 `probe_encoders` does it in one call; it is kept small (a few hundred scenes, a short fit) so that it runs in seconds, which makes its numbers rough:"""),
     ("code", """# NBVAL_IGNORE_OUTPUT (the fit's last digits can change with the number of CPU threads)
-from bindlib.plots import split_summary_chart
-from bindlib.pretrain import probe_encoders
+from bindlib.book.plots import split_summary_chart
+from bindlib.vision.pretrain import probe_encoders
 
 four = [E.profile_encoder(name, profile="cpu") for name in ("project_cnn", "project_vit", "random_cnn", "pixels")]
 probe = probe_encoders(four, n_train=200, n_test=100, steps=60, lr=0.2)
@@ -197,7 +197,7 @@ A probe is a lower bound, though. The transformer of chapter 4 sees all the toke
 Every encoder here outputs one token per 16 x 16 patch, in row-major order: token 0 is the top-left patch, token 6 the top-right, token 48 the bottom-right.
 So a token's index in the sequence is a place in the picture.
 Which tokens does an object end up in? `render.patch_grid` lists the patches under each box:"""),
-    ("code", """from bindlib.render import patch_grid
+    ("code", """from bindlib.vision.render import patch_grid
 
 cells = patch_grid(boxes[0], render_cfg.canvas_size, PATCH)
 for k, patches in enumerate(cells):
@@ -211,7 +211,7 @@ How often does each case occur? Over many layouts:"""),
 
 import numpy as np
 
-from bindlib.render import place_objects
+from bindlib.vision.render import place_objects
 
 layouts = [place_objects(8, render_cfg, np.random.default_rng((11, i))) for i in range(500)]
 covered = collections.Counter(len(p) for corners in layouts
@@ -230,7 +230,7 @@ A model can learn to retrieve by that index (positional binding) because the ind
 Does the picture keep anything like it?
 
 Take one context and draw it three times; only the layout seed changes. The shaded patches are those of object 1:"""),
-    ("code", """from bindlib.render import render_scene
+    ("code", """from bindlib.vision.render import render_scene
 
 colors, shapes = batch_objects(batch, 0)
 first = declared[0]
@@ -281,7 +281,7 @@ for k in range(task.id_range[1]):
           f"the most frequent holds {counts.max():.1%}, the least {counts.min():.1%}")
     image_rows += [{"slot": k + 1, "patch": p, "share": float(counts[p]), "row": p // side, "col": p % side}
                    for p in range(side * side)]"""),
-    ("code", """from bindlib.plots import heatmap_chart
+    ("code", """from bindlib.book.scenes import heatmap_chart
 
 (heatmap_chart(text_rows, "position", "slot", "share", "Text: where the k-th object's tokens are",
                x_title="token position", y_title="declaration slot", width=260, height=200)
@@ -291,7 +291,7 @@ for k in range(task.id_range[1]):
     ("md", """The text panel is a staircase: each slot owns two positions, and no other slot ever uses them.
 The image panel is a smear: every slot is found in every patch, a few percent of the time each; border patches come up a little less often, because the margin keeps an object's centre at least half an object away from the edge.
 Drawn as the picture itself, one small map per slot:"""),
-    ("code", """from bindlib.plots import patch_share_grids_chart
+    ("code", """from bindlib.book.scenes import patch_share_grids_chart
 
 patch_share_grids_chart(image_rows, title=f"Where the k-th declared object sits in the {side} x {side} grid (share of scenes)")"""),
     ("md", """How much of the declaration slot can a reader recover from the position alone?
@@ -327,7 +327,7 @@ A box is `(x0, y0, x1, y1)` in pixels, and its ends are **exclusive**: the box c
 The placeholder returns only the patch under the top-left corner, which is right for some boxes; run it to see where it fails, then replace its body.
 
 *Hint*: work out the first and last patch column, and the first and last patch row, that the box touches."""),
-    ("code", """from bindlib.exercises import check_box_patches
+    ("code", """from bindlib.book.exercises import check_box_patches
 
 
 def box_patches(box, canvas=112, patch=16):

@@ -30,7 +30,7 @@ What happens next is the only difference between rows:
 The last row is a control the paper did not have: without it, "images help" cannot be told apart from "more training helps".
 The paper's fourth stage (vocabulary expansion) is optional in the issue and not run here.
 `bindlib.regimes` holds the configurations; printing them shows the stages each regime adds:"""),
-    ("code", """from bindlib import regimes
+    ("code", """from bindlib import recipes as regimes
 
 for regime in regimes.REGIMES:
     if regime == "text_only":
@@ -50,7 +50,7 @@ In an **image prompt** those patch tokens, mapped to the model's width by a trai
 In a **noised prompt** the same context block is as long as the image block (49 tokens in the CPU profile), and the 2N real tokens are scattered through it in order, with `NOISE` tokens in between.
 Noise tokens take position ids, so the distance between a colour and its shape, and between the k-th object and the query, changes from prompt to prompt; but their key mask is off, so no token can attend to them and their content cannot matter.
 Here is one prompt in its three forms:"""),
-    ("code", """from bindlib.multimodal import add_noise, image_token_count, relayout_context
+    ("code", """from bindlib.vision.multimodal import add_noise, image_token_count, relayout_context
 from bindlib.task import TaskConfig, sample_batch
 
 task = TaskConfig()
@@ -79,7 +79,7 @@ Before training, the text-only model with a fresh projector cannot read pictures
     ("code", """import dataclasses
 import torch
 from bindlib import io
-from bindlib.multimodal import ImageAdapter, Vision, image_accuracy
+from bindlib.vision.multimodal import ImageAdapter, Vision, image_accuracy
 
 torch.manual_seed(0)
 vision = Vision.for_profile("project_cnn", "cpu")
@@ -104,7 +104,7 @@ print(f"after {{last['step']}} steps: image ID accuracy {{last['acc_image_two_ho
 
 Each committed run wrote `data/results/regime_<regime>[_<encoder>]_cpu_s<seed>.json` with its accuracies, training history, checkpoint hash and provenance (command, commit, device, wall time).
 `regimes.headline_table` averages them over seeds; the image rows use the project CNN, the table's main encoder:"""),
-    ("code", """from bindlib.paper import OOD_ACCURACY
+    ("code", """from bindlib.profiles import OOD_ACCURACY
 
 records = regimes.regime_results("cpu")
 table = regimes.headline_table(records)
@@ -114,7 +114,7 @@ for row in table:
            and r.get("encoder") in (None, row["encoder"])]
     paper = f"{row['paper']:.1%}" if row["paper"] is not None else "  -  "
     print(f"{row['regime']:>18} {row['seeds']:>5} {row['mean']:>14.1%} +- {row['sd']:.1%} {paper:>7}   {sum(ids) / len(ids):.1%}")"""),
-    ("code", """from bindlib.plots import regime_table_chart
+    ("code", """from bindlib.book.plots import regime_table_chart
 
 regime_table_chart(table)"""),
     ("md", """## Seed spread
@@ -132,14 +132,14 @@ print("\\nours minus paper (OOD): " + ", ".join(f"{k} {v:+.1%}" for k, v in gaps
     ("md", """## Accuracy by number of objects
 
 The table's OOD number averages $N$ = 9..16. The curves show where each regime loses accuracy (dashed line: the edge of the training range):"""),
-    ("code", """from bindlib.plots import regime_by_n_chart
+    ("code", """from bindlib.book.plots import regime_by_n_chart
 
 regime_by_n_chart(records, task)"""),
     ("md", """## Which encoder?
 
 The paper used three pretrained encoders (ResNet-152, ViT-B/16, DINOv3); our machines cannot download them, so the table's runs use encoders the project pretrains itself (chapter 3), plus two controls: a randomly initialised frozen CNN and raw pixel patches.
 For each, `image_text` shows text OOD accuracy (the table's metric), image accuracy on ID prompts, and how well the grounding readouts work:"""),
-    ("code", """from bindlib.plots import encoder_chart
+    ("code", """from bindlib.book.plots import encoder_chart
 
 enc_rows = regimes.encoder_table(records)
 for r in enc_rows:
@@ -198,7 +198,7 @@ for r in longer:
                   f"text OOD {x['ood_accuracy']:.1%}, shape from region {x['grounding_accuracy']['shape_from_region']:.1%}")
 if not longer:
     print("no exploratory run in data/results yet")"""),
-    ("code", """from bindlib.plots import training_curves_chart
+    ("code", """from bindlib.book.plots import training_curves_chart
 
 training_curves_chart(longer[0]["history"] if longer else [],
                       title="The longer run: image and text accuracy through the image and mix stages (ID prompts)")"""),
@@ -239,7 +239,7 @@ for enc in load_results("encoder_*_cpu.json", kind="encoder_pretraining"):
 
 Write `noise_leak(model, batch)`: run the model on a noised batch, then again after replacing every `NOISE` token (id `bindlib.task.NOISE`) by other token ids, and return the largest absolute change of the logits at positions the key mask allows (`batch.key_mask`).
 `check_noise_leak` runs it on a model whose key mask hides the noise (your answer must be about zero) and on the same prompts with the mask switched on everywhere (your answer must be clearly positive)."""),
-    ("code", """from bindlib.exercises import check_noise_leak
+    ("code", """from bindlib.book.exercises import check_noise_leak
 
 
 def noise_leak(model, batch) -> float:

@@ -44,8 +44,8 @@ An *interchange intervention* tells them apart. Take a base prompt and a counter
 
 We use the first text-only checkpoint there is:"""),
     ("code", """from bindlib import interp as I
-from bindlib.interp_runs import existing_checkpoints, load_for_analysis
-from bindlib.widgets import format_prompt
+from bindlib.interp.runs import existing_checkpoints, load_for_analysis
+from bindlib.book.widgets import format_prompt
 
 demo = existing_checkpoints()[0]  # text_only seed 0, when it exists
 model, task, meta = load_for_analysis(demo["path"])
@@ -85,7 +85,7 @@ Before trusting a symbolic verdict, the measurement must be able to return a pos
 ## Every regime, every seed
 
 `python -m bindlib interp --all` runs the same sweep on every checkpoint of the four regimes, on more pairs, at ID lengths and separately at OOD lengths, and writes `data/results/interchange_<run>.json` with its provenance. The chapter reads those files:"""),
-    ("code", """from bindlib.interp_runs import load_interp, print_dropped, regimes_present, usable
+    ("code", """from bindlib.interp.results import load_interp, print_dropped, regimes_present, usable
 
 every_run = load_interp("interchange")
 print(f"{'run':<36} {'ID pairs':>8} {'OOD pairs':>9}  (pairs drawn to find them)")
@@ -97,11 +97,11 @@ records, dropped = usable(every_run)
 print_dropped(dropped)
 print("regimes analysed:", ", ".join(regimes_present(records)))"""),
     ("md", """A pair counts only if the model answers both of its prompts correctly, so a model that answers few prompts needs many draws, and a model near chance is left out altogether: its "correct" answers are mostly lucky guesses, with no mechanism to find."""),
-    ("code", """from bindlib.plots import iia_heatmap_chart
+    ("code", """from bindlib.book.interp_plots import iia_heatmap_chart
 
 iia_heatmap_chart(records, "id")"""),
     ("md", """Each panel is one regime; rows are the possible outcomes, columns the patched layer, and the shade the share of pairs (mean over seeds). A positional read-out, the paper's account of text-only training, would darken the positional row at the layers between reading the query and fetching the answer. Read off the same data, layer by layer:"""),
-    ("code", """from bindlib.plots import iia_rows
+    ("code", """from bindlib.book.interp_plots import iia_rows
 
 def outcome_story(records, split):
     rows = iia_rows(records, split)
@@ -118,15 +118,15 @@ outcome_story(records, "id")"""),
     ("md", """The same at OOD lengths, prompts longer than any the models were trained on:"""),
     ("code", """iia_heatmap_chart(records, "ood")"""),
     ("code", """outcome_story(records, "ood")"""),
-    ("code", """from bindlib.interp_runs import measurable
-from bindlib.plots import binding_score_chart
+    ("code", """from bindlib.interp.results import measurable
+from bindlib.book.interp_plots import binding_score_chart
 
 binding_score_chart([r for r in records if measurable(r)], "id")"""),
     ("md", """## The routing layer, and the position-id swap
 
 A second, independent test needs no counterfactual prompt at all: swap only the *position ids* of two objects' declaration tokens and leave their content where it is. A model that binds by position now finds the queried colour "at" the other object's place, so its answer flips to the other object's item; a model that binds by content keeps answering correctly."""),
-    ("code", """from bindlib.interp_runs import routing_table
-from bindlib.plots import routing_rows
+    ("code", """from bindlib.interp.results import routing_table
+from bindlib.book.interp_plots import routing_rows
 
 print(f"{'run':<28} {'routing':>7} {'routed':>6} {'P_sym':>6} {'P_pos':>6} {'BS':>6} {'Sym/Pos':>8} {'flip':>6} {'stay':>6}")
 for row in routing_rows(records):
@@ -134,13 +134,13 @@ for row in routing_rows(records):
     print(f"{row['regime'] + ' s' + str(row['seed']):<28} {row['routing_layer']:>7} {row['routing_share']:>6.2f} {row['p_sym']:>6.2f} "
           f"{row['p_pos']:>6.2f} {row['binding_score']:>6.2f} {ratio:>8} {row['flip_rate']:>6.1%} {row['stay_rate']:>6.1%}")"""),
     ("md", """"routed" is P_sym + P_pos at the routing layer. Where it is small, the patch mostly changes nothing, and the binding score, a ratio of two small shares, is noise: such seeds (below 0.5) are left out of the regime summaries below."""),
-    ("code", """from bindlib.plots import routing_chart
+    ("code", """from bindlib.book.interp_plots import routing_chart
 
 routing_chart([r for r in records if measurable(r)])"""),
     ("md", """## The verdict on the direction
 
 The paper's qualitative claim, in the terms of this measurement: text-only training leaves the read-out positional (BS < 0 at the routing layer), image training moves it to symbolic (BS > 0). Computed from the files:"""),
-    ("code", """from bindlib.interp_runs import direction_verdict
+    ("code", """from bindlib.interp.results import direction_verdict
 
 table = [row for row in routing_table(records) if row["seeds"]]
 for row in routing_table(records):
@@ -161,8 +161,8 @@ for regime, v in direction_verdict(table).items():
     ("md", """If the verdict says our text-only models are symbolic, then the paper's mechanism is not what our text-only models do, and the fix that images supply in the paper has nothing to fix here. That fits chapter 2, where our text-only models generalise to longer prompts instead of falling off a cliff:"""),
     ("code", """import statistics
 
-from bindlib import io, paper
-from bindlib.regimes import MAIN_ENCODER, regime_results
+from bindlib import io, profiles as paper
+from bindlib.recipes import MAIN_ENCODER, regime_results
 
 def ood_of(regime):
     # OOD accuracy per seed: chapter 4's regime files, and for text_only also chapter 2's training files
@@ -239,7 +239,7 @@ print(f"(CPU threads: {threads}; wall times depend on the machine's load)")"""),
     ("md", """## The other encoders
 
 Everything above uses the project CNN, the table's main encoder. Chapter 4 also trained every image regime with the project ViT, a random CNN and raw pixels, and in some of those runs the text skill survived the image stage (in `noise_image_text` too, where the project CNN's never did). The same measurement on each of them that answers at least half of the ID prompts:"""),
-    ("code", """from bindlib.interp_runs import encoder_runs
+    ("code", """from bindlib.interp.results import encoder_runs
 
 others = encoder_runs("interchange")
 for r in others:
@@ -252,13 +252,13 @@ print(f"{len(others)} checkpoints; binding found: {', '.join(kinds) or 'none mea
 
 Every layer's shares for any run and split (read from the results files; nothing is recomputed):"""),
     ("code", """# NBVAL_IGNORE_OUTPUT
-from bindlib.widgets import interchange_explorer
+from bindlib.book.widgets import interchange_explorer
 
 interchange_explorer(records)"""),
     ("md", """## Exercise: what does each hypothesis predict?
 
 Write `predict(base, source)`. It receives the two prompts of a pair as lists of token strings and returns a dict with the base item each hypothesis predicts: `"positional"`, `"symbolic"` and `"reflexive"`. `check_predictions` runs it on 100 pairs with N from 4 to 16 and stops at the first mistake. The placeholder answers the base's own question for every hypothesis, which is what *no effect* looks like."""),
-    ("code", """from bindlib.exercises import check_predictions
+    ("code", """from bindlib.book.exercises import check_predictions
 
 
 def predict(base: list[str], source: list[str]) -> dict:
@@ -313,7 +313,7 @@ The paper reports a "positional circuit" in text-only models: the read-out passe
 
 `bindlib.interp.target_sets` returns, per prompt, the positions of: the queried shape in the associations (`answer_shape`), the answer item (`answer_item`), the queried object's colour and shape in the context (`query_declaration`), the structural tokens BOS, CTX_END and QUE (`structural`), every token of every other object (`other_objects`), and, as a control for each, a random set of context positions of the same size (`random_<name>`). On one prompt:"""),
     ("code", """from bindlib import interp as I
-from bindlib.interp_runs import existing_checkpoints, load_for_analysis
+from bindlib.interp.runs import existing_checkpoints, load_for_analysis
 from bindlib.task import sample_batch
 
 demo = existing_checkpoints()[0]
@@ -338,7 +338,7 @@ for name, v in live["sets"].items():
     ("md", """## Every regime
 
 `python -m bindlib interp --all` runs every set, both variants (one layer at a time, and *cumulative*: every layer from *l* on) on every checkpoint and records accuracy and the relative change of the answer's mean probability over prompts, 100 (mean p_new - mean p_base) / mean p_base:"""),
-    ("code", """from bindlib.interp_runs import load_interp, print_dropped, regimes_present, usable
+    ("code", """from bindlib.interp.results import load_interp, print_dropped, regimes_present, usable
 
 every_run = load_interp("knockout")
 for r in every_run:
@@ -347,7 +347,7 @@ records, dropped = usable(every_run)
 print_dropped(dropped)
 print("regimes analysed:", ", ".join(regimes_present(records)))"""),
     ("md", """A model that answers fewer than half of the ID prompts has little left to knock out; such runs are listed above and left out of the averages below."""),
-    ("code", """from bindlib.plots import knockout_heatmap_chart
+    ("code", """from bindlib.book.interp_plots import knockout_heatmap_chart
 
 knockout_heatmap_chart(records, "window", "relative_change")"""),
     ("md", """Each panel is one regime (mean over seeds); each target set sits right above its random control of the same size. Red means the answer became less likely. A route matters where a real set is red and its control is not."""),
@@ -356,8 +356,8 @@ knockout_heatmap_chart(records, "window", "relative_change")"""),
     ("md", """## What the knockouts say
 
 For every regime, the layer where knocking out each set hurts most, against the same knockout of random positions:"""),
-    ("code", """from bindlib.interp_runs import mean_sd
-from bindlib.plots import knockout_order
+    ("code", """from bindlib.interp.results import mean_sd
+from bindlib.book.interp_plots import knockout_order
 
 def pct(x):
     return f"{x:>7.0f}%"
@@ -400,7 +400,7 @@ for regime in regimes_present(records):
 ## One head at a time
 
 The sweeps above block every head of a layer at once. `python -m bindlib interp` also blocks a single head of a single layer, for the answer item, the queried object's declaration and the answer item's random control. Is a route one head's job, or shared?"""),
-    ("code", """from bindlib.plots import head_knockout_chart
+    ("code", """from bindlib.book.interp_plots import head_knockout_chart
 
 head_knockout_chart(records, "answer_item")"""),
     ("code", """head_knockout_chart(records, "query_declaration")"""),
@@ -420,7 +420,7 @@ head_knockout_chart(records, "answer_item")"""),
     ("md", """## The picture itself: knocking out patches
 
 Everything above runs on text prompts, the table's metric. An image model can also be asked *image* prompts, and there the question of the paper's visual argument is direct: when the read-out token cannot see the **queried object's patches**, does the answer suffer more than when it cannot see as many random patches of the same picture? `bindlib.interp.image_target_sets` marks the patches each object overlaps (from the renderer's boxes), the patches of every other object, the empty background, and the answer item in the (text) associations, each with a random control of the same size. The knockout files of every image checkpoint hold these sweeps, for every encoder and the exploratory runs of chapter 4:"""),
-    ("code", """from bindlib.interp_runs import image_knockouts
+    ("code", """from bindlib.interp.results import image_knockouts
 
 image_rows = image_knockouts()
 print(f"{'image checkpoint':<44} {'image acc':>9} {'chance':>7}   worst-layer change: set vs its random control")
@@ -431,7 +431,7 @@ for r in image_rows:
         layer = min(r["layers"], key=lambda l: sets[name]["relative_change"][l])
         parts.append(f"{name} {sets[name]['relative_change'][layer]:.0f}% vs {sets['random_' + name]['relative_change'][layer]:.0f}%")
     print(f"{r['run']:<44} {r['base_accuracy']:>9.1%} {r['chance']:>7.1%}   " + "; ".join(parts))"""),
-    ("code", """from bindlib.plots import image_knockout_chart
+    ("code", """from bindlib.book.interp_plots import image_knockout_chart
 
 image_knockout_chart(image_rows, "window")"""),
     ("code", """def reads(r, name, margin=-20.0):
@@ -454,7 +454,7 @@ print("image checkpoints that read the queried object from the picture:", ", ".j
 ## The other encoders
 
 The text-prompt routes of the image checkpoints trained with the other encoders, where their text skill survived (chapter 4): the layer where knocking out each set hurts most, and by how much:"""),
-    ("code", """from bindlib.interp_runs import encoder_runs
+    ("code", """from bindlib.interp.results import encoder_runs
 
 for r in encoder_runs("knockout"):
     sets = r["window"]["sets"]
@@ -465,13 +465,13 @@ for r in encoder_runs("knockout"):
     print(f"{r['regime']:<17} {r['encoder']:<11} s{r['seed']} (accuracy {r['base_accuracy']:.2f}): " + ", ".join(parts))"""),
     ("md", """## Explore"""),
     ("code", """# NBVAL_IGNORE_OUTPUT
-from bindlib.widgets import knockout_explorer
+from bindlib.book.widgets import knockout_explorer
 
 knockout_explorer(records)"""),
     ("md", """## Exercise: build the target sets
 
 Write `knockout_sets(prompt)`: given one prompt as token strings, return the positions (indices into the list) of `"answer_shape"`, `"answer_item"` and `"query_declaration"` as lists. Prompts may start with `FILL` tokens, which count as positions. The placeholder returns the last position for everything."""),
-    ("code", """from bindlib.exercises import check_knockout_sets
+    ("code", """from bindlib.book.exercises import check_knockout_sets
 
 
 def knockout_sets(prompt: list[str]) -> dict:
@@ -515,7 +515,7 @@ Probes are easy to over-read, so every probe here comes with two baselines: the 
 
 The binding-signature probe on the first available checkpoint, on a few hundred prompts:"""),
     ("code", """from bindlib import interp as I
-from bindlib.interp_runs import existing_checkpoints, load_for_analysis
+from bindlib.interp.runs import existing_checkpoints, load_for_analysis
 
 demo = existing_checkpoints()[0]
 model, task, meta = load_for_analysis(demo["path"])
@@ -530,7 +530,7 @@ for row in live["layers"]:
 ## Every regime
 
 `python -m bindlib interp --all` fits these probes on every checkpoint (ordinal index at colour and shape tokens, the bound colour at shape tokens, and the target shape and index at the read-out token) and writes `data/results/probe_<run>.json`:"""),
-    ("code", """from bindlib.interp_runs import load_interp, print_dropped, regimes_present, usable
+    ("code", """from bindlib.interp.results import load_interp, print_dropped, regimes_present, usable
 
 records, dropped = usable(load_interp("probe"))
 for r in records:
@@ -539,10 +539,10 @@ for r in records:
 print_dropped(dropped)
 print("regimes analysed:", ", ".join(regimes_present(records)))"""),
     ("md", """As in chapters 5 and 6, models that answer fewer than half of the ID prompts (by their knockout file's clean accuracy) are listed and left out: what such a model represents says little about how a working one binds."""),
-    ("code", """from bindlib.plots import probe_chart
+    ("code", """from bindlib.book.interp_plots import probe_chart
 
 probe_chart(records, "shape", "bound_color")"""),
-    ("code", """from bindlib.plots import signature_chart
+    ("code", """from bindlib.book.interp_plots import signature_chart
 
 signature_chart(records)"""),
     ("md", """## Is there a binding signature?
@@ -565,7 +565,7 @@ for regime, found in onsets.items():
     present = sum(o is not None for o in found)
     print(f"{regime:<17} signature in {present} of {len(found)} seeds; first layer per seed: {found}")
 
-from bindlib.interp_runs import encoder_runs
+from bindlib.interp.results import encoder_runs
 
 for r in encoder_runs("probe"):  # the other encoders' image checkpoints that still answer text prompts
     probe = next(p for p in r["probes"] if (p["role"], p["target"]) == ("shape", "bound_color"))
@@ -597,7 +597,7 @@ Positional binding needs the ordinal index of each object somewhere. Index probe
     ("code", """probe_chart(records, "shape", "index")"""),
     ("code", """probe_chart(records, "color", "index")"""),
     ("md", """The random-initialisation baseline matters most here: even a random model mixes position into the residual stream through attention (a token attends to a causal prefix whose length is its position), so the index is partly decodable without any training. What counts is the trained model's margin over that baseline, at the last layer and averaged over seeds:"""),
-    ("code", """from bindlib.interp_runs import mean_sd
+    ("code", """from bindlib.interp.results import mean_sd
 
 
 def last_layer(group, role, target, key):
@@ -631,13 +631,13 @@ for regime in regimes_present(records):
               f"{m['control_accuracy']:>8.2f} {m['selectivity']:>11.2f}")"""),
     ("md", """## Explore"""),
     ("code", """# NBVAL_IGNORE_OUTPUT
-from bindlib.widgets import probe_explorer
+from bindlib.book.widgets import probe_explorer
 
 probe_explorer(records)"""),
     ("md", """## Exercise: when does the signature appear?
 
 The verdict above used a small function, `signature_onset(layers, margin)`. Write your own: it gets a probe's per-layer rows (dicts with `layer`, `accuracy` and `random_init_accuracy`) and returns the first layer whose accuracy exceeds the baseline by *more* than `margin`, skipping layers with no baseline (`None`), or `None` if there is no such layer. The placeholder always answers layer 0."""),
-    ("code", """from bindlib.exercises import check_signature_onset
+    ("code", """from bindlib.book.exercises import check_signature_onset
 
 
 def my_onset(layers: list[dict], margin: float):

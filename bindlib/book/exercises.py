@@ -14,7 +14,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable, Iterator
 
-from .task import ASSOCIATION_ORDERS, Batch, TaskConfig, Vocab, sample_batch
+import numpy as np
+import torch
+
+from ..interp.knockouts import target_sets
+from ..interp.pairs import make_pairs
+from ..model import ModelConfig, Transformer
+from ..task import ASSOCIATION_ORDERS, NOISE, Batch, TaskConfig, Vocab, sample_batch
+from ..vision.multimodal import add_noise
+from ..vision.render import RenderConfig, patch_grid, place_objects
 
 # Offsets (filler tokens after BOS) the checker uses: none, one, and two that
 # push every position far from where it usually is.
@@ -117,10 +125,6 @@ def check_answer(fn: Callable[[list[str]], str], n_prompts: int = 200, seed: int
 def checker_boxes(n_boxes: int = 300, seed: int = 0, canvas: int = 112, patch: int = 16) -> list[tuple[int, int, int, int]]:
     """Boxes for ``check_box_patches``: hand-picked edge cases first, then object boxes from real
     layouts of the cpu profile, then boxes of random sizes."""
-    import numpy as np
-
-    from .render import RenderConfig, place_objects
-
     p, c = patch, canvas
     boxes = [
         (0, 0, p, p),  # exactly the first patch
@@ -146,8 +150,6 @@ def checker_boxes(n_boxes: int = 300, seed: int = 0, canvas: int = 112, patch: i
 
 def check_box_patches(fn: Callable, n_boxes: int = 300, seed: int = 0, canvas: int = 112, patch: int = 16) -> None:
     """Run ``fn(box, canvas, patch)`` on ``n_boxes`` boxes; raise AssertionError at the first wrong answer."""
-    from .render import patch_grid
-
     for k, box in enumerate(checker_boxes(n_boxes, seed, canvas, patch)):
         expected = [int(v) for v in patch_grid([box], canvas, patch)[0]]
         where = f"Box #{k} {box} (x0, y0, x1, y1; ends exclusive) on a {canvas} px canvas with {patch} px patches"
@@ -169,12 +171,6 @@ def check_noise_leak(fn, seed: int = 0) -> str:
     The checker runs it on a model whose key mask hides the noise (the answer must be ~0) and on
     the same batch with the key mask switched on everywhere (the answer must be clearly > 0).
     """
-    import torch
-
-    from .model import ModelConfig, Transformer
-    from .multimodal import add_noise
-    from .task import NOISE
-
     task = TaskConfig()
     torch.manual_seed(seed)
     model = Transformer(ModelConfig(vocab_size=task.vocab.size, max_len=128, n_layers=2, d_model=32, n_heads=2, d_ff=64)).eval()
@@ -195,8 +191,6 @@ def check_noise_leak(fn, seed: int = 0) -> str:
 # ---------------------------------------------------------------- chapters 5-7: interchange, knockouts, probes
 def _pair_prompts(n_pairs: int, seed: int):
     """(base prompt, source prompt, expected targets) for counterfactual pairs of bindlib.interp.make_pairs."""
-    from .interp import make_pairs
-
     task = TaskConfig()
     pairs = make_pairs(task, n_pairs, seed=seed, n=(4, task.ood_range[1]))
     names = token_names(task.vocab)
@@ -229,8 +223,6 @@ def check_knockout_sets(fn: Callable[[list[str]], dict], n_prompts: int = 120, s
     the list) of three knockout target sets: ``answer_shape`` (the queried shape in the associations),
     ``answer_item`` (the answer item) and ``query_declaration`` (the queried colour and its shape in the
     context).  Checked against ``bindlib.interp.target_sets`` on every N, association order and several offsets."""
-    from .interp import target_sets
-
     task = TaskConfig()
     max_n = max(task.id_range[1], task.ood_range[1])
     for k, (n, order, offset) in enumerate(_checker_settings(n_prompts, max_n)):
