@@ -395,3 +395,19 @@ def test_the_check_catches_each_kind_of_problem(chrome, tmp_path):
 def test_the_book_has_charts(page_reports):
     """The pages really hold charts for the check to look at."""
     assert sum(r["charts"] for r in page_reports.values()) > 0
+
+
+def test_bindlib_charts_draw_from_the_vendored_vega(chrome, book_html, tmp_path):
+    """Positive control for bindlib's renderer: on a page with the book's vega it draws, offline."""
+    import altair as alt
+
+    from bindlib.book.offline import chart_html
+
+    chart = alt.Chart(alt.Data(values=[{"x": 1, "y": 2}, {"x": 2, "y": 5}])).mark_line().encode(x="x:Q", y="y:Q")
+    scripts = "".join(f'<script src="_static/vega/{lib}.min.js"></script>' for lib in ("vega", "vega-lite", "vega-embed"))
+    (tmp_path / "chart.html").write_text(f"<!doctype html><html><head>{scripts}</head><body>"
+                                         f"<div class='cell_output'>{chart_html(chart.to_dict())}</div></body></html>")
+    (tmp_path / "_static").symlink_to(book_html / "_static")
+    with serve(tmp_path) as url:
+        report = inspect(chrome, f"{url}/chart.html")
+    assert report["charts"] == 1 and not report["problems"] and not report["content"], report
