@@ -63,3 +63,21 @@ def test_renderer_saves_a_picture_and_the_spec():
 def test_renderer_without_a_picture_still_draws():
     page = chart_html({"mark": "point", "data": {"values": []}}, picture=False)
     assert "<img" not in page and "vegaEmbed" in page
+
+
+def test_colab_cells_take_the_repository_from_the_book_config(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("colab", REPO / "scripts" / "colab.py")
+    colab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(colab)
+    url = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"]
+    assert url in colab.SETUP_CODE and url.removeprefix("https://github.com/") in colab.COLAB_URL
+    other = tmp_path / "_config.yml"
+    other.write_text("repository:\n  url: https://github.com/someone/fork\n  branch: dev\n")
+    assert colab.repository(other) == ("https://github.com/someone/fork", "dev")
+    other.write_text("repository:\n  url: not-a-url\n")
+    import pytest
+
+    with pytest.raises(SystemExit, match="repository.url"):
+        colab.repository(other)
