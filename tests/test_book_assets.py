@@ -5,7 +5,7 @@ from pathlib import Path
 import altair as alt
 import yaml
 
-import bindlib.book  # noqa: F401  (enables the renderer)
+import bindlib.book.plots  # noqa: F401  (enables the renderer)
 from bindlib.book.offline import RENDERER, chart_html
 
 REPO = Path(__file__).resolve().parents[1]

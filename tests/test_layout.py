@@ -15,6 +15,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
     9  interp.patching, interp.knockouts, interp.probes, interp.results
    10  interp.runs, interp (the package's short-cut names)
    11  book.exercises                the book layer: may import everything; nothing below imports it
+       book.offline, book.pictures, book.text   the chart renderer; Pillow pictures; wrapped text
    12  book.widgets
    13  book.plots
    14  book.scenes, book.interp_plots
@@ -34,7 +35,7 @@ FLOORS = {
     "vision.multimodal": 5, "vision.pretrain": 5, "train": 6, "recipes": 7,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
     "interp.results": 9, "interp.runs": 10, "interp": 10,
-    "book.exercises": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
+    "book.exercises": 11, "book.offline": 11, "book.pictures": 11, "book.text": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
     "__main__": 15, "": 0, "vision": 0, "book": 0,
 }
 BOOK_FLOOR = FLOORS["book.exercises"]

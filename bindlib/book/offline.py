@@ -1,6 +1,6 @@
 """An altair renderer that works offline: a static picture first, the interactive chart on top.
 
-``import bindlib.book`` enables it (``alt.renderers.enable("bindlib")``).  Each chart is saved as
+``import bindlib.book.plots`` (which every chart helper imports) enables it (``alt.renderers.enable("bindlib")``).  Each chart is saved as
 HTML holding
 
 - a PNG of the chart (made offline by vl-convert, when it is installed), shown as it is when no
