@@ -15,12 +15,28 @@ import sys
 from pathlib import Path
 
 import nbformat
+import yaml
 from nbformat.corpus.words import generate_corpus_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = REPO_ROOT / "chapters"
-COLAB_URL = "https://colab.research.google.com/github/seeing-to-generalize/book/blob/main/chapters/{name}"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def repository(config_path: Path = REPO_ROOT / "_config.yml") -> tuple[str, str]:
+    """The book's repository URL and branch: the one place they are written is _config.yml."""
+    repo = (yaml.safe_load(config_path.read_text()) or {}).get("repository") or {}
+    url, branch = str(repo.get("url", "")).rstrip("/"), str(repo.get("branch", "main"))
+    if not url.startswith("https://github.com/") or len(url.split("/")) != 5:
+        raise SystemExit(f"{config_path}: repository.url must be https://github.com/OWNER/NAME, got {url!r}. "
+                         "Fix it there; every chapter's Colab cells are made from it.")
+    return url, branch
+
+
+REPO_URL, REPO_BRANCH = repository()
+CLONE_BRANCH = "" if REPO_BRANCH == "main" else f" --branch {REPO_BRANCH}"  # main is what a clone gets anyway
+COLAB_URL = (f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}"
+             f"/blob/{REPO_BRANCH}/chapters/{{name}}")
 
 BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
 BADGE_TAGS = ["colab-badge"]
@@ -28,17 +44,18 @@ SETUP_TAGS = ["colab-setup", "remove-input"]
 
 # Does nothing outside Colab, so it prints nothing and leaves no output.  Inside
 # Colab it is safe to run again: the clone and the installs are skipped once done.
-# torch, numpy and ipywidgets come with Colab and are deliberately left alone.
-SETUP_CODE = '''\
+# torch, numpy and ipywidgets come with Colab and are deliberately left alone: the book's widgets
+# need only ipywidgets 7.6 or newer, so Colab's own copy (7.x or 8.x) is fine.
+SETUP_CODE = f'''\
 # Colab setup, written by scripts/colab.py (edit it there). Outside Google Colab it does nothing.
 import sys
 if "google.colab" in sys.modules:
     import importlib.util, os, subprocess
     if not os.path.isdir("/content/book"):
-        subprocess.run("git clone --depth 1 https://github.com/seeing-to-generalize/book /content/book", shell=True, check=True)
+        subprocess.run("git clone --depth 1{CLONE_BRANCH} {REPO_URL} /content/book", shell=True, check=True)
     if importlib.util.find_spec("bindlib") is None or importlib.util.find_spec("nnsight") is None:
-        subprocess.run(f"{sys.executable} -m pip install -q --no-deps -e /content/book", shell=True, check=True)
-        subprocess.run(f'{sys.executable} -m pip install -q "nnsight==0.8.1" "safetensors>=0.4" "altair>=5" "tqdm>=4.60"', shell=True, check=True)
+        subprocess.run(f"{{sys.executable}} -m pip install -q --no-deps -e /content/book", shell=True, check=True)
+        subprocess.run(f'{{sys.executable}} -m pip install -q "nnsight==0.8.1" "safetensors>=0.4" "altair>=5" "tqdm>=4.60"', shell=True, check=True)
     if "/content/book" not in sys.path:
         sys.path.insert(0, "/content/book")
     os.chdir("/content/book")'''

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Command two: set up the environment, then run every test: the unit tests and nbval on every chapter.
+# Command two: set up the environment, then run every test: the unit tests, nbval on every chapter
+# and the built book opened in headless Chromium (tests/test_browser.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+bash scripts/setup.sh book,test  # book: tests/test_browser.py builds the book
 if [ "${BINDLIB_NO_VENV:-0}" != "1" ]; then
   # shellcheck disable=SC1091
   . .venv/bin/activate

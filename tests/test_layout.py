@@ -19,6 +19,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
    10  interp.runs, interp (the package's short-cut names)
     9-12 pretrained.prompts, .models < .tiny, .run, .results < .runs < pretrained (chapter 8)
    11  book.exercises                the book layer: may import everything; nothing below imports it
+       book.offline, book.pictures, book.text   the chart renderer; Pillow pictures; wrapped text
    12  book.widgets
    13  book.plots
    14  book.scenes, book.interp_plots, book.pretrained
@@ -43,7 +44,8 @@ FLOORS = {
     "cli": 14,
     "pretrained.prompts": 9, "pretrained.models": 9, "pretrained.tiny": 10, "pretrained.run": 10,
     "pretrained.results": 10, "pretrained.runs": 11, "pretrained": 12, "book.pretrained": 14,
-    "book.exercises": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
+    "book.exercises": 11, "book.offline": 11, "book.pictures": 11, "book.text": 11, "book.widgets": 12,
+    "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
     "__main__": 15, "": 0, "vision": 0, "book": 0,
 }
 BOOK_FLOOR = FLOORS["book.exercises"]

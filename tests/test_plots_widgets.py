@@ -59,3 +59,13 @@ def test_prompt_builder_follows_its_controls():
     assert (n.min, n.max) == cfg.ood_range and "(OOD)" in shown.value
     offset.value = 3
     assert "FILL FILL FILL" in shown.value
+
+
+def test_every_widget_says_it_needs_a_kernel():
+    from bindlib.book.widgets import KERNEL_NOTE, results_explorer
+
+    ui = prompt_builder(TaskConfig())
+    assert ui.children[-1].value == KERNEL_NOTE
+    records = [{"regime": "text_only", "seed": 0}]
+    explorer = results_explorer(records, {}, lambda rec: "<p>table</p>")
+    assert explorer.children[-1].value == KERNEL_NOTE and "kernel" in KERNEL_NOTE

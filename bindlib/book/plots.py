@@ -13,6 +13,7 @@ import altair as alt
 from ..profiles import REGIMES
 from ..task import TaskConfig, Vocab, prompt_length, sample_batch
 from .widgets import split_of
+from . import offline  # noqa: F401  (charts saved with a static picture, drawn by the page's own vega)
 
 WIDTH, HEIGHT = 460, 260
 SPLIT_COLORS = {"ID": "#1f77b4", "OOD": "#d62728", "neither": "#9e9e9e"}

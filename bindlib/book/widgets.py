@@ -10,6 +10,11 @@ from ..task import ASSOCIATION_ORDERS, QUERY_KINDS, Batch, TaskConfig, sample_ba
 from .exercises import prompt_strings, target_string
 
 
+# Shown under every widget: on a built page the controls keep their saved state but do nothing.
+KERNEL_NOTE = ("<small><i>These controls need a running Python kernel: open the chapter in Colab or Jupyter "
+               "(on this page they only show their saved state).</i></small>")
+
+
 def split_of(n: int, task_cfg: TaskConfig) -> str:
     """'ID', 'OOD' or 'neither' for a prompt with n objects."""
     split = task_cfg.split_of(n)
@@ -66,7 +71,7 @@ def prompt_builder(task_cfg: TaskConfig | None = None):
         control.observe(redraw, names="value")
     restrict_n_to_split()
     redraw()
-    return w.VBox([w.HBox([split, n, seed]), w.HBox([order, offset, kind]), shown])
+    return w.VBox([w.HBox([split, n, seed]), w.HBox([order, offset, kind]), shown, w.HTML(KERNEL_NOTE)])
 
 
 # ---------------------------------------------------------------- chapters 5-7: explorers over results files
@@ -104,7 +109,7 @@ def results_explorer(records: list[dict], choices: dict, table):
     for control in (regime, seed, *extra.values()):
         control.observe(redraw, names="value")
     redraw()
-    return w.VBox([w.HBox([regime, seed, *extra.values()]), shown])
+    return w.VBox([w.HBox([regime, seed, *extra.values()]), shown, w.HTML(KERNEL_NOTE)])
 
 
 def interchange_table(rec: dict, split: str = "id") -> str:
