@@ -1,0 +1,1 @@
+"""Book-only helpers: findings (verdicts and tables from results files), figures, exercises."""
