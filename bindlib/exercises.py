@@ -332,7 +332,7 @@ def check_accuracy(fn: Callable, seed: int = 1) -> None:
                 raise AssertionError(f"{label}, batch #{k}: your function raised {type(err).__name__}: {err}") from err
             if abs(got - expected) > 1e-6:
                 raise AssertionError(f"{label}, batch #{k} (N {int(batch.n_objects.min())}..{int(batch.n_objects.max())}):"
-                                     f" expected accuracy {expected:.4f}, returned {got:.4f}. Read the logits at "
+                                     f" expected accuracy {expected:.4f}, returned {got:.4f}.\nRead the logits at "
                                      f"batch.query_pos of each row, not at the last (padded) position.")
     print(f"Correct on {len(models) * 4} fresh batches.")
 
