@@ -279,6 +279,15 @@ def check_signature_onset(fn: Callable[[list[dict], float], object]) -> None:
 # ================================================================ exercises on the methods themselves
 # Each checker runs the student's function and the library's reference on fresh inputs (new seeds,
 # every N, several offsets) and raises AssertionError, naming the first input where they differ.
+def _fail(message: str) -> AssertionError:
+    """An AssertionError whose message is wrapped at 90 columns (it is printed in the chapters)."""
+    import textwrap
+
+    lines = [textwrap.fill(line, 90, subsequent_indent="  ", break_on_hyphens=False) if len(line) > 90 else line
+             for line in message.splitlines()]
+    return AssertionError("\n".join(lines))
+
+
 def _tiny_model(seed: int = 0, n_layers: int = 3):
     """A small random Transformer: fast, and its outputs are as sensitive to mistakes as a trained one's."""
     import torch
@@ -329,9 +338,9 @@ def check_accuracy(fn: Callable, seed: int = 1) -> None:
                 with torch.no_grad():
                     got = float(fn(model, batch))
             except Exception as err:
-                raise AssertionError(f"{label}, batch #{k}: your function raised {type(err).__name__}: {err}") from err
+                raise _fail(f"{label}, batch #{k}: your function raised {type(err).__name__}: {err}") from err
             if abs(got - expected) > 1e-6:
-                raise AssertionError(f"{label}, batch #{k} (N {int(batch.n_objects.min())}..{int(batch.n_objects.max())}):"
+                raise _fail(f"{label}, batch #{k} (N {int(batch.n_objects.min())}..{int(batch.n_objects.max())}):"
                                      f" expected accuracy {expected:.4f}, returned {got:.4f}.\nRead the logits at "
                                      f"batch.query_pos of each row, not at the last (padded) position.")
     print(f"Correct on {len(models) * 4} fresh batches.")
@@ -354,13 +363,13 @@ def check_patching(fn: Callable, seed: int = 2) -> None:
             try:
                 got = torch.as_tensor(fn(model, pairs.base, pairs.source, layer)).detach().float()
             except Exception as err:
-                raise AssertionError(f"pairs #{k}, layer {layer}: your function raised {type(err).__name__}: {err}") from err
+                raise _fail(f"pairs #{k}, layer {layer}: your function raised {type(err).__name__}: {err}") from err
             if got.shape != expected.shape:
-                raise AssertionError(f"pairs #{k}, layer {layer}: expected logits of shape {tuple(expected.shape)} "
+                raise _fail(f"pairs #{k}, layer {layer}: expected logits of shape {tuple(expected.shape)} "
                                      f"(one row per pair, at the base's read-out token), got {tuple(got.shape)}")
             if not torch.allclose(got, expected, atol=1e-4):
                 diff = (got - expected).abs().max().item()
-                raise AssertionError(f"pairs #{k}, layer {layer}: logits differ from the reference by up to {diff:.3g}. "
+                raise _fail(f"pairs #{k}, layer {layer}: logits differ from the reference by up to {diff:.3g}. "
                                      f"Patch only the read-out token, with the source's read-out token, at "
                                      f"blocks[{layer}].hook_resid_pre.")
     print("Your patch matches the reference at every layer, on 48 fresh pairs.")
@@ -392,12 +401,12 @@ def check_position_swap(fn: Callable, seed: int = 3) -> None:
         try:
             got = torch.as_tensor(fn(batch, i, j))
         except Exception as err:
-            raise AssertionError(f"swap ({i}, {j}): your function raised {type(err).__name__}: {err}") from err
+            raise _fail(f"swap ({i}, {j}): your function raised {type(err).__name__}: {err}") from err
         if not torch.equal(batch.position_ids, before):
-            raise AssertionError("your function changed batch.position_ids in place; return a new tensor (clone it).")
+            raise _fail("your function changed batch.position_ids in place; return a new tensor (clone it).")
         if got.shape != expected.shape or not torch.equal(got, expected):
             row = int((got != expected).any(-1).nonzero()[0]) if got.shape == expected.shape else 0
-            raise AssertionError(f"swap ({i}, {j}), row {row}:\n  expected {expected[row].tolist()}\n"
+            raise _fail(f"swap ({i}, {j}), row {row}:\n  expected {expected[row].tolist()}\n"
                                  f"  returned {got[row].tolist() if got.dim() == 2 else got.tolist()}")
     print("All four swaps are right.")
 
@@ -420,12 +429,12 @@ def check_knockout(fn: Callable, seed: int = 4) -> None:
                 try:
                     got = torch.as_tensor(fn(model, batch, sets[name], layer)).detach().float()
                 except Exception as err:
-                    raise AssertionError(f"batch #{k}, {name}, layer {layer}: your function raised "
+                    raise _fail(f"batch #{k}, {name}, layer {layer}: your function raised "
                                          f"{type(err).__name__}: {err}") from err
                 if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-4):
                     hint = (f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}" if got.shape != expected.shape
                             else f"logits differ by up to {(got - expected).abs().max().item():.3g}")
-                    raise AssertionError(f"batch #{k}, knocking out {name} at layer {layer}: {hint}. Block only the "
+                    raise _fail(f"batch #{k}, knocking out {name} at layer {layer}: {hint}. Block only the "
                                          f"read-out token's row of the scores (query = batch.query_pos), before the softmax.")
     print("Your knockout matches the reference on 3 fresh batches, 3 target sets and every layer.")
 
@@ -474,12 +483,12 @@ def check_identity_probe(fn: Callable, seed: int = 5) -> None:
         try:
             got = float(fn(X.clone(), y.clone(), identity.clone()))
         except Exception as err:
-            raise AssertionError(f"the {name!r} data: your function raised {type(err).__name__}: {err}") from err
+            raise _fail(f"the {name!r} data: your function raised {type(err).__name__}: {err}") from err
         if name == "memorised" and got > chance + 0.2:
-            raise AssertionError(f"on the {name!r} data (labels are a random function of the identity) your probe "
+            raise _fail(f"on the {name!r} data (labels are a random function of the identity) your probe "
                                  f"scores {got:.2f}, far above chance ({chance:.2f}): your test set shares identities "
                                  f"with the training set, so the probe is graded on what it memorised.")
         if name == "shared feature" and abs(got - expected) > 0.2:
-            raise AssertionError(f"on the {name!r} data your probe scores {got:.2f}; the reference scores {expected:.2f}.")
-    print("Your probe is tested on unseen identities: it generalises where the feature is shared, "
+            raise _fail(f"on the {name!r} data your probe scores {got:.2f}; the reference scores {expected:.2f}.")
+    print("Your probe is tested on unseen identities: it generalises where the feature is shared,\n"
           "and stays at chance where labels were only memorised.")

@@ -63,3 +63,29 @@ def test_committed_results_give_a_full_scoreboard():
     assert list(board.columns) == ["paper claim", "our result", "verdict"]
     assert "claims reproduced" in F.verdict_counts(board)
     assert len(F.headline()) == 7
+
+
+def test_every_chapter_table_reads_the_committed_results():
+    from bindlib.interp_runs import encoder_runs, image_knockouts, load_interp, usable
+
+    runs = F.text_only_runs()
+    for frame in (F.training_table(runs), F.cliff_table(runs), F.axes_table(runs), F.slot_table(runs),
+                  F.stage_starts(runs), F.learned_positions_table(), F.regime_table(), F.encoder_pretraining_table()):
+        assert len(frame) > 0
+    inter, _ = usable(load_interp("interchange"))
+    knock, _ = usable(load_interp("knockout"))
+    probes, _ = usable(load_interp("probe"))
+    for frame in (F.interchange_runs_table(inter), F.outcome_table(inter), F.routing_runs_table(inter),
+                  F.ood_and_binding_table(), F.learned_positions_binding_table(), F.timing_table(inter),
+                  F.encoder_binding_table(encoder_runs("interchange")), F.critical_table(knock), F.head_table(knock),
+                  F.image_knockout_table(image_knockouts()), F.encoder_knockout_table(encoder_runs("knockout")),
+                  F.signature_table(probes), F.index_table(probes), F.selectivity_table(probes)):
+        assert len(frame) > 0
+    assert all(len(line) <= F.WIDTH for s in F.routes(knock).values() for line in F.wrap(s).splitlines())
+
+
+def test_signature_onset_needs_more_than_the_margin():
+    rows = [{"layer": 0, "accuracy": 0.7, "random_init_accuracy": 0.2},
+            {"layer": 1, "accuracy": 0.9, "random_init_accuracy": 0.2}]
+    assert F.signature_onset(rows, 0.5) == 1 and F.signature_onset(rows, 0.8) is None
+    assert F.signature_onset([{"layer": 0, "accuracy": 1.0, "random_init_accuracy": None}]) is None
