@@ -100,10 +100,10 @@ def cliff(runs: list[dict]) -> dict:
 
 def cliff_table(runs: list[dict]) -> pd.DataFrame:
     c = cliff(runs)
-    return table([{"": "in distribution (N 2..8)", "ours": f"{pct(c['id'])} ± {pct(c['id_sd'])}",
+    return table([{"accuracy": "in distribution (N 2..8)", "ours": f"{pct(c['id'])} ± {pct(c['id_sd'])}",
                    "paper": f"about {pct(c['paper_id'], 0)}"},
-                  {"": "out of distribution (N 9..16)", "ours": f"{pct(c['ood'])} ± {pct(c['ood_sd'])}",
-                   "paper": pct(c["paper_ood"])}], index="")
+                  {"accuracy": "out of distribution (N 9..16)", "ours": f"{pct(c['ood'])} ± {pct(c['ood_sd'])}",
+                   "paper": pct(c["paper_ood"])}], index="accuracy")
 
 
 def cliff_sentence(runs: list[dict]) -> str:
@@ -157,7 +157,7 @@ def learned_positions_table(results_dir=None) -> pd.DataFrame:
                 rows.append({"seed": a["seed"], "positions": label, "ID": pct(r["id_accuracy"]),
                              "OOD": pct(r["ood_accuracy"]),
                              **{f"N={n}": pct(r["accuracy_by_n"][str(n)], 0) for n in range(9, 17, 2)}})
-    return table(rows)
+    return table(rows).set_index(['seed', 'positions'])
 
 
 # ---------------------------------------------------------------- chapter 4: regimes
@@ -411,7 +411,7 @@ def learned_positions_binding_table(results_dir=None) -> pd.DataFrame:
                          "routing layer": summ.get("routing_layer", "-"), "BS": signed(summ.get("binding_score")),
                          "swap flips": pct(ir["position_swap"]["flip_rate"]) if ir else "-",
                          "mechanism": mechanism(summ.get("binding_score"))})
-    return table(rows)
+    return table(rows).set_index(['seed', 'positions'])
 
 
 def learned_positions_sentence(results_dir=None) -> str:
@@ -479,7 +479,7 @@ def critical_layers(records: list[dict]) -> dict:
 def critical_table(records: list[dict]) -> pd.DataFrame:
     return table([{"regime": regime, "target set": name, "worst layer": layer, "change": f"{change:.0f}%",
                    "random control": f"{ctrl:.0f}%", "accuracy left": f"{acc:.2f}"}
-                  for (regime, name), (layer, change, ctrl, acc) in critical_layers(records).items()])
+                  for (regime, name), (layer, change, ctrl, acc) in critical_layers(records).items()]).set_index(["regime", "target set"])
 
 
 def routes(records: list[dict], threshold: float = -50.0) -> dict[str, str]:
@@ -534,7 +534,7 @@ def head_table(records: list[dict]) -> pd.DataFrame:
             rows.append({"regime": regime, "target set": name, "worst head": f"L{layer}H{head}",
                          "head alone": f"{grid[layer][head]:.0f}%", "whole layer": f"{whole:.0f}%",
                          "reading": "one head carries most of it" if share >= 0.5 else "shared by several heads"})
-    return table(rows)
+    return table(rows).set_index(['regime', 'target set'])
 
 
 def image_knockout_table(rows: list[dict], margin: float = -20.0) -> pd.DataFrame:
@@ -642,7 +642,7 @@ def index_table(records: list[dict]) -> pd.DataFrame:
             verdict = "more" if trained > rand + 0.05 else ("less" if trained < rand - 0.05 else "about as")
             rows.append({"regime": regime, "index at": f"{role} tokens", "trained": f"{trained:.2f}",
                          "random init": f"{rand:.2f}", "after training": f"{verdict} decodable"})
-    return table(rows)
+    return table(rows).set_index(['regime', 'index at'])
 
 
 def selectivity_table(records: list[dict]) -> pd.DataFrame:
@@ -660,4 +660,4 @@ def selectivity_table(records: list[dict]) -> pd.DataFrame:
             rows.append({"regime": regime, "probe": f"{role}/{target}", "trained": f"{m['accuracy']:.2f}",
                          "random init": f"{m['random_init_accuracy']:.2f}", "control": f"{m['control_accuracy']:.2f}",
                          "selectivity": f"{m['selectivity']:.2f}"})
-    return table(rows)
+    return table(rows).set_index(['regime', 'probe'])
