@@ -170,10 +170,10 @@ def cmd_evaluate(args, argv) -> int:
 
 
 def cmd_pretrain_encoder(args, argv) -> int:
-    """Pretrain a project encoder (bindlib.pretrain), save the frozen trunk and a results file."""
-    from . import encoders as E
+    """Pretrain a project encoder (bindlib.vision.pretrain), save the frozen trunk and a results file."""
+    from .vision import encoders as E
     from . import io
-    from .pretrain import OBJECTIVE, PretrainConfig, pretrain
+    from .vision.pretrain import OBJECTIVE, PretrainConfig, pretrain
 
     device = _device(args)
     commit = io.git_commit()
@@ -202,8 +202,8 @@ def cmd_pretrain_encoder(args, argv) -> int:
 
 
 def cmd_reproduce(args, argv) -> int:
-    """Every run of the headline table (bindlib.regimes), skipping those whose results file exists."""
-    from .regimes import reproduce
+    """Every run of the headline table (bindlib.recipes), skipping those whose results file exists."""
+    from .recipes import reproduce
 
     device = _device(args)
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
@@ -216,7 +216,8 @@ def cmd_reproduce(args, argv) -> int:
 def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
     from . import io
-    from .interp_runs import ANALYSED_REGIMES, KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date
+    from .interp.runs import KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date
+    from .profiles import ANALYSED_REGIMES
 
     device = _device(args)
     commit = io.git_commit()
@@ -309,7 +310,7 @@ def main(argv=None) -> int:
     pe.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)
-    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.pretrain.PretrainConfig)")
+    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
     pe.add_argument("--time-budget", type=float, default=300.0, help="stop after this many seconds")
     pe.add_argument("--target", type=float, default=0.95, help="stop once held-out object-patch accuracy reaches it")
     pe.add_argument("--eval-every", type=int, default=100)
@@ -324,14 +325,14 @@ def main(argv=None) -> int:
     pe.add_argument("--tiny", action="store_true", help="a tiny trunk (tests only)")
     pe.add_argument("--quiet", action="store_true")
 
-    from .regimes import REGIMES, TABLE_ENCODERS
+    from .profiles import REGIMES, TABLE_ENCODERS
 
     r = sub.add_parser("reproduce", help="train and evaluate every regime x encoder x seed of the headline table")
     r.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     r.add_argument("--encoders", nargs="+", default=list(TABLE_ENCODERS),
-                   help="encoders of the image regimes (bindlib.encoders.ENCODERS)")
+                   help="encoders of the image regimes (bindlib.vision.encoders.ENCODERS)")
     r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
                    help="also run image_text without feature grounding for these seeds")
     r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")

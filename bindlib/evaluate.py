@@ -1,6 +1,8 @@
 """Evaluation: accuracy per N, the ID and OOD means, per query slot, and the separate OOD axes."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .model import answer_logits
@@ -61,3 +63,13 @@ def evaluate_axes(model, task: TaskConfig, per_n: int = 128, seed: int = 4321, d
         out[name] = {"id_accuracy": round(r["id_accuracy"], 4), "ood_accuracy": round(r["ood_accuracy"], 4),
                      "accuracy_by_n": r["accuracy_by_n"]}
     return out
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite values (None and nan are skipped; nan if none is left)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    m = sum(vals) / len(vals)
+    sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    return m, sd

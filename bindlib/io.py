@@ -14,10 +14,8 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
-RESULTS_DIR = DATA_DIR / "results"
-CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
+from .model import ModelConfig, Transformer
+from .profiles import CHECKPOINTS_DIR, DATA_DIR, REPO_ROOT, RESULTS_DIR  # noqa: F401 (re-exported)
 
 
 class CheckpointError(RuntimeError):
@@ -58,6 +56,23 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_verified(path: str | Path, sha256: str | None, sidecar: str | Path, fix: str) -> bytes:
+    """The bytes of ``path`` after checking them against the sha256 its sidecar records (the one hash check).
+
+    ``fix`` says how to get a good file back (e.g. "retrain it"); it ends every error message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing although {sidecar} names it; restore it with "
+                              f"`git checkout -- {path}` or {fix}.")
+    blob = path.read_bytes()
+    digest = sha256_bytes(blob)
+    if digest != sha256:
+        raise CheckpointError(f"sha256 mismatch for {path}: expected {sha256}, got {digest}. The file is corrupt or "
+                              f"was changed after saving; restore it with `git checkout -- {path}` or {fix}.")
+    return blob
 
 
 # ---------------------------------------------------------------- provenance
@@ -135,20 +150,11 @@ def read_checkpoint_meta(path: str | Path) -> dict:
 def load_checkpoint(path: str | Path, device="cpu", expect: dict | None = None):
     """Load a model saved by save_checkpoint, verifying its sha256 and (optionally) expected config fields."""
     from safetensors.torch import load as st_load
-    from .model import ModelConfig, Transformer
 
     path = Path(path)
     meta = read_checkpoint_meta(path)
     weights = path / meta.get("weights_file", "model.safetensors")
-    if not weights.exists():
-        raise CheckpointError(f"{weights} is missing although {path / 'model.json'} exists; re-download or retrain the checkpoint.")
-    blob = weights.read_bytes()
-    digest = sha256_bytes(blob)
-    if digest != meta.get("sha256"):
-        raise CheckpointError(
-            f"sha256 mismatch for {weights}: expected {meta.get('sha256')}, got {digest}. The file is corrupt or was "
-            f"changed after saving; restore it with `git checkout -- {weights}` or retrain it."
-        )
+    blob = read_verified(weights, meta.get("sha256"), path / "model.json", "retrain it")
     for key, want in (expect or {}).items():
         got = meta.get("model_config", {}).get(key, meta.get(key))
         if got != want:

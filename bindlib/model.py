@@ -24,7 +24,8 @@ from dataclasses import dataclass, asdict
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from .profiles import MODEL as PROFILES  # n_layers, d_model, n_heads, d_ff of the cpu and paper profiles
 
 POS_ENCODINGS = ("rope", "learned", "none")
 
@@ -55,13 +56,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# The paper's architecture [summary]; the CPU profile is ours, sized to train live in a chapter.
-PROFILES = {
-    "paper": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
-    "cpu": dict(n_layers=4, d_model=128, n_heads=4, d_ff=512),
-}
 
 
 def rope_rotate(x: torch.Tensor, position_ids: torch.Tensor, base: float) -> torch.Tensor:

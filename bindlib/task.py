@@ -12,9 +12,10 @@ batch, and is fully determined by a seed.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, field, asdict
 
 import torch
 
@@ -243,15 +244,68 @@ class Batch:
         return Batch(**out)
 
 
-def _generator(seed: int, device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
+def make_generator(seed: int, device="cpu") -> torch.Generator:
+    """The one way bindlib turns a seed into a random stream (every sample is a function of its seed)."""
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run a block (e.g. building a module) under torch.manual_seed(seed), leaving the caller's stream as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def _rand_perm_prefix(b: int, n_total: int, k: int, g, device) -> torch.Tensor:
     """Per row, k distinct values from range(n_total)."""
     return torch.rand(b, n_total, generator=g, device=device).argsort(-1)[:, :k]
+
+
+def build_prompts(vocab: Vocab, colors, shapes, items, line_of, query_slot, n_objects, offset: int = 0,
+                  query_kind: str = "two_hop", meta: dict | None = None) -> Batch:
+    """The prompt layout (the one place it is written): lay out prompts from their object fields.
+
+    colors/shapes/items: [B, Nmax] token ids in declaration order (anything beyond a row's N is ignored);
+    line_of[b, k]: the association line of object k; query_slot: the queried object.
+    """
+    B, nmax = colors.shape
+    dev = colors.device
+    slot = torch.arange(nmax, device=dev).expand(B, nmax)
+    valid = slot < n_objects[:, None]
+    ctx0 = 1 + offset
+    color_pos = ctx0 + 2 * slot
+    shape_pos = color_pos + 1
+    assoc_shape_pos = ctx0 + 2 * n_objects[:, None] + 1 + 2 * line_of
+    assoc_item_pos = assoc_shape_pos + 1
+    query_pos = ctx0 + 4 * n_objects + 2
+    L = prompt_length(nmax, offset)
+
+    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
+    tokens[:, 0] = BOS
+    tokens[:, 1:ctx0] = FILL
+    rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
+    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_shape_pos, shapes), (assoc_item_pos, items)):
+        tokens[rows[valid], pos[valid]] = val[valid]
+    r = torch.arange(B, device=dev)
+    tokens[r, ctx0 + 2 * n_objects] = CTX_END
+    tokens[r, query_pos - 1] = QSHAPE if query_kind == "color_to_shape" else QUE
+    asked = shapes if query_kind == "shape_to_item" else colors
+    tokens[r, query_pos] = asked[r, query_slot]
+    answer = shapes if query_kind == "color_to_shape" else items
+
+    def pad(x):
+        return x.masked_fill(~valid, -1)
+
+    return Batch(
+        tokens=tokens, position_ids=torch.arange(L, device=dev).expand(B, L).clone(),
+        key_mask=torch.arange(L, device=dev)[None, :] <= query_pos[:, None], query_pos=query_pos,
+        target=answer[r, query_slot], n_objects=n_objects.clone(), query_slot=query_slot.clone(),
+        query_kind=[query_kind] * B, colors=pad(colors), shapes=pad(shapes), items=pad(items),
+        color_pos=pad(color_pos), shape_pos=pad(shape_pos),
+        assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
+        vocab=vocab, meta=dict(meta or {}, offset=offset),
+    )
 
 
 def sample_batch(
@@ -291,70 +345,38 @@ def sample_batch(
         raise ValueError(f"offset={offset} must be >= 0 (it counts filler tokens).")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
-    g = generator if generator is not None else _generator(seed, device)
-    B, dev = batch_size, device
+    g = generator if generator is not None else make_generator(seed, device)
+    B, dev, nmax = batch_size, device, hi
 
     n_obj = torch.randint(lo, hi + 1, (B,), generator=g, device=dev)
-    nmax = hi
     slot = torch.arange(nmax, device=dev).expand(B, nmax)
     valid = slot < n_obj[:, None]
     colors = _rand_perm_prefix(B, vocab.n_colors, nmax, g, dev) + vocab.color_offset
     shapes = _rand_perm_prefix(B, vocab.n_shapes, nmax, g, dev) + vocab.shape_offset
     items = _rand_perm_prefix(B, vocab.n_items, nmax, g, dev) + vocab.item_offset
-
     # order[b, m] = which object is listed m-th in the associations
     if association_order == "shuffled":
-        keys = torch.rand(B, nmax, generator=g, device=dev).masked_fill(~valid, 2.0)
-        order = keys.argsort(-1)
+        order = torch.rand(B, nmax, generator=g, device=dev).masked_fill(~valid, 2.0).argsort(-1)
     elif association_order == "declared":
         order = slot.clone()
     else:
         order = torch.where(valid, n_obj[:, None] - 1 - slot, slot)
-    rank = order.argsort(-1)  # rank[b, k] = association line of object k
-
-    ctx0 = 1 + offset
-    color_pos = ctx0 + 2 * slot
-    shape_pos = color_pos + 1
-    assoc0 = ctx0 + 2 * n_obj[:, None] + 1
-    assoc_shape_pos = assoc0 + 2 * rank
-    assoc_item_pos = assoc_shape_pos + 1
-    query_pos = ctx0 + 4 * n_obj + 2
-
-    L = prompt_length(hi, offset)
-    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
-    rows = torch.arange(B, device=dev)[:, None].expand(B, nmax)
-    tokens[:, 0] = BOS
-    if offset:
-        tokens[:, 1:ctx0] = FILL
-    for pos, val in ((color_pos, colors), (shape_pos, shapes), (assoc_shape_pos, shapes), (assoc_item_pos, items)):
-        tokens[rows[valid], pos[valid]] = val[valid]
-    r = torch.arange(B, device=dev)
-    tokens[r, ctx0 + 2 * n_obj] = CTX_END
-    tokens[r, query_pos - 1] = QSHAPE if query_kind == "color_to_shape" else QUE
-
     q_slot = (torch.rand(B, generator=g, device=dev) * n_obj).long()
-    if query_kind == "shape_to_item":
-        tokens[r, query_pos] = shapes[r, q_slot]
-        target = items[r, q_slot]
-    else:
-        tokens[r, query_pos] = colors[r, q_slot]
-        target = shapes[r, q_slot] if query_kind == "color_to_shape" else items[r, q_slot]
+    meta = {"split": split, "n_range": (lo, hi), "association_order": association_order}
+    return build_prompts(vocab, colors, shapes, items, order.argsort(-1), q_slot, n_obj, offset, query_kind, meta)
 
-    pos_ids = torch.arange(L, device=dev).expand(B, L).clone()
-    key_mask = torch.arange(L, device=dev)[None, :] <= query_pos[:, None]
 
-    def pad(x):
-        return x.masked_fill(~valid, -1)
-
-    return Batch(
-        tokens=tokens, position_ids=pos_ids, key_mask=key_mask, query_pos=query_pos, target=target,
-        n_objects=n_obj, query_slot=q_slot, query_kind=[query_kind] * B,
-        colors=pad(colors), shapes=pad(shapes), items=pad(items),
-        color_pos=pad(color_pos), shape_pos=pad(shape_pos),
-        assoc_shape_pos=pad(assoc_shape_pos), assoc_item_pos=pad(assoc_item_pos),
-        vocab=vocab,
-        meta={"split": split, "n_range": (lo, hi), "association_order": association_order, "offset": offset},
-    )
+def concat_batches(*batches: Batch) -> Batch:
+    """Rows of several batches of the same prompt length, in order."""
+    out = {}
+    for k, v in batches[0].__dict__.items():
+        if torch.is_tensor(v):
+            out[k] = torch.cat([getattr(b, k) for b in batches])
+        elif k == "query_kind":
+            out[k] = [x for b in batches for x in b.query_kind]
+        else:
+            out[k] = v
+    return Batch(**out)
 
 
 def answer_from_tokens(tokens: list[int], vocab: Vocab) -> int:
@@ -367,76 +389,3 @@ def answer_from_tokens(tokens: list[int], vocab: Vocab) -> int:
     assoc = toks[end + 1 : que]
     shape_to_item = dict(zip(assoc[0::2], assoc[1::2]))
     return shape_to_item[color_to_shape[toks[-1]]]
-
-
-def with_config(cfg: TaskConfig, **changes) -> TaskConfig:
-    return replace(cfg, **changes)
-
-
-# ---------------------------------------------------------------- packed training batches
-@dataclass
-class PackedBatch:
-    """Many independent queries about each prompt body, packed into one sequence for training.
-
-    Every query pair (marker, query token) sees the prompt body and itself only, and takes the
-    positions a lone query would have, so it computes exactly what the single-query prompt
-    would; one forward pass thus trains on every object and query kind of a prompt.
-    """
-
-    tokens: torch.Tensor  # [B, L]
-    position_ids: torch.Tensor  # [B, L]
-    key_mask: torch.Tensor  # [B, L]
-    attn_mask: torch.Tensor  # [B, L, L]
-    readout_pos: torch.Tensor  # [B, K] where each query's answer is read out
-    target: torch.Tensor  # [B, K], -100 for padding pairs
-    kind: torch.Tensor  # [B, K] index into QUERY_KINDS
-    hop_target: torch.Tensor  # [B, K] the intermediate shape of two-hop queries, -100 elsewhere
-
-    def model_inputs(self) -> dict:
-        return {"tokens": self.tokens, "position_ids": self.position_ids, "key_mask": self.key_mask, "attn_mask": self.attn_mask}
-
-
-def pack_queries(batch: Batch, kinds=QUERY_KINDS) -> PackedBatch:
-    """Turn a sampled batch into a PackedBatch asking every object under every kind in ``kinds``."""
-    for k in kinds:
-        if k not in QUERY_KINDS:
-            raise ValueError(f"unknown query kind {k!r}: allowed {QUERY_KINDS}.")
-    dev = batch.tokens.device
-    B, nmax = batch.colors.shape
-    body = batch.query_pos - 1  # body length = index of the QUE marker
-    lb = int(body.max())
-    markers, queries, targets, kind_ids = [], [], [], []
-    for k in kinds:
-        kid = QUERY_KINDS.index(k)
-        markers.append(torch.full((B, nmax), QSHAPE if k == "color_to_shape" else QUE, device=dev))
-        queries.append(batch.shapes if k == "shape_to_item" else batch.colors)
-        targets.append(batch.shapes if k == "color_to_shape" else batch.items)
-        kind_ids.append(torch.full((B, nmax), kid, device=dev))
-    marker, query, target, kind = (torch.cat(x, 1) for x in (markers, queries, targets, kind_ids))
-    valid = query >= 0
-    K = marker.shape[1]
-    L = lb + 2 * K
-    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
-    tokens[:, :lb] = batch.tokens[:, :lb]
-    tokens[:, lb::2] = marker.masked_fill(~valid, PAD)
-    tokens[:, lb + 1::2] = query.clamp(min=0).masked_fill(~valid, PAD)
-    idx = torch.arange(L, device=dev)
-    attendable = torch.zeros(B, L, dtype=torch.bool, device=dev)
-    attendable[:, :lb] = batch.key_mask[:, :lb]  # keeps noise tokens unattendable
-    in_body = (idx[None, :] < body[:, None]) & attendable
-    pair = torch.where(idx >= lb, (idx - lb) // 2, -1).expand(B, L)
-    body_pos = torch.zeros(B, L, dtype=torch.long, device=dev)
-    body_pos[:, :lb] = batch.position_ids[:, :lb]
-    marker_pos = batch.position_ids.gather(1, body[:, None])  # where a lone query's marker would sit
-    pos = torch.where(idx[None, :] >= lb, marker_pos + (idx[None, :] - lb) % 2, body_pos)
-    pair_valid = torch.zeros(B, L, dtype=torch.bool, device=dev)
-    pair_valid[:, lb:] = valid.repeat_interleave(2, 1)
-    key_mask = in_body | pair_valid
-    same_pair = (pair[:, :, None] == pair[:, None, :]) & (pair[:, :, None] >= 0)
-    attn_mask = in_body[:, None, :] | same_pair
-    return PackedBatch(
-        tokens=tokens, position_ids=pos, key_mask=key_mask, attn_mask=attn_mask,
-        readout_pos=(lb + 1 + 2 * torch.arange(K, device=dev)).expand(B, K),
-        target=target.masked_fill(~valid, -100), kind=kind,
-        hop_target=batch.shapes.repeat(1, len(kinds)).masked_fill(~valid | (kind != QUERY_KINDS.index("two_hop")), -100),
-    )

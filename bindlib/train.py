@@ -17,7 +17,10 @@ import torch.nn.functional as F
 
 from . import io
 from .model import PROFILES, Transformer, ModelConfig, answer_logits
-from .task import QUERY_KINDS, Batch, TaskConfig, pack_queries, sample_batch
+from .packing import pack_queries
+from .profiles import image_token_count
+from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch
+from .vision.multimodal import ImageAdapter, Vision, add_noise, grounding_loss, image_accuracy
 
 
 @dataclass
@@ -99,8 +102,6 @@ class TrainConfig:
 
     @property
     def noise_width(self) -> int:
-        from .multimodal import image_token_count
-
         return self.vision.get("noise_width") or image_token_count(self.vision.get("profile", self.profile))
 
     @property
@@ -155,19 +156,6 @@ def stage_at(step: int, cfg: TrainConfig) -> tuple[int, Stage]:
     return len(cfg.stages) - 1, cfg.stages[-1]
 
 
-def concat_batches(batches: list[Batch]) -> Batch:
-    first = batches[0]
-    out = {}
-    for k, v in first.__dict__.items():
-        if torch.is_tensor(v):
-            out[k] = torch.cat([b.__dict__[k] for b in batches])
-        elif k == "query_kind":
-            out[k] = [q for b in batches for q in b.query_kind]
-        else:
-            out[k] = v
-    return Batch(**out)
-
-
 @dataclass
 class ImageParts:
     """What image steps need besides the language model: a Vision (frozen encoder + renderer) and the adapter."""
@@ -179,8 +167,6 @@ class ImageParts:
 def build_image_parts(cfg: TrainConfig, model, device) -> ImageParts | None:
     if not cfg.uses_images:
         return None
-    from .multimodal import ImageAdapter, Vision
-
     vision = Vision.for_profile(cfg.vision["encoder"], cfg.vision.get("profile", cfg.profile))
     vision.encoder.to(device)
     torch.manual_seed(cfg.seed + 17)
@@ -197,8 +183,6 @@ def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: Ima
         prompts = parts.vision.prompts(batch, seed)
         return prompts.batch, prompts
     if stage.noise:
-        from .multimodal import add_noise
-
         return add_noise(batch, cfg.noise_width, seed=seed + 1), None
     return batch, None
 
@@ -257,8 +241,6 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
 def _grounding(model, parts, prompts, final, stage: Stage):
     if prompts is None or stage.grounding <= 0:
         return 0.0
-    from .multimodal import grounding_loss
-
     g = grounding_loss(model, parts.adapter, prompts, final)
     return stage.grounding * (g["to_words"] + g["to_region"])
 
@@ -275,7 +257,7 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
         if size > 0:
             seed = (cfg.seed * 1_000_003 + step) * 7 + j
             parts.append(sample_batch(task, size, seed, n=(n_range[0], n_range[1]), query_kind=kind, device=device))
-    return concat_batches(parts) if len(parts) > 1 else parts[0]
+    return concat_batches(*parts) if len(parts) > 1 else parts[0]
 
 
 @torch.no_grad()
@@ -365,8 +347,6 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
             if parts is not None:
-                from .multimodal import image_accuracy
-
                 rec["acc_image_two_hop"] = round(image_accuracy(model, parts.adapter, parts.vision, task, min(cfg.eval_size, 256),
                                                                 30_000, device), 4)
                 rec["encoder_seconds"] = round(parts.vision.seconds, 1)

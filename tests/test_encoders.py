@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from bindlib import encoders as E
+from bindlib.vision import encoders as E
 from bindlib.io import CheckpointError
 
 HUB = ("resnet152", "vit_b16", "dinov3", "dinov2")

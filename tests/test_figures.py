@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from bindlib.book import figures as G
-from bindlib.exercises import _tiny_model
+from bindlib.book.checks import _tiny_model
 from bindlib.task import sample_batch
 
 

@@ -66,7 +66,8 @@ def test_committed_results_give_a_full_scoreboard():
 
 
 def test_every_chapter_table_reads_the_committed_results():
-    from bindlib.interp_runs import encoder_runs, image_knockouts, load_interp, usable
+    from bindlib.book import interp_findings as FI
+    from bindlib.interp.results import encoder_runs, image_knockouts, load_interp, usable
 
     runs = F.text_only_runs()
     for frame in (F.training_table(runs), F.cliff_table(runs), F.axes_table(runs), F.slot_table(runs),
@@ -75,17 +76,19 @@ def test_every_chapter_table_reads_the_committed_results():
     inter, _ = usable(load_interp("interchange"))
     knock, _ = usable(load_interp("knockout"))
     probes, _ = usable(load_interp("probe"))
-    for frame in (F.interchange_runs_table(inter), F.outcome_table(inter), F.routing_runs_table(inter),
-                  F.ood_and_binding_table(), F.learned_positions_binding_table(), F.timing_table(inter),
-                  F.encoder_binding_table(encoder_runs("interchange")), F.critical_table(knock), F.head_table(knock),
-                  F.image_knockout_table(image_knockouts()), F.encoder_knockout_table(encoder_runs("knockout")),
-                  F.signature_table(probes), F.index_table(probes), F.selectivity_table(probes)):
+    for frame in (FI.interchange_runs_table(inter), FI.outcome_table(inter), FI.routing_runs_table(inter),
+                  FI.ood_and_binding_table(), FI.learned_positions_binding_table(), FI.timing_table(inter),
+                  FI.encoder_binding_table(encoder_runs("interchange")), FI.critical_table(knock), FI.head_table(knock),
+                  FI.image_knockout_table(image_knockouts()), FI.encoder_knockout_table(encoder_runs("knockout")),
+                  FI.signature_table(probes), FI.index_table(probes), FI.selectivity_table(probes)):
         assert len(frame) > 0
-    assert all(len(line) <= F.WIDTH for s in F.routes(knock).values() for line in F.wrap(s).splitlines())
+    assert all(len(line) <= F.WIDTH for s in FI.routes(knock).values() for line in F.wrap(s).splitlines())
 
 
 def test_signature_onset_needs_more_than_the_margin():
+    from bindlib.book.interp_findings import signature_onset
+
     rows = [{"layer": 0, "accuracy": 0.7, "random_init_accuracy": 0.2},
             {"layer": 1, "accuracy": 0.9, "random_init_accuracy": 0.2}]
-    assert F.signature_onset(rows, 0.5) == 1 and F.signature_onset(rows, 0.8) is None
-    assert F.signature_onset([{"layer": 0, "accuracy": 1.0, "random_init_accuracy": None}]) is None
+    assert signature_onset(rows, 0.5) == 1 and signature_onset(rows, 0.8) is None
+    assert signature_onset([{"layer": 0, "accuracy": 1.0, "random_init_accuracy": None}]) is None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bindlib import exercises as E
-from bindlib import plots as P
-from bindlib import widgets as W
-from bindlib.interp_runs import direction_verdict, routing_table
+from bindlib.book import exercises as E
+from bindlib.book import interp_plots as P
+from bindlib.book import widgets as W
+from bindlib.interp.results import direction_verdict, routing_table
 
 pytest.importorskip("nnsight")
 
@@ -132,7 +132,7 @@ def test_knockout_and_probe_charts():
 def test_encoder_runs_and_image_knockouts_select_the_right_files(tmp_path):
     import json
 
-    from bindlib.interp_runs import encoder_runs, image_knockouts, load_interp
+    from bindlib.interp.results import encoder_runs, image_knockouts, load_interp
 
     def write(kind, regime, encoder, seed, variant=None, acc=0.9, image=False):
         rec = {"kind": kind, "regime": regime, "encoder": encoder, "seed": seed, "profile": "cpu", "variant": variant,

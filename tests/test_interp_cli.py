@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from bindlib import io
+from bindlib import io, profiles
 from bindlib.__main__ import main
 from bindlib.model import ModelConfig, Transformer
 from bindlib.task import TaskConfig
@@ -141,7 +141,8 @@ def test_all_missing_only_skips_up_to_date_runs(checkpoint, tmp_path, monkeypatc
 
     ckpts = tmp_path / "checkpoints"
     shutil.copytree(checkpoint, ckpts / "text_only_cpu_s0")
-    monkeypatch.setattr(io, "CHECKPOINTS_DIR", ckpts)
+    for mod in (io, profiles):
+        monkeypatch.setattr(mod, "CHECKPOINTS_DIR", ckpts)
     out = tmp_path / "results"
     args = ["interp", "--all", "--missing-only", "--kinds", "knockout", "--results-dir", str(out), *SMALL]
     assert main(args) == 0
@@ -175,6 +176,6 @@ def test_a_variant_checkpoint_keeps_its_own_name(checkpoint, tmp_path):
     assert [p.name for p in out.glob("*.json")] == ["knockout_text_only_cpu_s0_learnedpos.json"]
     rec = json.loads((out / "knockout_text_only_cpu_s0_learnedpos.json").read_text())
     assert rec["variant"] == "_learnedpos"
-    from bindlib.interp_runs import load_interp
+    from bindlib.interp.results import load_interp
 
     assert load_interp("knockout", results_dir=out) == [], "variants stay out of the regime comparisons"

@@ -3,8 +3,8 @@ import pytest
 import torch
 from nnsight import NNsight
 
-from bindlib import exercises as X
-from bindlib.interp import fit_probe
+from bindlib.book import exercises as X
+from bindlib.interp.probes import fit_probe
 
 
 def accuracy(model, batch):

@@ -354,17 +354,16 @@ def test_build_model_profiles():
     assert m.cfg.n_layers == 1 and m.cfg.d_model == PROFILES["cpu"]["d_model"] and m.cfg.vocab_size == V
 
 
-# ---------------------------------------------------------------- packed queries (task.pack_queries)
+# ---------------------------------------------------------------- packed queries (packing.pack_queries)
 @pytest.mark.parametrize("pos", POS)
 def test_packed_queries_equal_single_query_prompts(pos):
     """Each packed (marker, query) pair computes what the lone single-query prompt computes."""
     from bindlib import task as T
+    from bindlib.packing import pack_queries
 
-    if not hasattr(T, "pack_queries"):
-        pytest.skip("this bindlib has no pack_queries")
     m = make_model(pos)
     b = sample_batch(TASK, 3, seed=4, split="id", offset=1)
-    pk = T.pack_queries(b)
+    pk = pack_queries(b)
     with torch.no_grad():
         packed = m(**pk.model_inputs())
     names = {T.QUE: "QUE", T.QSHAPE: "QSHAPE"}

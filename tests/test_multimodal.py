@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from bindlib import io, regimes
-from bindlib.encoders import random_cnn
+from bindlib import io, profiles, recipes as regimes
+from bindlib.vision.encoders import random_cnn
 from bindlib.model import ModelConfig, Transformer
 from bindlib.task import IMG
-from bindlib.multimodal import (ImageAdapter, Vision, add_noise, grounding_loss, image_token_count,
+from bindlib.vision.multimodal import (ImageAdapter, Vision, add_noise, grounding_loss, image_token_count,
                                 load_image_model, relayout_context, save_adapter)
-from bindlib.render import RenderConfig, patch_grid, render_batch
-from bindlib.task import NOISE, TaskConfig, answer_from_tokens, pack_queries, sample_batch
+from bindlib.vision.render import RenderConfig, patch_grid, render_batch
+from bindlib.task import NOISE, TaskConfig, answer_from_tokens, sample_batch
+from bindlib.packing import pack_queries
 from bindlib.train import Stage, TrainConfig, stage_at, train, training_loss
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,7 +145,7 @@ def test_image_stage_needs_an_encoder():
 
 
 def test_curriculum_switches_from_image_to_mix(monkeypatch):
-    import bindlib.multimodal as MM
+    import bindlib.vision.multimodal as MM
 
     monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu": tiny_vision()))
     cfg = TrainConfig(model=dict(TINY_MODEL), batch_size=8, packed=True, early_stop=None, eval_every=3, eval_size=16,
@@ -162,7 +163,7 @@ def test_curriculum_switches_from_image_to_mix(monkeypatch):
 
 
 def test_grounding_switch_changes_the_loss(monkeypatch):
-    import bindlib.multimodal as MM
+    import bindlib.vision.multimodal as MM
 
     vision = tiny_vision()
     monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu": vision))
@@ -210,11 +211,14 @@ def test_planned_runs_cover_every_encoder_and_seed():
 def _tmp_repo(tmp_path, monkeypatch):
     ck = tmp_path / "data" / "checkpoints"
     shutil.copytree(REPO / "data/checkpoints/text_only_cpu_s0", ck / "text_only_cpu_s0")
-    monkeypatch.setattr(io, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(io, "CHECKPOINTS_DIR", ck)
-    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
+    for mod in (io, profiles):
+        monkeypatch.setattr(mod, "REPO_ROOT", tmp_path)
+    for mod in (io, profiles):
+        monkeypatch.setattr(mod, "CHECKPOINTS_DIR", ck)
+    for mod in (io, profiles):
+        monkeypatch.setattr(mod, "RESULTS_DIR", tmp_path / "data" / "results")
     monkeypatch.chdir(tmp_path)
-    import bindlib.multimodal as MM
+    import bindlib.vision.multimodal as MM
 
     monkeypatch.setattr(MM.Vision, "for_profile", classmethod(
         lambda cls, name, profile="cpu": Vision(random_cnn(112, 16, 8, 16), RenderConfig(canvas_size=112), 16)))
@@ -275,7 +279,7 @@ def test_headline_table_means_and_orderings():
     assert set(rows) == {"text_only", "image_text"}  # missing regimes are left out, not invented
     assert rows["image_text"]["seeds"] == 3 and abs(rows["image_text"]["mean"] - 0.8) < 1e-9  # ablation/other encoders excluded
     assert abs(rows["text_only"]["sd"] - 0.1) < 1e-9
-    from bindlib.paper import OOD_ACCURACY
+    from bindlib.profiles import OOD_ACCURACY
     assert rows["text_only"]["paper"] == OOD_ACCURACY["text_only"]["value"]
     checks = regimes.ordering_checks(list(rows.values()))
     assert checks["text_only < image_text"] is True and checks["text_only_matched < image_text"] is None

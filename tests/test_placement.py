@@ -1,6 +1,6 @@
 """bindlib.book.placement: text positions give the slot away, picture patches do not."""
 from bindlib.book import placement
-from bindlib.encoders import RENDER_PROFILES
+from bindlib.vision.encoders import RENDER_PROFILES
 from bindlib.task import TaskConfig, sample_batch
 
 

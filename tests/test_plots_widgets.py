@@ -1,9 +1,9 @@
 """Smoke tests for the chart and widget helpers the chapters call."""
 import pytest
 
-from bindlib.plots import color_swatch_chart, line_chart, prompt_length_chart, prompt_length_rows, save_static
+from bindlib.book.plots import color_swatch_chart, line_chart, prompt_length_chart, prompt_length_rows, save_static
 from bindlib.task import TaskConfig, prompt_length, sample_batch
-from bindlib.widgets import format_prompt, prompt_builder, prompt_parts, split_of
+from bindlib.book.widgets import format_prompt, prompt_builder, prompt_parts, split_of
 
 
 def test_prompt_length_rows_cover_every_n_with_its_split():

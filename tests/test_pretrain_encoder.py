@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from bindlib import encoders as E
-from bindlib import pretrain as P
+from bindlib.vision import encoders as E
+from bindlib.vision import pretrain as P
 from bindlib.__main__ import main
 from bindlib.io import CheckpointError
-from bindlib.render import RenderConfig, patch_grid, render_batch
+from bindlib.vision.render import RenderConfig, patch_grid, render_batch
 from bindlib.task import TaskConfig, sample_batch
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bindlib.render import RenderConfig, batch_objects, patch_grid, place_objects, render_batch, render_scene, shape_mask
+from bindlib.vision.render import RenderConfig, batch_objects, patch_grid, place_objects, render_batch, render_scene, shape_mask
 from bindlib.task import TaskConfig, cube_colors, sample_batch, shape_family
 
 CFG = RenderConfig()  # 224 px canvas, 32 px objects

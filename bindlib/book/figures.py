@@ -156,7 +156,7 @@ def attention_rows(model, batch, i: int = 0) -> list[dict]:
     token, weight} from ``blocks[l].attn.hook_pattern``."""
     import torch
 
-    from ..interp import traced
+    from ..interp.pairs import traced
 
     last = int(batch.query_pos[i])
     one = batch.select(torch.tensor([i]))

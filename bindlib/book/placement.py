@@ -17,7 +17,7 @@ def text_places(batch) -> tuple[np.ndarray, np.ndarray]:
 def image_places(batch, render_cfg, patch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(slot, index of the patch under the object's centre) of every object, with the layouts ``render_batch``
     draws for ``batch`` rendered with ``seed``."""
-    from ..render import place_objects
+    from ..vision.render import place_objects
 
     side, half = render_cfg.canvas_size // patch, render_cfg.object_size / 2
     slots, patches = [], []

@@ -8,12 +8,14 @@
   target set, window and cumulative;
 - ``probe_{tag}.json``: linear-probe accuracy per layer, role and target, with controls.
 
-``tag`` is :func:`bindlib.regimes.run_tag`.  The chapters read the files with :func:`load_interp`.
+``tag`` is :func:`bindlib.profiles.run_tag`.  The chapters read the files with
+:func:`bindlib.interp.results.load_interp`.
 Sizes are chosen so that one checkpoint of the CPU profile takes about two minutes on one thread;
 every file records the sizes it was made with.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,14 +23,17 @@ from pathlib import Path
 
 import torch
 
-from . import interp as I
-from . import io
-from .regimes import IMAGE_REGIMES, MAIN_ENCODER, check_regime, checkpoint_dir, run_tag
+from .. import io
+from ..profiles import ANALYSED_REGIMES, IMAGE_REGIMES, MAIN_ENCODER, SEEDS, check_regime, checkpoint_dir, run_tag
+from ..task import TaskConfig, sample_batch
+from ..vision.multimodal import load_image_model
+from . import knockouts as K
+from . import patching as X
+from . import probes as R
+from .pairs import concat_pairs, correct_on_both, make_pairs, n_layers_of
 
 KINDS = ("interchange", "knockout", "probe")
-# The four regimes of the paper's table, in the order the chapters show them.
-ANALYSED_REGIMES = ("text_only", "noise_text", "image_text", "noise_image_text")
-SEEDS = (0, 1, 2)
+
 # (role, target) pairs probed: ordinal index at declaration tokens, the binding signature (the colour
 # bound to a shape, read at the shape's declaration token), and what the read-out token knows.
 PROBES = (("color", "index"), ("shape", "index"), ("shape", "bound_color"),
@@ -103,8 +108,6 @@ def existing_checkpoints(regimes=ANALYSED_REGIMES, seeds=SEEDS, profile: str = "
 
 def load_for_analysis(path, device="cpu"):
     """(model, task config, meta) of a checkpoint; the task comes from its training config."""
-    from .task import TaskConfig
-
     model, meta = io.load_checkpoint(path, device=device)
     task = TaskConfig(**(meta.get("train_config") or {}).get("task", {}))
     return model, task, meta
@@ -122,26 +125,18 @@ def correct_pairs(model, task, n_pairs: int, seed: int, n_range, device="cpu", m
     Returns (pairs, number drawn).
     """
     if model is None:
-        return I.make_pairs(task, n_pairs, seed=seed, n=n_range, device=device), n_pairs
+        return make_pairs(task, n_pairs, seed=seed, n=n_range, device=device), n_pairs
     kept, total, drawn, rnd = [], 0, 0, 0
     while total < n_pairs and drawn < max_draw_factor * n_pairs:
-        pool = I.make_pairs(task, 2 * n_pairs, seed=seed + 1000 * rnd, n=n_range, device=device)
+        pool = make_pairs(task, 2 * n_pairs, seed=seed + 1000 * rnd, n=n_range, device=device)
         drawn, rnd = drawn + len(pool), rnd + 1
-        ok = I.correct_on_both(model, pool).nonzero().squeeze(1)[: n_pairs - total]
+        ok = correct_on_both(model, pool).nonzero().squeeze(1)[: n_pairs - total]
         if len(ok):
             kept.append(pool.select(ok))
             total += len(ok)
     if not kept:
-        return I.make_pairs(task, 1, seed=seed, n=n_range, device=device).select(torch.arange(0)), drawn
-    return _concat_pairs(kept), drawn
-
-
-def _concat_pairs(parts):
-    if len(parts) == 1:
-        return parts[0]
-    return I.Pairs(I.concat_batches(*(p.base for p in parts)), I.concat_batches(*(p.source for p in parts)),
-                   *(torch.cat([getattr(p, k) for p in parts]) for k in
-                     ("positional", "symbolic", "reflexive", "base_answer", "source_objects", "traded_object")))
+        return make_pairs(task, 1, seed=seed, n=n_range, device=device).select(torch.arange(0)), drawn
+    return concat_pairs(kept), drawn
 
 
 def sweep_timing(model, pairs, packed: dict, loop_pairs: int) -> dict:
@@ -149,7 +144,7 @@ def sweep_timing(model, pairs, packed: dict, loop_pairs: int) -> dict:
     against the per-pair, per-layer loop, run on the first ``loop_pairs`` pairs and extrapolated
     linearly; also the largest logit difference between the two on those pairs (they must agree)."""
     k = min(loop_pairs, len(pairs))
-    loop = I.interchange(model, pairs.select(torch.arange(k)), method="loop")
+    loop = X.interchange(model, pairs.select(torch.arange(k)), method="loop")
     per_pair = loop["wall_seconds"] / k
     return {"n_pairs": len(pairs), "n_layers": len(packed["layers"]), "threads": torch.get_num_threads(),
             "packed_seconds": packed["wall_seconds"], "loop_pairs": k, "loop_seconds": loop["wall_seconds"],
@@ -174,21 +169,19 @@ def interchange_measure(model, task, sizes: Sizes, device="cpu") -> dict:
                              "error": f"only {len(pairs)} of {drawn} pairs answered correctly on both prompts "
                                       f"(fewer than {min(MIN_PAIRS, n_pairs)}); no interchange measurement at N {lo}..{hi}"}
             continue
-        res = I.interchange(model, pairs)
+        res = X.interchange(model, pairs)
         if split == "id" and sizes.loop_pairs > 0:
             timing = sweep_timing(model, pairs, res, sizes.loop_pairs)
-        rec = I.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
+        rec = X.interchange_record(res, regime="", seed=0, profile="", command="", device=device)
         splits[split] = {"n_range": [lo, hi], "n_pairs": len(pairs), "pairs_drawn": drawn, "iia": rec["iia"],
                          "per_layer": rec["per_layer"], "summary": rec["summary"],
                          "sweep_seconds": _num(res["wall_seconds"], 3)}
-    from .task import sample_batch
-
     batch = sample_batch(task, sizes.swap_prompts, sizes.seed + 2, n=task.id_range, device=device)
-    swaps = [I.position_swap(model, batch, i, j, only_correct=sizes.only_correct) for i, j in SWAPS]
+    swaps = [X.position_swap(model, batch, i, j, only_correct=sizes.only_correct) for i, j in SWAPS]
     n_total = sum(s["n"] for s in swaps)
     pooled = {k: (sum(s[k] * s["n"] for s in swaps if s["n"]) / n_total if n_total else float("nan"))
               for k in ("flip_rate", "stay_rate", "other_rate")}
-    return _clean({"layers": list(range(I.n_layers_of(model))), "splits": splits,
+    return _clean({"layers": list(range(n_layers_of(model))), "splits": splits,
                    "position_swap": {"swaps": swaps, "n": n_total, **pooled}, "timing": timing})
 
 
@@ -199,17 +192,15 @@ def knockout_measure(model, task, sizes: Sizes, device="cpu", image=None) -> dic
     """Window (k = 1) and cumulative knockout sweeps over every target set and its random control,
     per-head knockouts of HEAD_SETS, and, for an image model (``image`` = (adapter, vision)), the same
     sweeps on image prompts over the image target sets (the queried object's patches against the others)."""
-    from .task import sample_batch
-
     batch = sample_batch(task, sizes.knockout_prompts, sizes.seed + 3, n=task.id_range, device=device)
-    sets = I.target_sets(batch, seed=sizes.seed)
+    sets = K.target_sets(batch, seed=sizes.seed)
     out = {}
     for mode in ("window", "cumulative"):
-        res = I.knockout_sweep(model, batch, sets, mode=mode, k=1)
+        res = K.knockout_sweep(model, batch, sets, mode=mode, k=1)
         out[mode] = {"k": res["k"], "sets": res["sets"]}
         out["base_accuracy"], out["layers"] = res["base_accuracy"], res["layers"]
     out["n_prompts"] = len(batch)
-    out["per_head"] = I.head_knockout_sweep(model, batch, {k: sets[k] for k in HEAD_SETS})
+    out["per_head"] = K.head_knockout_sweep(model, batch, {k: sets[k] for k in HEAD_SETS})
     if image is not None:
         out["image"] = image_knockout_measure(model, task, sizes, *image, device=device)
     return _clean(out)
@@ -217,16 +208,14 @@ def knockout_measure(model, task, sizes: Sizes, device="cpu", image=None) -> dic
 
 def image_knockout_measure(model, task, sizes: Sizes, adapter, vision, device="cpu") -> dict:
     """Knockouts on image prompts (same prompts' text as the text knockouts, rendered with a fixed seed)."""
-    from .task import sample_batch
-
     batch = sample_batch(task, sizes.knockout_prompts, sizes.seed + 3, n=task.id_range, device=device)
     prompts = vision.prompts(batch, sizes.seed + 3)
     inputs = prompts.model_inputs(adapter)
-    sets = I.image_target_sets(prompts, seed=sizes.seed)
+    sets = K.image_target_sets(prompts, seed=sizes.seed)
     out = {"n_prompts": len(batch), "encoder": vision.encoder.name,
            "chance": (1.0 / batch.n_objects.float()).mean().item()}
     for mode in ("window", "cumulative"):
-        res = I.knockout_sweep(model, prompts.batch, sets, mode=mode, k=1, inputs=inputs)
+        res = K.knockout_sweep(model, prompts.batch, sets, mode=mode, k=1, inputs=inputs)
         out[mode] = {"k": res["k"], "sets": res["sets"]}
         out["base_accuracy"], out["layers"] = res["base_accuracy"], res["layers"]
     return out
@@ -236,7 +225,7 @@ def probe_measure(model, task, sizes: Sizes, device="cpu", probes=PROBES) -> dic
     """Linear probes of every (role, target) in ``probes``, with the control task and random-init twin."""
     rows = []
     for role, target in probes:
-        res = I.probe(model, task, "hook_resid_pre", role, target, n_prompts=sizes.probe_prompts, seed=sizes.seed,
+        res = R.probe(model, task, "hook_resid_pre", role, target, n_prompts=sizes.probe_prompts, seed=sizes.seed,
                       Cs=sizes.probe_Cs, device=device)
         rows.append(res)
     return _clean({"hook": "hook_resid_pre", "probes": rows,
@@ -266,8 +255,6 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
     model, task, meta = load_for_analysis(path, device)
     image = None
     if meta.get("adapter") and "knockout" in kinds:  # image checkpoints: knock out patches on image prompts too
-        from .multimodal import load_image_model
-
         _, adapter, vision, _ = load_image_model(path, device)
         image = (adapter, vision)
     tag = run_tag(regime, seed, profile, encoder)
@@ -284,7 +271,7 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
         wall = time.perf_counter() - t0
         record = {"kind": kind, "regime": regime, "seed": seed, "profile": profile, "encoder": encoder, "variant": variant,
                   "checkpoint": str(path), "checkpoint_sha256": meta.get("sha256"),
-                  "n_layers": I.n_layers_of(model), "task": task.to_dict(), "sizes": sizes.to_dict(), **body}
+                  "n_layers": n_layers_of(model), "task": task.to_dict(), "sizes": sizes.to_dict(), **body}
         if kind == "interchange":  # the ID split's curves at the top level, as interchange_record has them
             top = body["splits"].get("id", {})
             record.update({"iia": top.get("iia"), "per_layer": top.get("per_layer"), "summary": top.get("summary"),
@@ -309,140 +296,6 @@ def up_to_date(regime: str, seed: int, profile: str = "cpu", encoder: str | None
         f = Path(results_dir or io.RESULTS_DIR) / f"{kind}_{tag}.json"
         if not f.exists():
             return False
-        import json
-
         if json.loads(f.read_text()).get("checkpoint_sha256") != sha:
             return False
     return True
-
-
-# ---------------------------------------------------------------- reading results back
-def regime_order(regime: str) -> int:
-    return ANALYSED_REGIMES.index(regime) if regime in ANALYSED_REGIMES else len(ANALYSED_REGIMES)
-
-
-def load_interp(kind: str, profile: str = "cpu", results_dir=None, encoder: str | None = MAIN_ENCODER) -> list[dict]:
-    """Every results record of ``kind`` of the table's checkpoints (``encoder`` for image regimes; None: every
-    encoder), ordered by regime then seed. Variants (no grounding, longer runs) are left out: see load_variants."""
-    recs = [r for r in io.load_results(f"{kind}_*.json", results_dir, kind=kind, profile=profile)
-            if (r["regime"] not in IMAGE_REGIMES or encoder is None or r.get("encoder") == encoder)
-            and not r.get("variant")]
-    return sorted(recs, key=lambda r: (regime_order(r["regime"]), r["seed"]))
-
-
-def encoder_runs(kind: str, profile: str = "cpu", results_dir=None, min_accuracy: float | None = None) -> list[dict]:
-    """Records of ``kind`` for image checkpoints of every encoder but the main one that answer at least
-    ``min_accuracy`` of ID text prompts (their knockout file's clean accuracy), by regime, encoder, seed."""
-    min_accuracy = MIN_ACCURACY if min_accuracy is None else min_accuracy
-    acc = {(r["regime"], r["encoder"], r["seed"]): r["base_accuracy"]
-           for r in load_interp("knockout", profile, results_dir, encoder=None)}
-    recs = [r for r in load_interp(kind, profile, results_dir, encoder=None)
-            if r["regime"] in IMAGE_REGIMES and r["encoder"] != MAIN_ENCODER
-            and acc.get((r["regime"], r["encoder"], r["seed"]), 0.0) >= min_accuracy]
-    return sorted(recs, key=lambda r: (regime_order(r["regime"]), r["encoder"], r["seed"]))
-
-
-def image_knockouts(profile: str = "cpu", results_dir=None) -> list[dict]:
-    """Every knockout record with image-prompt knockouts (any encoder, variants included), one row each:
-    {run, regime, encoder, seed, variant, **record["image"]}."""
-    recs = io.load_results("knockout_*.json", results_dir, kind="knockout", profile=profile)
-    rows = [{"run": f"{r['regime']} {r['encoder']} s{r['seed']}{r.get('variant') or ''}", "regime": r["regime"],
-             "encoder": r["encoder"], "seed": r["seed"], "variant": r.get("variant"), **r["image"]}
-            for r in recs if r.get("image")]
-    return sorted(rows, key=lambda x: (regime_order(x["regime"]), x["encoder"] != MAIN_ENCODER, x["encoder"],
-                                       bool(x["variant"]), x["variant"] or "", x["seed"]))
-
-
-def regimes_present(records: list[dict]) -> list[str]:
-    return sorted({r["regime"] for r in records}, key=regime_order)
-
-
-def mean_sd(values) -> tuple[float, float]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
-    return m, sd
-
-
-MIN_ROUTING_SHARE = 0.5  # below this, too few patched outputs follow POS or SYM for BS to mean anything
-
-
-def measurable(record: dict, split: str = "id") -> bool:
-    """A run has a binding score worth reading when the routing layer routes at least MIN_ROUTING_SHARE of pairs."""
-    summ = (record["splits"].get(split) or {}).get("summary")
-    return bool(summ) and (summ.get("routing_share") or 0.0) >= MIN_ROUTING_SHARE
-
-
-def routing_table(records: list[dict], split: str = "id") -> list[dict]:
-    """Per regime: the seeds whose BS is measurable (routing share >= MIN_ROUTING_SHARE), the mean and range of
-    their routing-layer BS and position-swap flip rate, and the seeds left out (``unmeasurable``)."""
-    out = []
-    for regime in regimes_present(records):
-        every = [r for r in records if r["regime"] == regime]
-        group = [r for r in every if measurable(r, split)]
-        row = {"regime": regime, "seeds": [r["seed"] for r in group],
-               "unmeasurable": [r["seed"] for r in every if not measurable(r, split)]}
-        if group:
-            summ = [r["splits"][split]["summary"] for r in group]
-            bs = [x["binding_score"] for x in summ if x["binding_score"] is not None]
-            row.update({"routing_layers": [x["routing_layer"] for x in summ],
-                        "binding_score": mean_sd(bs)[0], "binding_score_min": min(bs, default=None),
-                        "binding_score_max": max(bs, default=None),
-                        "sym_pos_ratio": [x.get("sym_pos_ratio") for x in summ],
-                        "flip_rate": mean_sd([r["position_swap"]["flip_rate"] for r in group])[0],
-                        "stay_rate": mean_sd([r["position_swap"]["stay_rate"] for r in group])[0]})
-        else:
-            row.update({"binding_score": None, "flip_rate": None, "stay_rate": None})
-        out.append(row)
-    return out
-
-
-def direction_verdict(table: list[dict]) -> dict:
-    """Is text_only positional (BS < 0) and image_text symbolic (BS > 0) at the routing layer, as the paper says?
-
-    ``found`` is None when the regime has no results, "unmeasurable" when none of its seeds routes enough pairs.
-    """
-    by = {row["regime"]: row for row in table}
-    verdict = {}
-    for regime, want in (("text_only", "positional"), ("image_text", "symbolic")):
-        row = by.get(regime)
-        if row is None:
-            verdict[regime] = {"expected": want, "found": None, "agrees": None}
-            continue
-        bs = row["binding_score"]
-        if bs is None or not math.isfinite(bs):
-            verdict[regime] = {"expected": want, "found": "unmeasurable", "agrees": None,
-                               "unmeasurable": row["unmeasurable"]}
-            continue
-        found = "symbolic" if bs > 0 else ("positional" if bs < 0 else "neither")
-        verdict[regime] = {"expected": want, "found": found, "binding_score": bs, "agrees": found == want,
-                           "seeds": row["seeds"], "unmeasurable": row["unmeasurable"]}
-    return verdict
-
-
-MIN_ACCURACY = 0.5  # runs answering fewer ID prompts than this are reported, not analysed
-
-
-def usable(records: list[dict], min_accuracy: float = MIN_ACCURACY, results_dir=None) -> tuple[list[dict], list[dict]]:
-    """Split records into runs whose model answers at least ``min_accuracy`` of ID prompts (the accuracy without
-    knockout in the run's knockout file) and the others, returned as {regime, seed, accuracy} rows.
-
-    A model near chance gives interventions and probes nothing to explain; averaging it in would blur the rest.
-    """
-    acc = {(r["regime"], r["seed"]): r["base_accuracy"] for r in load_interp("knockout", results_dir=results_dir)}
-    kept, dropped = [], []
-    for r in records:
-        a = acc.get((r["regime"], r["seed"]))
-        if a is not None and a < min_accuracy:
-            dropped.append({"regime": r["regime"], "seed": r["seed"], "accuracy": a})
-        else:
-            kept.append(r)
-    return kept, dropped
-
-
-def print_dropped(dropped: list[dict], min_accuracy: float = MIN_ACCURACY) -> None:
-    for d in dropped:
-        print(f"left out: {d['regime']} seed {d['seed']}, which answers only {d['accuracy']:.0%} of ID prompts "
-              f"(threshold {min_accuracy:.0%})")

@@ -19,23 +19,18 @@ is our choice) works in both directions through the language model's own residua
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .task import IMG, NOISE, PAD, Batch
-
-# Image profiles: canvas and patch of the rendered context (one token per patch).
-VISION_PROFILES = {"cpu": dict(canvas=112, patch=16), "paper": dict(canvas=224, patch=16)}
-
-
-def image_token_count(profile: str = "cpu") -> int:
-    if profile not in VISION_PROFILES:
-        raise ValueError(f"unknown vision profile {profile!r}: allowed {sorted(VISION_PROFILES)}.")
-    p = VISION_PROFILES[profile]
-    return (p["canvas"] // p["patch"]) ** 2
+from ..io import CheckpointError, atomic_write, load_checkpoint, read_verified, sha256_bytes
+from ..profiles import VISION, image_token_count  # noqa: F401 (image_token_count is re-exported)
+from ..task import IMG, NOISE, PAD, Batch, make_generator, sample_batch
+from . import encoders
+from .render import RenderConfig, patch_grid, render_batch
 
 
 # ---------------------------------------------------------------- context re-layout
@@ -110,10 +105,7 @@ def relayout_context(batch: Batch, width: int, mode: str, generator: torch.Gener
 
 def add_noise(batch: Batch, width: int, seed: int | None = None) -> Batch:
     """Insert unattendable NOISE tokens so that every context block is ``width`` tokens long."""
-    g = None
-    if seed is not None:
-        g = torch.Generator(device=batch.tokens.device)
-        g.manual_seed(int(seed))
+    g = make_generator(seed, batch.tokens.device) if seed is not None else None
     return relayout_context(batch, width, "noise", g)
 
 
@@ -164,16 +156,13 @@ class Vision:
 
     def __init__(self, encoder, render_cfg, patch: int | None = None):
         self.encoder, self.render_cfg = encoder, render_cfg
-        self.patch = patch or getattr(encoder, "patch", None) or VISION_PROFILES["cpu"]["patch"]
+        self.patch = patch or getattr(encoder, "patch", None) or VISION["cpu"]["patch"]
         self.n_tokens = (render_cfg.canvas_size // self.patch) ** 2
         self.seconds = 0.0  # time spent rendering + encoding (to show it does not dominate training)
 
     @classmethod
     def for_profile(cls, encoder_name: str, profile: str = "cpu") -> "Vision":
-        from . import encoders
-        from .render import RenderConfig
-
-        p = VISION_PROFILES[profile]
+        p = VISION[profile]
         enc = encoders.profile_encoder(encoder_name, profile=profile)
         return cls(enc, RenderConfig(canvas_size=p["canvas"]), p["patch"])
 
@@ -183,10 +172,6 @@ class Vision:
 
     @torch.no_grad()
     def prompts(self, batch: Batch, seed: int) -> ImagePrompts:
-        import time
-
-        from .render import patch_grid, render_batch
-
         t0 = time.time()
         dev = batch.tokens.device
         images, boxes = render_batch(batch.to("cpu"), self.render_cfg, seed)
@@ -273,8 +258,6 @@ def grounding_accuracy(model, adapter: ImageAdapter, prompts: ImagePrompts) -> d
 def image_accuracy(model, adapter: ImageAdapter, vision: Vision, task, size: int, seed: int, device="cpu",
                    kind: str = "two_hop", n_range=None) -> float:
     """Accuracy of image-tokenized prompts (ID range of N by default)."""
-    from .task import sample_batch
-
     was = model.training
     model.eval()
     b = sample_batch(task, size, seed, n=tuple(n_range or task.id_range), query_kind=kind, device=device)
@@ -288,11 +271,7 @@ def image_accuracy(model, adapter: ImageAdapter, vision: Vision, task, size: int
 # ---------------------------------------------------------------- saving the adapter beside a checkpoint
 def save_adapter(adapter: ImageAdapter, path, name: str = "adapter.safetensors") -> dict:
     """Write the adapter's weights atomically; return the entry that model.json records for it."""
-    from pathlib import Path
-
     from safetensors.torch import save as st_save
-
-    from .io import atomic_write, sha256_bytes
 
     blob = st_save({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in adapter.state_dict().items()})
     atomic_write(Path(path) / name, blob)
@@ -302,25 +281,14 @@ def save_adapter(adapter: ImageAdapter, path, name: str = "adapter.safetensors")
 
 def load_image_model(path, device="cpu"):
     """Load an image-regime checkpoint: (model, adapter, vision, meta), each part sha256-verified."""
-    from pathlib import Path
-
     from safetensors.torch import load as st_load
-
-    from .io import CheckpointError, load_checkpoint, sha256_bytes
 
     model, meta = load_checkpoint(path, device=device)
     entry = meta.get("adapter")
     if not entry:
         raise CheckpointError(f"{path} is a text-only checkpoint (model.json has no 'adapter'); image prompts need an "
                               f"image-regime checkpoint, e.g. one made by `python -m bindlib reproduce --regimes image_text`.")
-    file = Path(path) / entry["file"]
-    if not file.exists():
-        raise CheckpointError(f"{file} is missing although {Path(path) / 'model.json'} names it; restore it with "
-                              f"`git checkout -- {file}` or rerun the regime.")
-    blob = file.read_bytes()
-    if sha256_bytes(blob) != entry["sha256"]:
-        raise CheckpointError(f"sha256 mismatch for {file}: the file is corrupt or changed after saving; restore it with "
-                              f"`git checkout -- {file}` or rerun the regime.")
+    blob = read_verified(Path(path) / entry["file"], entry["sha256"], Path(path) / "model.json", "rerun the regime")
     adapter = ImageAdapter(entry["enc_dim"], entry["d_model"])
     adapter.load_state_dict(st_load(blob))
     vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"))

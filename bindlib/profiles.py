@@ -1,0 +1,114 @@
+"""Every table that differs between the cpu and paper profiles, every regime list, where files live,
+how runs are named, and the numbers the paper reports. It imports nothing from bindlib, so every
+other module may read it.
+
+Paper numbers carry their source: "paper" = the abstract or an official listing; "summary" =
+detailed secondary summaries of the full text (likely right, unverified). See SPEC §1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# ---------------------------------------------------------------- where files live
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+RESULTS_DIR = DATA_DIR / "results"
+CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
+ENCODERS_DIR = DATA_DIR / "encoders"  # project-pretrained encoders: <name>/encoder.json + encoder.safetensors
+
+# ---------------------------------------------------------------- the two profiles
+PROFILE_NAMES = ("cpu", "paper")
+# The paper's architecture [summary]; the CPU profile is ours, sized to train live in a chapter.
+MODEL = {
+    "paper": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
+    "cpu": dict(n_layers=4, d_model=128, n_heads=4, d_ff=512),
+}
+# The text recipe (bindlib.recipes): steps of its four stages and the optimiser settings.
+RECIPE = {
+    "cpu": dict(steps=(1500, 500, 1500, 1500), batch_size=64, lr=1e-3, warmup=100, eval_every=100, hop_layer=1),
+    "paper": dict(steps=(3000, 1000, 3000, 3000), batch_size=256, lr=1e-3, warmup=300, eval_every=250, hop_layer=5),
+}
+# Steps added after the text recipe. Image regimes: an image stage then a 20% image / 80% text mix;
+# text regimes get the same total as more text (compute-matched).
+REGIME = {
+    "cpu": dict(image_steps=150, mix_steps=150, batch_size=32, lr=1e-3, warmup=20, eval_every=50, eval_size=128),
+    "paper": dict(image_steps=3000, mix_steps=3000, batch_size=256, lr=1e-3, warmup=300, eval_every=250, eval_size=512),
+}
+# The rendered context: canvas and patch (one image token per patch). "cpu": 112 px, a 7 x 7 grid of
+# 49 tokens; "paper": the paper's 224 px input, 14 x 14 = 196 tokens, as the hub encoders see it.
+VISION = {"cpu": dict(canvas=112, patch=16), "paper": dict(canvas=224, patch=16)}
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {profile!r}: allowed {PROFILE_NAMES}.")
+    return profile
+
+
+def image_token_count(profile: str = "cpu") -> int:
+    p = VISION[check_profile(profile)]
+    return (p["canvas"] // p["patch"]) ** 2
+
+
+# ---------------------------------------------------------------- regimes
+REGIMES = ("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text")
+IMAGE_REGIMES = ("image_text", "noise_image_text")
+NOISE_REGIMES = ("noise_text", "noise_image_text")
+# The four regimes of the paper's table, in the order the interpretability chapters show them.
+ANALYSED_REGIMES = ("text_only", "noise_text", "image_text", "noise_image_text")
+SEEDS = (0, 1, 2)
+MAIN_ENCODER = "project_cnn"  # the encoder of the headline table (the others are per-encoder results)
+TABLE_ENCODERS = ("project_cnn", "project_vit", "random_cnn", "pixels")
+# The paper's name for each regime's row of its OOD table (OOD_ACCURACY keys).
+PAPER_ROW = {"text_only": "text_only", "noise_text": "noise_text", "image_text": "image_text",
+             "noise_image_text": "noise_image_text", "text_only_matched": None}
+
+
+def check_regime(regime: str) -> str:
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}: allowed {REGIMES}.")
+    return regime
+
+
+def regime_order(regime: str) -> int:
+    return REGIMES.index(regime) if regime in REGIMES else len(REGIMES)
+
+
+# ---------------------------------------------------------------- run names
+def run_tag(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None) -> str:
+    """The name shared by a run's checkpoint folder and results file.
+
+    Text regimes: ``{regime}_{profile}_s{seed}``; image regimes add the encoder:
+    ``{regime}_{encoder}_{profile}_s{seed}``.
+    """
+    check_regime(regime)
+    if regime in IMAGE_REGIMES:
+        return f"{regime}_{encoder or MAIN_ENCODER}_{profile}_s{seed}"
+    return f"{regime}_{profile}_s{seed}"
+
+
+def checkpoint_dir(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None) -> Path:
+    return CHECKPOINTS_DIR / run_tag(regime, seed, profile, encoder)
+
+
+# ---------------------------------------------------------------- the paper's numbers
+PAPER = "Buzeta et al. 2026, 'Seeing to Generalize: How Visual Data Corrects Binding Shortcuts', arXiv 2602.15183"
+
+# Text-only OOD accuracy (N > 8, text modality, averaged over N), per training regime.
+OOD_ACCURACY = {
+    "text_only": {"value": 0.372, "source": "paper"},
+    "noise_text": {"value": 0.575, "source": "summary"},
+    "image_text": {"value": 0.695, "source": "paper"},
+    "noise_image_text": {"value": 0.836, "source": "summary"},
+}
+# In-distribution accuracy of the text-only model: "~100%" in the abstract.
+TEXT_ONLY_ID_ACCURACY = {"value": 1.0, "source": "paper", "approximate": True}
+# The final vocabulary after the curriculum's expansion stage.
+VOCABULARY = {"n_colors": 216, "n_shapes": 216, "n_items": 32, "source": "summary"}
+ARCHITECTURE = {**MODEL["paper"], "source": "summary"}
+
+
+def paper_value(regime: str) -> float:
+    if regime not in OOD_ACCURACY:
+        raise ValueError(f"the paper reports no OOD accuracy for regime {regime!r}; known: {sorted(OOD_ACCURACY)}.")
+    return OOD_ACCURACY[regime]["value"]

@@ -1,0 +1,119 @@
+"""The package layout: imports go downward only, with no cycles, and no module is over 400 lines.
+
+Every ``import`` of a bindlib module counts, including those inside functions. The floors:
+
+    0  profiles                      tables, names, paths, the paper's numbers (imports nothing)
+    1  model, task                   the transformer; the prompts
+    2  io, packing, evaluate         files and provenance; packed batches; accuracy
+       vision.render, vision.nets    pictures; the small encoders
+    3  vision.hub                    Hugging Face encoders
+    4  vision.encoders               the encoder registry and the project encoders
+    5  vision.multimodal, vision.pretrain
+    6  train
+    7  recipes                       the recipes, regimes and the headline table
+    8  interp.pairs, interp.toy
+    9  interp.patching, interp.knockouts, interp.probes, interp.results
+   10  interp.runs, interp (the package's short-cut names)
+   11  book.exercises                the book layer: may import everything; nothing below imports it
+   12  book.widgets
+   13  book.plots
+   10  book.checks                   the method exercises' checkers (interp submodules only)
+   11  book.findings, book.figures, book.placement, book.student
+   14  book.scenes, book.interp_plots
+   15  book.interp_findings          the mechanism chapters' tables (uses book.interp_plots)
+   16  __main__                      the command line
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "bindlib"
+MAX_LINES = 400
+
+FLOORS = {
+    "profiles": 0, "model": 1, "task": 1, "io": 2, "packing": 2, "evaluate": 2,
+    "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
+    "vision.multimodal": 5, "vision.pretrain": 5, "train": 6, "recipes": 7,
+    "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
+    "interp.results": 9, "interp.runs": 10, "interp": 10,
+    "book.checks": 10, "book.exercises": 11, "book.findings": 11, "book.figures": 11, "book.placement": 11,
+    "book.student": 11, "book.widgets": 12, "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
+    "book.interp_findings": 15, "__main__": 16, "": 0, "vision": 0, "book": 0,
+}
+BOOK_FLOOR = FLOORS["book.exercises"]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def bindlib_imports(path: Path) -> set[str]:
+    """The bindlib modules a file imports (absolute or relative, at any depth of the file)."""
+    here = module_name(path)
+    package = here.split(".") if path.name == "__init__.py" else here.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name[len("bindlib."):] for a in node.names if a.name.startswith("bindlib.")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1] if node.level > 1 else package
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and (node.module == "bindlib" or node.module.startswith("bindlib.")):
+                target = node.module[len("bindlib."):] if node.module != "bindlib" else ""
+            else:
+                continue
+            for alias in node.names:  # `from . import io` imports the module io
+                sub = f"{target}.{alias.name}" if target else alias.name
+                found.add(sub if sub in FLOORS else target)
+    return found - {here}
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): bindlib_imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_module_has_a_floor():
+    missing = sorted(set(graph()) - set(FLOORS))
+    assert not missing, f"add these modules to FLOORS in tests/test_layout.py: {missing}"
+
+
+def test_imports_go_downward_only():
+    upward = [f"{m} (floor {FLOORS[m]}) imports {d} (floor {FLOORS.get(d)})"
+              for m, deps in graph().items() for d in sorted(deps)
+              if d not in FLOORS or (FLOORS[d] >= FLOORS[m] and d not in ("", "vision", "book"))]
+    assert not upward, "\n".join(upward)
+
+
+def test_nothing_below_the_book_imports_it():
+    offenders = [f"{m} imports {d}" for m, deps in graph().items() for d in deps
+                 if d.startswith("book") and FLOORS[m] < BOOK_FLOOR]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_cycles():
+    g = graph()
+    state: dict[str, int] = {}
+
+    def visit(m, stack):
+        if state.get(m) == 1:
+            raise AssertionError("import cycle: " + " -> ".join(stack + [m]))
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for d in g.get(m, ()):
+            visit(d, stack + [m])
+        state[m] = 2
+
+    for m in g:
+        visit(m, [])
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these modules (over {MAX_LINES} lines): {long}"
