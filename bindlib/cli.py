@@ -145,6 +145,9 @@ def build_parser(description: str) -> Parser:
 
     add_pretrained_parser(sub)  # chapter 8: a pretrained LLM/VLM pair
 
+    sb = sub.add_parser("student-book", help="write the student edition (exercise solutions removed) to a folder")
+    sb.add_argument("--out", default="_student", help="where to write it (default _student/, ignored by git)")
+
     m = sub.add_parser("migrate", help="make paths in results and checkpoint metadata repo-relative, add manifests")
     m.add_argument("--checkpoints-dir", default=None, help="default data/checkpoints")
     m.add_argument("--results-dir", default=None, help="default data/results")

@@ -12,4 +12,4 @@ python scripts/colab.py --check
 # --dist loadfile keeps each notebook's cells on one worker, in order.
 python -m pytest -p no:cacheprovider -n "${BINDLIB_TEST_WORKERS:-2}" --dist loadfile \
   --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-  tests chapters "$@"
+  tests chapters intro.ipynb "$@"

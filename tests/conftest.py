@@ -21,10 +21,9 @@ def _fresh_run_state():
     """A test that runs a CLI command with --allow-dirty must not leave its diff to the next test's writes."""
     from bindlib import io
 
-    saved = dict(io.RUN)
+    io.RUN.update(commit=None, diff=None)
     yield
-    io.RUN.clear()
-    io.RUN.update(saved)
+    io.RUN.update(commit=None, diff=None)
 
 
 # Outputs that legitimately change from run to run, so nbval must not compare them:

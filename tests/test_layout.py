@@ -22,9 +22,12 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
        book.offline, book.pictures, book.text   the chart renderer; Pillow pictures; wrapped text
    12  book.widgets
    13  book.plots
+   10  book.checks                   the method exercises' checkers (interp submodules only)
+   11  book.findings, book.figures, book.placement, book.student
    14  book.scenes, book.interp_plots, book.pretrained
    14  cli                           the command line's parser
-   15  __main__                      the command line
+   15  book.interp_findings          the mechanism chapters' tables (uses book.interp_plots)
+   16  __main__                      the command line
 """
 from __future__ import annotations
 
@@ -44,9 +47,10 @@ FLOORS = {
     "cli": 14,
     "pretrained.prompts": 9, "pretrained.models": 9, "pretrained.tiny": 10, "pretrained.run": 10,
     "pretrained.results": 10, "pretrained.runs": 11, "pretrained": 12, "book.pretrained": 14,
-    "book.exercises": 11, "book.offline": 11, "book.pictures": 11, "book.text": 11, "book.widgets": 12,
+    "book.checks": 10, "book.exercises": 11, "book.findings": 11, "book.figures": 11, "book.placement": 11,
+    "book.student": 11, "book.offline": 11, "book.pictures": 11, "book.text": 11, "book.widgets": 12,
     "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
-    "__main__": 15, "": 0, "vision": 0, "book": 0,
+    "book.interp_findings": 15, "__main__": 16, "": 0, "vision": 0, "book": 0,
 }
 BOOK_FLOOR = FLOORS["book.exercises"]
 

@@ -1,1 +1,2 @@
-"""The book layer: charts, widgets and exercise checkers. It may import all of bindlib; nothing imports it."""
+"""The book layer: charts, widgets, figures, findings (verdicts and tables computed from results files), exercise
+checkers and the student edition. It may import all of bindlib; nothing imports it."""

@@ -266,3 +266,9 @@ def check_signature_onset(fn: Callable[[list[dict], float], object]) -> None:
             raise AssertionError(f"Case #{k} (margin {margin}):\n  layers:   {layers}\n  expected: {expected!r}\n"
                                  f"  returned: {got!r}")
     print("All cases right.")
+
+
+# The exercises on the methods themselves (accuracy, patching, position-id swap, knockout, identity-split
+# probe) live in bindlib.book.checks; they are importable from here as well.
+from .checks import (check_accuracy, check_identity_probe, check_knockout, check_patching,  # noqa: E402,F401
+                     check_position_swap)

@@ -1,0 +1,355 @@
+"""What the results files say, as tables and plain sentences for the chapters.
+
+Every function reads committed results files (``data/results``) through ``bindlib``'s loaders and
+returns a pandas table or a sentence; the chapters call one of them per cell, so the logic that turns
+numbers into a finding lives here, where it is tested, and not in notebook cells.
+
+Verdict words used throughout: "reproduced", "not reproduced", "partly", "not measured".
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import textwrap
+
+import pandas as pd
+
+from .. import io, profiles as paper
+
+WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
+
+
+def wrap(text: str, width: int = WIDTH) -> str:
+    """Wrap every line of ``text`` at ``width`` columns; continuation lines keep the line's indent plus two."""
+    out = []
+    for line in text.splitlines() or [""]:
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+        out.append(textwrap.fill(line, width, subsequent_indent=indent, break_on_hyphens=False,
+                                 drop_whitespace=True) if len(line) > width else line)
+    return "\n".join(out)
+
+
+def say(*paragraphs: str, width: int = WIDTH) -> None:
+    """Print each paragraph wrapped at ``width`` columns (continuation lines indented)."""
+    for text in paragraphs:
+        print(wrap(text, width))
+
+
+def pct(x, digits: int = 1) -> str:
+    """0.372 -> '37.2%'; None or NaN -> '-'."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.{digits}%}"
+
+
+def signed(x, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:+.{digits}f}"
+
+
+def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
+    """A DataFrame of already formatted rows (shown as an HTML table; its text form is what nbval compares)."""
+    df = pd.DataFrame(rows)
+    return df.set_index(index) if index else df
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.mean(vals) if vals else float("nan")
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+# ---------------------------------------------------------------- chapter 2: text-only training
+def text_only_runs(profile: str = "cpu", results_dir=None) -> list[dict]:
+    """The committed text-only training records of a profile, by seed (ablations have their own kind)."""
+    runs = io.load_results("training_text_only_*.json", results_dir, kind="training", regime="text_only")
+    return sorted((r for r in runs if profile is None or r["profile"] == profile), key=lambda r: r["seed"])
+
+
+def training_table(runs: list[dict]) -> pd.DataFrame:
+    """One row per run: accuracy in and out of distribution, steps, wall time, device."""
+    return table([{"seed": r["seed"], "profile": r["profile"], "ID": pct(r["id_accuracy"]),
+                   "OOD": pct(r["ood_accuracy"]), "steps": r["steps"], "steps to 99%": r["steps_to_99"],
+                   "wall (min)": f"{r['provenance']['wall_seconds'] / 60:.1f}", "device": r["provenance"]["device"]}
+                  for r in runs], index="seed")
+
+
+def cliff(runs: list[dict]) -> dict:
+    """Our text-only means beside the paper's, and whether the OOD cliff is there.
+
+    The cliff is reproduced when our OOD mean is within 10 points of the paper's 37.2% and not
+    reproduced when it is more than 20 points above it (between the two: partly).
+    """
+    (id_m, id_s), (ood_m, ood_s) = (_mean_sd([r["id_accuracy"] for r in runs]),
+                                    _mean_sd([r["ood_accuracy"] for r in runs]))
+    theirs = paper.paper_value("text_only")
+    gap = ood_m - theirs
+    verdict = ("not measured" if not math.isfinite(gap) else "reproduced" if abs(gap) <= 0.10
+               else "not reproduced" if gap > 0.20 else "partly")
+    return {"seeds": len(runs), "id": id_m, "id_sd": id_s, "ood": ood_m, "ood_sd": ood_s,
+            "paper_id": paper.TEXT_ONLY_ID_ACCURACY["value"], "paper_ood": theirs, "gap": gap, "verdict": verdict}
+
+
+def cliff_table(runs: list[dict]) -> pd.DataFrame:
+    c = cliff(runs)
+    return table([{"accuracy": "in distribution (N 2..8)", "ours": f"{pct(c['id'])} ± {pct(c['id_sd'])}",
+                   "paper": f"about {pct(c['paper_id'], 0)}"},
+                  {"accuracy": "out of distribution (N 9..16)", "ours": f"{pct(c['ood'])} ± {pct(c['ood_sd'])}",
+                   "paper": pct(c["paper_ood"])}], index="accuracy")
+
+
+def cliff_sentence(runs: list[dict]) -> str:
+    c = cliff(runs)
+    if c["verdict"] == "not measured":
+        return "No text-only training results in data/results yet."
+    if c["verdict"] == "reproduced":
+        return (f"Our text-only models fall off an OOD cliff like the paper's: {pct(c['ood'])} out of distribution "
+                f"against the paper's {pct(c['paper_ood'])}.")
+    return (f"The OOD cliff is {c['verdict']}: over {c['seeds']} seeds our text-only models answer "
+            f"{pct(c['ood'])} of OOD prompts, {c['gap'] * 100:+.1f} points from the paper's {pct(c['paper_ood'])}, "
+            f"while in distribution they answer {pct(c['id'])}.")
+
+
+def axes_table(runs: list[dict]) -> pd.DataFrame:
+    """Accuracy on each diagnostic axis (association order, offset), ID and OOD means, per seed."""
+    rows = []
+    for r in runs:
+        for axis, acc in r.get("axes", {}).items():
+            rows.append({"seed": r["seed"], "axis": axis, "ID": pct(acc["id_accuracy"]), "OOD": pct(acc["ood_accuracy"])})
+    df = table(rows)
+    return df.pivot(index="axis", columns="seed", values=["ID", "OOD"]) if rows else df
+
+
+def slot_table(runs: list[dict]) -> pd.DataFrame:
+    """ID accuracy by the queried object's declaration slot, one row per seed."""
+    slots = sorted({int(s) for r in runs for s in r["accuracy_by_slot"]})
+    return table([{"seed": r["seed"], **{f"slot {s + 1}": pct(r["accuracy_by_slot"].get(str(s)), 0) for s in slots}}
+                  for r in runs], index="seed")
+
+
+def stage_starts(runs: list[dict]) -> pd.DataFrame:
+    """The step of each run's first evaluation in every curriculum stage."""
+    rows = []
+    for r in runs:
+        starts = {}
+        for h in r["history"]:
+            starts.setdefault(h["stage"], h["step"])
+        rows.append({"seed": r["seed"], **starts})
+    return table(rows, index="seed")
+
+
+def learned_positions_table(results_dir=None) -> pd.DataFrame:
+    """The positional-encoding ablation (learned absolute positions) beside RoPE, per seed, by N out of distribution."""
+    ablation = io.load_results("training_text_only_cpu_s*_learnedpos.json", results_dir, kind="training_variant")
+    rope = {r["seed"]: r for r in text_only_runs("cpu", results_dir)}
+    rows = []
+    for a in ablation:
+        for label, r in (("RoPE", rope.get(a["seed"])), ("learned positions", a)):
+            if r is not None:
+                rows.append({"seed": a["seed"], "positions": label, "ID": pct(r["id_accuracy"]),
+                             "OOD": pct(r["ood_accuracy"]),
+                             **{f"N={n}": pct(r["accuracy_by_n"][str(n)], 0) for n in range(9, 17, 2)}})
+    return table(rows).set_index(['seed', 'positions'])
+
+
+# ---------------------------------------------------------------- chapter 4: regimes
+def regime_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
+    """The headline table: text OOD accuracy per regime (mean ± sd over seeds, main encoder) beside the paper's."""
+    from ..recipes import headline_table, regime_results
+
+    records = regime_results(profile, results_dir)
+    ood, ids = headline_table(records), {r["regime"]: r for r in headline_table(records, metric="id_accuracy")}
+    return table([{"regime": r["regime"], "seeds": r["seeds"], "ours: OOD": f"{pct(r['mean'])} ± {pct(r['sd'])}",
+                   "paper: OOD": pct(r["paper"]), "ours: ID": pct(ids[r["regime"]]["mean"])} for r in ood],
+                 index="regime")
+
+
+def regime_means(profile: str = "cpu", results_dir=None) -> dict[str, float]:
+    """Mean text OOD accuracy per regime (main encoder); text_only also falls back on the training files."""
+    from ..recipes import headline_table, regime_results
+
+    means = {r["regime"]: r["mean"] for r in headline_table(regime_results(profile, results_dir))}
+    if "text_only" not in means:
+        runs = text_only_runs(profile, results_dir)
+        if runs:
+            means["text_only"] = _mean([r["ood_accuracy"] for r in runs])
+    return means
+
+
+# ---------------------------------------------------------------- chapter 5: the binding direction (also used by the front and back matter)
+def binding_scores(profile: str = "cpu", results_dir=None) -> dict[str, dict]:
+    """Per regime: the routing-layer binding score of the seeds with a measurable one (interchange files)."""
+    from ..interp.results import load_interp, routing_table, usable
+
+    records, _ = usable(load_interp("interchange", profile, results_dir), results_dir=results_dir)
+    return {row["regime"]: row for row in routing_table(records)}
+
+
+def binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
+    rows = []
+    for regime, row in binding_scores(profile, results_dir).items():
+        rows.append({"regime": regime, "seeds measured": ", ".join(map(str, row["seeds"])) or "none",
+                     "binding score": signed(row["binding_score"]),
+                     "position-swap flips": pct(row["flip_rate"]), "answer stays": pct(row["stay_rate"]),
+                     "mechanism": mechanism(row["binding_score"])})
+    return table(rows, index="regime")
+
+
+ADVERB = {"symbolic": "symbolically", "positional": "positionally", "mixed": "in a mixed way"}
+
+
+def mechanism(bs) -> str:
+    if bs is None or not math.isfinite(bs):
+        return "not measured"
+    return "symbolic" if bs > 0.5 else "positional" if bs < -0.5 else "mixed"
+
+
+def direction_sentence(profile: str = "cpu", results_dir=None) -> str:
+    """The paper's direction (text-only positional, image-trained symbolic) against ours, in one sentence."""
+    scores = binding_scores(profile, results_dir)
+    text, image = (scores.get(r, {}).get("binding_score") for r in ("text_only", "image_text"))
+    if text is None:
+        return "No interchange results for the text-only models yet."
+    found = mechanism(text)
+    if found == "positional":
+        return f"Our text-only models bind positionally (binding score {signed(text)}), as the paper says."
+    tail = (f"; the image-trained models that still answer text prompts are {mechanism(image)} too "
+            f"({signed(image)}), so images have no shortcut to correct here" if image is not None else "")
+    return (f"Our text-only models bind {ADVERB[found]} (binding score {signed(text)} at the routing layer), "
+            f"not positionally as the paper says{tail}.") if found == "symbolic" else \
+        f"Our text-only models' binding score is {signed(text)}: {found}{tail}."
+
+
+# ---------------------------------------------------------------- front and back matter
+def headline(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
+    """The numbers of the 'what we found' box: ours beside the paper's."""
+    c = cliff(text_only_runs(profile, results_dir))
+    means = regime_means(profile, results_dir)
+    scores = binding_scores(profile, results_dir)
+    rows = [{"measure": "text only: ID accuracy", "ours": pct(c["id"]), "paper": f"about {pct(c['paper_id'], 0)}"},
+            {"measure": "text only: OOD accuracy", "ours": pct(c["ood"]), "paper": pct(c["paper_ood"])}]
+    for regime in ("noise_text", "image_text", "noise_image_text"):
+        rows.append({"measure": f"{regime}: OOD accuracy (text prompts)", "ours": pct(means.get(regime)),
+                     "paper": pct(paper.OOD_ACCURACY[regime]["value"])
+                     + (" (summary)" if paper.OOD_ACCURACY[regime]["source"] == "summary" else "")})
+    for regime, theirs in (("text_only", "positional"), ("image_text", "symbolic")):
+        bs = scores.get(regime, {}).get("binding_score")
+        rows.append({"measure": f"{regime}: binding mechanism", "ours": f"{mechanism(bs)} (BS {signed(bs)})",
+                     "paper": theirs})
+    return table(rows, index="measure")
+
+
+def found_box(profile: str = "cpu", results_dir=None):
+    """The front page's 'what we found' box: an admonition holding the headline table (HTML)."""
+    from IPython.display import HTML
+
+    html = headline(profile, results_dir).to_html(classes="table", border=0)
+    return HTML('<div class="admonition tip"><p class="admonition-title">What we found (computed from '
+                f'data/results)</p>{html}<p>{cliff_sentence(text_only_runs(profile, results_dir))} '
+                f'{direction_sentence(profile, results_dir)}</p></div>')
+
+
+def scoreboard(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
+    """Claim by claim: the paper's claim, our result, the verdict (all computed from results files)."""
+    c = cliff(text_only_runs(profile, results_dir))
+    means = regime_means(profile, results_dir)
+    scores = binding_scores(profile, results_dir)
+    bs = {r: scores.get(r, {}).get("binding_score") for r in ("text_only", "image_text")}
+
+    def above(a, b):
+        if means.get(a) is None or means.get(b) is None:
+            return "not measured"
+        return "reproduced" if means[a] > means[b] + 0.02 else "not reproduced"
+
+    rows = [
+        ("Text-only training reaches about 100% in distribution.", f"ID {pct(c['id'])}",
+         "not measured" if not math.isfinite(c["id"]) else "reproduced" if c["id"] >= 0.95 else "not reproduced"),
+        ("Text-only accuracy collapses out of distribution (37.2%).", f"OOD {pct(c['ood'])}", c["verdict"]),
+        ("Image training raises text OOD accuracy (to 69.5%).",
+         f"image_text {pct(means.get('image_text'))} vs text only {pct(means.get('text_only'))}",
+         above("image_text", "text_only")),
+        ("Noise augmentation alone raises it (57.5%, summary).",
+         f"noise_text {pct(means.get('noise_text'))} vs text only {pct(means.get('text_only'))}",
+         above("noise_text", "text_only")),
+        ("Noise plus images is best (83.6%, summary).",
+         f"noise_image_text {pct(means.get('noise_image_text'))} vs image_text {pct(means.get('image_text'))}",
+         above("noise_image_text", "image_text")),
+        ("The text-only model binds positionally.", f"binding score {signed(bs['text_only'])} ({mechanism(bs['text_only'])})",
+         "not measured" if bs["text_only"] is None else
+         "reproduced" if mechanism(bs["text_only"]) == "positional" else "not reproduced"),
+        ("Image training moves binding to symbolic.",
+         f"image_text {signed(bs['image_text'])}, text only {signed(bs['text_only'])}",
+         "not measured" if bs["image_text"] is None or bs["text_only"] is None else
+         "reproduced" if bs["image_text"] > bs["text_only"] + 0.5 else
+         "not reproduced (both symbolic)" if mechanism(bs["text_only"]) == "symbolic" else "not reproduced"),
+    ]
+    return table([{"paper claim": a, "our result": b, "verdict": v} for a, b, v in rows])
+
+
+def verdict_counts(board: pd.DataFrame) -> str:
+    n_rep = int((board["verdict"] == "reproduced").sum())
+    n_not = int(board["verdict"].str.startswith("not reproduced").sum())
+    return f"{n_rep} of {len(board)} claims reproduced, {n_not} not reproduced, {len(board) - n_rep - n_not} other."
+
+
+# ---------------------------------------------------------------- chapter 3: encoder pretraining
+def encoder_pretraining_table(profile: str = "cpu", n_shapes: int = 16, results_dir=None) -> pd.DataFrame:
+    """Each project encoder's pretraining: steps, wall time, whether it reached its target, held-out accuracy
+    on object patches and on all labelled patches (colour and shape), beside guessing a shape."""
+    rows = []
+    for r in io.load_results(f"encoder_*_{profile}.json", results_dir, kind="encoder_pretraining"):
+        h, cfg = r["held_out"], r["pretrain_config"]
+        rows.append({"encoder": r["encoder"], "steps": r["steps"],
+                     "wall (min)": f"{r['provenance']['wall_seconds'] / 60:.1f}",
+                     f"{pct(cfg['target'], 0)} target": "reached" if r["stopped"] == "target_reached"
+                     else f"stopped by the {cfg['time_budget_s']:.0f} s budget",
+                     "object patches: colour": pct(h["color_object"]), "object patches: shape": pct(h["shape_object"]),
+                     "all patches: colour": pct(h["color_all"]), "all patches: shape": pct(h["shape_all"]),
+                     "shape by guessing": pct(1 / n_shapes)})
+    return table(rows, index="encoder").T  # one column per encoder: the table stays narrow
+
+
+# ---------------------------------------------------------------- chapter 5: OOD accuracy beside the binding score
+def ood_and_binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
+    """Per regime: OOD accuracy (ours, paper's) beside the binding score of the same seeds."""
+    from ..profiles import IMAGE_REGIMES, MAIN_ENCODER
+    from ..recipes import regime_results
+
+    rows = []
+    for regime, row in binding_scores(profile, results_dir).items():
+        if not row["seeds"]:
+            continue
+        by_seed = {}
+        if regime == "text_only":
+            by_seed.update({r["seed"]: r["ood_accuracy"] for r in text_only_runs(profile, results_dir)})
+        for r in regime_results(profile, results_dir):
+            if r["regime"] == regime and (regime not in IMAGE_REGIMES or r.get("encoder") == MAIN_ENCODER) \
+                    and r.get("grounding") is not False:
+                by_seed[r["seed"]] = r["ood_accuracy"]
+        accs = [a for s, a in by_seed.items() if s in row["seeds"]]
+        theirs = paper.OOD_ACCURACY.get(regime, {}).get("value")
+        rows.append({"regime": regime, "seeds": ", ".join(map(str, row["seeds"])), "OOD (ours)": pct(_mean(accs)),
+                     "OOD (paper)": pct(theirs), "binding score (ours)": signed(row["binding_score"]),
+                     "mechanism (ours)": mechanism(row["binding_score"])})
+    return table(rows, index="regime")
+
+
+# ---------------------------------------------------------------- chapter 2: the recipe
+def recipe_table(cfg, task) -> pd.DataFrame:
+    """The stages of a training recipe (``bindlib.recipes.recipe``): steps, N range, query mix, deep supervision."""
+    rows = []
+    for stage in cfg.stages:
+        n_lo, n_hi = stage.n_range or task.id_range
+        rows.append({"stage": stage.name, "up to steps": stage.steps, "N": f"{n_lo}..{n_hi}",
+                     "queries": ", ".join(stage.mix),
+                     "deep supervision": f"after block {cfg.hop_layer}, weight {stage.hop_weight:g}" if stage.hop_weight else "-"})
+    return table(rows, index="stage")
+
+

@@ -1,0 +1,94 @@
+"""bindlib.book.findings: the verdicts the chapters print, on synthetic results and on the committed ones."""
+import json
+
+import pytest
+
+from bindlib.book import findings as F
+
+VERDICTS = {"reproduced", "not reproduced", "partly", "not measured", "not reproduced (both symbolic)"}
+
+
+def write(tmp_path, name, record):
+    (tmp_path / name).write_text(json.dumps(record))
+
+
+def training(seed, id_acc, ood_acc):
+    return {"kind": "training", "regime": "text_only", "profile": "cpu", "seed": seed,
+            "id_accuracy": id_acc, "ood_accuracy": ood_acc}
+
+
+@pytest.mark.parametrize("ood, verdict", [(0.40, "reproduced"), (0.30, "reproduced"), (0.55, "partly"),
+                                          (0.95, "not reproduced")])
+def test_cliff_verdict_follows_the_gap_to_the_paper(ood, verdict):
+    runs = [training(s, 1.0, ood) for s in range(3)]
+    c = F.cliff(runs)
+    assert c["verdict"] == verdict
+    assert c["ood"] == pytest.approx(ood) and c["paper_ood"] == pytest.approx(0.372)
+    assert verdict.split()[0] in F.cliff_sentence(runs) or "cliff like the paper" in F.cliff_sentence(runs)
+
+
+def test_no_results_are_not_measured(tmp_path):
+    assert F.cliff([])["verdict"] == "not measured"
+    board = F.scoreboard(results_dir=tmp_path)
+    assert set(board["verdict"]) == {"not measured"}
+    assert "not measured" in F.headline(results_dir=tmp_path)["ours"].iloc[-1]
+
+
+def test_a_positional_text_model_would_reproduce_the_cliff_claims(tmp_path):
+    for s in range(2):
+        write(tmp_path, f"training_text_only_cpu_s{s}.json", training(s, 0.99, 0.37))
+        write(tmp_path, f"regime_image_text_project_cnn_cpu_s{s}.json",
+              {"kind": "regime", "regime": "image_text", "profile": "cpu", "encoder": "project_cnn", "grounding": True,
+               "seed": s, "id_accuracy": 0.99, "ood_accuracy": 0.70})
+    board = F.scoreboard(results_dir=tmp_path).set_index("paper claim")["verdict"]
+    assert board.iloc[0] == "reproduced" and board.iloc[1] == "reproduced"
+    assert board.iloc[2] == "reproduced"  # image_text 70% > text only 37%
+    assert board.iloc[3] == "not measured"  # no noise_text run
+
+
+@pytest.mark.parametrize("bs, word", [(1.0, "symbolic"), (-0.9, "positional"), (0.1, "mixed"), (None, "not measured")])
+def test_mechanism(bs, word):
+    assert F.mechanism(bs) == word
+
+
+def test_say_wraps_at_90_columns(capsys):
+    F.say("word " * 100)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 1 and max(map(len, lines)) <= F.WIDTH
+
+
+def test_committed_results_give_a_full_scoreboard():
+    board = F.scoreboard()
+    assert len(board) == 7 and set(board["verdict"]) <= VERDICTS
+    assert list(board.columns) == ["paper claim", "our result", "verdict"]
+    assert "claims reproduced" in F.verdict_counts(board)
+    assert len(F.headline()) == 7
+
+
+def test_every_chapter_table_reads_the_committed_results():
+    from bindlib.book import interp_findings as FI
+    from bindlib.interp.results import encoder_runs, image_knockouts, load_interp, usable
+
+    runs = F.text_only_runs()
+    for frame in (F.training_table(runs), F.cliff_table(runs), F.axes_table(runs), F.slot_table(runs),
+                  F.stage_starts(runs), F.learned_positions_table(), F.regime_table(), F.encoder_pretraining_table()):
+        assert len(frame) > 0
+    inter, _ = usable(load_interp("interchange"))
+    knock, _ = usable(load_interp("knockout"))
+    probes, _ = usable(load_interp("probe"))
+    for frame in (FI.interchange_runs_table(inter), FI.outcome_table(inter), FI.routing_runs_table(inter),
+                  FI.ood_and_binding_table(), FI.learned_positions_binding_table(), FI.timing_table(inter),
+                  FI.encoder_binding_table(encoder_runs("interchange")), FI.critical_table(knock), FI.head_table(knock),
+                  FI.image_knockout_table(image_knockouts()), FI.encoder_knockout_table(encoder_runs("knockout")),
+                  FI.signature_table(probes), FI.index_table(probes), FI.selectivity_table(probes)):
+        assert len(frame) > 0
+    assert all(len(line) <= F.WIDTH for s in FI.routes(knock).values() for line in F.wrap(s).splitlines())
+
+
+def test_signature_onset_needs_more_than_the_margin():
+    from bindlib.book.interp_findings import signature_onset
+
+    rows = [{"layer": 0, "accuracy": 0.7, "random_init_accuracy": 0.2},
+            {"layer": 1, "accuracy": 0.9, "random_init_accuracy": 0.2}]
+    assert signature_onset(rows, 0.5) == 1 and signature_onset(rows, 0.8) is None
+    assert signature_onset([{"layer": 0, "accuracy": 1.0, "random_init_accuracy": None}]) is None
