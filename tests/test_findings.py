@@ -40,7 +40,7 @@ def test_a_positional_text_model_would_reproduce_the_cliff_claims(tmp_path):
         write(tmp_path, f"regime_image_text_project_cnn_cpu_s{s}.json",
               {"kind": "regime", "regime": "image_text", "profile": "cpu", "encoder": "project_cnn", "grounding": True,
                "seed": s, "id_accuracy": 0.99, "ood_accuracy": 0.70})
-    board = F.scoreboard(results_dir=tmp_path).set_index("paper claim")["verdict"]
+    board = F.scoreboard(results_dir=tmp_path).set_index("claim")["verdict"]
     assert board.iloc[0] == "reproduced" and board.iloc[1] == "reproduced"
     assert board.iloc[2] == "reproduced"  # image_text 70% > text only 37%
     assert board.iloc[3] == "not measured"  # no noise_text run
@@ -59,9 +59,11 @@ def test_say_wraps_at_90_columns(capsys):
 
 def test_committed_results_give_a_full_scoreboard():
     board = F.scoreboard()
-    assert len(board) == 7 and set(board["verdict"]) <= VERDICTS
-    assert list(board.columns) == ["paper claim", "our result", "verdict"]
-    assert "claims reproduced" in F.verdict_counts(board)
+    paper_rows = board[board["whose"] == "paper"]
+    assert len(paper_rows) == 7 and set(paper_rows["verdict"]) <= VERDICTS
+    assert set(board[board["whose"] == "control"]["verdict"]) <= {"holds", "does not hold", "not measured"}
+    assert list(board.columns) == ["claim", "whose", "our result", "verdict"]
+    assert "paper claims reproduced" in F.verdict_counts(board)
     assert len(F.headline()) == 7
 
 

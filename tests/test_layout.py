@@ -23,7 +23,9 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
    12  book.widgets
    13  book.plots
    10  book.checks                   the method exercises' checkers (interp submodules only)
+ 10.5  book.control_data             the controls' results files as numbers (read by book.findings too)
    11  book.findings, book.figures, book.placement, book.student
+ 13.5  book.controls                 the controls' and image levers' tables and charts
    14  book.scenes, book.interp_plots, book.pretrained
    14  cli                           the command line's parser
    15  book.interp_findings          the mechanism chapters' tables (uses book.interp_plots)
@@ -47,7 +49,7 @@ FLOORS = {
     "cli": 14,
     "pretrained.prompts": 9, "pretrained.models": 9, "pretrained.tiny": 10, "pretrained.run": 10,
     "pretrained.results": 10, "pretrained.runs": 11, "pretrained": 12, "book.pretrained": 14,
-    "book.checks": 10, "book.exercises": 11, "book.findings": 11, "book.figures": 11, "book.placement": 11,
+    "book.checks": 10, "book.control_data": 10.5, "book.controls": 13.5, "book.exercises": 11, "book.findings": 11, "book.figures": 11, "book.placement": 11,
     "book.student": 11, "book.offline": 11, "book.pictures": 11, "book.text": 11, "book.widgets": 12,
     "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
     "book.interp_findings": 15, "__main__": 16, "": 0, "vision": 0, "book": 0,

@@ -15,6 +15,7 @@ import textwrap
 import pandas as pd
 
 from .. import io, profiles as paper
+from .control_data import control_claims
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
 
@@ -257,7 +258,8 @@ def found_box(profile: str = "cpu", results_dir=None):
 
 
 def scoreboard(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
-    """Claim by claim: the paper's claim, our result, the verdict (all computed from results files)."""
+    """Claim by claim: the paper's claims, then the controls that qualify them (``book.control_data``),
+    each with our result and its verdict (all computed from results files)."""
     c = cliff(text_only_runs(profile, results_dir))
     means = regime_means(profile, results_dir)
     scores = binding_scores(profile, results_dir)
@@ -290,13 +292,18 @@ def scoreboard(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
          "reproduced" if bs["image_text"] > bs["text_only"] + 0.5 else
          "not reproduced (both symbolic)" if mechanism(bs["text_only"]) == "symbolic" else "not reproduced"),
     ]
-    return table([{"paper claim": a, "our result": b, "verdict": v} for a, b, v in rows])
+    return table([{"claim": a, "whose": "paper", "our result": b, "verdict": v} for a, b, v in rows]
+                 + [{"claim": a, "whose": "control", "our result": b, "verdict": v}
+                    for a, b, v in control_claims(results_dir)])
 
 
 def verdict_counts(board: pd.DataFrame) -> str:
-    n_rep = int((board["verdict"] == "reproduced").sum())
-    n_not = int(board["verdict"].str.startswith("not reproduced").sum())
-    return f"{n_rep} of {len(board)} claims reproduced, {n_not} not reproduced, {len(board) - n_rep - n_not} other."
+    paper_rows, ctl = board[board["whose"] == "paper"], board[board["whose"] == "control"]
+    n_rep = int((paper_rows["verdict"] == "reproduced").sum())
+    n_not = int(paper_rows["verdict"].str.startswith("not reproduced").sum())
+    return (f"{n_rep} of {len(paper_rows)} paper claims reproduced, {n_not} not reproduced, "
+            f"{len(paper_rows) - n_rep - n_not} other; {int((ctl['verdict'] == 'holds').sum())} of {len(ctl)} "
+            "controls hold.")
 
 
 # ---------------------------------------------------------------- chapter 3: encoder pretraining

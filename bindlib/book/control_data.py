@@ -1,0 +1,209 @@
+"""The controls of issues 9 and 10, read from their results files as plain numbers (no formatting).
+
+    arm_rows("_ordered")          one row per seed of the ordered-format positive control
+    arm_rows("", controls=True)   the recipe's models, measured with rebind pairs and declared-order prompts
+    neutral_curves()              the learning curves of recipe variants (``python -m bindlib curve``)
+    image_levers()                the image-stage recipes (``python -m bindlib image-stage``)
+    control_claims()              the scoreboard's control rows (``bindlib.book.findings.scoreboard``)
+
+Every reader globs what exists, so a seed added later shows up without a code change.
+``results_dir`` is the results folder (default data/results); the rebind measurements live in its
+``controls/`` sub-folder.  The tables and charts built on these are in ``bindlib.book.controls``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+from .. import io
+from ..task import TaskConfig
+
+PROFILE = "cpu"
+PLATEAU_MARGIN = 0.10  # a curve whose final two-hop accuracy is within this of chance has not left the plateau
+NEUTRAL_VARIANTS = ("direct",)  # curve variants with no hop-specific aid: no sub-skill queries, no deep supervision
+
+
+def _dir(results_dir) -> Path:
+    return Path(results_dir) if results_dir else io.RESULTS_DIR
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def mean(values) -> float:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.mean(vals) if vals else float("nan")
+
+
+def chance(task: TaskConfig | None = None) -> float:
+    """Guessing one of the N items in the prompt, averaged over the ID range of N."""
+    lo, hi = (task or TaskConfig()).id_range
+    return sum(1 / n for n in range(lo, hi + 1)) / (hi - lo + 1)
+
+
+def routing(record: dict, split: str = "id") -> dict:
+    """An interchange record's routing-layer numbers: layer, routed share, BS, P_pos, P_sym, rebind shares."""
+    sp = (record.get("splits") or {}).get(split) or {}
+    summ = sp.get("summary") or {}
+    layer = summ.get("routing_layer")
+    at = next((p for p in sp.get("per_layer", []) if p["layer"] == layer), {})
+    return {"routing_layer": layer, "routing_share": summ.get("routing_share"),
+            "binding_score": summ.get("binding_score"), "p_pos": at.get("positional"), "p_sym": at.get("symbolic"),
+            "rebind_shape": summ.get("rebind_shape"), "rebind_stay": summ.get("rebind_stay"),
+            "n_pairs": sp.get("n_pairs")}
+
+
+def arm_rows(suffix: str = "", results_dir=None, controls: bool = False) -> list[dict]:
+    """One row per seed of the text-only arm whose run names end in ``suffix`` ("" the recipe, "_ordered",
+    "_learnedpos"): its interchange measurement (from ``controls/`` when ``controls``), the ID and OOD
+    accuracy of its training file, the position-shift accuracies where measured, and, for files with
+    declared-order prompts, BS and swap flips on those."""
+    root = _dir(results_dir)
+    where = root / "controls" if controls else root
+    recs = [r for r in io.load_results(f"interchange_text_only_{PROFILE}_s*.json", where, kind="interchange")
+            if (r.get("variant") or "") == suffix]
+    rows = []
+    for rec in sorted(recs, key=lambda r: r["seed"]):
+        name = f"text_only_{PROFILE}_s{rec['seed']}{suffix}"
+        train = _read(root / f"training_{name}.json") or {}
+        shift = _read(root / f"position_shift_{name}.json") or {}
+        row = {"seed": rec["seed"], "format": rec.get("format") or rec.get("task", {}).get("format") or "standard",
+               "id_accuracy": train.get("id_accuracy"), "ood_accuracy": train.get("ood_accuracy"),
+               **routing(rec), "flip_rate": rec["position_swap"]["flip_rate"],
+               "hop_weight": max((s.get("hop_weight", 0.0) for s in train.get("train_config", {}).get("stages", [])),
+                                 default=None),
+               "shift": {int(k): v["id_accuracy"] for k, v in (shift.get("shifts") or {}).items()}}
+        if "id_declared" in rec["splits"]:
+            decl = routing(rec, "id_declared")
+            row.update({"declared_binding_score": decl["binding_score"], "declared_rebind_shape": decl["rebind_shape"],
+                        "declared_flip_rate": (rec.get("position_swap_declared") or {}).get("flip_rate")})
+        rows.append(row)
+    return rows
+
+
+def positional_control(results_dir=None) -> dict:
+    """The ordered-format positive control over the seeds that exist: does the instrument read positional?
+
+    ``reads_positional`` is True when every seed's routing-layer BS is below -0.5 and the mean swap flip
+    rate above 0.5, None when no seed has been measured."""
+    rows = arm_rows("_ordered", results_dir)
+    bs = [r["binding_score"] for r in rows]
+    ok = bool(rows) and all(b is not None and b < -0.5 for b in bs) and mean(r["flip_rate"] for r in rows) > 0.5
+    return {"rows": rows, "seeds": [r["seed"] for r in rows], "binding_score": mean(bs),
+            "flip_rate": mean(r["flip_rate"] for r in rows), "p_pos": mean(r["p_pos"] for r in rows),
+            "id_accuracy": mean(r["id_accuracy"] for r in rows), "ood_accuracy": mean(r["ood_accuracy"] for r in rows),
+            "reads_positional": ok if rows else None}
+
+
+# ---------------------------------------------------------------- neutral control: learning curves
+CURVE_SKILLS = ("two_hop", "color_to_shape", "shape_to_item")
+
+
+def neutral_curves(results_dir=None) -> list[dict]:
+    """Every committed learning curve (``curve_*.json``): variant, seed, steps, final and best two-hop ID
+    accuracy, chance, whether it left the plateau, and its history."""
+    out = []
+    for f in sorted(_dir(results_dir).glob("curve_*.json")):
+        r = json.loads(f.read_text())
+        if r.get("kind") != "learning_curve" or not r.get("history"):
+            continue
+        h = r["history"]
+        c = chance(TaskConfig(**(r.get("train_config", {}).get("task") or {})))
+        final = h[-1]["acc_two_hop"]
+        out.append({"name": f.stem, "variant": r.get("variant"), "seed": r["seed"], "steps": h[-1]["step"],
+                    "final_two_hop": final, "best_two_hop": max(x["acc_two_hop"] for x in h),
+                    "final_subskills": {k: h[-1].get(f"acc_{k}") for k in CURVE_SKILLS[1:]},
+                    "chance": c, "left_plateau": final > c + PLATEAU_MARGIN,
+                    "hop_weight": max((s.get("hop_weight", 0.0) for s in r["train_config"]["stages"]), default=0.0),
+                    "wall_seconds": r.get("provenance", {}).get("wall_seconds"), "history": h})
+    return sorted(out, key=lambda c: (-c["steps"], c["variant"] or "", c["seed"]))
+
+
+def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
+    """A curve pre-aggregated for a chart: per skill, the mean accuracy over windows of ``window`` steps,
+    placed at the window's last step."""
+    bins: dict[tuple, list] = {}
+    for h in history:
+        end = math.ceil(h["step"] / window) * window
+        for skill in CURVE_SKILLS:
+            if h.get(f"acc_{skill}") is not None:
+                bins.setdefault((skill, end), []).append(h[f"acc_{skill}"])
+    return [{"skill": skill, "step": end, "accuracy": round(mean(v), 4)} for (skill, end), v in sorted(bins.items())]
+
+
+# ---------------------------------------------------------------- issue 10: the image stage
+def _lever(stages: list[dict]) -> str:
+    """What an image recipe does, from its stages: steps, image share, grounding, warm-up, lr scale."""
+    parts = []
+    for s in stages:
+        if s["name"] == "mix":
+            parts.append(f"mix {s['steps']} ({s['image']:.0%} image)")
+            continue
+        what = f"{s['name'].replace('_', ' ')} {s['steps']} ({s['image']:.0%} image"
+        what += f", grounding {s.get('grounding', 0):g}" + (", LM frozen" if s.get("freeze") == "lm" else "")
+        what += f", lr x{s['lr_scale']:g}" if s.get("lr_scale", 1.0) != 1.0 else ""
+        parts.append(what + ")")
+    return " -> ".join(parts)
+
+
+def image_levers(results_dir=None) -> list[dict]:
+    """One row per image-stage recipe run (``imagestage_*.json``): recipe, seed, encoder, what it does,
+    image ID, text ID and OOD, and whether it meets both targets (from the file's own targets)."""
+    rows = []
+    for r in io.load_results("imagestage_*.json", _dir(results_dir), kind="image_recipe"):
+        t = r.get("targets") or {"image_id_accuracy": 0.85, "id_accuracy": 0.95}
+        rows.append({"recipe": r["recipe"], "seed": r["seed"], "encoder": r["encoder"],
+                     "lever": _lever(r["train_config"]["stages"]), "image_id_accuracy": r["image_id_accuracy"],
+                     "id_accuracy": r["id_accuracy"], "ood_accuracy": r["ood_accuracy"], "targets": t,
+                     "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
+                     and r["id_accuracy"] >= t["id_accuracy"], "init_from": r.get("init_from")})
+    return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["seed"]))
+
+
+def encoder_ceiling(results_dir=None) -> list[dict]:
+    """Per encoder: the oracle's two-hop ceiling on frozen features, and its held-out shape accuracy."""
+    root = _dir(results_dir)
+    ceil = _read(root / f"encoder_ceiling_{PROFILE}.json") or {"encoders": {}}
+    rows = []
+    for name, e in ceil["encoders"].items():
+        pre = _read(root / f"encoder_{name}_{PROFILE}.json") or {}
+        rows.append({"encoder": name, "grid": e.get("render", {}).get("grid"),
+                     "held_out_shape": (pre.get("held_out") or {}).get("shape_object"),
+                     "shape_object": e["shape_object"], "found_queried_object": e["found_queried_object"],
+                     "two_hop_ceiling": e["two_hop_ceiling"]})
+    return rows
+
+
+def image_throughput(results_dir=None) -> dict | None:
+    """The image-stage throughput benchmark: its rows (variant, steps/s, speed-up), the speed-up and target."""
+    return _read(_dir(results_dir) / f"throughput_image_stage_{PROFILE}.json")
+
+
+# ---------------------------------------------------------------- the scoreboard's control rows
+def control_claims(results_dir=None) -> list[tuple[str, str, str]]:
+    """(claim, our result, verdict) for the positive control and the neutral plateau; verdicts are
+    "holds", "does not hold" or "not measured"."""
+    pc = positional_control(results_dir)
+    if pc["rows"]:
+        result = (f"ordered format, {len(pc['rows'])} seed(s): BS {pc['binding_score']:+.2f}, "
+                  f"swap flips {pc['flip_rate']:.1%}, OOD {pc['ood_accuracy']:.1%}")
+        verdict = "holds" if pc["reads_positional"] else "does not hold"
+    else:
+        result, verdict = "no ordered-format results", "not measured"
+    rows = [("The interchange measurement reads positional on a model that must bind positionally.",
+             result, verdict)]
+    direct = [c for c in neutral_curves(results_dir) if c["variant"] in NEUTRAL_VARIANTS]
+    if direct:
+        longest = max(c["steps"] for c in direct)
+        top = [c for c in direct if c["steps"] == longest]
+        result = (f"{top[0]['variant']}, {longest:,} steps, {len(top)} seed(s): final two-hop "
+                  f"{mean(c['final_two_hop'] for c in top):.1%} (chance {top[0]['chance']:.1%})")
+        verdict = "does not hold" if any(c["left_plateau"] for c in top) else "holds"
+    else:
+        result, verdict = "no curve without deep supervision", "not measured"
+    rows.append(("Without a hop-specific aid, two-hop training stays at chance (our claim).", result, verdict))
+    return rows
+

@@ -1,0 +1,296 @@
+"""Tables, sentences and charts of the controls (issue 9) and the image-stage levers (issue 10).
+
+Chapter 2 shows the neutral control (``neutral_table``, ``neutral_chart``, ``neutral_sentence``),
+chapter 4 the image-stage levers (``lever_table``, ``ceiling_table``, ``throughput_table``), chapter 5
+the positive control and the rebind measurement (``positive_control_table``, ``rebind_table``,
+``learned_positions_controls_table``, ``instrument_sentence``), chapter 9 what is still missing
+(``missing_table``).  The numbers come from ``bindlib.book.control_data``, which reads the files.
+"""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from .. import io
+from ..profiles import IMAGE_REGIMES, MAIN_ENCODER
+from . import control_data as D
+from .findings import mechanism, pct, signed, table as _table
+from .plots import HEIGHT, WIDTH, line_chart
+from .text import say, wrap  # noqa: F401  (chapters print these sentences with say)
+
+def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
+    """findings.table, which also takes no rows (an empty table, where nothing is measured yet)."""
+    return _table(rows, index=index if rows else None)
+
+
+def _seeds(rows: list[dict]) -> str:
+    n = len(rows)
+    return f"{n} seed{'s' if n != 1 else ''} ({', '.join(str(r['seed']) for r in rows)})" if n else "no seeds"
+
+
+def _f2(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+# ---------------------------------------------------------------- chapter 5: the positive control
+def positive_control_table(results_dir=None) -> pd.DataFrame:
+    """The ordered-format models, one row per seed (and their mean when there are several): accuracy,
+    the routing layer's P_pos, P_sym and binding score, and the position-id swap flip rate."""
+    rows = D.arm_rows("_ordered", results_dir)
+
+    def cells(r):
+        return {"ID": pct(r["id_accuracy"]), "OOD": pct(r["ood_accuracy"]), "routing layer": r["routing_layer"],
+                "P_pos": _f2(r["p_pos"]), "P_sym": _f2(r["p_sym"]), "BS": signed(r["binding_score"]),
+                "swap flips": pct(r["flip_rate"]), "reads": mechanism(r["binding_score"])}
+
+    out = [{"seed": str(r["seed"]), **cells(r)} for r in rows]
+    if len(rows) > 1:
+        m = {k: D.mean(r[k] for r in rows) for k in ("id_accuracy", "ood_accuracy", "p_pos", "p_sym",
+                                                     "binding_score", "flip_rate")}
+        layers = sorted({r["routing_layer"] for r in rows})
+        out.append({"seed": f"mean of {len(rows)}", **cells({**m, "routing_layer": ", ".join(map(str, layers))})})
+    return table(out, index="seed")
+
+
+def positive_control_sentence(results_dir=None) -> str:
+    pc = D.positional_control(results_dir)
+    if not pc["rows"]:
+        return "No ordered-format results in data/results yet: the positive control is not measured."
+    bs = ", ".join(signed(r["binding_score"]) for r in pc["rows"])
+    avg = " (mean)" if len(pc["rows"]) > 1 else ""
+    head = (f"Ordered format, {_seeds(pc['rows'])}: binding score {bs} at the routing layer, "
+            f"P_pos {pc['p_pos']:.3f}{avg}, and the position-id swap flips {pct(pc['flip_rate'])}{avg} "
+            "of answers")
+    if pc["reads_positional"]:
+        return (head + ": the instrument reads positional on a model that must bind positionally. "
+                f"Accuracy{avg}: {pct(pc['id_accuracy'])} in distribution, {pct(pc['ood_accuracy'])} out of it.")
+    return head + ": the instrument does NOT read positional here, so its symbolic verdicts cannot be trusted."
+
+
+# ---------------------------------------------------------------- chapter 5: rebind pairs and declared-order prompts
+def rebind_table(results_dir=None) -> pd.DataFrame:
+    """The recipe's models (RoPE, and learned positions where measured) with rebind pairs and on
+    declared-order prompts: what the routing layer carries, and the swap flip rates."""
+    out = []
+    for suffix, label in (("", "recipe"), ("_learnedpos", "learned pos.")):
+        for r in D.arm_rows(suffix, results_dir, controls=True):
+            out.append({"model": f"{label} s{r['seed']}", "routing layer": r["routing_layer"],
+                        "BS": signed(r["binding_score"]), "rebind: bound shape": pct(r["rebind_shape"]),
+                        "rebind: stays": pct(r["rebind_stay"]), "swap flips": pct(r["flip_rate"]),
+                        "declared: BS": signed(r.get("declared_binding_score")),
+                        "declared: bound shape": pct(r.get("declared_rebind_shape")),
+                        "declared: swap flips": pct(r.get("declared_flip_rate"))})
+    return table(out, index="model")
+
+
+def rebind_sentence(results_dir=None) -> str:
+    rows = D.arm_rows("", results_dir, controls=True)
+    if not rows:
+        return "No rebind measurements of the recipe's models yet (data/results/controls)."
+    shape, flips = D.mean(r["rebind_shape"] for r in rows), D.mean(r["flip_rate"] for r in rows)
+    decl = [r for r in rows if r.get("declared_binding_score") is not None]
+    tail = (f" On declared-order prompts, where the positional shortcut is valid, BS is "
+            f"{signed(D.mean(r['declared_binding_score'] for r in decl))} and the swap flips "
+            f"{pct(D.mean(r['declared_flip_rate'] for r in decl))}." if decl else "")
+    return (f"Recipe models, {_seeds(rows)}: with rebind pairs the routing layer carries the bound shape in "
+            f"{pct(shape)} of pairs, and the position-id swap flips {pct(flips)} of answers.{tail}")
+
+
+def learned_positions_controls_table(results_dir=None) -> pd.DataFrame:
+    """RoPE against learned absolute positions, per seed: accuracy, BS, swap flips, and ID accuracy
+    with every position id moved up by k (the position-shift axis)."""
+    rope = {r["seed"]: r for r in D.arm_rows("", results_dir)}
+    out = []
+    for a in D.arm_rows("_learnedpos", results_dir):
+        for label, r in (("RoPE", rope.get(a["seed"])), ("learned", a)):
+            if r is None:
+                continue
+            out.append({"seed": a["seed"], "positions": label, "ID": pct(r["id_accuracy"]),
+                        "OOD": pct(r["ood_accuracy"]), "BS": signed(r["binding_score"]),
+                        "swap flips": pct(r["flip_rate"]),
+                        **{f"shift +{k}": pct(v) for k, v in sorted(r["shift"].items()) if k}})
+    return table(out).set_index(["seed", "positions"]) if out else table(out)
+
+
+def instrument_sentence(results_dir=None) -> str:
+    """What the controls say about the instrument, in one paragraph."""
+    pc = D.positional_control(results_dir)
+    recipe = D.arm_rows("", results_dir, controls=True) or D.arm_rows("", results_dir)
+    learned = D.arm_rows("_learnedpos", results_dir)
+    if pc["reads_positional"] is None or not recipe:
+        return "The controls are not all measured yet, so the instrument is not yet checked on a trained model."
+    sym = [r for r in recipe + learned if mechanism(r["binding_score"]) == "symbolic"]
+    if not pc["reads_positional"]:
+        return (f"The instrument fails its positive control (ordered format: BS {signed(pc['binding_score'])}), "
+                "so its symbolic readings of the recipe's models say nothing yet.")
+    return (f"The same instrument reads positional on the ordered-format models ({_seeds(pc['rows'])}, "
+            f"BS {signed(pc['binding_score'])}) and symbolic on {len(sym)} of the {len(recipe) + len(learned)} "
+            "recipe-trained text models (RoPE and learned positions): the symbolic reading is a property of "
+            "the models the recipe trains, not a blind spot of the measurement.")
+
+
+# ---------------------------------------------------------------- chapter 2: the neutral control
+def _neutral(results_dir=None) -> list[dict]:
+    return [c for c in D.neutral_curves(results_dir) if c["variant"] in D.NEUTRAL_VARIANTS]
+
+
+def neutral_table(results_dir=None) -> pd.DataFrame:
+    """Every committed learning curve: steps, two-hop accuracy at the end and at best, chance, sub-skills."""
+    return table([{"curve": c["name"], "variant": c["variant"], "seed": c["seed"], "steps": f"{c['steps']:,}",
+                   "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
+                   "chance": pct(c["chance"]),
+                   **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
+                   "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}",
+                   "left the plateau": "yes" if c["left_plateau"] else "no"}
+                  for c in D.neutral_curves(results_dir)], index="curve")
+
+
+def neutral_sentence(results_dir=None) -> str:
+    curves = _neutral(results_dir)
+    if not curves:
+        return "No neutral learning curve (variant direct) in data/results yet."
+    longest = max(c["steps"] for c in curves)
+    top = [c for c in curves if c["steps"] == longest]
+    final = D.mean(c["final_two_hop"] for c in top)
+    seeds = f"{len(top)} seed{'s' if len(top) != 1 else ''}"
+    if any(c["left_plateau"] for c in top):
+        return (f"Without a hop-specific aid ({top[0]['variant']}), {sum(c['left_plateau'] for c in top)} of "
+                f"{seeds} left the plateau within {longest:,} steps (final two-hop {pct(final)}).")
+    return (f"Without a hop-specific aid ({top[0]['variant']}: two-hop queries only, no sub-skill queries, "
+            f"no deep supervision) the plateau did not break in {longest:,} steps on {seeds}: final two-hop "
+            f"accuracy {pct(final)}, best {pct(max(c['best_two_hop'] for c in top))}, against "
+            f"{pct(top[0]['chance'])} for guessing one of the N items. {len(curves)} neutral curve file"
+            f"{'s are' if len(curves) != 1 else ' is'} committed.")
+
+
+def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
+    """The longest neutral curve(s): two-hop and sub-skill ID accuracy against step (mean over windows of
+    ``window`` steps and over seeds), with guessing as a dashed rule."""
+    curves = _neutral(results_dir)
+    longest = max((c["steps"] for c in curves), default=0)
+    top = [c for c in curves if c["steps"] == longest]
+    pooled: dict[tuple, list] = {}
+    for c in top:
+        for row in D.curve_rows(c["history"], window):
+            pooled.setdefault((row["skill"], row["step"]), []).append(row["accuracy"])
+    rows = [{"skill": s, "step": step, "accuracy": round(D.mean(v), 4)} for (s, step), v in sorted(pooled.items())]
+    title = (f"{top[0]['variant'] if top else 'direct'}: ID accuracy during training ({len(top)} seed"
+             f"{'s' if len(top) != 1 else ''}, mean per {window:,} steps)")
+    lines = line_chart(rows, "step", "accuracy", "skill", title, y_format="%")
+    guess = [{"step": 0, "accuracy": top[0]["chance"] if top else D.chance(), "label": "two-hop by guessing"},
+             {"step": max(longest, window), "accuracy": top[0]["chance"] if top else D.chance(),
+              "label": "two-hop by guessing"}]
+    rule = alt.Chart(alt.Data(values=guess)).mark_line(strokeDash=[6, 3], color="#555555").encode(
+        x="step:Q", y="accuracy:Q", tooltip=["label:N"])
+    return alt.layer(lines, rule).properties(width=WIDTH, height=HEIGHT)
+
+
+# ---------------------------------------------------------------- chapter 4: the image-stage levers
+def lever_table(results_dir=None) -> pd.DataFrame:
+    """One row per image-stage recipe run: what it does, image ID, text ID and OOD, targets met."""
+    rows = D.image_levers(results_dir)
+    return table([{"recipe": f"{r['recipe']} s{r['seed']}", "what it does": r["lever"],
+                   "image ID": pct(r["image_id_accuracy"]), "text ID": pct(r["id_accuracy"]),
+                   "text OOD": pct(r["ood_accuracy"]), "meets both targets": "yes" if r["meets_targets"] else "no"}
+                  for r in rows], index="recipe")
+
+
+def lever_sentence(results_dir=None) -> str:
+    rows = D.image_levers(results_dir)
+    if not rows:
+        return "No image-stage recipe results in data/results yet."
+    t = rows[0]["targets"]
+    met = [r for r in rows if r["meets_targets"]]
+    best_img = max(rows, key=lambda r: r["image_id_accuracy"])
+    keep = [r for r in rows if r["id_accuracy"] >= t["id_accuracy"]]
+    encoders = ", ".join(sorted({r["encoder"] for r in rows}))
+    head = (f"{len(met)} of {len(rows)} image-stage runs ({encoders}, {_seeds(_unique_seeds(rows))}) meet "
+            f"both targets (image ID >= {pct(t['image_id_accuracy'], 0)} and text ID >= {pct(t['id_accuracy'], 0)}).")
+    if met:
+        return head
+    tail = (f" The run that learns images best ({best_img['recipe']}: image ID "
+            f"{pct(best_img['image_id_accuracy'])}) ends with text ID {pct(best_img['id_accuracy'])}")
+    if keep:
+        best_keep = max(keep, key=lambda r: r["image_id_accuracy"])
+        tail += (f"; the runs that keep text reach at most {pct(best_keep['image_id_accuracy'])} on images "
+                 f"({best_keep['recipe']}), against {pct(D.chance())} by guessing")
+    return head + tail + "."
+
+
+def _unique_seeds(rows: list[dict]) -> list[dict]:
+    return [{"seed": s} for s in sorted({r["seed"] for r in rows})]
+
+
+def ceiling_table(results_dir=None) -> pd.DataFrame:
+    """Per encoder: held-out shape accuracy from pretraining, and what an oracle reading the queried
+    object's frozen features gets (its shape, finding the object, the two-hop ceiling)."""
+    return table([{"encoder": r["encoder"], "objects on a grid": "yes" if r["grid"] else "no",
+                   "held-out shape (pretraining)": pct(r["held_out_shape"]),
+                   "oracle: shape of object": pct(r["shape_object"]),
+                   "oracle: finds queried object": pct(r["found_queried_object"]),
+                   "two-hop ceiling": pct(r["two_hop_ceiling"])} for r in D.encoder_ceiling(results_dir)],
+                 index="encoder")
+
+
+def throughput_table(results_dir=None) -> pd.DataFrame:
+    t = D.image_throughput(results_dir)
+    if not t:
+        return table([])
+    return table([{"path": r["variant"], "steps/s": f"{r['steps_per_second']:.2f}",
+                   "speed-up": f"{r['speedup_vs_old']:.2f}x"} for r in t["rows"]], index="path")
+
+
+def throughput_sentence(results_dir=None) -> str:
+    t = D.image_throughput(results_dir)
+    if not t:
+        return "No image-stage throughput results yet."
+    return (f"The fast path (feature pool + bf16) runs the image stage {t['speedup']:.1f}x as fast as the old "
+            f"one, measured in one run ({t['encoder']}, batch {t['batch_size']}, "
+            f"{t['provenance']['device']}): the {t['target_speedup']:.0f}x target is "
+            f"{'met' if t['meets_target'] else 'missed'}.")
+
+
+def headline_image_sentence(results_dir=None) -> str:
+    """How well the headline table's image rows answer image prompts, against guessing."""
+    from ..recipes import regime_results
+
+    recs = [r for r in regime_results("cpu", results_dir) if r["regime"] in IMAGE_REGIMES
+            and r.get("encoder") == MAIN_ENCODER and r.get("grounding") in (True, None)]
+    if not recs:
+        return "No image rows in the headline table yet."
+    img = D.mean(r.get("image_id_accuracy") for r in recs)
+    levers = D.image_levers(results_dir)
+    verdict = ("no image-stage recipe meets both targets yet, so the headline table's image rows still come "
+               "from an image stage that did not learn images" if not any(r["meets_targets"] for r in levers)
+               else "a recipe that meets both targets exists, but the headline table has not been re-run with it")
+    regimes = " and ".join(sorted({r["regime"] for r in recs}))
+    return (f"The headline table's image runs ({regimes}, {MAIN_ENCODER}, {len(recs)} runs) answer {pct(img)} of ID image "
+            f"prompts, against {pct(D.chance())} by guessing: {verdict}.")
+
+
+# ---------------------------------------------------------------- chapter 9: what is still missing
+def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
+    """The measurements the controls still lack, each with its status computed from the files."""
+    root = D._dir(results_dir)
+    standard = [r for suffix in ("", "_learnedpos") for r in D.arm_rows(suffix, results_dir)]
+    others = [r for r in io.load_results("interchange_text_only_cpu_s*.json", root, kind="interchange")
+              if (r.get("variant") or "") not in ("", "_ordered", "_learnedpos")]
+    standard += [{"binding_score": D.routing(r)["binding_score"]} for r in others if r.get("format", "standard") == "standard"]
+    positional = [r for r in standard if mechanism(r["binding_score"]) == "positional"]
+    levers = D.image_levers(results_dir)
+    dial = sorted({r.get("variant") for r in others if (r.get("variant") or "").startswith("_decl")})
+    neutral = _neutral(results_dir)
+    longest = max((c["steps"] for c in neutral), default=0)
+    pc = D.positional_control(results_dir)
+    rows = [
+        ("a standard-format text model that reads positional",
+         f"{len(positional)} of {len(standard)} standard-format models measured read positional"),
+        ("an image stage that meets both targets (image ID >= 85%, text ID >= 95%)",
+         f"{sum(r['meets_targets'] for r in levers)} of {len(levers)} image-stage runs"),
+        ("the shortcut dial (share p of declared-order prompts, 4 values)",
+         f"{len(dial)} of 4 values measured" + (f" ({', '.join(dial)})" if dial else "")),
+        (f"{seeds_wanted} seeds of the longest neutral curve",
+         f"{sum(c['steps'] == longest for c in neutral)} of {seeds_wanted} ({longest:,} steps)"),
+        (f"{seeds_wanted} seeds of the ordered-format positive control", f"{len(pc['rows'])} of {seeds_wanted}"),
+    ]
+    return table([{"still missing": a, "status (from data/results)": b} for a, b in rows], index="still missing")

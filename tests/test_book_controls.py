@@ -1,0 +1,173 @@
+"""bindlib.book.control_data and bindlib.book.controls: the controls' tables and verdicts, on small
+synthetic results files (tmp_path), so every verdict is checked both ways."""
+import json
+
+import pytest
+
+from bindlib.book import control_data as D, controls as C, findings as F
+
+
+def write(folder, name, record):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(record))
+
+
+def interchange(seed, variant, layer, p_pos, p_sym, flip, fmt="standard", rebind=None, declared=None):
+    per = [{"layer": l, "positional": 0.0, "symbolic": 1.0, "reflexive": 0.0} for l in range(4)]
+    per[layer] = {"layer": layer, "positional": p_pos, "symbolic": p_sym, "reflexive": 0.0}
+    bs = (p_sym - p_pos) / (p_sym + p_pos)
+    summ = {"routing_layer": layer, "routing_share": p_pos + p_sym, "binding_score": bs,
+            **({"rebind_shape": rebind, "rebind_stay": 1 - rebind} if rebind is not None else {})}
+    rec = {"kind": "interchange", "regime": "text_only", "profile": "cpu", "seed": seed, "variant": variant,
+           "format": fmt, "splits": {"id": {"per_layer": per, "summary": summ, "n_pairs": 100}},
+           "position_swap": {"flip_rate": flip}}
+    if declared is not None:
+        rec["splits"]["id_declared"] = {"per_layer": per, "summary": {**summ, "binding_score": declared}}
+        rec["position_swap_declared"] = {"flip_rate": flip / 2}
+    return rec
+
+
+def training(seed, id_acc, ood, hop_weight=1.0):
+    return {"kind": "training_variant", "seed": seed, "id_accuracy": id_acc, "ood_accuracy": ood,
+            "train_config": {"stages": [{"name": "s", "hop_weight": hop_weight}]}}
+
+
+def ordered(tmp_path, seeds=(0, 2), p_pos=0.99, flip=0.98):
+    for s in seeds:
+        write(tmp_path, f"interchange_text_only_cpu_s{s}_ordered.json",
+              interchange(s, "_ordered", 1, p_pos, 1 - p_pos, flip, fmt="ordered"))
+        write(tmp_path, f"training_text_only_cpu_s{s}_ordered.json", training(s, 0.99, 0.08, 0.0))
+
+
+def test_positive_control_reads_whatever_seeds_exist(tmp_path):
+    ordered(tmp_path, seeds=(0, 2))
+    pc = D.positional_control(tmp_path)
+    assert pc["seeds"] == [0, 2] and pc["reads_positional"] is True
+    assert pc["binding_score"] == pytest.approx(-0.98) and pc["rows"][0]["hop_weight"] == 0.0
+    frame = C.positive_control_table(tmp_path)
+    assert list(frame.index) == ["0", "2", "mean of 2"] and set(frame["reads"]) == {"positional"}
+    sentence = C.positive_control_sentence(tmp_path)
+    assert "2 seeds (0, 2)" in sentence and "reads positional" in sentence
+
+
+def test_a_symbolic_ordered_model_fails_the_positive_control(tmp_path):
+    ordered(tmp_path, seeds=(0,), p_pos=0.1, flip=0.05)
+    assert D.positional_control(tmp_path)["reads_positional"] is False
+    assert "does NOT read positional" in C.positive_control_sentence(tmp_path)
+    assert "fails its positive control" in C.instrument_sentence(tmp_path) or \
+        "not all measured" in C.instrument_sentence(tmp_path)
+
+
+def test_nothing_measured_says_so(tmp_path):
+    assert D.positional_control(tmp_path)["reads_positional"] is None
+    assert "not measured" in C.positive_control_sentence(tmp_path)
+    assert "No neutral" in C.neutral_sentence(tmp_path) and "No image-stage" in C.lever_sentence(tmp_path)
+    claims = D.control_claims(tmp_path)
+    assert [v for _, _, v in claims] == ["not measured", "not measured"]
+    assert len(C.rebind_table(tmp_path)) == 0 and len(C.learned_positions_controls_table(tmp_path)) == 0
+
+
+def test_rebind_and_learned_positions_tables(tmp_path):
+    ordered(tmp_path, seeds=(0,))
+    for s in (0, 1):
+        write(tmp_path / "controls", f"interchange_text_only_cpu_s{s}.json",
+              interchange(s, None, 2, 0.0, 1.0, 0.02, rebind=1.0, declared=0.99))
+        write(tmp_path, f"interchange_text_only_cpu_s{s}.json", interchange(s, None, 2, 0.0, 1.0, 0.02))
+        write(tmp_path, f"training_text_only_cpu_s{s}.json", training(s, 0.99, 0.97))
+    write(tmp_path, "interchange_text_only_cpu_s0_learnedpos.json", interchange(0, "_learnedpos", 2, 0.0, 1.0, 0.01))
+    write(tmp_path, "training_text_only_cpu_s0_learnedpos.json", training(0, 0.99, 0.25))
+    write(tmp_path, "position_shift_text_only_cpu_s0_learnedpos.json",
+          {"kind": "position_shift", "shifts": {"0": {"id_accuracy": 0.99}, "8": {"id_accuracy": 0.7}}})
+    rebind = C.rebind_table(tmp_path)
+    assert list(rebind.index) == ["recipe s0", "recipe s1"]
+    assert set(rebind["rebind: bound shape"]) == {"100.0%"} and set(rebind["declared: BS"]) == {"+0.99"}
+    assert "bound shape in 100.0%" in C.rebind_sentence(tmp_path)
+    learned = C.learned_positions_controls_table(tmp_path)
+    assert learned.loc[(0, "learned"), "shift +8"] == "70.0%" and learned.loc[(0, "RoPE"), "OOD"] == "97.0%"
+    assert "symbolic on 3 of the 3" in C.instrument_sentence(tmp_path)
+
+
+def curve(steps, final, variant="direct", seed=0):
+    hist = [{"step": s, "acc_two_hop": 0.25, "acc_color_to_shape": 0.0, "acc_shape_to_item": 0.1}
+            for s in range(100, steps + 1, 100)]
+    hist[-1]["acc_two_hop"] = final
+    return {"kind": "learning_curve", "variant": variant, "seed": seed, "history": hist,
+            "train_config": {"task": {}, "stages": [{"hop_weight": 0.0}]}, "provenance": {"wall_seconds": 7200}}
+
+
+@pytest.mark.parametrize("final, holds", [(0.28, True), (0.9, False)])
+def test_neutral_curve_verdict(tmp_path, final, holds):
+    write(tmp_path, "curve_direct_long_s0.json", curve(4000, final))
+    write(tmp_path, "curve_direct_short_s1.json", curve(1000, 0.25, seed=1))
+    (c,) = [x for x in D.neutral_curves(tmp_path) if x["steps"] == 4000]
+    assert c["chance"] == pytest.approx(D.chance()) and c["left_plateau"] is (not holds)
+    claim = D.control_claims(tmp_path)[1]
+    assert claim[2] == ("holds" if holds else "does not hold") and "4,000 steps, 1 seed" in claim[1]
+    sentence = C.neutral_sentence(tmp_path)
+    assert ("did not break in 4,000 steps on 1 seed" in sentence) is holds
+    assert "2 neutral curve files" in sentence or not holds
+    assert len(C.neutral_table(tmp_path)) == 2
+
+
+def test_curve_rows_are_windowed_means_and_the_chart_is_small(tmp_path):
+    hist = [{"step": s, "acc_two_hop": s / 1000, "acc_color_to_shape": 0.0, "acc_shape_to_item": 0.0}
+            for s in (100, 200, 1100)]
+    rows = D.curve_rows(hist, window=1000)
+    two_hop = [r for r in rows if r["skill"] == "two_hop"]
+    assert two_hop == [{"skill": "two_hop", "step": 1000, "accuracy": 0.15},
+                       {"skill": "two_hop", "step": 2000, "accuracy": 1.1}]
+    write(tmp_path, "curve_direct_s0.json", curve(40_000, 0.28))
+    spec = C.neutral_chart(tmp_path).to_dict()
+    assert len(spec["layer"]) == 2 and len(spec["layer"][0]["data"]["values"]) == 3 * 40
+
+
+def lever(recipe, image, text, ood=0.9):
+    return {"kind": "image_recipe", "recipe": recipe, "seed": 0, "encoder": "grid", "image_id_accuracy": image,
+            "id_accuracy": text, "ood_accuracy": ood, "targets": {"image_id_accuracy": 0.85, "id_accuracy": 0.95},
+            "train_config": {"stages": [{"name": "adapter_warmup", "steps": 300, "image": 1.0, "grounding": 1.0,
+                                         "freeze": "lm"},
+                                        {"name": "mix", "steps": 400, "image": 0.2}]}}
+
+
+def test_lever_table_recomputes_the_targets(tmp_path):
+    write(tmp_path, "imagestage_long.json", lever("long", 0.99, 0.24))
+    write(tmp_path, "imagestage_replay.json", lever("replay", 0.35, 1.0))
+    frame = C.lever_table(tmp_path)
+    assert set(frame["meets both targets"]) == {"no"}
+    assert "LM frozen" in frame.loc["long s0", "what it does"]
+    sentence = C.lever_sentence(tmp_path)
+    assert sentence.startswith("0 of 2") and "long: image ID 99.0%" in sentence and "at most 35.0%" in sentence
+    write(tmp_path, "imagestage_both.json", lever("both", 0.9, 0.97))
+    assert C.lever_sentence(tmp_path).startswith("1 of 3")
+    assert "1 of 3 image-stage runs" in C.missing_table(tmp_path).iloc[1, 0]
+
+
+def test_ceiling_throughput_and_headline_image_rows(tmp_path):
+    write(tmp_path, "encoder_ceiling_cpu.json", {"kind": "encoder_ceiling", "encoders": {
+        "grid": {"shape_object": 0.99, "found_queried_object": 1.0, "two_hop_ceiling": 0.98, "render": {"grid": 16}}}})
+    write(tmp_path, "encoder_grid_cpu.json", {"kind": "encoder_pretraining", "held_out": {"shape_object": 0.97}})
+    frame = C.ceiling_table(tmp_path)
+    assert frame.loc["grid", "two-hop ceiling"] == "98.0%" and frame.loc["grid", "held-out shape (pretraining)"] == "97.0%"
+    write(tmp_path, "throughput_image_stage_cpu.json", {
+        "kind": "image_throughput", "encoder": "e", "batch_size": 32, "speedup": 3.2, "target_speedup": 3.0,
+        "meets_target": True, "provenance": {"device": "cpu"},
+        "rows": [{"variant": "old", "steps_per_second": 0.5, "speedup_vs_old": 1.0},
+                 {"variant": "new", "steps_per_second": 1.6, "speedup_vs_old": 3.2}]})
+    assert list(C.throughput_table(tmp_path).index) == ["old", "new"]
+    assert "target is met" in C.throughput_sentence(tmp_path)
+    write(tmp_path, "regime_image_text_project_cnn_cpu_s0.json", {
+        "kind": "regime", "regime": "image_text", "profile": "cpu", "encoder": "project_cnn", "grounding": True,
+        "seed": 0, "id_accuracy": 0.9, "ood_accuracy": 0.9, "image_id_accuracy": 0.25})
+    write(tmp_path, "imagestage_long.json", lever("long", 0.99, 0.24))
+    assert "did not learn images" in C.headline_image_sentence(tmp_path)
+
+
+def test_scoreboard_has_the_control_rows(tmp_path):
+    ordered(tmp_path, seeds=(0,))
+    write(tmp_path, "curve_direct_s0.json", curve(2000, 0.26))
+    board = F.scoreboard(results_dir=tmp_path)
+    controls = board[board["whose"] == "control"]
+    assert len(controls) == 2 and set(controls["verdict"]) == {"holds"}
+    assert "2 of 2 controls hold" in F.verdict_counts(board)
+    missing = C.missing_table(tmp_path)
+    assert "1 of 3" in missing.loc["3 seeds of the ordered-format positive control"].iloc[0]
