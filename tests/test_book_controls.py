@@ -47,7 +47,7 @@ def test_positive_control_reads_whatever_seeds_exist(tmp_path):
     frame = C.positive_control_table(tmp_path)
     assert list(frame.index) == ["0", "2", "mean of 2"] and set(frame["reads"]) == {"positional"}
     sentence = C.positive_control_sentence(tmp_path)
-    assert "2 seeds (0, 2)" in sentence and "reads positional" in sentence
+    assert "seeds 0, 2:" in sentence and "reads positional" in sentence
 
 
 def test_a_symbolic_ordered_model_fails_the_positive_control(tmp_path):
@@ -80,7 +80,7 @@ def test_rebind_and_learned_positions_tables(tmp_path):
           {"kind": "position_shift", "shifts": {"0": {"id_accuracy": 0.99}, "8": {"id_accuracy": 0.7}}})
     rebind = C.rebind_table(tmp_path)
     assert list(rebind.index) == ["recipe s0", "recipe s1"]
-    assert set(rebind["rebind: bound shape"]) == {"100.0%"} and set(rebind["declared: BS"]) == {"+0.99"}
+    assert set(rebind["bound shape"]) == {"100.0%"} and set(rebind["decl. BS"]) == {"+0.99"}
     assert "bound shape in 100.0%" in C.rebind_sentence(tmp_path)
     learned = C.learned_positions_controls_table(tmp_path)
     assert learned.loc[(0, "learned"), "shift +8"] == "70.0%" and learned.loc[(0, "RoPE"), "OOD"] == "97.0%"
@@ -106,7 +106,7 @@ def test_neutral_curve_verdict(tmp_path, final, holds):
     sentence = C.neutral_sentence(tmp_path)
     assert ("did not break in 4,000 steps on 1 seed" in sentence) is holds
     assert "2 neutral curve files" in sentence or not holds
-    assert len(C.neutral_table(tmp_path)) == 2
+    assert C.neutral_table(tmp_path).shape[1] == 2  # one column per curve
 
 
 def test_curve_rows_are_windowed_means_and_the_chart_is_small(tmp_path):

@@ -183,12 +183,16 @@ def image_throughput(results_dir=None) -> dict | None:
 
 
 # ---------------------------------------------------------------- the scoreboard's control rows
+def _n_seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
 def control_claims(results_dir=None) -> list[tuple[str, str, str]]:
     """(claim, our result, verdict) for the positive control and the neutral plateau; verdicts are
     "holds", "does not hold" or "not measured"."""
     pc = positional_control(results_dir)
     if pc["rows"]:
-        result = (f"ordered format, {len(pc['rows'])} seed(s): BS {pc['binding_score']:+.2f}, "
+        result = (f"ordered format, {_n_seeds(len(pc['rows']))}: BS {pc['binding_score']:+.2f}, "
                   f"swap flips {pc['flip_rate']:.1%}, OOD {pc['ood_accuracy']:.1%}")
         verdict = "holds" if pc["reads_positional"] else "does not hold"
     else:
@@ -199,7 +203,7 @@ def control_claims(results_dir=None) -> list[tuple[str, str, str]]:
     if direct:
         longest = max(c["steps"] for c in direct)
         top = [c for c in direct if c["steps"] == longest]
-        result = (f"{top[0]['variant']}, {longest:,} steps, {len(top)} seed(s): final two-hop "
+        result = (f"{top[0]['variant']}, {longest:,} steps, {_n_seeds(len(top))}: final two-hop "
                   f"{mean(c['final_two_hop'] for c in top):.1%} (chance {top[0]['chance']:.1%})")
         verdict = "does not hold" if any(c["left_plateau"] for c in top) else "holds"
     else:

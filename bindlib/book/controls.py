@@ -24,8 +24,8 @@ def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
 
 
 def _seeds(rows: list[dict]) -> str:
-    n = len(rows)
-    return f"{n} seed{'s' if n != 1 else ''} ({', '.join(str(r['seed']) for r in rows)})" if n else "no seeds"
+    """'seed 0', 'seeds 0, 1, 2' or 'no seeds'."""
+    return (f"seed{'s' if len(rows) > 1 else ''} {', '.join(str(r['seed']) for r in rows)}" if rows else "no seeds")
 
 
 def _f2(x) -> str:
@@ -70,16 +70,17 @@ def positive_control_sentence(results_dir=None) -> str:
 # ---------------------------------------------------------------- chapter 5: rebind pairs and declared-order prompts
 def rebind_table(results_dir=None) -> pd.DataFrame:
     """The recipe's models (RoPE, and learned positions where measured) with rebind pairs and on
-    declared-order prompts: what the routing layer carries, and the swap flip rates."""
+    declared-order prompts ("decl."): the routing layer, its BS, the rebind outcomes there (the bound
+    shape, or the answer stays), and the swap flip rates."""
     out = []
     for suffix, label in (("", "recipe"), ("_learnedpos", "learned pos.")):
         for r in D.arm_rows(suffix, results_dir, controls=True):
-            out.append({"model": f"{label} s{r['seed']}", "routing layer": r["routing_layer"],
-                        "BS": signed(r["binding_score"]), "rebind: bound shape": pct(r["rebind_shape"]),
-                        "rebind: stays": pct(r["rebind_stay"]), "swap flips": pct(r["flip_rate"]),
-                        "declared: BS": signed(r.get("declared_binding_score")),
-                        "declared: bound shape": pct(r.get("declared_rebind_shape")),
-                        "declared: swap flips": pct(r.get("declared_flip_rate"))})
+            out.append({"model": f"{label} s{r['seed']}", "layer": r["routing_layer"],
+                        "BS": signed(r["binding_score"]), "bound shape": pct(r["rebind_shape"]),
+                        "stays": pct(r["rebind_stay"]), "swap flips": pct(r["flip_rate"]),
+                        "decl. BS": signed(r.get("declared_binding_score")),
+                        "decl. bound shape": pct(r.get("declared_rebind_shape")),
+                        "decl. swap flips": pct(r.get("declared_flip_rate"))})
     return table(out, index="model")
 
 
@@ -135,14 +136,15 @@ def _neutral(results_dir=None) -> list[dict]:
 
 
 def neutral_table(results_dir=None) -> pd.DataFrame:
-    """Every committed learning curve: steps, two-hop accuracy at the end and at best, chance, sub-skills."""
-    return table([{"curve": c["name"], "variant": c["variant"], "seed": c["seed"], "steps": f"{c['steps']:,}",
-                   "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
-                   "chance": pct(c["chance"]),
-                   **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
-                   "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}",
-                   "left the plateau": "yes" if c["left_plateau"] else "no"}
-                  for c in D.neutral_curves(results_dir)], index="curve")
+    """Every committed learning curve, one column each (the table stays narrow): steps, two-hop accuracy
+    at the end and at best, guessing, the sub-skills at the end, wall time, whether it left the plateau."""
+    rows = [{"curve": c["name"], "variant": c["variant"], "seed": c["seed"], "steps": f"{c['steps']:,}",
+             "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
+             "two-hop by guessing": pct(c["chance"]),
+             **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
+             "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}", "left the plateau": "yes" if c["left_plateau"] else "no"}
+            for c in D.neutral_curves(results_dir)]
+    return table(rows, index="curve").T if rows else table(rows)
 
 
 def neutral_sentence(results_dir=None) -> str:
