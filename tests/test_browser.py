@@ -356,15 +356,9 @@ def test_page_renders_offline(page_reports, page):
 
 # Pages whose saved outputs are still too wide or show NBVAL markers: the chapters' content is
 # being rewritten (issue 11, chapters half). Remove a page from here once its chapter is fixed.
-KNOWN_CONTENT_FAILURES = {
-    "chapters/01_task", "chapters/02_text_only", "chapters/03_seeing", "chapters/04_curriculum",
-    "chapters/05_interchange", "chapters/06_knockouts", "chapters/07_probes",
-}
 
 
-@pytest.mark.parametrize("page", [
-    pytest.param(p, marks=pytest.mark.xfail(reason="chapter outputs not yet wrapped/tagged (issue 11)", strict=False))
-    if p in KNOWN_CONTENT_FAILURES else p for p in PAGES])
+@pytest.mark.parametrize("page", PAGES)
 def test_page_outputs_fit_their_column(page_reports, page):
     """Readable outputs: no output wider than the text column, no test markers shown to readers."""
     report = page_reports[page]
