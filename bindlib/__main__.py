@@ -65,7 +65,7 @@ def cmd_train(args, argv) -> int:
     tag = f"text_only_{args.profile}_s{args.seed}" + (f"_steps{args.steps_scale:g}x" if args.steps_scale != 1 else "")
     variant = None
     if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
-        cfg.model = {**cfg.model, "pos_encoding": args.pos_encoding}
+        cfg.model = cfg.model.replace(pos_encoding=args.pos_encoding)
         variant = f"{args.pos_encoding}pos"
         tag += f"_{variant}"
     if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations

@@ -183,7 +183,7 @@ def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | N
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
                        init_from=io.relpath(stage1_dir(seed, profile, pos_encoding)), vision=vision, seed=seed,
-                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else {})
+                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else None)
 
 
 def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_ablation_seeds=()) -> list[dict]:
@@ -234,7 +234,7 @@ def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str =
     path = stage1_dir(seed, profile, pos_encoding)
     if not (path / "model.json").exists():
         cfg = recipe(profile, seed=seed, device=str(device))
-        cfg.model = {**cfg.model, "pos_encoding": pos_encoding} if pos_encoding != "rope" else cfg.model
+        cfg.model = cfg.model.replace(pos_encoding=pos_encoding) if pos_encoding != "rope" else cfg.model
         model, history = train(cfg, out_dir=f"runs/{path.name}", progress=progress)
         io.save_checkpoint(model, path, dtype=torch.bfloat16,
                            meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": profile, "seed": seed,
