@@ -26,8 +26,7 @@ import torch
 import torch.nn as nn
 
 from .profiles import MODEL as PROFILES  # n_layers, d_model, n_heads, d_ff of the cpu and paper profiles
-
-POS_ENCODINGS = ("rope", "learned", "none")
+from .profiles import POS_ENCODINGS
 
 
 @dataclass(frozen=True)

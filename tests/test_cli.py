@@ -153,3 +153,48 @@ def test_train_pos_encoding_ablation_is_its_own_kind(tiny_train):
     assert rec["kind"] == "training_variant" and rec["variant"] == "learnedpos" and rec["pos_encoding"] == "learned"
     model, meta = io.load_checkpoint(tmp / "ckpt")
     assert model.cfg.pos_encoding == "learned"
+
+
+# ---------------------------------------------------------------- settings flags come from the dataclasses
+def _action(parser, cmd: str, flag: str):
+    sub = next(a for a in parser._actions if a.dest == "cmd").choices[cmd]
+    return next(a for a in sub._actions if flag in a.option_strings)
+
+
+def test_setting_flags_are_built_from_the_dataclass_fields():
+    from bindlib.cli import build_parser
+    from bindlib.model import POS_ENCODINGS
+    from bindlib.packing import HOP_TARGETS
+    from bindlib.profiles import TABLE_ENCODERS
+    from bindlib.vision.encoders import ENCODERS
+
+    p = build_parser("test")
+    for cmd in ("train", "reproduce", "interp"):
+        pos, hop = _action(p, cmd, "--pos-encoding"), _action(p, cmd, "--hop-target")
+        assert (pos.choices, pos.default, hop.choices, hop.default) == (POS_ENCODINGS, "rope", HOP_TARGETS, "shape")
+        assert pos.help.startswith("positional encoding") and hop.help.startswith("what deep supervision asks for")
+    for cmd, flag, default in (("reproduce", "--encoders", list(TABLE_ENCODERS)), ("interp", "--encoder", None)):
+        enc = _action(p, cmd, flag)
+        assert enc.choices == ENCODERS and enc.default == default and enc.help.startswith("the frozen image encoder")
+    # the defaults the README's commands rely on are unchanged
+    args = p.parse_args(["reproduce"])
+    assert (args.pos_encoding, args.hop_target, args.encoders) == ("rope", "shape", list(TABLE_ENCODERS))
+
+
+def test_a_choice_added_to_a_dataclass_shows_up_in_every_command(monkeypatch):
+    """One edit (the field's metadata) and train, reproduce and interp all take the new value."""
+    from dataclasses import dataclass, field
+
+    from bindlib import cli as C
+
+    @dataclass
+    class Widened:
+        pos_encoding: str = field(default="rope", metadata={"choices": ("rope", "learned", "none", "alibi"),
+                                                            "help": "positional encoding"})
+
+    monkeypatch.setitem(C.SETTINGS, "pos_encoding", (Widened, "pos_encoding"))
+    p = C.build_parser("test")
+    for argv in (["train"], ["reproduce"], ["interp", "--regime", "text_only"]):
+        assert p.parse_args(argv + ["--pos-encoding", "alibi"]).pos_encoding == "alibi"
+    with pytest.raises(C.UsageError, match="invalid choice: 'rotary'"):
+        p.parse_args(["interp", "--pos-encoding", "rotary"])
