@@ -198,3 +198,55 @@ def test_a_choice_added_to_a_dataclass_shows_up_in_every_command(monkeypatch):
         assert p.parse_args(argv + ["--pos-encoding", "alibi"]).pos_encoding == "alibi"
     with pytest.raises(C.UsageError, match="invalid choice: 'rotary'"):
         p.parse_args(["interp", "--pos-encoding", "rotary"])
+
+
+class _Stop(Exception):
+    """Raised by the stand-ins below where training (or measuring) would start."""
+
+
+def test_one_flag_each_reaches_train_reproduce_and_interp(monkeypatch):
+    """A non-default positional encoding, hop target and encoder, given as flags and nothing else, reach the
+    TrainConfig, the checkpoint names and the interp run; train, reproduce and interp agree on the folders.
+    Nothing trains: the stand-ins stop where the work would start."""
+    import bindlib.interp.runs
+    from bindlib import recipes
+    from bindlib.cli import build_parser
+
+    track = ["--pos-encoding", "learned", "--hop-target", "slot"]
+    stage1_name, image_name = "text_only_cpu_s0_learnedpos_hopslot", "image_text_pixels_cpu_s0_learnedpos_hopslot"
+
+    # train: the config and the name of the text checkpoint
+    cfg, tag, variant = cli.train_plan(build_parser("t").parse_args(["train", "--seed", "0", *track]))
+    assert cfg.model_config().pos_encoding == "learned" and cfg.hop_target == "slot"
+    assert cfg.to_dict()["model"] == {"pos_encoding": "learned"} and cfg.to_dict()["hop_target"] == "slot"
+    assert (tag, variant) == (stage1_name, "learnedpos_hopslot")
+
+    # reproduce: starts from that checkpoint (made by the same config when missing), trains the image regime
+    # with the encoder and names it with the same suffix
+    seen = {}
+
+    def fake_stage1(seed, profile, device, progress, pos_encoding, hop_target):
+        seen["stage1"] = recipes.stage1_config(seed, profile, str(device), pos_encoding, hop_target)
+        return recipes.stage1_dir(seed, profile, pos_encoding, hop_target)
+
+    def fake_train(cfg, out_dir=None, **kw):
+        seen.update(cfg=cfg, out_dir=Path(out_dir))
+        raise _Stop
+
+    monkeypatch.setattr(recipes, "_stage1", fake_stage1)
+    monkeypatch.setattr(recipes, "train", fake_train)
+    with pytest.raises(_Stop):
+        cli.main(["reproduce", "--regimes", "image_text", "--encoders", "pixels", "--seeds", "0", "--device", "cpu",
+                  "--quiet", "--allow-dirty", *track])
+    assert seen["stage1"].to_dict() == cfg.to_dict()  # the text checkpoint train would make
+    assert seen["cfg"].vision.encoder == "pixels" and seen["cfg"].model_config().pos_encoding == "learned"
+    assert seen["cfg"].init_from == f"data/checkpoints/{stage1_name}" and seen["cfg"].hop_target == "slot"
+    assert seen["out_dir"].name == image_name  # runs/<checkpoint name>
+
+    # interp: the same flags read the same folders
+    measured = []
+    monkeypatch.setattr(bindlib.interp.runs, "run_checkpoint",
+                        lambda regime, seed, profile, encoder, **kw: measured.append((encoder, Path(kw["checkpoint"]))))
+    for regime, encoder in (("text_only", []), ("image_text", ["--encoder", "pixels"])):
+        assert cli.main(["interp", "--regime", regime, "--seed", "0", "--allow-dirty", *encoder, *track]) == 0
+    assert [(e, p.name) for e, p in measured] == [(None, stage1_name), ("pixels", image_name)]
