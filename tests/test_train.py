@@ -382,3 +382,16 @@ def test_typed_configs_round_trip_committed_train_configs():
             T.TrainConfig(**{part: {"pos_encodng": "learned"}})
     with pytest.raises(ValueError, match="unknown pos_encoding 'alibi'"):
         T.TrainConfig(model={"pos_encoding": "alibi"})
+
+
+def test_model_overrides_name_only_model_config_fields():
+    """Every override is a ModelConfig field (bar those the task sets), and None keeps the profile's value."""
+    from dataclasses import fields
+
+    from bindlib.model import ModelOverrides
+
+    assert {f.name for f in fields(ModelOverrides)} == {f.name for f in fields(T.ModelConfig)} - {"vocab_size", "max_len"}
+    cfg = T.TrainConfig(model=ModelOverrides(n_layers=2))
+    assert cfg.model_config().n_layers == 2 and cfg.model_config().d_model == T.PROFILES["cpu"]["d_model"]
+    learned = cfg.model.replace(pos_encoding="learned")
+    assert learned.to_dict() == {"n_layers": 2, "pos_encoding": "learned"} and cfg.model.to_dict() == {"n_layers": 2}
