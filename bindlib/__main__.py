@@ -50,22 +50,18 @@ def _device(args) -> torch.device:
 ARM_KEYS = ("format", "hop_target", "hop_weight", "hop_layer", "declared_share")
 
 
-def cmd_train(args, argv) -> int:
-    from . import io
-    from .evaluate import evaluate, evaluate_axes
+def train_plan(args, device: str = "cpu"):
+    """What ``train`` runs, from its flags: (TrainConfig, name tag, variant or None)."""
     from .recipes import arm_recipe
-    from .train import steps_to_reach, train
 
     if args.steps_scale <= 0:
         raise ValueError(f"--steps-scale {args.steps_scale:g} must be > 0 (1 is the full recipe).")
-    device = _device(args)
-    commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
     # the ordered format's default: no deep supervision (its shape target is not on the only route there)
-    cfg, arm = arm_recipe(args.profile, args.seed, str(device), args.steps_scale, **{k: getattr(args, k) for k in ARM_KEYS})
+    cfg, arm = arm_recipe(args.profile, args.seed, device, args.steps_scale, **{k: getattr(args, k) for k in ARM_KEYS})
     tag = f"text_only_{args.profile}_s{args.seed}" + (f"_steps{args.steps_scale:g}x" if args.steps_scale != 1 else "")
     variant = None
     if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
-        cfg.model = {**cfg.model, "pos_encoding": args.pos_encoding}
+        cfg.model = cfg.model.replace(pos_encoding=args.pos_encoding)
         variant = f"{args.pos_encoding}pos"
         tag += f"_{variant}"
     if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
@@ -78,6 +74,17 @@ def cmd_train(args, argv) -> int:
         cfg.stages = cfg.stages[: names.index(args.until_stage) + 1]
         cfg.early_stop = None
         tag += f"_{args.until_stage}"
+    return cfg, tag, variant
+
+
+def cmd_train(args, argv) -> int:
+    from . import io
+    from .evaluate import evaluate, evaluate_axes
+    from .train import steps_to_reach, train
+
+    device = _device(args)
+    commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
+    cfg, tag, variant = train_plan(args, str(device))
     run_dir = Path(args.run_dir or f"runs/{tag}")
     data = _data_root(args.steps_scale < 1)
     final = Path(args.checkpoint or data / "checkpoints" / tag)
@@ -258,7 +265,7 @@ def cmd_reproduce(args, argv) -> int:
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
                         grounding_ablation_seeds=args.ablate_grounding, device=device, command=_command_line(argv),
                         progress=not args.quiet, force=args.force, steps_scale=args.steps_scale,
-                        overwrite=args.overwrite, pos_encoding=args.pos_encoding)
+                        overwrite=args.overwrite, pos_encoding=args.pos_encoding, hop_target=args.hop_target)
     print(f"wrote {len(written)} results files")
     return 0
 
@@ -267,7 +274,8 @@ def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
     from . import io
     from .interp.runs import KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date, variant_dir
-    from .profiles import ANALYSED_REGIMES
+    from .profiles import ANALYSED_REGIMES, pos_suffix
+    from .recipes import arm_suffix
 
     device = _device(args)
     commit = io.git_commit()
@@ -278,13 +286,18 @@ def cmd_interp(args, argv) -> int:
     sizes = Sizes(pairs=args.pairs, ood_pairs=args.ood_pairs if args.ood_pairs is not None else args.pairs * 2 // 5,
                   knockout_prompts=args.knockout_prompts, probe_prompts=args.probe_prompts, swap_prompts=args.swap_prompts,
                   rebind_pairs=args.rebind_pairs, declared_pairs=args.declared_pairs, only_correct=not args.all_pairs)
-    if args.variant and args.checkpoint:
+    track = (pos_suffix(args.pos_encoding) + arm_suffix(hop_target=args.hop_target)).lstrip("_")
+    if track and (args.variant or args.checkpoint):
+        raise ValueError(f"--pos-encoding/--hop-target name the folder <regime>_<profile>_s<seed>_{track}; give them "
+                         f"without --variant and --checkpoint (or the whole suffix in --variant).")
+    variant = args.variant or track or None
+    if variant and args.checkpoint:
         raise ValueError("give --variant or --checkpoint, not both (--variant names the folder <regime>_<profile>_s<seed>_<variant>).")
     if args.all:
-        runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder, variant=args.variant)
+        runs = existing_checkpoints(ANALYSED_REGIMES, profile=args.profile, encoder=args.encoder, variant=variant)
         for r in runs:  # a variant's folder is passed as its checkpoint, so it keeps its own name
-            r["checkpoint"] = r["path"] if args.variant else None
-        if runs and args.missing_only and not args.variant:
+            r["checkpoint"] = r["path"] if variant else None
+        if runs and args.missing_only and not variant:
             runs = [r for r in runs if not up_to_date(r["regime"], r["seed"], args.profile, r["encoder"], kinds,
                                                       args.results_dir)]
             if not runs:
@@ -297,7 +310,7 @@ def cmd_interp(args, argv) -> int:
     else:
         if args.regime is None:
             raise ValueError("give --regime (and --seed), or --all for every existing checkpoint.")
-        path = variant_dir(args.regime, args.seed, args.profile, args.encoder, args.variant) if args.variant else args.checkpoint
+        path = variant_dir(args.regime, args.seed, args.profile, args.encoder, variant) if variant else args.checkpoint
         runs = [{"regime": args.regime, "seed": args.seed, "encoder": args.encoder, "path": path, "checkpoint": path}]
     for run in runs:
         run_checkpoint(run["regime"], run["seed"], args.profile, run["encoder"], kinds=kinds, sizes=sizes,

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
-from .model import POS_ENCODINGS
+from .model import ModelConfig
 from .profiles import REGIMES, TABLE_ENCODERS
+from .train import TrainConfig
+from .vision.multimodal import VisionConfig
 
 class UsageError(Exception):
     """A command line argparse rejects."""
@@ -20,6 +23,42 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message} (`{self.prog} --help` lists the flags)")
 
+
+# The settings a user changes end to end, each read from the dataclass field that holds it: its choices and
+# help come from the field's metadata, its default from the field. train, reproduce and interp add their
+# flags through ``add_setting``, so a choice added to the dataclass (e.g. to bindlib.model.POS_ENCODINGS)
+# shows up in every command at once.
+SETTINGS = {
+    "pos_encoding": (ModelConfig, "pos_encoding"),  # --pos-encoding
+    "hop_target": (TrainConfig, "hop_target"),  # --hop-target
+    "encoder": (VisionConfig, "encoder"),  # --encoder (--encoders where a command takes several)
+}
+
+
+def setting_field(name: str):
+    cls, attr = SETTINGS[name]
+    return next(f for f in fields(cls) if f.name == attr)
+
+
+def add_setting(parser, name: str, flag: str | None = None, more_help: str | None = None, **kw):
+    """Add the flag of setting ``name`` (SETTINGS) to ``parser``; ``kw`` (e.g. default, nargs) go to argparse."""
+    f = setting_field(name)
+    kw.setdefault("default", f.default)
+    text = f.metadata["help"] + (f"; {more_help}" if more_help else "")
+    parser.add_argument(flag or "--" + name.replace("_", "-"), choices=f.metadata["choices"], help=text, **kw)
+
+
+# The other arms of ``python -m bindlib train`` (issue 9's controls; --hop-target is a setting): flag, options.
+ARM_ARGS = (
+    ("--format", dict(default="standard", choices=["standard", "ordered"],
+                      help="task format; ordered (items in declaration order, no shapes) is the positional positive "
+                           "control, trained without deep supervision unless --hop-weight says otherwise (_ordered)")),
+    ("--hop-weight", dict(type=float, default=None, help="weight of deep supervision (recipe: 1; 0: off; _hopw<x>)")),
+    ("--hop-layer", dict(type=int, default=None, help="block whose output deep supervision reads (cpu 1; _hopl<x>)")),
+    ("--declared-share", dict(type=float, default=None,
+                              help="shortcut dial: share of training prompts with associations in declaration order "
+                                   "(_decl<100p>)")),
+)
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
                     "bench-image", "image-stage", "encoder-ceiling", "pretrained")
@@ -40,11 +79,9 @@ def build_parser(description: str) -> Parser:
     t.add_argument("--results", help="results file name (default training_text_only_<profile>_s<seed>[_<variant>])")
     t.add_argument("--results-dir", help="results folder (default data/results; runs/smoke/results below scale 1)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing run folder instead of resuming")
-    t.add_argument("--pos-encoding", default="rope", choices=POS_ENCODINGS,
-                   help="positional encoding (an ablation when not rope: names get a _<x>pos suffix)")
+    add_setting(t, "pos_encoding")
     t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
-    from .recipes import ARM_ARGS
-
+    add_setting(t, "hop_target")
     for flag, kw in ARM_ARGS:  # the recipe's arms (issue 9's controls), each named by its suffix
         t.add_argument(flag, **kw)
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
@@ -101,15 +138,15 @@ def build_parser(description: str) -> Parser:
     r.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
-    r.add_argument("--encoders", nargs="+", default=list(TABLE_ENCODERS),
-                   help="encoders of the image regimes (bindlib.vision.encoders.ENCODERS)")
+    add_setting(r, "encoder", "--encoders", "one or more, for the image regimes", nargs="+", default=list(TABLE_ENCODERS))
     r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
                    help="also run image_text without feature grounding for these seeds")
     r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
     r.add_argument("--force", action="store_true", help="rerun runs whose results file exists")
-    r.add_argument("--pos-encoding", default="rope", choices=POS_ENCODINGS,
-                   help="positional encoding axis: start from text_only_<profile>_s<seed>_<x>pos (trained if missing); "
-                        "names get the same _<x>pos suffix (rope: the table's runs)")
+    add_setting(r, "pos_encoding", more_help="every regime starts from text_only_<profile>_s<seed>_<x>pos (trained if "
+                                             "missing; rope: the table's runs)")
+    add_setting(r, "hop_target", more_help="every regime starts from text_only_<profile>_s<seed>_hop<x> (trained if "
+                                           "missing); names get the same suffix")
     r.add_argument("--device", default="auto")
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--quiet", action="store_true", help="log JSON lines instead of progress bars")
@@ -118,7 +155,10 @@ def build_parser(description: str) -> Parser:
     ip.add_argument("--regime", help="text_only, noise_text, image_text, noise_image_text, text_only_matched")
     ip.add_argument("--seed", type=int, default=0)
     ip.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
-    ip.add_argument("--encoder", help="encoder of an image regime (default: the main encoder)")
+    add_setting(ip, "encoder", more_help="of an image regime (default: the main encoder)")
+    add_setting(ip, "pos_encoding", more_help="the checkpoint of that encoding (as train and reproduce name it)")
+    add_setting(ip, "hop_target", more_help="the checkpoint trained with that hop target (as train and reproduce "
+                                            "name it)")
     ip.add_argument("--all", action="store_true", help="every existing checkpoint of the 4 regimes, seeds 0-2")
     ip.add_argument("--missing-only", action="store_true",
                     help="with --all: skip checkpoints whose results files exist and match their sha256")

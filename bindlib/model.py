@@ -20,14 +20,13 @@ composes with causality and the key mask rather than replacing them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field, fields
 
 import torch
 import torch.nn as nn
 
 from .profiles import MODEL as PROFILES  # n_layers, d_model, n_heads, d_ff of the cpu and paper profiles
-
-POS_ENCODINGS = ("rope", "learned", "none")
+from .profiles import POS_ENCODINGS
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
     d_ff: int = 512
-    pos_encoding: str = "rope"
+    pos_encoding: str = field(default="rope", metadata={
+        "choices": POS_ENCODINGS, "help": "positional encoding (an ablation when not rope: names get a _<x>pos suffix)"})
     max_len: int = 512  # positions 0..max_len-1 of the learned position table (rope and none have no limit)
     rope_base: float = 10000.0
     qkv_bias: bool = False  # a bias lets a head attend by relative position alone from step 0
@@ -56,6 +56,51 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def typed(cls, value):
+    """A config dataclass from itself, None or a dict of its fields; a key it lacks is one clear error
+    (saved configs and hand-written dicts go through here)."""
+    if isinstance(value, cls):
+        return value
+    value = dict(value or {})
+    known = [f.name for f in fields(cls)]
+    bad = sorted(set(value) - set(known))
+    if bad:
+        raise ValueError(f"unknown {cls.__name__} setting(s) {bad}: allowed {known}.")
+    return cls(**value)
+
+
+@dataclass(frozen=True)
+class ModelOverrides:
+    """What a training config changes of its profile's ModelConfig; None keeps the profile's value.
+
+    The vocabulary size and the position table's length follow from the task, so they are not here.
+    Saved configs hold only what is set (``{}`` or ``{"pos_encoding": "learned"}``)."""
+
+    n_layers: int | None = None
+    d_model: int | None = None
+    n_heads: int | None = None
+    d_ff: int | None = None
+    pos_encoding: str | None = None
+    rope_base: float | None = None
+    qkv_bias: bool | None = None
+    tie_embeddings: bool | None = None
+
+    def __post_init__(self):
+        if self.pos_encoding is not None and self.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"unknown pos_encoding {self.pos_encoding!r}: allowed {POS_ENCODINGS}.")
+
+    @classmethod
+    def of(cls, value) -> "ModelOverrides":
+        return typed(cls, value)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def replace(self, **changes) -> "ModelOverrides":
+        """These overrides with ``changes`` applied (a value equal to the profile's is still recorded)."""
+        return ModelOverrides.of({**self.to_dict(), **changes})
 
 
 def rope_rotate(x: torch.Tensor, position_ids: torch.Tensor, base: float) -> torch.Tensor:

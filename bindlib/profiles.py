@@ -117,13 +117,14 @@ def paper_value(regime: str) -> float:
 
 
 # ---------------------------------------------------------------- the positional-encoding axis
-POS_ENCODING_AXIS = ("rope", "learned", "none")  # the table's encoding is RoPE; the others are named _<x>pos
+# bindlib.model implements them; the table's encoding is RoPE, the others are an axis named _<x>pos
+POS_ENCODINGS = ("rope", "learned", "none")
 
 
 def pos_suffix(pos_encoding: str = "rope") -> str:
     """``_learnedpos`` / ``_nonepos`` for the positional-encoding axis (empty for the table's RoPE)."""
-    if pos_encoding not in POS_ENCODING_AXIS:
-        raise ValueError(f"unknown pos_encoding {pos_encoding!r}: allowed {POS_ENCODING_AXIS}.")
+    if pos_encoding not in POS_ENCODINGS:
+        raise ValueError(f"unknown pos_encoding {pos_encoding!r}: allowed {POS_ENCODINGS}.")
     return "" if pos_encoding == "rope" else f"_{pos_encoding}pos"
 
 

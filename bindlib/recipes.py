@@ -90,21 +90,6 @@ def arm_suffix(task_format: str = "standard", hop_target: str = "shape", hop_wei
     return "".join(f"_{x}" for x in parts)
 
 
-# The arms of ``python -m bindlib train`` (issue 9's controls): flag, argparse options.
-ARM_ARGS = (
-    ("--format", dict(default="standard", choices=["standard", "ordered"],
-                      help="task format; ordered (items in declaration order, no shapes) is the positional positive "
-                           "control, trained without deep supervision unless --hop-weight says otherwise (_ordered)")),
-    ("--hop-target", dict(default="shape", choices=["shape", "slot"],
-                          help="what deep supervision asks for: the shape (recipe) or the queried slot (_hopslot)")),
-    ("--hop-weight", dict(type=float, default=None, help="weight of deep supervision (recipe: 1; 0: off; _hopw<x>)")),
-    ("--hop-layer", dict(type=int, default=None, help="block whose output deep supervision reads (cpu 1; _hopl<x>)")),
-    ("--declared-share", dict(type=float, default=None,
-                              help="shortcut dial: share of training prompts with associations in declaration order "
-                                   "(_decl<100p>)")),
-)
-
-
 def arm_recipe(profile: str, seed: int, device: str, steps_scale: float = 1.0, format: str = "standard",
                hop_target: str = "shape", hop_weight: float | None = None, hop_layer: int | None = None,
                declared_share: float | None = None) -> tuple[TrainConfig, str]:
@@ -166,15 +151,26 @@ def regime_stages(regime: str, profile: str = "cpu", grounding: bool = True, ste
     raise ValueError(f"regime {regime!r} has no stages after the text recipe (it is the text recipe).")
 
 
-def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = "rope") -> Path:
-    """The text_only checkpoint every regime of (seed, positional encoding) starts from."""
+def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = "rope", hop_target: str = "shape") -> Path:
+    """The text_only checkpoint every regime of (seed, positional encoding, hop target) starts from: the
+    folder ``train --pos-encoding X --hop-target Y`` writes."""
     path = checkpoint_dir("text_only", seed, profile)
-    return path.with_name(path.name + pos_suffix(pos_encoding))
+    return path.with_name(path.name + pos_suffix(pos_encoding) + arm_suffix(hop_target=hop_target))
+
+
+def stage1_config(seed: int, profile: str = "cpu", device: str = "cpu", pos_encoding: str = "rope",
+                  hop_target: str = "shape") -> TrainConfig:
+    """The text recipe that makes ``stage1_dir`` (as ``train`` runs it with those flags)."""
+    cfg = recipe(profile, seed=seed, device=device, hop_target=hop_target)
+    if pos_encoding != "rope":
+        cfg.model = cfg.model.replace(pos_encoding=pos_encoding)
+    return cfg
 
 
 def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, device: str = "cpu",
-                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = "rope"):
-    """The TrainConfig that continues the text_only checkpoint of ``seed`` (and ``pos_encoding``) into ``regime``."""
+                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = "rope", hop_target: str = "shape"):
+    """The TrainConfig that continues the text_only checkpoint of ``seed`` (``pos_encoding``, ``hop_target``) into
+    ``regime``; the hop target only names the start (the stages after the recipe have no deep supervision)."""
     check_regime(regime)
     pos_suffix(pos_encoding)  # validates
     s = REGIME[check_profile(profile)]
@@ -182,8 +178,9 @@ def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | N
     return TrainConfig(profile=profile, stages=regime_stages(regime, profile, grounding, steps_scale),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
-                       init_from=io.relpath(stage1_dir(seed, profile, pos_encoding)), vision=vision, seed=seed,
-                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else {})
+                       init_from=io.relpath(stage1_dir(seed, profile, pos_encoding, hop_target)), vision=vision, seed=seed,
+                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else None,
+                       hop_target=hop_target)
 
 
 def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_ablation_seeds=()) -> list[dict]:
@@ -203,10 +200,11 @@ def planned_runs(profile: str, seeds, regimes=REGIMES, encoders=None, grounding_
 
 
 def run_suffix(run: dict, steps_scale: float = 1.0) -> str:
-    """What sets a run apart from its table row: another positional encoding, no grounding, or a scaled
-    step budget (exploratory)."""
+    """What sets a run apart from its table row: another positional encoding or hop target (its start), no
+    grounding, or a scaled step budget (exploratory)."""
     scaled = steps_scale != 1.0 and run["regime"] != "text_only"  # text_only trains nothing here
-    return (pos_suffix(run.get("pos_encoding", "rope")) + ("" if run.get("grounding", True) else "_nogrounding")
+    return (pos_suffix(run.get("pos_encoding", "rope")) + arm_suffix(hop_target=run.get("hop_target", "shape"))
+            + ("" if run.get("grounding", True) else "_nogrounding")
             + (f"_steps{steps_scale:g}x" if scaled else ""))
 
 
@@ -229,12 +227,11 @@ def _evaluate_images(model, adapter, vision, task, device, per_n: int = 128, see
             "grounding_accuracy": {k: round(v, 4) for k, v in grounding_accuracy(model, adapter, prompts).items()}}
 
 
-def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = "rope"):
-    """The text_only checkpoint of ``seed`` (and ``pos_encoding``); trained with the text recipe first if it is missing."""
-    path = stage1_dir(seed, profile, pos_encoding)
+def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = "rope", hop_target: str = "shape"):
+    """The text_only checkpoint of ``seed`` (``pos_encoding``, ``hop_target``); trained first if it is missing."""
+    path = stage1_dir(seed, profile, pos_encoding, hop_target)
     if not (path / "model.json").exists():
-        cfg = recipe(profile, seed=seed, device=str(device))
-        cfg.model = {**cfg.model, "pos_encoding": pos_encoding} if pos_encoding != "rope" else cfg.model
+        cfg = stage1_config(seed, profile, str(device), pos_encoding, hop_target)
         model, history = train(cfg, out_dir=f"runs/{path.name}", progress=progress)
         io.save_checkpoint(model, path, dtype=torch.bfloat16,
                            meta={"train_config": cfg.to_dict(), "regime": "text_only", "profile": profile, "seed": seed,
@@ -247,7 +244,8 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     """Train (or, for text_only, load) one run, save its checkpoint, evaluate it, return its results record."""
     t0 = time.time()
     regime, seed, encoder, pos_encoding = run["regime"], run["seed"], run["encoder"], run.get("pos_encoding", "rope")
-    stage1 = _stage1(seed, profile, device, progress, pos_encoding)
+    hop_target = run.get("hop_target", "shape")
+    stage1 = _stage1(seed, profile, device, progress, pos_encoding, hop_target)
     final = checkpoint_for(run, profile, steps_scale)
     parts, history, cfg = None, [], None
     if regime == "text_only":
@@ -255,7 +253,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
         train_config = meta.get("train_config")
     else:
         cfg = regime_config(regime, seed, profile, encoder, str(device), run.get("grounding", True), steps_scale,
-                            pos_encoding)
+                            pos_encoding, hop_target)
         run_dir = Path("runs") / final.name
         model, history, parts = train(cfg, out_dir=run_dir, progress=progress, log=None if progress else print,
                                       with_parts=True)
@@ -273,6 +271,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
               "grounding": run.get("grounding", True) if regime in IMAGE_REGIMES else None,
               "steps_scale": steps_scale if regime != "text_only" else 1.0,
               **({"pos_encoding": pos_encoding} if pos_encoding != "rope" else {}),
+              **({"hop_target": hop_target} if hop_target != "shape" else {}),
               **evaluate(model, task, device=device)}
     if parts is not None:
         model, adapter, vision, _ = load_image_model(final, device=device)
@@ -297,16 +296,19 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
 
 def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
               device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
-              steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = "rope") -> list[Path]:
+              steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = "rope",
+              hop_target: str = "shape") -> list[Path]:
     """Run every planned run whose results file is missing (or all with ``force``); resumable at any point.
 
     ``pos_encoding`` (an axis of every table: rope, learned, none) starts every regime from the text_only
     checkpoint of that encoding (``text_only_<profile>_s<seed>_<x>pos``, trained first if missing) and
-    names every checkpoint and results file with the same ``_<x>pos`` suffix."""
+    names every checkpoint and results file with the same ``_<x>pos`` suffix; ``hop_target`` likewise
+    (``text_only_<profile>_s<seed>_hopslot``, names with ``_hopslot``)."""
     pos_suffix(pos_encoding)  # validates
+    TrainConfig(hop_target=hop_target)  # validates
     commit = io.git_commit()
-    runs = [dict(run, pos_encoding=pos_encoding) for run in planned_runs(profile, seeds, regimes, encoders,
-                                                                         grounding_ablation_seeds)]
+    runs = [dict(run, pos_encoding=pos_encoding, hop_target=hop_target)
+            for run in planned_runs(profile, seeds, regimes, encoders, grounding_ablation_seeds)]
     written = []
     for k, run in enumerate(runs, 1):
         name = results_name(run, profile, steps_scale)
@@ -327,13 +329,14 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
 
 # ---------------------------------------------------------------- the table, from results files
 def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0,
-                   pos_encoding: str | None = "rope") -> list[dict]:
+                   pos_encoding: str | None = "rope", hop_target: str | None = "shape") -> list[dict]:
     """Every regime results record of a profile (kind 'regime') with the table's step budget
-    (``steps_scale=None``: every budget, exploratory runs included) and positional encoding
-    (``pos_encoding=None``: every encoding)."""
+    (``steps_scale=None``: every budget, exploratory runs included), positional encoding and hop target
+    (None: every one)."""
     recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
     return [r for r in recs if (steps_scale is None or r.get("steps_scale", 1.0) == steps_scale)
-            and (pos_encoding is None or r.get("pos_encoding", "rope") == pos_encoding)]
+            and (pos_encoding is None or r.get("pos_encoding", "rope") == pos_encoding)
+            and (hop_target is None or r.get("hop_target", "shape") == hop_target)]
 
 
 def headline_table(records: list[dict], encoder: str = MAIN_ENCODER, metric: str = "ood_accuracy") -> list[dict]:

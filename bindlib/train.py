@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from . import io
 from .evaluate import steps_to_reach  # noqa: F401 (re-exported)
 from .io import resolve_device
-from .model import PROFILES, Transformer, ModelConfig, answer_logits
+from .model import PROFILES, Transformer, ModelConfig, ModelOverrides, answer_logits, typed
 from .packing import HOP_TARGETS, hop_loss, pack_queries
 from .profiles import image_token_count
 from .state import resume_train_state, save_train_state
@@ -71,7 +71,7 @@ class Stage:
 class TrainConfig:
     profile: str = "cpu"
     task: TaskConfig = field(default_factory=TaskConfig)  # (a dict of TaskConfig fields is converted)
-    model: dict = field(default_factory=dict)  # overrides of the profile's ModelConfig
+    model: ModelOverrides = field(default_factory=ModelOverrides)  # of the profile's ModelConfig (a dict is converted)
     stages: list = field(default_factory=lambda: [Stage("two_hop", 3000)])
     batch_size: int = 128
     lr: float = 1e-3
@@ -88,7 +88,8 @@ class TrainConfig:
     # query's residual after block ``hop_layer`` is read through the final LayerNorm and unembedding and
     # asked for the queried colour's shape (hop_target "slot": the queried slot, packing.hop_loss).
     hop_layer: int | None = None
-    hop_target: str = "shape"
+    hop_target: str = field(default="shape", metadata={
+        "choices": HOP_TARGETS, "help": "what deep supervision asks for: the shape (recipe) or the queried slot (_hopslot)"})
     declared_share: float = 0.0  # the shortcut dial: this share of prompts lists associations in declared order
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
     # Image and noise stages: encoder, image profile, noise width and feature pool (a dict of its fields is converted).
@@ -104,10 +105,8 @@ class TrainConfig:
             raise ValueError(f"unknown profile {self.profile!r}: allowed {sorted(PROFILES)}.")
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"batch_size ({self.batch_size}) must be >= 1 and lr ({self.lr}) > 0.")
-        if isinstance(self.task, dict):
-            self.task = TaskConfig(**self.task)
-        if isinstance(self.vision, dict):
-            self.vision = VisionConfig(**self.vision)
+        self.task, self.vision, self.model = (typed(TaskConfig, self.task), typed(VisionConfig, self.vision),
+                                              typed(ModelOverrides, self.model))
         self.model_config()  # validate the model overrides early
         if self.hop_target not in HOP_TARGETS or not 0.0 <= self.declared_share <= 1.0:
             raise ValueError(f"hop_target {self.hop_target!r} must be one of {HOP_TARGETS} and declared_share "
@@ -134,7 +133,7 @@ class TrainConfig:
     def model_config(self) -> ModelConfig:
         task = self.task_config()
         return ModelConfig(vocab_size=task.vocab.size, max_len=task.max_len(offset=64),
-                           **{**PROFILES[self.profile], **self.model})
+                           **{**PROFILES[self.profile], **self.model.to_dict()})
 
     def to_dict(self) -> dict:
         """A JSON-normal dict (tuples become lists), so it compares equal to what model.json reads back."""
@@ -143,6 +142,7 @@ class TrainConfig:
         default_task = asdict(TaskConfig())
         d["task"] = {k: v for k, v in asdict(self.task).items() if v != default_task[k]}  # only what differs
         d["vision"] = self.vision.to_dict()
+        d["model"] = self.model.to_dict()  # only what is set
         # fields added later are left out at their defaults, so earlier runs' saved configs (which resume
         # and the manifests compare) are unchanged
         for k, default in (("hop_target", "shape"), ("declared_share", 0.0), ("cpu_bf16", False)):

@@ -153,3 +153,100 @@ def test_train_pos_encoding_ablation_is_its_own_kind(tiny_train):
     assert rec["kind"] == "training_variant" and rec["variant"] == "learnedpos" and rec["pos_encoding"] == "learned"
     model, meta = io.load_checkpoint(tmp / "ckpt")
     assert model.cfg.pos_encoding == "learned"
+
+
+# ---------------------------------------------------------------- settings flags come from the dataclasses
+def _action(parser, cmd: str, flag: str):
+    sub = next(a for a in parser._actions if a.dest == "cmd").choices[cmd]
+    return next(a for a in sub._actions if flag in a.option_strings)
+
+
+def test_setting_flags_are_built_from_the_dataclass_fields():
+    from bindlib.cli import build_parser
+    from bindlib.model import POS_ENCODINGS
+    from bindlib.packing import HOP_TARGETS
+    from bindlib.profiles import TABLE_ENCODERS
+    from bindlib.vision.encoders import ENCODERS
+
+    p = build_parser("test")
+    for cmd in ("train", "reproduce", "interp"):
+        pos, hop = _action(p, cmd, "--pos-encoding"), _action(p, cmd, "--hop-target")
+        assert (pos.choices, pos.default, hop.choices, hop.default) == (POS_ENCODINGS, "rope", HOP_TARGETS, "shape")
+        assert pos.help.startswith("positional encoding") and hop.help.startswith("what deep supervision asks for")
+    for cmd, flag, default in (("reproduce", "--encoders", list(TABLE_ENCODERS)), ("interp", "--encoder", None)):
+        enc = _action(p, cmd, flag)
+        assert enc.choices == ENCODERS and enc.default == default and enc.help.startswith("the frozen image encoder")
+    # the defaults the README's commands rely on are unchanged
+    args = p.parse_args(["reproduce"])
+    assert (args.pos_encoding, args.hop_target, args.encoders) == ("rope", "shape", list(TABLE_ENCODERS))
+
+
+def test_a_choice_added_to_a_dataclass_shows_up_in_every_command(monkeypatch):
+    """One edit (the field's metadata) and train, reproduce and interp all take the new value."""
+    from dataclasses import dataclass, field
+
+    from bindlib import cli as C
+
+    @dataclass
+    class Widened:
+        pos_encoding: str = field(default="rope", metadata={"choices": ("rope", "learned", "none", "alibi"),
+                                                            "help": "positional encoding"})
+
+    monkeypatch.setitem(C.SETTINGS, "pos_encoding", (Widened, "pos_encoding"))
+    p = C.build_parser("test")
+    for argv in (["train"], ["reproduce"], ["interp", "--regime", "text_only"]):
+        assert p.parse_args(argv + ["--pos-encoding", "alibi"]).pos_encoding == "alibi"
+    with pytest.raises(C.UsageError, match="invalid choice: 'rotary'"):
+        p.parse_args(["interp", "--pos-encoding", "rotary"])
+
+
+class _Stop(Exception):
+    """Raised by the stand-ins below where training (or measuring) would start."""
+
+
+def test_one_flag_each_reaches_train_reproduce_and_interp(monkeypatch):
+    """A non-default positional encoding, hop target and encoder, given as flags and nothing else, reach the
+    TrainConfig, the checkpoint names and the interp run; train, reproduce and interp agree on the folders.
+    Nothing trains: the stand-ins stop where the work would start."""
+    import bindlib.interp.runs
+    from bindlib import recipes
+    from bindlib.cli import build_parser
+
+    track = ["--pos-encoding", "learned", "--hop-target", "slot"]
+    stage1_name, image_name = "text_only_cpu_s0_learnedpos_hopslot", "image_text_pixels_cpu_s0_learnedpos_hopslot"
+
+    # train: the config and the name of the text checkpoint
+    cfg, tag, variant = cli.train_plan(build_parser("t").parse_args(["train", "--seed", "0", *track]))
+    assert cfg.model_config().pos_encoding == "learned" and cfg.hop_target == "slot"
+    assert cfg.to_dict()["model"] == {"pos_encoding": "learned"} and cfg.to_dict()["hop_target"] == "slot"
+    assert (tag, variant) == (stage1_name, "learnedpos_hopslot")
+
+    # reproduce: starts from that checkpoint (made by the same config when missing), trains the image regime
+    # with the encoder and names it with the same suffix
+    seen = {}
+
+    def fake_stage1(seed, profile, device, progress, pos_encoding, hop_target):
+        seen["stage1"] = recipes.stage1_config(seed, profile, str(device), pos_encoding, hop_target)
+        return recipes.stage1_dir(seed, profile, pos_encoding, hop_target)
+
+    def fake_train(cfg, out_dir=None, **kw):
+        seen.update(cfg=cfg, out_dir=Path(out_dir))
+        raise _Stop
+
+    monkeypatch.setattr(recipes, "_stage1", fake_stage1)
+    monkeypatch.setattr(recipes, "train", fake_train)
+    with pytest.raises(_Stop):
+        cli.main(["reproduce", "--regimes", "image_text", "--encoders", "pixels", "--seeds", "0", "--device", "cpu",
+                  "--quiet", "--allow-dirty", *track])
+    assert seen["stage1"].to_dict() == cfg.to_dict()  # the text checkpoint train would make
+    assert seen["cfg"].vision.encoder == "pixels" and seen["cfg"].model_config().pos_encoding == "learned"
+    assert seen["cfg"].init_from == f"data/checkpoints/{stage1_name}" and seen["cfg"].hop_target == "slot"
+    assert seen["out_dir"].name == image_name  # runs/<checkpoint name>
+
+    # interp: the same flags read the same folders
+    measured = []
+    monkeypatch.setattr(bindlib.interp.runs, "run_checkpoint",
+                        lambda regime, seed, profile, encoder, **kw: measured.append((encoder, Path(kw["checkpoint"]))))
+    for regime, encoder in (("text_only", []), ("image_text", ["--encoder", "pixels"])):
+        assert cli.main(["interp", "--regime", regime, "--seed", "0", "--allow-dirty", *encoder, *track]) == 0
+    assert [(e, p.name) for e, p in measured] == [(None, stage1_name), ("pixels", image_name)]

@@ -354,10 +354,44 @@ def test_typed_configs_round_trip_committed_train_configs():
     from bindlib.task import TaskConfig
     from bindlib.vision.multimodal import VisionConfig
 
+    from bindlib.model import ModelOverrides
+
     for name in ("text_only_cpu_s0_learnedpos", "image_text_project_cnn_cpu_s0", "noise_text_cpu_s1"):
         saved = io.read_checkpoint_meta(io.CHECKPOINTS_DIR / name)["train_config"]
+        assert T.TrainConfig(**saved).to_dict() == saved  # exactly: resume and the manifests compare it
+    # every committed config loads with the same settings. Files written before later fields existed hold fewer
+    # keys (no "vision"; Stage fields then new), so only what a file holds is compared.
+    saved_configs = [io.read_checkpoint_meta(p.parent)["train_config"] for p in io.CHECKPOINTS_DIR.glob("*/model.json")]
+    saved_configs += [r["train_config"] for r in io.load_results("*.json") if r.get("train_config")]
+    assert len(saved_configs) > 50 and any(c["model"] for c in saved_configs)  # pos ablations too
+    for saved in saved_configs:
         cfg = T.TrainConfig(**saved)
         assert isinstance(cfg.task, TaskConfig) and isinstance(cfg.vision, VisionConfig)
-        assert cfg.to_dict() == saved
+        assert isinstance(cfg.model, ModelOverrides)
+        assert cfg.model_config().pos_encoding == saved["model"].get("pos_encoding", "rope")
+        written = cfg.to_dict()
+        assert {k: written[k] for k in saved if k != "stages"} == {k: v for k, v in saved.items() if k != "stages"}
+        assert written["vision"] == saved.get("vision", {})
+        for w, s in zip(written["stages"], saved["stages"], strict=True):
+            assert {k: w[k] for k in s if k in w} == {k: v for k, v in s.items() if k in w}
     with pytest.raises(ValueError, match="unknown encoder 'nope'"):
         T.TrainConfig(vision={"encoder": "nope"})
+    # a typo'd key is one clear line naming it and the allowed settings, in each typed part
+    for part, cls in (("model", "ModelOverrides"), ("task", "TaskConfig"), ("vision", "VisionConfig")):
+        with pytest.raises(ValueError, match=rf"unknown {cls} setting\(s\) \['pos_encodng'\]: allowed \["):
+            T.TrainConfig(**{part: {"pos_encodng": "learned"}})
+    with pytest.raises(ValueError, match="unknown pos_encoding 'alibi'"):
+        T.TrainConfig(model={"pos_encoding": "alibi"})
+
+
+def test_model_overrides_name_only_model_config_fields():
+    """Every override is a ModelConfig field (bar those the task sets), and None keeps the profile's value."""
+    from dataclasses import fields
+
+    from bindlib.model import ModelOverrides
+
+    assert {f.name for f in fields(ModelOverrides)} == {f.name for f in fields(T.ModelConfig)} - {"vocab_size", "max_len"}
+    cfg = T.TrainConfig(model=ModelOverrides(n_layers=2))
+    assert cfg.model_config().n_layers == 2 and cfg.model_config().d_model == T.PROFILES["cpu"]["d_model"]
+    learned = cfg.model.replace(pos_encoding="learned")
+    assert learned.to_dict() == {"n_layers": 2, "pos_encoding": "learned"} and cfg.model.to_dict() == {"n_layers": 2}

@@ -20,7 +20,7 @@ is our choice) works in both directions through the language model's own residua
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,7 +40,8 @@ class VisionConfig:
     bindlib.vision.encoders.ENCODERS), the image profile (None: the training profile) and the width
     of a noised context block (None: the profile's image-token count), and the feature pool."""
 
-    encoder: str | None = None
+    encoder: str | None = field(default=None, metadata={
+        "choices": encoders.ENCODERS, "help": "the frozen image encoder (bindlib.vision.encoders.ENCODERS)"})
     profile: str | None = None
     noise_width: int | None = None
     pool_size: int = 0  # > 0: image steps draw from this many precomputed scenes (vision.featurepool)
