@@ -104,7 +104,8 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
                                   log=None if progress else log, with_parts=True)
     meta = {"train_config": cfg.to_dict(), "regime": "image_text", "recipe": recipe, "profile": "cpu", "seed": seed,
             "encoder": encoder, "init_from": cfg.init_from, "steps": history[-1]["step"] if history else 0,
-            "adapter": save_adapter(parts.adapter, final)}
+            "adapter": save_adapter(parts.adapter, final),
+            "encoder_id": parts.vision.encoder.weights_id, "encoder_dim": parts.vision.dim}  # checked at load
     io.save_checkpoint(model, final, dtype=torch.bfloat16, meta=meta)
     model, adapter, vision, _ = load_image_model(final, device=device)
     task = cfg.task_config()
