@@ -134,7 +134,7 @@ def test_lever_table_recomputes_the_targets(tmp_path):
     write(tmp_path, "imagestage_replay.json", lever("replay", 0.35, 1.0))
     frame = C.lever_table(tmp_path)
     assert set(frame["meets both targets"]) == {"no"}
-    assert "LM frozen" in frame.loc["long s0", "what it does"]
+    assert "LM frozen" in frame.loc["long 300 s0", "what it does"]
     sentence = C.lever_sentence(tmp_path)
     assert sentence.startswith("0 of 2") and "long: image ID 99.0%" in sentence and "at most 35.0%" in sentence
     write(tmp_path, "imagestage_both.json", lever("both", 0.9, 0.97))

@@ -156,11 +156,13 @@ def image_levers(results_dir=None) -> list[dict]:
     for r in io.load_results("imagestage_*.json", _dir(results_dir), kind="image_recipe"):
         t = r.get("targets") or {"image_id_accuracy": 0.85, "id_accuracy": 0.95}
         rows.append({"recipe": r["recipe"], "seed": r["seed"], "encoder": r["encoder"],
-                     "lever": _lever(r["train_config"]["stages"]), "image_id_accuracy": r["image_id_accuracy"],
+                     "lever": _lever(r["train_config"]["stages"]),
+                     "image_steps": sum(s["steps"] for s in r["train_config"]["stages"] if s["name"] != "mix"),
+                     "image_id_accuracy": r["image_id_accuracy"],
                      "id_accuracy": r["id_accuracy"], "ood_accuracy": r["ood_accuracy"], "targets": t,
                      "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
                      and r["id_accuracy"] >= t["id_accuracy"], "init_from": r.get("init_from")})
-    return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["seed"]))
+    return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_steps"], x["seed"]))
 
 
 def encoder_ceiling(results_dir=None) -> list[dict]:
