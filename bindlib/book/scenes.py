@@ -8,25 +8,15 @@ import io as _pyio
 import altair as alt
 import numpy as np
 
+from .pictures import to_pil
 from .plots import WIDTH, _bare, _field
 
 
 def png_bytes(image, scale: int = 1) -> bytes:
     """An RGB image ([3, H, W] or [H, W, 3]; floats in 0..1 or uint8) as PNG bytes, upscaled
     ``scale`` times by pixel repetition (crisp pixels rather than browser blur)."""
-    from PIL import Image
-
-    arr = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
-    if arr.ndim != 3:
-        raise ValueError(f"png_bytes takes one RGB image [3, H, W] or [H, W, 3], got shape {arr.shape}.")
-    if arr.shape[0] == 3 and arr.shape[-1] != 3:
-        arr = arr.transpose(1, 2, 0)
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if scale > 1:
-        arr = arr.repeat(scale, axis=0).repeat(scale, axis=1)
     buf = _pyio.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr), "RGB").save(buf, format="PNG", optimize=True)
+    to_pil(image, scale).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
