@@ -199,19 +199,29 @@ def _pair_prompts(n_pairs: int, seed: int):
         yield prompt_strings(pairs.base, m), prompt_strings(pairs.source, m), expected
 
 
+def pick(returned, keys) -> dict:
+    """Only ``keys`` of a student's returned dict (a missing key raises KeyError)."""
+    return {key: returned[key] for key in keys}
+
+
+def compare_case(where: str, answer: Callable[[], object], expected) -> None:
+    """Run ``answer()`` (a student's function on one case, normalised) and compare it with ``expected``;
+    either failure is one AssertionError that starts with ``where`` (the case, as the student sees it)."""
+    try:
+        got = answer()
+    except Exception as err:
+        raise AssertionError(f"{where}\n  your function raised {type(err).__name__}: {err}") from err
+    if got != expected:
+        raise AssertionError(f"{where}\n  expected: {expected}\n  returned: {got}")
+
+
 def check_predictions(fn: Callable[[list[str], list[str]], dict], n_pairs: int = 100, seed: int = 0) -> None:
     """Chapter 5 exercise. ``fn(base, source)`` gets two prompts (token strings) of a counterfactual pair and
     returns ``{"positional": item, "symbolic": item, "reflexive": item}``: the item of the *base* prompt
     each hypothesis predicts after the last token's residual is copied from the source."""
     for k, (base, source, expected) in enumerate(_pair_prompts(n_pairs, seed)):
         where = f"Pair #{k}\n  base:   {' '.join(base)}\n  source: {' '.join(source)}"
-        try:
-            got = fn(list(base), list(source))
-            got = {h: got[h] for h in expected}
-        except Exception as err:
-            raise AssertionError(f"{where}\n  your function raised {type(err).__name__}: {err}") from err
-        if got != expected:
-            raise AssertionError(f"{where}\n  expected: {expected}\n  returned: {got}")
+        compare_case(where, lambda: pick(fn(list(base), list(source)), expected), expected)
     print(f"All {n_pairs} pairs predicted correctly.")
 
 
@@ -231,13 +241,12 @@ def check_knockout_sets(fn: Callable[[list[str]], dict], n_prompts: int = 120, s
         expected = {name: sets[name][0].nonzero().squeeze(1).tolist() for name in KNOCKOUT_EXERCISE_SETS}
         prompt = prompt_strings(batch, 0)
         where = f"Prompt #{k} (N {n}, {order} associations, offset {offset}): {' '.join(prompt)}"
-        try:
+
+        def answer():
             ret = fn(list(prompt))
-            got = {name: sorted(int(p) for p in ret[name]) for name in KNOCKOUT_EXERCISE_SETS}
-        except Exception as err:
-            raise AssertionError(f"{where}\n  your function raised {type(err).__name__}: {err}") from err
-        if got != expected:
-            raise AssertionError(f"{where}\n  expected: {expected}\n  returned: {got}")
+            return {name: sorted(int(p) for p in ret[name]) for name in KNOCKOUT_EXERCISE_SETS}
+
+        compare_case(where, answer, expected)
     print(f"All {n_prompts} prompts: the three target sets are right.")
 
 

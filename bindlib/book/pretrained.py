@@ -8,6 +8,7 @@ from typing import Callable
 from ..pretrained.prompts import rebind_pairs, vocabulary
 from ..pretrained.results import load_records, markdown_table, reported_rows, summary_rows  # noqa: F401
 from ..pretrained.tiny import tiny_tokenizer
+from .exercises import compare_case, pick
 
 
 def results_markdown(results_dir=None) -> str:
@@ -52,11 +53,5 @@ def check_rebind_predictions(fn: Callable[[str, str], dict], n_pairs: int = 30, 
         expected = {"colour_or_slot": word(pairs.base_answer[k]), "bound_shape": word(pairs.symbolic[k]),
                     "answer": word(pairs.reflexive[k])}
         where = f"Pair #{k}\n  base:   {base}\n  source: {source}"
-        try:
-            got = fn(base, source)
-            got = {h: got[h] for h in REBIND_HYPOTHESES}
-        except Exception as err:
-            raise AssertionError(f"{where}\n  your function raised {type(err).__name__}: {err}") from err
-        if got != expected:
-            raise AssertionError(f"{where}\n  expected: {expected}\n  returned: {got}")
+        compare_case(where, lambda: pick(fn(base, source), REBIND_HYPOTHESES), expected)
     print(f"All {n_pairs} rebind pairs predicted correctly.")
