@@ -29,6 +29,8 @@ from .vision.multimodal import Vision, load_image_model, save_adapter
 #   warm    adapter warm-up with the transformer frozen (LLaVA-style), then everything at 0.3x lr
 #   replay  text replay: 20% of the image stage's steps are text steps (replay50: half of them)
 #   g0, g3  grounding weight 0 and 3 instead of 1
+#   noise_replay  replay with NOISE tokens in every text batch from the image stage's first step
+#           (noise_image_text as the paper runs it; the regime's own recipe adds noise only after stage 1)
 IMAGE_RECIPE_SETTINGS = dict(batch_size=32, lr=1e-3, warmup=20, eval_every=100, eval_size=128, pool_size=4096)
 
 
@@ -41,6 +43,7 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
         "warm": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
                  Stage("image", image_steps - warm, dict(mix), image=1.0, grounding=1.0, lr_scale=0.3)],
         "replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0)],
+        "noise_replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0, noise=True)],
         "warm_replay": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
                         Stage("image", image_steps - warm, dict(mix), image=0.8, grounding=1.0, lr_scale=0.3)],
         "replay50": [Stage("image", image_steps, dict(mix), image=0.5, grounding=1.0)],
@@ -54,11 +57,18 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
     stages = recipes[name]
     if name != "short":
         lr_scale = stages[-1].lr_scale
-        stages.append(Stage("mix", mix_steps, {"two_hop": 1.0}, image=IMAGE_SHARE, lr_scale=lr_scale))
+        stages.append(Stage("mix", mix_steps, {"two_hop": 1.0}, image=IMAGE_SHARE, lr_scale=lr_scale,
+                            noise=stages[-1].noise))
     return stages
 
 
-IMAGE_RECIPES = ("short", "long", "warm", "replay", "warm_replay", "replay50", "warm_replay50", "g0", "g3")
+IMAGE_RECIPES = ("short", "long", "warm", "replay", "noise_replay", "warm_replay", "replay50", "warm_replay50", "g0",
+                 "g3")
+
+
+def recipe_regime(recipe: str) -> str:
+    """The headline-table regime an image recipe belongs to (noise_replay: noise in text batches from step 1)."""
+    return "noise_image_text" if recipe.startswith("noise") else "image_text"
 
 
 def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
@@ -71,11 +81,22 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
     s = IMAGE_RECIPE_SETTINGS
     pool = s["pool_size"] if pool_size is None else pool_size
     vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {})}
+    start = init_from or str(checkpoint_dir("text_only", seed, "cpu"))
+    pos = start_pos_encoding(start)
     return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
-                       init_from=init_from or str(checkpoint_dir("text_only", seed, "cpu")), vision=vision, seed=seed,
-                       device=device, cpu_bf16=True)
+                       init_from=start, vision=vision, seed=seed, device=device, cpu_bf16=True,
+                       model={"pos_encoding": pos} if pos != "rope" else None)
+
+
+def start_pos_encoding(init_from: str) -> str:
+    """The positional encoding of the text checkpoint an image recipe continues (rope if it is not there yet:
+    loading it then fails with its own clear message). The correction test starts from learned positions too."""
+    meta_file = io.REPO_ROOT / init_from / "model.json"
+    if not meta_file.exists():
+        return "rope"
+    return io.read_checkpoint_meta(meta_file.parent)["model_config"].get("pos_encoding", "rope")
 
 
 def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
@@ -102,14 +123,14 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
         io.refuse_overwrite(path, overwrite)
     model, history, parts = train(cfg, out_dir=Path("runs") / f"imagestage_{tag}", progress=progress,
                                   log=None if progress else log, with_parts=True)
-    meta = {"train_config": cfg.to_dict(), "regime": "image_text", "recipe": recipe, "profile": "cpu", "seed": seed,
+    meta = {"train_config": cfg.to_dict(), "regime": recipe_regime(recipe), "recipe": recipe, "profile": "cpu", "seed": seed,
             "encoder": encoder, "init_from": cfg.init_from, "steps": history[-1]["step"] if history else 0,
             "adapter": save_adapter(parts.adapter, final),
             "encoder_id": parts.vision.encoder.weights_id, "encoder_dim": parts.vision.dim}  # checked at load
     io.save_checkpoint(model, final, dtype=torch.bfloat16, meta=meta)
     model, adapter, vision, _ = load_image_model(final, device=device)
     task = cfg.task_config()
-    record = {"kind": "image_recipe", "recipe": recipe, "regime": "image_text", "encoder": encoder, "profile": "cpu",
+    record = {"kind": "image_recipe", "recipe": recipe, "regime": recipe_regime(recipe), "encoder": encoder, "profile": "cpu",
               "seed": seed, "pool_size": pool, "init_from": cfg.init_from, **evaluate(model, task, device=device)}
     record.update(_evaluate_images(model, adapter, vision, task, device))
     if parts.pool is not None:
