@@ -179,3 +179,13 @@ def test_a_variant_checkpoint_keeps_its_own_name(checkpoint, tmp_path):
     from bindlib.interp.results import load_interp
 
     assert load_interp("knockout", results_dir=out) == [], "variants stay out of the regime comparisons"
+
+
+def test_an_image_recipe_checkpoint_keeps_its_own_name(checkpoint, tmp_path):
+    folder = tmp_path / "ckpts" / "imagestage_replay_project_cnn_grid_cpu_s0_pool4096"
+    shutil.copytree(checkpoint, folder)
+    out = tmp_path / "results"
+    assert main(["interp", "--allow-dirty", "--regime", "image_text", "--checkpoint", str(folder), "--kinds", "knockout",
+                 "--results-dir", str(out), *SMALL]) == 0
+    assert [p.name for p in out.glob("*.json")] == [f"knockout_{folder.name}.json"]
+    assert json.loads((out / f"knockout_{folder.name}.json").read_text())["variant"] == folder.name[len("imagestage_"):]

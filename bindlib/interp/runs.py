@@ -287,6 +287,18 @@ def probe_measure(model, task, sizes: Sizes, device="cpu", probes=PROBES) -> dic
 MEASURES = {"interchange": interchange_measure, "knockout": knockout_measure, "probe": probe_measure}
 
 
+def results_tag(path: Path, tag: str) -> tuple[str, str | None]:
+    """The name a checkpoint's results files carry, and its variant (None: the table's own run).
+
+    A checkpoint beside the table's (e.g. ..._nogrounding, ..._steps3x, ..._learnedpos) and an image-recipe
+    checkpoint (imagestage_...) keep their own folder name and are marked as variants, so that they never
+    overwrite or join the table's results; any other folder is measured under --regime/--seed's name."""
+    if path.name.startswith("imagestage_"):
+        return path.name, path.name[len("imagestage_"):]
+    variant = path.name[len(tag):] if path.name.startswith(tag) and path.name != tag else None
+    return (path.name if variant else tag), variant
+
+
 def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, *, kinds=KINDS,
                    sizes: Sizes | None = None, checkpoint=None, results_dir=None, command: str | None = None,
                    commit: str | None = None, device="cpu", log=None, overwrite: bool = False) -> list[Path]:
@@ -303,23 +315,16 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
         if kind not in MEASURES:
             raise ValueError(f"unknown kind {kind!r}: allowed {KINDS}.")
     commit = commit or io.git_commit()
-    tag = run_tag(regime, seed, profile, encoder)
-    variant = path.name[len(tag):] if path.name.startswith(tag) and path.name != tag else None
+    tag, variant = results_tag(path, run_tag(regime, seed, profile, encoder))
     out_dir = Path(results_dir or io.RESULTS_DIR)
     for kind in kinds:
-        io.refuse_overwrite(out_dir / f"{kind}_{path.name if variant else tag}.json", overwrite)
+        io.refuse_overwrite(out_dir / f"{kind}_{tag}.json", overwrite)
     io.check_writable(out_dir)
     model, task, meta = load_for_analysis(path, device)
     image = None
     if meta.get("adapter") and "knockout" in kinds:  # image checkpoints: knock out patches on image prompts too
         _, adapter, vision, _ = load_image_model(path, device)
         image = (adapter, vision)
-    tag = run_tag(regime, seed, profile, encoder)
-    # a checkpoint beside the table's (e.g. ..._nogrounding, ..._steps3x, ..._learnedpos) keeps its own name
-    # and is marked as a variant, so that it never overwrites or joins the table's results
-    # (any other folder name is measured under --regime/--seed's name, as --checkpoint documents)
-    variant = path.name[len(tag):] if path.name.startswith(tag) and path.name != tag else None
-    tag = path.name if variant else tag
     written = []
     for kind in kinds:
         t0 = time.perf_counter()
