@@ -20,3 +20,25 @@ def test_a_learned_position_start_keeps_its_positional_encoding():
     assert image_recipe_config("replay", 0, "project_cnn_grid").model_config().pos_encoding == "rope"
     assert image_recipe_tag("replay", 0, "project_cnn_grid", 4096, 4000, "text_only_cpu_s0_learnedpos").endswith(
         "_img4000_from_text_only_cpu_s0_learnedpos")
+
+
+def test_text_matched_is_replay_with_every_image_step_a_text_step():
+    replay = image_recipe_config("replay", 0, "project_cnn_grid", image_steps=400, mix_steps=100)
+    text = image_recipe_config("text_matched", 0, "project_cnn_grid", image_steps=400, mix_steps=100)
+    assert [(s.steps, s.mix) for s in text.stages] == [(s.steps, s.mix) for s in replay.stages]
+    assert not text.uses_images and not any(s.noise for s in text.stages)
+    assert all(s.noise for s in image_recipe_config("noise_text_matched", 0, "project_cnn_grid").stages)
+    assert recipe_regime("text_matched") == "text_only_matched" and recipe_regime("noise_text_matched") == "noise_text"
+    assert image_recipe_tag("text_matched", 1, "project_cnn_grid", 4096, 4000) == "text_matched_cpu_s1_img4000"
+
+
+def test_a_text_control_runs_end_to_end_without_image_parts(tmp_path, monkeypatch):
+    from bindlib.imagestage import run_image_recipe
+
+    monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)  # its resumable state goes to runs/ under the working directory
+    name, rec = run_image_recipe("text_matched", 0, "project_cnn_grid", "cpu", "test", "0" * 40, image_steps=3,
+                                 mix_steps=2, log=lambda *a: None)
+    assert name == "imagestage_text_matched_cpu_s0_img3" and rec["regime"] == "text_only_matched"
+    assert rec["image_id_accuracy"] is None and rec["steps"] == 5 and "image_id_accuracy" not in rec["targets"]
+    assert (tmp_path / "ckpt" / name / "model.json").exists()

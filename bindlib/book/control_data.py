@@ -154,6 +154,8 @@ def image_levers(results_dir=None) -> list[dict]:
     image ID, text ID and OOD, and whether it meets both targets (from the file's own targets)."""
     rows = []
     for r in io.load_results("imagestage_*.json", _dir(results_dir), kind="image_recipe"):
+        if r.get("image_id_accuracy") is None:  # a compute-matched text control, not an image lever
+            continue
         t = r.get("targets") or {"image_id_accuracy": 0.85, "id_accuracy": 0.95}
         rows.append({"recipe": r["recipe"], "seed": r["seed"], "encoder": r["encoder"],
                      "lever": _lever(r["train_config"]["stages"]),

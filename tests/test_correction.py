@@ -1,0 +1,89 @@
+"""bindlib.book.correction: the correction test's before/after rows and the learning headline table, on
+small synthetic results files (tmp_path), so each direction of a shift is read correctly."""
+import json
+
+import pytest
+
+from bindlib.book import correction as K
+
+
+def write(folder, name, record):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(record))
+
+
+def interchange(bs, flip, rebind=None):
+    p_sym = (1 + bs) / 2
+    summ = {"routing_layer": 2, "routing_share": 1.0, "binding_score": bs,
+            **({"rebind_shape": rebind} if rebind is not None else {})}
+    per = [{"layer": 2, "positional": 1 - p_sym, "symbolic": p_sym, "reflexive": 0.0}]
+    return {"kind": "interchange", "splits": {"id": {"per_layer": per, "summary": summ, "n_pairs": 50}},
+            "position_swap": {"flip_rate": flip}}
+
+
+def image_run(recipe, seed, start, ood, image_id=0.99, id_acc=0.99):
+    tag = (f"{recipe}_cpu_s{seed}_img4000" if recipe.endswith("text_matched")
+           else f"{recipe}_project_cnn_grid_cpu_s{seed}_pool4096_img4000")
+    if start != f"text_only_cpu_s{seed}":
+        tag += f"_from_{start}"
+    return f"imagestage_{tag}.json", {
+        "kind": "image_recipe", "recipe": recipe, "seed": seed, "init_from": f"data/checkpoints/{start}",
+        "checkpoint": f"data/checkpoints/imagestage_{tag}", "id_accuracy": id_acc, "ood_accuracy": ood,
+        "image_id_accuracy": None if recipe.endswith("text_matched") else image_id,
+        "meets_targets": True}
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Two seeds from the recipe (symbolic stays symbolic) and one learned-positions seed that turns
+    from positional to symbolic, with a compute-matched text control beside it."""
+    for s in (0, 1):
+        start = f"text_only_cpu_s{s}"
+        write(tmp_path, f"training_{start}.json", {"id_accuracy": 1.0, "ood_accuracy": 0.97})
+        write(tmp_path / "controls", f"interchange_{start}.json", interchange(1.0, 0.02, rebind=1.0))
+        name, rec = image_run("replay", s, start, ood=0.80)
+        write(tmp_path, name, rec)
+        write(tmp_path, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(1.0, 0.0, rebind=1.0))
+    start = "text_only_cpu_s0_learnedpos"
+    write(tmp_path, f"training_{start}.json", {"id_accuracy": 0.99, "ood_accuracy": 0.25})
+    write(tmp_path, f"interchange_{start}.json", interchange(-0.8, 0.9))
+    name, rec = image_run("replay", 0, start, ood=0.60)
+    write(tmp_path, name, rec)
+    write(tmp_path, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(0.9, 0.1))
+    name, rec = image_run("text_matched", 0, start, ood=0.30)
+    write(tmp_path, name, rec)
+    return tmp_path
+
+
+def test_rows_pair_each_image_run_with_the_text_model_it_continued(results):
+    rows = K.correction_rows(results)
+    assert [(r["start"], r["seed"]) for r in rows] == [("recipe (RoPE)", 0), ("recipe (RoPE)", 1),
+                                                         ("learned positions", 0)]
+    lp = rows[-1]
+    assert lp["before"]["binding_score"] == -0.8 and lp["after"]["binding_score"] == 0.9
+    assert lp["before"]["ood_accuracy"] == 0.25 and lp["after"]["ood_accuracy"] == 0.60
+    assert rows[0]["before"]["rebind_shape"] == 1.0  # the controls/ file, which has rebind pairs
+
+
+def test_summary_and_sentence_name_the_shift(results):
+    summary = {s["start"]: s for s in K.correction_summary(results)}
+    assert summary["learned positions"]["mechanism_before"] == "positional"
+    assert summary["learned positions"]["mechanism_after"] == "symbolic"
+    assert summary["recipe (RoPE)"]["seeds"] == [0, 1]
+    sentence = K.correction_sentence(results)
+    assert "From learned positions (1 seed)" in sentence and "25.0% to 60.0%" in sentence
+
+
+def test_headline_table_has_the_text_control_beside_the_image_row(results):
+    heads = {(h["start"], h["regime"]): h for h in K.headline_rows(results)}
+    assert heads[("learned positions", "text_only")]["runs"][0]["ood_accuracy"] == 0.25
+    assert heads[("learned positions", "text_only_matched")]["runs"][0]["ood_accuracy"] == 0.30
+    assert heads[("learned positions", "image_text")]["runs"][0]["ood_accuracy"] == 0.60
+    assert heads[("recipe (RoPE)", "image_text")]["seeds"] == [0, 1]
+    frame = K.learning_headline_table(results)
+    assert frame.loc[("learned positions", "text_only_matched"), "ours: image ID"] == "-"
+
+
+def test_nothing_run_says_so(tmp_path):
+    assert K.correction_rows(tmp_path) == [] and K.correction_sentence(tmp_path) == "No correction-test runs yet."
+    assert len(K.learning_headline_table(tmp_path)) == 0
