@@ -87,3 +87,22 @@ def test_headline_table_has_the_text_control_beside_the_image_row(results):
 def test_nothing_run_says_so(tmp_path):
     assert K.correction_rows(tmp_path) == [] and K.correction_sentence(tmp_path) == "No correction-test runs yet."
     assert len(K.learning_headline_table(tmp_path)) == 0
+
+
+def test_verdict_compares_images_with_both_text_rows(results):
+    verdict = K.headline_verdict(results)
+    assert "From learned positions, image_text reaches 60.0% text OOD against text_only 25.0%, " \
+           "text_only_matched 30.0%: images lift text OOD above the text rows" in verdict
+    assert "From recipe (RoPE), image_text reaches 80.0% text OOD against text_only 97.0%: images do not lift" in verdict
+    assert "rows missing: noise_text, noise_image_text" in verdict
+    assert K.headline_verdict(results.parent / "empty") == "No learning image-stage runs yet."
+
+
+def test_by_n_rows_average_seeds_per_start_and_regime(results):
+    for name in ("training_text_only_cpu_s0.json", "training_text_only_cpu_s1.json"):
+        rec = json.loads((results / name).read_text())
+        rec["accuracy_by_n"] = {"9": 0.9 if "s0" in name else 0.7}
+        (results / name).write_text(json.dumps(rec))
+    rows = [r for r in K.by_n_rows(results) if r["regime"] == "text_only"]
+    assert rows == [{"start": "recipe (RoPE)", "regime": "text_only", "N": 9, "accuracy": pytest.approx(0.8)}]
+    assert K.by_n_chart(results).to_dict()["facet"]["column"]["field"] == "start"

@@ -110,9 +110,10 @@ def headline_rows(results_dir=None) -> list[dict]:
         suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
         before = D._read(root / f"training_{start}.json") or {}
         cells.setdefault((suffix, "text_only"), {})[r["seed"]] = {
-            "id_accuracy": before.get("id_accuracy"), "ood_accuracy": before.get("ood_accuracy"), "image_id_accuracy": None}
+            "id_accuracy": before.get("id_accuracy"), "ood_accuracy": before.get("ood_accuracy"), "image_id_accuracy": None,
+            "accuracy_by_n": before.get("accuracy_by_n") or {}}
         cells.setdefault((suffix, RECIPE_REGIME[r["recipe"]]), {})[r["seed"]] = {
-            k: r.get(k) for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy")}
+            k: r.get(k) for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy", "accuracy_by_n")}
     order = list(STARTS)
     keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1])))
     return [{"start": STARTS.get(k[0], k[0].lstrip("_")), "suffix": k[0], "regime": k[1],
@@ -168,3 +169,56 @@ def correction_sentence(results_dir=None) -> str:
                      f"from {signed(s['binding_score_before'])} ({s['mechanism_before']}) to "
                      f"{signed(s['binding_score_after'])} ({s['mechanism_after']}).")
     return " ".join(parts) if parts else "No correction-test runs yet."
+
+
+PAPER_ORDER = ("text_only", "noise_text", "image_text", "noise_image_text")  # the paper's OOD, low to high
+
+
+def headline_verdict(results_dir=None) -> str:
+    """Per start, one sentence: does images-over-text hold against both text rows, and does the paper's
+    whole ordering (text < noise text < image < image + noise) hold for our means?"""
+    means: dict[str, dict[str, float]] = {}
+    for h in headline_rows(results_dir):
+        means.setdefault(h["start"], {})[h["regime"]] = D.mean(r["ood_accuracy"] for r in h["runs"])
+    out = []
+    for start, m in means.items():
+        if "image_text" not in m:
+            continue
+        controls = [r for r in ("text_only", "text_only_matched") if r in m]
+        above = all(m["image_text"] > m[r] for r in controls)
+        said = ", ".join(f"{r} {pct(m[r])}" for r in controls)
+        rows = [r for r in PAPER_ORDER if r in m]
+        order = ("the paper's full ordering cannot be checked (rows missing: "
+                 + ", ".join(r for r in PAPER_ORDER if r not in m) + ")") if len(rows) < len(PAPER_ORDER) else \
+            ("the paper's ordering holds" if all(m[a] < m[b] for a, b in zip(rows, rows[1:]))
+             else "the paper's ordering does not hold")
+        out.append(f"From {start}, image_text reaches {pct(m['image_text'])} text OOD against {said}: images "
+                   f"{'lift' if above else 'do not lift'} text OOD above the text "
+                   f"row{'s' if len(controls) > 1 else ''}, and {order}.")
+    return " ".join(out) if out else "No learning image-stage runs yet."
+
+
+def by_n_rows(results_dir=None) -> list[dict]:
+    """Text accuracy per number of objects, mean over seeds, per start and regime (pre-aggregated for the chart)."""
+    rows = []
+    for h in headline_rows(results_dir):
+        ns = sorted({int(n) for r in h["runs"] for n in (r.get("accuracy_by_n") or {})})
+        for n in ns:
+            rows.append({"start": h["start"], "regime": h["regime"], "N": n,
+                         "accuracy": D.mean((r.get("accuracy_by_n") or {}).get(str(n)) for r in h["runs"])})
+    return rows
+
+
+def by_n_chart(results_dir=None, id_max: int = 8):
+    """One panel per start: text accuracy by N for the text model and each continuation of it."""
+    import altair as alt
+
+    base = alt.Chart().encode(x=alt.X("N:Q", title="N (objects)"),
+                              y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+                              color=alt.Color("regime:N", sort=list(REGIME_ORDER)),
+                              tooltip=["start:N", "regime:N", "N:Q", alt.Tooltip("accuracy:Q", format=".3f")])
+    edge = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(id_max + 0.5))
+    return (alt.layer(base.mark_line(point=True), edge, data=alt.Data(values=by_n_rows(results_dir)))
+            .properties(width=240, height=200)
+            .facet(column=alt.Column("start:N", title=None, sort=list(STARTS.values())),
+                   title="Text accuracy by number of objects, before and after (dashed: edge of training)"))
