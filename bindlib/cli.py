@@ -61,7 +61,7 @@ ARM_ARGS = (
 )
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
-                    "bench-image", "image-stage", "encoder-ceiling", "pretrained")
+                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained")
 
 
 def build_parser(description: str) -> Parser:
@@ -181,6 +181,9 @@ def build_parser(description: str) -> Parser:
     from .imagestage import add_commands
 
     add_commands(sub)  # bench-image, image-stage, encoder-ceiling (each with its own handler)
+    from .expand import add_command as add_expand_command
+
+    add_expand_command(sub)  # expand-vocab
     from .pretrained.runs import add_parser as add_pretrained_parser
 
     add_pretrained_parser(sub)  # chapter 8: a pretrained LLM/VLM pair

@@ -282,7 +282,7 @@ def _extras(parts, hop_head) -> dict:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
-          log=print, with_parts: bool = False):
+          log=print, with_parts: bool = False, init_model: Transformer | None = None):
     """Train a model; return it with its history (one dict per evaluation), and with
     ``with_parts`` also its ImageParts (None for text-only configs).
 
@@ -293,7 +293,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     task = cfg.task_config()
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model_config()).to(device)
-    if cfg.init_from:
+    if init_model is not None:  # weights prepared by the caller (bindlib.expand: a grown vocabulary)
+        model.load_state_dict(init_model.state_dict())
+    elif cfg.init_from:
         start, _ = io.load_checkpoint(io.REPO_ROOT / cfg.init_from, device=device, expect=cfg.model_config().to_dict())
         model.load_state_dict(start.state_dict())
     parts = build_image_parts(cfg, model, device)

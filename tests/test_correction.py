@@ -106,3 +106,12 @@ def test_by_n_rows_average_seeds_per_start_and_regime(results):
     rows = [r for r in K.by_n_rows(results) if r["regime"] == "text_only"]
     assert rows == [{"start": "recipe (RoPE)", "regime": "text_only", "N": 9, "accuracy": pytest.approx(0.8)}]
     assert K.by_n_chart(results).to_dict()["facet"]["column"]["field"] == "start"
+
+
+def test_recipe_lines_name_every_regime_once_with_matched_steps():
+    lines = K.recipe_lines()
+    assert [line.split(" ")[0].rstrip(":") for line in lines] == list(K.REGIME_ORDER)
+    matched = next(line for line in lines if line.startswith("text_only_matched"))
+    image = next(line for line in lines if line.startswith("image_text"))
+    assert "text 4000 steps (text)" in matched and "image 4000 steps (80% image / 20% text, grounding)" in image
+    assert "noise" in next(line for line in lines if line.startswith("noise_text"))

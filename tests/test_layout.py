@@ -13,6 +13,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
     6  train
     7  recipes                       the recipes, regimes and the headline table
        migrate                       bringing committed files up to the current format
+       expand                        vocabulary expansion, the curriculum's last stage
   7.5  imagestage                    image-stage recipes (levers), their runs, image throughput
     8  interp.pairs, interp.toy
     9  interp.patching, interp.knockouts, interp.probes, interp.results
@@ -26,6 +27,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
  10.5  book.control_data             the controls' results files as numbers (read by book.findings too)
    11  book.findings, book.figures, book.placement, book.student
  13.5  book.controls                 the controls' and image levers' tables and charts
+       book.correction               the correction test and the learning headline table
    14  book.scenes, book.interp_plots, book.pretrained
    14  cli                           the command line's parser
    15  book.interp_findings          the mechanism chapters' tables (uses book.interp_plots)
@@ -43,13 +45,13 @@ FLOORS = {
     "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
     "vision.multimodal": 5, "vision.pretrain": 5, "vision.featurepool": 5.5, "train": 6, "recipes": 7, "migrate": 7,
-    "imagestage": 7.5,
+    "imagestage": 7.5, "expand": 7,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
     "interp.results": 9, "interp.runs": 10, "interp": 10,
     "cli": 14,
     "pretrained.prompts": 9, "pretrained.models": 9, "pretrained.tiny": 10, "pretrained.run": 10,
     "pretrained.results": 10, "pretrained.runs": 11, "pretrained": 12, "book.pretrained": 14,
-    "book.checks": 10, "book.control_data": 10.5, "book.controls": 13.5, "book.exercises": 11, "book.findings": 11, "book.figures": 11, "book.placement": 11,
+    "book.checks": 10, "book.control_data": 10.5, "book.controls": 13.5, "book.correction": 13.5, "book.exercises": 11, "book.findings": 11, "book.figures": 11, "book.placement": 11,
     "book.student": 11, "book.offline": 11, "book.pictures": 11, "book.text": 11, "book.widgets": 12,
     "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
     "book.interp_findings": 15, "__main__": 16, "": 0, "vision": 0, "book": 0,

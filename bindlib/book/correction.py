@@ -98,6 +98,21 @@ REGIME_ORDER = ("text_only", "text_only_matched", "noise_text", "image_text", "n
 RECIPE_REGIME = {**REGIME_OF_RECIPE, "text_matched": "text_only_matched", "noise_text_matched": "noise_text"}
 
 
+def recipe_lines(image_steps: int = IMAGE_STEPS, mix_steps: int = 400) -> list[str]:
+    """What each regime of the learning table adds to its text model: the stages of its recipe."""
+    from ..imagestage import image_recipe_stages
+
+    lines = ["text_only: the text recipe only (chapter 2)"]
+    for recipe, regime in sorted(RECIPE_REGIME.items(), key=lambda kv: REGIME_ORDER.index(kv[1])):
+        parts = []
+        for st in image_recipe_stages(recipe, image_steps, mix_steps):
+            what = "image" if st.image == 1 else (f"{st.image:.0%} image / {1 - st.image:.0%} text" if st.image else "text")
+            extras = [x for x, on in (("noise", st.noise), ("grounding", st.grounding > 0)) if on]
+            parts.append(f"{st.name} {st.steps} steps ({what}{', ' + ' + '.join(extras) if extras else ''})")
+        lines.append(f"{regime} (recipe {recipe}): " + " -> ".join(parts))
+    return lines
+
+
 def headline_rows(results_dir=None) -> list[dict]:
     """Per start and regime, one entry per seed: the text model itself (text_only, from its training file)
     and every run of the learning recipe's budget that continued it (image, noise, compute-matched text)."""
