@@ -91,10 +91,20 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
     start = init_from or str(checkpoint_dir("text_only", seed, "cpu"))
     pos = start_pos_encoding(start)
     return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
+                       declared_share=start_train_setting(start, "declared_share", 0.0),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
                        init_from=start, vision=vision, seed=seed, device=device, cpu_bf16=True,
                        model={"pos_encoding": pos} if pos != "rope" else None)
+
+
+def start_train_setting(init_from: str, key: str, default):
+    """A training setting of the checkpoint an image recipe continues (its text distribution carries over:
+    a shortcut-dial model keeps its share of declared-order text prompts; images have no declaration order)."""
+    meta_file = io.REPO_ROOT / init_from / "model.json"
+    if not meta_file.exists():
+        return default
+    return (io.read_checkpoint_meta(meta_file.parent).get("train_config") or {}).get(key, default)
 
 
 def start_pos_encoding(init_from: str) -> str:

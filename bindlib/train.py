@@ -268,9 +268,11 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
 
 
 @torch.no_grad()
-def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, device, n_range=None) -> float:
+def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, device, n_range=None,
+                   declared_share: float = 0.0) -> float:
     model.eval()
-    b = sample_batch(task, size, seed, n=n_range or task.id_range, query_kind=kind, device=device)
+    b = sample_batch(task, size, seed, n=n_range or task.id_range, query_kind=kind, device=device,
+                     declared_share=declared_share)
     acc = (answer_logits(model, b).argmax(-1) == b.target).float().mean().item()
     model.train()
     return acc
@@ -351,8 +353,12 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
                                                                               min(cfg.eval_size, 256), device=device), 4)
             if stage.n_range is not None:  # progress inside a curriculum stage
                 rec["acc_stage_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 20_000, device,
-                                                                n_range=stage.n_range), 4)
+                                                                n_range=stage.n_range,
+                                                                declared_share=cfg.declared_share), 4)
             main = rec["acc_two_hop"]
+            if cfg.declared_share > 0:  # the shortcut dial: "ID" is the training distribution, not shuffled prompts
+                rec["acc_train_two_hop"] = main = round(quick_accuracy(
+                    model, task, "two_hop", cfg.eval_size, 10_000, device, declared_share=cfg.declared_share), 4)
             is_last = stage_idx == len(cfg.stages) - 1
             if cfg.early_stop is not None and is_last and main >= cfg.early_stop:
                 rec["stopped"] = "early_stop"

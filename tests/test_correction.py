@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bindlib.book import correction as K
+from bindlib.book import control_data as D, correction as K
 
 
 def write(folder, name, record):
@@ -75,7 +75,7 @@ def test_summary_and_sentence_name_the_shift(results):
 
 
 def test_headline_table_has_the_text_control_beside_the_image_row(results):
-    heads = {(h["start"], h["regime"]): h for h in K.headline_rows(results)}
+    heads = {(h["start"], h["regime"]): h for h in D.headline_rows(results)}
     assert heads[("learned positions", "text_only")]["runs"][0]["ood_accuracy"] == 0.25
     assert heads[("learned positions", "text_only_matched")]["runs"][0]["ood_accuracy"] == 0.30
     assert heads[("learned positions", "image_text")]["runs"][0]["ood_accuracy"] == 0.60

@@ -42,3 +42,15 @@ def test_a_text_control_runs_end_to_end_without_image_parts(tmp_path, monkeypatc
     assert name == "imagestage_text_matched_cpu_s0_img3" and rec["regime"] == "text_only_matched"
     assert rec["image_id_accuracy"] is None and rec["steps"] == 5 and "image_id_accuracy" not in rec["targets"]
     assert (tmp_path / "ckpt" / name / "model.json").exists()
+
+
+def test_the_image_stage_keeps_the_start_text_distribution(tmp_path, monkeypatch):
+    """A shortcut-dial start keeps its declared share in the image stage's text (and image) batches."""
+    from bindlib.imagestage import image_recipe_config
+    from bindlib.model import ModelConfig, Transformer
+
+    monkeypatch.setattr(io, "REPO_ROOT", tmp_path)
+    model = Transformer(ModelConfig(vocab_size=72, n_layers=1, d_model=16, n_heads=2, d_ff=32))
+    io.save_checkpoint(model, tmp_path / "ckpt", meta={"train_config": {"declared_share": 1.0}})
+    assert image_recipe_config("replay", 0, init_from="ckpt").declared_share == 1.0
+    assert image_recipe_config("replay", 0, init_from="missing").declared_share == 0.0

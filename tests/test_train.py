@@ -395,3 +395,20 @@ def test_model_overrides_name_only_model_config_fields():
     assert cfg.model_config().n_layers == 2 and cfg.model_config().d_model == T.PROFILES["cpu"]["d_model"]
     learned = cfg.model.replace(pos_encoding="learned")
     assert learned.to_dict() == {"n_layers": 2, "pos_encoding": "learned"} and cfg.model.to_dict() == {"n_layers": 2}
+
+
+def test_the_shortcut_dial_logs_and_stops_on_its_training_distribution(monkeypatch):
+    """At declared share p > 0 the ID accuracy that decides early stopping is measured on prompts drawn like
+    the training prompts (acc_train_two_hop); acc_two_hop stays the shuffled-order one."""
+    seen = []
+
+    def fake(model, task, kind, size, seed, device, n_range=None, declared_share=0.0):
+        seen.append(declared_share)
+        return 1.0 if declared_share > 0 else 0.25
+
+    monkeypatch.setattr(T, "quick_accuracy", fake)
+    _, history, _ = quiet_train(tiny_cfg(declared_share=1.0, stages=[Stage("two_hop", 6)], eval_every=2, early_stop=0.99))
+    assert history[0]["acc_train_two_hop"] == 1.0 and history[0]["acc_two_hop"] == 0.25
+    assert history[-1]["stopped"] == "early_stop" and history[-1]["step"] == 2 and 1.0 in seen
+    _, plain, _ = quiet_train(tiny_cfg(stages=[Stage("two_hop", 4)], eval_every=2, early_stop=0.99))
+    assert "acc_train_two_hop" not in plain[-1] and "stopped" not in plain[-1]

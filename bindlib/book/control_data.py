@@ -215,3 +215,36 @@ def control_claims(results_dir=None) -> list[tuple[str, str, str]]:
     rows.append(("Without a hop-specific aid, two-hop training stays at chance (our claim).", result, verdict))
     return rows
 
+
+
+# ---------------------------------------------------------------- the image stage that learns (chapter 4, 9)
+IMAGE_STEPS = 4000  # the image-stage budget that meets both targets (chapter 4's lever table)
+STARTS = {"": "recipe (RoPE)", "_hopslot_decl100": "shortcut dial p=1, slot target",
+          "_learnedpos": "learned positions"}
+REGIME_OF_RECIPE = {"replay": "image_text", "noise_replay": "noise_image_text"}
+REGIME_ORDER = ("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text")
+RECIPE_REGIME = {**REGIME_OF_RECIPE, "text_matched": "text_only_matched", "noise_text_matched": "noise_text"}
+
+
+def headline_rows(results_dir=None) -> list[dict]:
+    """Per start and regime, one entry per seed: the text model itself (text_only, from its training file)
+    and every run of the learning recipe's budget that continued it (image, noise, compute-matched text)."""
+    root = _dir(results_dir)
+    cells: dict[tuple, dict[int, dict]] = {}
+    for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
+        if r["recipe"] not in RECIPE_REGIME:
+            continue
+        start = Path(r["init_from"]).name
+        suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
+        before = _read(root / f"training_{start}.json") or {}
+        cells.setdefault((suffix, "text_only"), {})[r["seed"]] = {
+            "id_accuracy": before.get("id_accuracy"), "ood_accuracy": before.get("ood_accuracy"), "image_id_accuracy": None,
+            "accuracy_by_n": before.get("accuracy_by_n") or {}}
+        cells.setdefault((suffix, RECIPE_REGIME[r["recipe"]]), {})[r["seed"]] = {
+            k: r.get(k) for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy", "accuracy_by_n")}
+    order = list(STARTS)
+    keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1])))
+    return [{"start": STARTS.get(k[0], k[0].lstrip("_")), "suffix": k[0], "regime": k[1],
+             "seeds": sorted(cells[k]), "runs": [cells[k][s] for s in sorted(cells[k])]} for k in keys]
+
+

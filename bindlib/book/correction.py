@@ -26,10 +26,7 @@ from ..profiles import OOD_ACCURACY
 from . import control_data as D
 from .findings import mechanism, pct, signed, table
 
-IMAGE_STEPS = 4000  # the image-stage budget that meets both targets (chapter 4's lever table)
-STARTS = {"": "recipe (RoPE)", "_hopslot_decl100": "shortcut dial p=1, slot target",
-          "_learnedpos": "learned positions"}
-REGIME_OF_RECIPE = {"replay": "image_text", "noise_replay": "noise_image_text"}
+from .control_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_OF_RECIPE, REGIME_ORDER, STARTS  # noqa: F401
 
 
 def _interchange(root: Path, name: str) -> dict:
@@ -94,8 +91,6 @@ def _group(rows: list[dict]) -> dict[tuple, list[dict]]:
     return out
 
 
-REGIME_ORDER = ("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text")
-RECIPE_REGIME = {**REGIME_OF_RECIPE, "text_matched": "text_only_matched", "noise_text_matched": "noise_text"}
 
 
 def recipe_lines(image_steps: int = IMAGE_STEPS, mix_steps: int = 400) -> list[str]:
@@ -113,33 +108,11 @@ def recipe_lines(image_steps: int = IMAGE_STEPS, mix_steps: int = 400) -> list[s
     return lines
 
 
-def headline_rows(results_dir=None) -> list[dict]:
-    """Per start and regime, one entry per seed: the text model itself (text_only, from its training file)
-    and every run of the learning recipe's budget that continued it (image, noise, compute-matched text)."""
-    root = D._dir(results_dir)
-    cells: dict[tuple, dict[int, dict]] = {}
-    for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
-        if r["recipe"] not in RECIPE_REGIME:
-            continue
-        start = Path(r["init_from"]).name
-        suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
-        before = D._read(root / f"training_{start}.json") or {}
-        cells.setdefault((suffix, "text_only"), {})[r["seed"]] = {
-            "id_accuracy": before.get("id_accuracy"), "ood_accuracy": before.get("ood_accuracy"), "image_id_accuracy": None,
-            "accuracy_by_n": before.get("accuracy_by_n") or {}}
-        cells.setdefault((suffix, RECIPE_REGIME[r["recipe"]]), {})[r["seed"]] = {
-            k: r.get(k) for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy", "accuracy_by_n")}
-    order = list(STARTS)
-    keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1])))
-    return [{"start": STARTS.get(k[0], k[0].lstrip("_")), "suffix": k[0], "regime": k[1],
-             "seeds": sorted(cells[k]), "runs": [cells[k][s] for s in sorted(cells[k])]} for k in keys]
-
-
 def learning_headline_table(results_dir=None) -> pd.DataFrame:
     """The headline table with the image stage that learns: text OOD per start and regime (mean ± sd over
     seeds), text and image ID, beside the paper's OOD numbers (its noise rows from secondary summaries)."""
     rows = []
-    for h in headline_rows(results_dir):
+    for h in D.headline_rows(results_dir):
         paper = OOD_ACCURACY.get(h["regime"])
         img = [r["image_id_accuracy"] for r in h["runs"] if r["image_id_accuracy"] is not None]
         rows.append({"text model": h["start"], "regime": h["regime"], "seeds": ", ".join(map(str, h["seeds"])),
@@ -193,7 +166,7 @@ def headline_verdict(results_dir=None) -> str:
     """Per start, one sentence: does images-over-text hold against both text rows, and does the paper's
     whole ordering (text < noise text < image < image + noise) hold for our means?"""
     means: dict[str, dict[str, float]] = {}
-    for h in headline_rows(results_dir):
+    for h in D.headline_rows(results_dir):
         means.setdefault(h["start"], {})[h["regime"]] = D.mean(r["ood_accuracy"] for r in h["runs"])
     out = []
     for start, m in means.items():
@@ -216,7 +189,7 @@ def headline_verdict(results_dir=None) -> str:
 def by_n_rows(results_dir=None) -> list[dict]:
     """Text accuracy per number of objects, mean over seeds, per start and regime (pre-aggregated for the chart)."""
     rows = []
-    for h in headline_rows(results_dir):
+    for h in D.headline_rows(results_dir):
         ns = sorted({int(n) for r in h["runs"] for n in (r.get("accuracy_by_n") or {})})
         for n in ns:
             rows.append({"start": h["start"], "regime": h["regime"], "N": n,
