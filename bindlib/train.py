@@ -269,10 +269,13 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
 
 @torch.no_grad()
 def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, device, n_range=None,
-                   declared_share: float = 0.0) -> float:
+                   declared_share: float = 0.0, noise_width: int | None = None) -> float:
+    """Accuracy on fresh prompts of one query kind (with ``noise_width``: noised to that context width)."""
     model.eval()
     b = sample_batch(task, size, seed, n=n_range or task.id_range, query_kind=kind, device=device,
                      declared_share=declared_share)
+    if noise_width:
+        b = add_noise(b, noise_width, seed=seed + 1)
     acc = (answer_logits(model, b).argmax(-1) == b.target).float().mean().item()
     model.train()
     return acc
@@ -355,6 +358,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
                 rec["acc_stage_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 20_000, device,
                                                                 n_range=stage.n_range,
                                                                 declared_share=cfg.declared_share), 4)
+            if stage.noise:  # the noised task itself, beside the clean text above
+                rec["acc_noise_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 10_000, device,
+                                                                noise_width=cfg.noise_width), 4)
             main = rec["acc_two_hop"]
             if cfg.declared_share > 0:  # the shortcut dial: "ID" is the training distribution, not shuffled prompts
                 rec["acc_train_two_hop"] = main = round(quick_accuracy(

@@ -412,3 +412,10 @@ def test_the_shortcut_dial_logs_and_stops_on_its_training_distribution(monkeypat
     assert history[-1]["stopped"] == "early_stop" and history[-1]["step"] == 2 and 1.0 in seen
     _, plain, _ = quiet_train(tiny_cfg(stages=[Stage("two_hop", 4)], eval_every=2, early_stop=0.99))
     assert "acc_train_two_hop" not in plain[-1] and "stopped" not in plain[-1]
+
+
+def test_noise_stages_log_the_noised_task_too():
+    _, history, _ = quiet_train(tiny_cfg(stages=[Stage("noise", 4, noise=True)], eval_every=2))
+    assert 0.0 <= history[-1]["acc_noise_two_hop"] <= 1.0
+    _, plain, _ = quiet_train(tiny_cfg(stages=[Stage("two_hop", 2)], eval_every=2))
+    assert "acc_noise_two_hop" not in plain[-1]
