@@ -115,3 +115,14 @@ def test_recipe_lines_name_every_regime_once_with_matched_steps():
     image = next(line for line in lines if line.startswith("image_text"))
     assert "text 4000 steps (text)" in matched and "image 4000 steps (80% image / 20% text, grounding)" in image
     assert "noise" in next(line for line in lines if line.startswith("noise_text"))
+
+
+def test_positions_sentence_uses_the_measured_shift_nearest_to_the_image_block(results):
+    for suffix, acc in (("", 0.99), ("_learnedpos", 0.2)):
+        (results / f"interchange_text_only_cpu_s0{suffix}.json").write_text(json.dumps(
+            {**interchange(1.0, 0.0), "seed": 0, "variant": suffix or None}))
+        (results / f"position_shift_text_only_cpu_s0{suffix}.json").write_text(json.dumps(
+            {"shifts": {"0": {"id_accuracy": 1.0}, "8": {"id_accuracy": 0.9}, "32": {"id_accuracy": acc}}}))
+    sentence = K.positions_sentence(results)
+    assert "at least 33 positions further" in sentence
+    assert "with learned positions, 100.0% unshifted and 20.0% with every position id moved up by 32" in sentence

@@ -210,3 +210,26 @@ def by_n_chart(results_dir=None, id_max: int = 8):
             .properties(width=240, height=200)
             .facet(column=alt.Column("start:N", title=None, sort=list(STARTS.values())),
                    title="Text accuracy by number of objects, before and after (dashed: edge of training)"))
+
+
+def positions_sentence(results_dir=None) -> str:
+    """Why a learned-position model meets image prompts at positions it never trained: how far the image
+    block moves the association lines, and what a position shift of that size does to each encoding."""
+    from ..profiles import image_token_count
+    from ..task import TaskConfig, prompt_length
+
+    task = TaskConfig()
+    text_end = prompt_length(task.id_range[1])  # the longest ID text prompt
+    moved = image_token_count("cpu") - 2 * task.id_range[1]  # how far the image block pushes the associations (N=8: least)
+    shifts = {}
+    for suffix, label in (("", "rotary positions"), ("_learnedpos", "learned positions")):
+        rows = [r for r in D.arm_rows(suffix, results_dir) if r["shift"]]
+        ks = sorted({k for r in rows for k in r["shift"]})
+        k = min(ks, key=lambda x: abs(x - moved)) if ks else None  # the measured shift nearest to it
+        if k is not None:
+            shifts[label] = (k, D.mean(r["shift"].get(k) for r in rows), D.mean(r["shift"].get(0) for r in rows))
+    said = "; ".join(f"with {label}, {pct(a0)} unshifted and {pct(ak)} with every position id moved up by {k}"
+                     for label, (k, ak, a0) in shifts.items())
+    return (f"Text prompts of the training range end by position {text_end - 1}, but the {image_token_count('cpu')} "
+            f"image tokens push an image prompt's association lines and query at least {moved} positions further. "
+            f"Text ID accuracy of the text models: {said}." if said else "No position-shift measurements yet.")
