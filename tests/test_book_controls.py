@@ -140,6 +140,10 @@ def test_lever_table_recomputes_the_targets(tmp_path):
     write(tmp_path, "imagestage_both.json", lever("both", 0.9, 0.97))
     assert C.lever_sentence(tmp_path).startswith("1 of 3")
     assert "1 of 3 image-stage runs" in C.missing_table(tmp_path).iloc[1, 0]
+    other = {**lever("replay", 0.25, 1.0), "init_from": "data/checkpoints/text_only_cpu_s0_learnedpos"}
+    write(tmp_path, "imagestage_replay_from_lp.json", other)
+    assert len(C.lever_table(tmp_path)) == 3  # the recipe's text models only
+    assert list(C.lever_table(tmp_path, start="_learnedpos").index) == ["replay 300 s0"]
 
 
 def test_ceiling_throughput_and_headline_image_rows(tmp_path):

@@ -126,3 +126,10 @@ def test_positions_sentence_uses_the_measured_shift_nearest_to_the_image_block(r
     sentence = K.positions_sentence(results)
     assert "at least 33 positions further" in sentence
     assert "with learned positions, 100.0% unshifted and 20.0% with every position id moved up by 32" in sentence
+
+
+def test_an_image_stage_that_missed_its_targets_is_no_row(results):
+    name, rec = image_run("replay", 1, "text_only_cpu_s1_learnedpos", ood=0.2, image_id=0.25)
+    write(results, name, {**rec, "meets_targets": False})
+    assert [r["seed"] for r in K.correction_rows(results) if r["start"] == "learned positions"] == [0]
+    assert D.headline_rows(results)[-1]["seeds"] == [0]

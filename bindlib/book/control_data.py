@@ -149,12 +149,21 @@ def _lever(stages: list[dict]) -> str:
     return " -> ".join(parts)
 
 
-def image_levers(results_dir=None) -> list[dict]:
-    """One row per image-stage recipe run (``imagestage_*.json``): recipe, seed, encoder, what it does,
-    image ID, text ID and OOD, and whether it meets both targets (from the file's own targets)."""
+def start_suffix(record: dict) -> str:
+    """Which text model an image-stage run continued, as its name's suffix ("" the recipe's, "_learnedpos", ...)."""
+    name = Path(record.get("init_from") or f"text_only_{PROFILE}_s{record['seed']}").name
+    return name[len(f"text_only_{PROFILE}_s{record['seed']}"):]
+
+
+def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
+    """One row per image-stage recipe run (``imagestage_*.json``) from the text models named by ``start``
+    (the suffix: "" the recipe's, "_learnedpos", ...; None: every start): recipe, seed, encoder, what it
+    does, image ID, text ID and OOD, and whether it meets both targets (from the file's own targets)."""
     rows = []
     for r in io.load_results("imagestage_*.json", _dir(results_dir), kind="image_recipe"):
         if r.get("image_id_accuracy") is None:  # a compute-matched text control, not an image lever
+            continue
+        if start is not None and start_suffix(r) != start:
             continue
         t = r.get("targets") or {"image_id_accuracy": 0.85, "id_accuracy": 0.95}
         rows.append({"recipe": r["recipe"], "seed": r["seed"], "encoder": r["encoder"],
@@ -232,7 +241,7 @@ def headline_rows(results_dir=None) -> list[dict]:
     root = _dir(results_dir)
     cells: dict[tuple, dict[int, dict]] = {}
     for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
-        if r["recipe"] not in RECIPE_REGIME:
+        if r["recipe"] not in RECIPE_REGIME or not r.get("meets_targets"):  # a stage that did not learn is no row
             continue
         start = Path(r["init_from"]).name
         suffix = start[len(f"text_only_cpu_s{r['seed']}"):]

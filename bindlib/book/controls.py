@@ -190,9 +190,10 @@ def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
 
 
 # ---------------------------------------------------------------- chapter 4: the image-stage levers
-def lever_table(results_dir=None) -> pd.DataFrame:
-    """One row per image-stage recipe run: what it does, image ID, text ID and OOD, targets met."""
-    rows = D.image_levers(results_dir)
+def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
+    """One row per image-stage recipe run from the ``start`` text models: what it does, image ID, text ID
+    and OOD, targets met."""
+    rows = D.image_levers(results_dir, start)
     return table([{"recipe": f"{r['recipe']} {r['image_steps']} s{r['seed']}", "what it does": r["lever"],
                    "image ID": pct(r["image_id_accuracy"]), "text ID": pct(r["id_accuracy"]),
                    "text OOD": pct(r["ood_accuracy"]), "meets both targets": "yes" if r["meets_targets"] else "no"}

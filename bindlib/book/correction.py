@@ -47,7 +47,7 @@ def correction_rows(results_dir=None) -> list[dict]:
     root = D._dir(results_dir)
     rows = []
     for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
-        if r["recipe"] not in REGIME_OF_RECIPE:
+        if r["recipe"] not in REGIME_OF_RECIPE or not r.get("meets_targets"):  # a stage that did not learn is no row
             continue
         start = Path(r["init_from"]).name
         suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
