@@ -80,14 +80,15 @@ def recipe_regime(recipe: str) -> str:
 
 def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
                         device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
-                        mix_steps: int = 600):
+                        mix_steps: int = 600, image_positions: str = "sequence"):
     from .vision.encoders import ENCODERS
 
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
     s = IMAGE_RECIPE_SETTINGS
     pool = s["pool_size"] if pool_size is None else pool_size
-    vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {})}
+    vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {}),
+              **({"image_positions": image_positions} if image_positions != "sequence" else {})}
     start = init_from or str(checkpoint_dir("text_only", seed, "cpu"))
     pos = start_pos_encoding(start)
     return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
@@ -117,25 +118,27 @@ def start_pos_encoding(init_from: str) -> str:
 
 
 def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
-                     start: str | None = None) -> str:
+                     start: str | None = None, image_positions: str = "sequence") -> str:
     text = recipe.endswith("text_matched")  # no encoder, no pool: neither changes a text run
     tag = f"{recipe}_cpu_s{seed}" if text else f"{recipe}_{encoder}_cpu_s{seed}_pool{pool_size}"
     if image_steps != 1500 and recipe != "short":
         tag += f"_img{image_steps}"
+    tag += "_ctxpos" if image_positions == "context" else ""
     return tag + (f"_from_{start}" if start else "")
 
 
 def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str, commit: str,
                      init_from: str | None = None, pool_size: int | None = None, image_steps: int = 1500,
                      mix_steps: int = 600, progress: bool = False, log=print, overwrite: bool = False,
-                     results: str | None = None) -> tuple[str, dict]:
+                     results: str | None = None, image_positions: str = "sequence") -> tuple[str, dict]:
     """Train one image recipe from a text checkpoint; return (name, results record) with the curve
     (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding."""
     t0 = time.time()
-    cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps)
+    cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps,
+                              image_positions)
     pool = cfg.vision.pool_size
     start = Path(init_from).name if init_from else None
-    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start)
+    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start, image_positions)
     final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
     for path in (final, io.RESULTS_DIR / f"{results or 'imagestage_' + tag}.json"):  # before any work
         io.refuse_overwrite(path, overwrite)
@@ -249,6 +252,7 @@ def cmd_image_stage(args, command: str, device) -> int:
     commit = io.git_commit()
     name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, command, commit,
                                     init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
+                                    image_positions=args.image_positions,
                                     mix_steps=args.mix_steps, progress=not args.quiet, overwrite=args.overwrite,
                                     results=args.results)
     path = io.write_results(args.results or name, record)
@@ -301,6 +305,9 @@ def add_commands(sub) -> None:
     ist.add_argument("--device", default="cpu")
     ist.add_argument("--threads", type=int, default=1)
     ist.add_argument("--quiet", action="store_true")
+    ist.add_argument("--image-positions", default="sequence", choices=("sequence", "context"),
+                     help="position ids of image tokens: their sequence places (default), or those of the text context "
+                          "they replace, so the association lines keep their text positions (_ctxpos)")
 
     ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
     ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])

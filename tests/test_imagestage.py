@@ -54,3 +54,20 @@ def test_the_image_stage_keeps_the_start_text_distribution(tmp_path, monkeypatch
     io.save_checkpoint(model, tmp_path / "ckpt", meta={"train_config": {"declared_share": 1.0}})
     assert image_recipe_config("replay", 0, init_from="ckpt").declared_share == 1.0
     assert image_recipe_config("replay", 0, init_from="missing").declared_share == 0.0
+
+
+def test_context_image_positions_run_end_to_end_and_reload(tmp_path, monkeypatch):
+    from bindlib.imagestage import run_image_recipe
+    from bindlib.vision import featurepool
+    from bindlib.vision.multimodal import load_image_model
+
+    monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "ckpt")
+    monkeypatch.setattr(featurepool, "POOL_DIR", tmp_path / "pools")
+    monkeypatch.chdir(tmp_path)
+    name, rec = run_image_recipe("replay", 0, "project_cnn_grid", "cpu", "test", "0" * 40, pool_size=16,
+                                 init_from="data/checkpoints/text_only_cpu_s0_learnedpos", image_steps=2, mix_steps=1,
+                                 image_positions="context", log=lambda *a: None)
+    assert name.endswith("_img2_ctxpos_from_text_only_cpu_s0_learnedpos") and rec["steps"] == 3
+    assert rec["train_config"]["vision"]["image_positions"] == "context"
+    _, _, vision, _ = load_image_model(tmp_path / "ckpt" / name)
+    assert vision.positions == "context"

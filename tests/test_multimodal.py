@@ -309,3 +309,23 @@ def test_image_knockout_target_sets_and_identity():
     none = torch.zeros_like(image)
     torch.testing.assert_close(I.knockout(model, p.batch, none, [0, 1], inputs=inputs), clean, rtol=0, atol=0)
     assert (I.knockout(model, p.batch, image, [0, 1], inputs=inputs) - clean).abs().max() > 1e-4
+
+
+def test_context_positions_keep_the_text_positions_after_the_image():
+    """With image positions 'context' the image block spreads over the 2N context positions it replaces,
+    so the association lines and the query keep the position ids they have in the text prompt."""
+    from bindlib.task import TaskConfig, sample_batch
+    from bindlib.vision.multimodal import relayout_context
+
+    text = sample_batch(TaskConfig(), 6, seed=3, n=(2, 8))
+    img = relayout_context(text, 49, "image", positions="context")
+    seq = relayout_context(text, 49, "image")
+    for b in range(6):
+        q_text, q_img = int(text.query_pos[b]), int(img.query_pos[b])
+        assert int(img.position_ids[b, q_img]) == int(text.position_ids[b, q_text])  # the query keeps its id
+        assert int(seq.position_ids[b, q_img]) == q_img  # sequence ids move with the image block
+        n2 = 2 * int(text.n_objects[b])
+        block = img.position_ids[b, 1:50]
+        assert int(block.min()) == 1 and int(block.max()) == n2 and bool((block.diff() >= 0).all())
+    with pytest.raises(ValueError, match="'context' for image mode only"):
+        relayout_context(text, 49, "noise", positions="context")

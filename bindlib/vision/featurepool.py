@@ -50,6 +50,7 @@ class FeaturePool:
     object_patches: torch.Tensor  # [P, Nmax, T] bool
     key: str
     seed: int
+    positions: str = "sequence"  # the image tokens' position ids (vision.multimodal.relayout_context)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -84,7 +85,7 @@ class FeaturePool:
         b = build_prompts(voc, colors, shapes, items, line_of, q_slot, n, 0, query_kind,
                           {"split": "id", "n_range": tuple(task.id_range), "association_order": "shuffled"})
         T = self.features.shape[1]
-        img = relayout_context(b, T, "image").to(device)
+        img = relayout_context(b, T, "image", positions=self.positions).to(device)
         return ImagePrompts(img, self.features[idx].to(device, torch.float32), self.object_patches[idx].to(device),
                             _context_start(b))
 
@@ -113,7 +114,9 @@ def pool_for(vision, settings, task) -> FeaturePool | None:
     """The pool a TrainConfig's ``vision`` settings (a VisionConfig) ask for, or None."""
     if not settings.pool_size:
         return None
-    return load_or_build_pool(vision, task, int(settings.pool_size), int(settings.pool_seed))
+    pool = load_or_build_pool(vision, task, int(settings.pool_size), int(settings.pool_seed))
+    pool.positions = settings.image_positions  # not part of the stored features: a choice of how to lay them out
+    return pool
 
 
 @dataclass
@@ -132,7 +135,7 @@ def build_image_parts(cfg, model, device) -> ImageParts | None:
 
     if not cfg.uses_images:
         return None
-    vision = Vision.for_profile(cfg.vision.encoder, cfg.vision.profile or cfg.profile)
+    vision = Vision.for_profile(cfg.vision.encoder, cfg.vision.profile or cfg.profile, cfg.vision.image_positions)
     vision.encoder.to(device)
     torch.manual_seed(cfg.seed + 17)
     adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)

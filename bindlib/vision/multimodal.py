@@ -34,6 +34,9 @@ from . import encoders
 from .render import RenderConfig, patch_grid, render_batch
 
 
+IMAGE_POSITIONS = ("sequence", "context")  # how image tokens take position ids (relayout_context)
+
+
 @dataclass(frozen=True)
 class VisionConfig:
     """What image and noise stages need, in one place: the frozen encoder (a name from
@@ -46,6 +49,9 @@ class VisionConfig:
     noise_width: int | None = None
     pool_size: int = 0  # > 0: image steps draw from this many precomputed scenes (vision.featurepool)
     pool_seed: int = 0
+    image_positions: str = field(default="sequence", metadata={
+        "choices": IMAGE_POSITIONS, "help": "position ids of image tokens: their sequence places, or the text "
+                                            "context's (everything after the image keeps its text positions)"})
 
     def __post_init__(self):
         if self.encoder is not None and self.encoder not in encoders.ENCODERS:
@@ -54,10 +60,14 @@ class VisionConfig:
             raise ValueError(f"unknown profile {self.profile!r}: allowed {tuple(VISION)}.")
         if self.noise_width is not None and self.noise_width < 1:
             raise ValueError(f"noise_width={self.noise_width} must be >= 1.")
+        if self.image_positions not in IMAGE_POSITIONS:
+            raise ValueError(f"image_positions {self.image_positions!r}: allowed {IMAGE_POSITIONS}.")
 
     def to_dict(self) -> dict:
         """Only what is set (pool fields when a pool is used), so earlier runs' saved configs compare equal."""
         d = {k: v for k, v in asdict(self).items() if v is not None}
+        if d["image_positions"] == "sequence":
+            d.pop("image_positions")
         if not self.pool_size:
             d.pop("pool_size"), d.pop("pool_seed")
         return d
@@ -68,14 +78,20 @@ def _context_start(batch: Batch) -> int:
     return 1 + int(batch.meta.get("offset", 0))
 
 
-def relayout_context(batch: Batch, width: int, mode: str, generator: torch.Generator | None = None) -> Batch:
+def relayout_context(batch: Batch, width: int, mode: str, generator: torch.Generator | None = None,
+                     positions: str = "sequence") -> Batch:
     """Replace each prompt's 2N context tokens by a block of ``width`` tokens (see module doc).
 
     mode='noise': real tokens keep their order at random slots of the block, NOISE elsewhere.
     mode='image': the block is IMG tokens; object token positions become -1.
+    positions (image mode): 'sequence' numbers every token by its place in the sequence; 'context' spreads
+    the image block over the position ids of the 2N context tokens it replaces, so everything after it
+    keeps the position ids of the text prompt (for learned absolute positions, chapter 4).
     """
     if mode not in ("noise", "image"):
         raise ValueError(f"unknown mode {mode!r}: allowed 'noise' and 'image'.")
+    if positions not in IMAGE_POSITIONS or (positions != "sequence" and mode != "image"):
+        raise ValueError(f"image positions {positions!r}: allowed {IMAGE_POSITIONS}, and 'context' for image mode only.")
     if batch.meta.get("relayout"):
         raise ValueError(f"this batch was already re-laid out ({batch.meta['relayout']}); start from a text batch.")
     dev = batch.tokens.device
@@ -123,8 +139,14 @@ def relayout_context(batch: Batch, width: int, mode: str, generator: torch.Gener
     obj_pos = {}
     for name in ("color_pos", "shape_pos"):
         obj_pos[name] = moved(getattr(batch, name)) if mode == "noise" else torch.full_like(batch.color_pos, -1)
+    position_ids = cols.expand(B, L_new).clone()
+    if positions == "context":
+        rel = cols[None, :] - ctx0[:, None] if torch.is_tensor(ctx0) else cols[None, :] - ctx0
+        inside = (rel >= 0) & (rel < width)
+        position_ids = torch.where(inside, position_ids - rel + rel.clamp(0, width - 1) * n2[:, None] // width,
+                                   torch.where(rel >= width, position_ids - shift[:, None], position_ids))
     out = Batch(
-        tokens=tokens, position_ids=cols.expand(B, L_new).clone(), key_mask=key_mask, query_pos=new_query_pos,
+        tokens=tokens, position_ids=position_ids, key_mask=key_mask, query_pos=new_query_pos,
         target=batch.target, n_objects=batch.n_objects, query_slot=batch.query_slot, query_kind=list(batch.query_kind),
         colors=batch.colors, shapes=batch.shapes, items=batch.items, **obj_pos,
         assoc_shape_pos=moved(batch.assoc_shape_pos), assoc_item_pos=moved(batch.assoc_item_pos),
@@ -184,17 +206,17 @@ class ImagePrompts:
 class Vision:
     """A frozen encoder and a render config: turns text batches into ImagePrompts."""
 
-    def __init__(self, encoder, render_cfg, patch: int | None = None):
-        self.encoder, self.render_cfg = encoder, render_cfg
+    def __init__(self, encoder, render_cfg, patch: int | None = None, positions: str = "sequence"):
+        self.encoder, self.render_cfg, self.positions = encoder, render_cfg, positions
         self.patch = patch or getattr(encoder, "patch", None) or VISION["cpu"]["patch"]
         self.n_tokens = (render_cfg.canvas_size // self.patch) ** 2
         self.seconds = 0.0  # time spent rendering + encoding (to show it does not dominate training)
 
     @classmethod
-    def for_profile(cls, encoder_name: str, profile: str = "cpu") -> "Vision":
+    def for_profile(cls, encoder_name: str, profile: str = "cpu", positions: str = "sequence") -> "Vision":
         p = VISION[profile]
         enc = encoders.profile_encoder(encoder_name, profile=profile)
-        return cls(enc, encoders.render_config(encoder_name, profile), p["patch"])
+        return cls(enc, encoders.render_config(encoder_name, profile), p["patch"], positions)
 
     @property
     def dim(self) -> int:
@@ -214,7 +236,7 @@ class Vision:
         for i, b in enumerate(boxes):
             for k, patches in enumerate(patch_grid(b, self.render_cfg.canvas_size, self.patch)):
                 obj[i, k, torch.as_tensor(patches)] = True
-        img_batch = relayout_context(batch, self.n_tokens, "image")
+        img_batch = relayout_context(batch, self.n_tokens, "image", positions=self.positions)
         self.seconds += time.time() - t0
         return ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch))
 
@@ -321,7 +343,8 @@ def load_image_model(path, device="cpu"):
     blob = read_verified(Path(path) / entry["file"], entry["sha256"], Path(path) / "model.json", "rerun the regime")
     adapter = ImageAdapter(entry["enc_dim"], entry["d_model"])
     adapter.load_state_dict(st_load(blob))
-    vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"))
+    positions = ((meta.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
+    vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"), positions)
     want = (meta.get("encoder_id"), meta.get("encoder_dim"))
     if want != (vision.encoder.weights_id, vision.dim):
         raise CheckpointError(f"{io.relpath(path)} was trained with encoder {meta['encoder']!r} = {want[0]} (dim {want[1]}), "
