@@ -147,7 +147,7 @@ def test_image_stage_needs_an_encoder():
 def test_curriculum_switches_from_image_to_mix(monkeypatch):
     import bindlib.vision.multimodal as MM
 
-    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu": tiny_vision()))
+    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu", positions="sequence": tiny_vision()))
     cfg = TrainConfig(model=dict(TINY_MODEL), batch_size=8, packed=True, early_stop=None, eval_every=3, eval_size=16,
                       warmup=2, vision={"encoder": "random_cnn"},
                       stages=[Stage("image", 3, {"two_hop": 1.0, "color_to_shape": 1.0}, image=1.0, grounding=1.0),
@@ -166,7 +166,7 @@ def test_grounding_switch_changes_the_loss(monkeypatch):
     import bindlib.vision.multimodal as MM
 
     vision = tiny_vision()
-    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu": vision))
+    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu", positions="sequence": vision))
     from bindlib.train import build_image_parts
 
     base = dict(model=dict(TINY_MODEL), batch_size=8, packed=True, vision={"encoder": "random_cnn"})
@@ -221,7 +221,7 @@ def _tmp_repo(tmp_path, monkeypatch):
     import bindlib.vision.multimodal as MM
 
     monkeypatch.setattr(MM.Vision, "for_profile", classmethod(
-        lambda cls, name, profile="cpu": Vision(random_cnn(112, 16, 8, 16), RenderConfig(canvas_size=112), 16)))
+        lambda cls, name, profile="cpu", positions="sequence": Vision(random_cnn(112, 16, 8, 16), RenderConfig(canvas_size=112), 16)))
 
 
 def test_reproduce_writes_results_and_resumes(tmp_path, monkeypatch):
