@@ -133,3 +133,12 @@ def test_an_image_stage_that_missed_its_targets_is_no_row(results):
     write(results, name, {**rec, "meets_targets": False})
     assert [r["seed"] for r in K.correction_rows(results) if r["start"] == "learned positions"] == [0]
     assert D.headline_rows(results)[-1]["seeds"] == [0]
+
+
+def test_a_dial_model_is_read_on_its_own_text_and_on_shuffled_order():
+    dial = {"id_accuracy": 0.25, "axes": {"declared": {"id_accuracy": 1.0}}, "train_config": {"declared_share": 1.0}}
+    assert D.train_id_accuracy(dial) == 1.0
+    half = {**dial, "train_config": {"declared_share": 0.5}}
+    assert D.train_id_accuracy(half) == pytest.approx(0.625)
+    assert D.train_id_accuracy({"id_accuracy": 0.9}) == 0.9
+    assert D.train_id_accuracy({"id_accuracy": 0.3, "train_id_accuracy": 0.99}) == 0.99

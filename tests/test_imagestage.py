@@ -71,3 +71,16 @@ def test_context_image_positions_run_end_to_end_and_reload(tmp_path, monkeypatch
     assert rec["train_config"]["vision"]["image_positions"] == "context"
     _, _, vision, _ = load_image_model(tmp_path / "ckpt" / name)
     assert vision.positions == "context"
+
+
+def test_a_dial_start_is_held_to_its_own_text_distribution(tmp_path, monkeypatch):
+    from bindlib.imagestage import run_image_recipe
+
+    model, meta = io.load_checkpoint(io.REPO_ROOT / "data/checkpoints/text_only_cpu_s0")
+    io.save_checkpoint(model, tmp_path / "dial", meta={"train_config": {**meta["train_config"], "declared_share": 1.0}})
+    monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    _, rec = run_image_recipe("text_matched", 0, "project_cnn_grid", "cpu", "test", "0" * 40, image_steps=2,
+                              mix_steps=1, init_from=str(tmp_path / "dial"), log=lambda *a: None)
+    assert rec["train_config"]["declared_share"] == 1.0
+    assert rec["train_id_accuracy"] == rec["declared"]["id_accuracy"] > 0.9  # the recipe's model reads any order

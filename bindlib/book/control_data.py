@@ -235,6 +235,18 @@ REGIME_ORDER = ("text_only", "text_only_matched", "noise_text", "image_text", "n
 RECIPE_REGIME = {**REGIME_OF_RECIPE, "text_matched": "text_only_matched", "noise_text_matched": "noise_text"}
 
 
+def train_id_accuracy(record: dict) -> float | None:
+    """ID accuracy on the text a model trains on: for a shortcut-dial model (declared share p) the mix of
+    declared-order and shuffled prompts it saw; for every other model the standard, shuffled ID accuracy."""
+    if "train_id_accuracy" in record:  # an image-stage run records it
+        return record["train_id_accuracy"]
+    p = (record.get("train_config") or {}).get("declared_share") or 0.0
+    declared = ((record.get("axes") or {}).get("declared") or {}).get("id_accuracy")
+    if p and declared is not None and record.get("id_accuracy") is not None:
+        return p * declared + (1 - p) * record["id_accuracy"]
+    return record.get("id_accuracy")
+
+
 def headline_rows(results_dir=None) -> list[dict]:
     """Per start and regime, one entry per seed: the text model itself (text_only, from its training file)
     and every run of the learning recipe's budget that continued it (image, noise, compute-matched text)."""
@@ -247,10 +259,13 @@ def headline_rows(results_dir=None) -> list[dict]:
         suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
         before = _read(root / f"training_{start}.json") or {}
         cells.setdefault((suffix, "text_only"), {})[r["seed"]] = {
-            "id_accuracy": before.get("id_accuracy"), "ood_accuracy": before.get("ood_accuracy"), "image_id_accuracy": None,
-            "accuracy_by_n": before.get("accuracy_by_n") or {}}
+            "id_accuracy": train_id_accuracy(before), "ood_accuracy": before.get("ood_accuracy"),
+            "image_id_accuracy": None, "accuracy_by_n": before.get("accuracy_by_n") or {}, "image_positions": None}
         cells.setdefault((suffix, RECIPE_REGIME[r["recipe"]]), {})[r["seed"]] = {
-            k: r.get(k) for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy", "accuracy_by_n")}
+            **{k: r.get(k) for k in ("ood_accuracy", "image_id_accuracy", "accuracy_by_n")},
+            "id_accuracy": train_id_accuracy(r),
+            "image_positions": ((r.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
+            if r.get("image_id_accuracy") is not None else None}
     order = list(STARTS)
     keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1])))
     return [{"start": STARTS.get(k[0], k[0].lstrip("_")), "suffix": k[0], "regime": k[1],

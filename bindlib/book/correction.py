@@ -55,10 +55,11 @@ def correction_rows(results_dir=None) -> list[dict]:
         after_name = Path(r["checkpoint"]).name
         rows.append({"start": STARTS.get(suffix, suffix.lstrip("_")), "suffix": suffix, "recipe": r["recipe"],
                      "regime": REGIME_OF_RECIPE[r["recipe"]], "seed": r["seed"],
-                     "before": {"id_accuracy": before_train.get("id_accuracy"),
+                     "before": {"id_accuracy": D.train_id_accuracy(before_train),
+                                "shuffled_id_accuracy": before_train.get("id_accuracy"),
                                 "ood_accuracy": before_train.get("ood_accuracy"), **_interchange(root, start)},
-                     "after": {"id_accuracy": r["id_accuracy"], "ood_accuracy": r["ood_accuracy"],
-                               **_interchange(root, after_name)},
+                     "after": {"id_accuracy": D.train_id_accuracy(r), "shuffled_id_accuracy": r["id_accuracy"],
+                               "ood_accuracy": r["ood_accuracy"], **_interchange(root, after_name)},
                      "image_id_accuracy": r["image_id_accuracy"], "meets_targets": r["meets_targets"]})
     order = list(STARTS)
     return sorted(rows, key=lambda x: (x["recipe"] != "replay", order.index(x["suffix"]) if x["suffix"] in order
@@ -76,6 +77,7 @@ def correction_table(results_dir=None) -> pd.DataFrame:
         b, a = r["before"], r["after"]
         rows.append({"start": r["start"] + (" + noise" if r["recipe"] != "replay" else ""), "seed": r["seed"],
                      "text ID": _arrow(b["id_accuracy"], a["id_accuracy"], pct),
+                     "shuffled-order ID": _arrow(b["shuffled_id_accuracy"], a["shuffled_id_accuracy"], pct),
                      "text OOD": _arrow(b["ood_accuracy"], a["ood_accuracy"], pct),
                      "image ID": pct(r["image_id_accuracy"]),
                      "BS": _arrow(b.get("binding_score"), a.get("binding_score"), signed),
@@ -115,7 +117,10 @@ def learning_headline_table(results_dir=None) -> pd.DataFrame:
     for h in D.headline_rows(results_dir):
         paper = OOD_ACCURACY.get(h["regime"])
         img = [r["image_id_accuracy"] for r in h["runs"] if r["image_id_accuracy"] is not None]
-        rows.append({"text model": h["start"], "regime": h["regime"], "seeds": ", ".join(map(str, h["seeds"])),
+        positions = sorted({r["image_positions"] for r in h["runs"] if r.get("image_positions")})
+        rows.append({"text model": h["start"], "regime": h["regime"] + "".join(f" ({p} positions)" for p in positions
+                                                                               if p != "sequence"),
+                     "seeds": ", ".join(map(str, h["seeds"])),
                      "ours: text OOD": _mean_sd(r["ood_accuracy"] for r in h["runs"]),
                      "ours: text ID": pct(D.mean(r["id_accuracy"] for r in h["runs"])),
                      "ours: image ID": pct(D.mean(img)) if img else "-",
