@@ -56,7 +56,7 @@ def results(tmp_path):
 
 
 def test_rows_pair_each_image_run_with_the_text_model_it_continued(results):
-    rows = K.correction_rows(results)
+    rows = D.correction_rows(results)
     assert [(r["start"], r["seed"]) for r in rows] == [("recipe (RoPE)", 0), ("recipe (RoPE)", 1),
                                                          ("learned positions", 0)]
     lp = rows[-1]
@@ -85,7 +85,7 @@ def test_headline_table_has_the_text_control_beside_the_image_row(results):
 
 
 def test_nothing_run_says_so(tmp_path):
-    assert K.correction_rows(tmp_path) == [] and K.correction_sentence(tmp_path) == "No correction-test runs yet."
+    assert D.correction_rows(tmp_path) == [] and K.correction_sentence(tmp_path) == "No correction-test runs yet."
     assert len(K.learning_headline_table(tmp_path)) == 0
 
 
@@ -131,7 +131,7 @@ def test_positions_sentence_uses_the_measured_shift_nearest_to_the_image_block(r
 def test_an_image_stage_that_missed_its_targets_is_no_row(results):
     name, rec = image_run("replay", 1, "text_only_cpu_s1_learnedpos", ood=0.2, image_id=0.25)
     write(results, name, {**rec, "meets_targets": False})
-    assert [r["seed"] for r in K.correction_rows(results) if r["start"] == "learned positions"] == [0]
+    assert [r["seed"] for r in D.correction_rows(results) if r["start"] == "learned positions"] == [0]
     assert D.headline_rows(results)[-1]["seeds"] == [0]
 
 

@@ -172,8 +172,9 @@ def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
                      "image_id_accuracy": r["image_id_accuracy"],
                      "id_accuracy": r["id_accuracy"], "ood_accuracy": r["ood_accuracy"], "targets": t,
                      "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
-                     and r["id_accuracy"] >= t["id_accuracy"], "init_from": r.get("init_from")})
-    return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_steps"], x["seed"]))
+                     and train_id_accuracy(r) >= t["id_accuracy"], "init_from": r.get("init_from"),
+                     "image_positions": (r["train_config"].get("vision") or {}).get("image_positions", "sequence")})
+    return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_positions"], x["image_steps"], x["seed"]))
 
 
 def encoder_ceiling(results_dir=None) -> list[dict]:
@@ -272,3 +273,38 @@ def headline_rows(results_dir=None) -> list[dict]:
              "seeds": sorted(cells[k]), "runs": [cells[k][s] for s in sorted(cells[k])]} for k in keys]
 
 
+def _interchange(root: Path, name: str) -> dict:
+    """The routing numbers and swap flips of checkpoint ``name`` (the controls/ file first: it has rebind pairs)."""
+    rec = _read(root / "controls" / f"interchange_{name}.json") or _read(root / f"interchange_{name}.json")
+    if rec is None:
+        return {}
+    out = routing(rec)
+    if out["binding_score"] is None and "id_declared" in rec["splits"]:  # too few correct shuffled prompts
+        out = routing(rec, "id_declared") | {"on": "declared order"}
+    decl = routing(rec, "id_declared") if "id_declared" in rec["splits"] else {}
+    return out | {"flip_rate": rec["position_swap"]["flip_rate"], "declared_binding_score": decl.get("binding_score")}
+
+
+def correction_rows(results_dir=None) -> list[dict]:
+    """One row per image run of the learning recipe: its start, seed, and text ID/OOD, BS, rebind and swap
+    flips before and after, with the image ID accuracy it reached."""
+    root = _dir(results_dir)
+    rows = []
+    for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
+        if r["recipe"] not in REGIME_OF_RECIPE or not r.get("meets_targets"):  # a stage that did not learn is no row
+            continue
+        start = Path(r["init_from"]).name
+        suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
+        before_train = _read(root / f"training_{start}.json") or {}
+        after_name = Path(r["checkpoint"]).name
+        rows.append({"start": STARTS.get(suffix, suffix.lstrip("_")), "suffix": suffix, "recipe": r["recipe"],
+                     "regime": REGIME_OF_RECIPE[r["recipe"]], "seed": r["seed"],
+                     "before": {"id_accuracy": train_id_accuracy(before_train),
+                                "shuffled_id_accuracy": before_train.get("id_accuracy"),
+                                "ood_accuracy": before_train.get("ood_accuracy"), **_interchange(root, start)},
+                     "after": {"id_accuracy": train_id_accuracy(r), "shuffled_id_accuracy": r["id_accuracy"],
+                               "ood_accuracy": r["ood_accuracy"], **_interchange(root, after_name)},
+                     "image_id_accuracy": r["image_id_accuracy"], "meets_targets": r["meets_targets"]})
+    order = list(STARTS)
+    return sorted(rows, key=lambda x: (x["recipe"] != "replay", order.index(x["suffix"]) if x["suffix"] in order
+                                       else len(order), x["seed"]))

@@ -194,7 +194,9 @@ def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
     """One row per image-stage recipe run from the ``start`` text models: what it does, image ID, text ID
     and OOD, targets met."""
     rows = D.image_levers(results_dir, start)
-    return table([{"recipe": f"{r['recipe']} {r['image_steps']} s{r['seed']}", "what it does": r["lever"],
+    return table([{"recipe": f"{r['recipe']} {r['image_steps']} s{r['seed']}"
+                   + (f" ({r['image_positions']} positions)" if r["image_positions"] != "sequence" else ""),
+                   "what it does": r["lever"],
                    "image ID": pct(r["image_id_accuracy"]), "text ID": pct(r["id_accuracy"]),
                    "text OOD": pct(r["ood_accuracy"]), "meets both targets": "yes" if r["meets_targets"] else "no"}
                   for r in rows], index="recipe")

@@ -29,43 +29,6 @@ from .findings import mechanism, pct, signed, table
 from .control_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_OF_RECIPE, REGIME_ORDER, STARTS  # noqa: F401
 
 
-def _interchange(root: Path, name: str) -> dict:
-    """The routing numbers and swap flips of checkpoint ``name`` (the controls/ file first: it has rebind pairs)."""
-    rec = D._read(root / "controls" / f"interchange_{name}.json") or D._read(root / f"interchange_{name}.json")
-    if rec is None:
-        return {}
-    out = D.routing(rec)
-    if out["binding_score"] is None and "id_declared" in rec["splits"]:  # too few correct shuffled prompts
-        out = D.routing(rec, "id_declared") | {"on": "declared order"}
-    decl = D.routing(rec, "id_declared") if "id_declared" in rec["splits"] else {}
-    return out | {"flip_rate": rec["position_swap"]["flip_rate"], "declared_binding_score": decl.get("binding_score")}
-
-
-def correction_rows(results_dir=None) -> list[dict]:
-    """One row per image run of the learning recipe: its start, seed, and text ID/OOD, BS, rebind and swap
-    flips before and after, with the image ID accuracy it reached."""
-    root = D._dir(results_dir)
-    rows = []
-    for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
-        if r["recipe"] not in REGIME_OF_RECIPE or not r.get("meets_targets"):  # a stage that did not learn is no row
-            continue
-        start = Path(r["init_from"]).name
-        suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
-        before_train = D._read(root / f"training_{start}.json") or {}
-        after_name = Path(r["checkpoint"]).name
-        rows.append({"start": STARTS.get(suffix, suffix.lstrip("_")), "suffix": suffix, "recipe": r["recipe"],
-                     "regime": REGIME_OF_RECIPE[r["recipe"]], "seed": r["seed"],
-                     "before": {"id_accuracy": D.train_id_accuracy(before_train),
-                                "shuffled_id_accuracy": before_train.get("id_accuracy"),
-                                "ood_accuracy": before_train.get("ood_accuracy"), **_interchange(root, start)},
-                     "after": {"id_accuracy": D.train_id_accuracy(r), "shuffled_id_accuracy": r["id_accuracy"],
-                               "ood_accuracy": r["ood_accuracy"], **_interchange(root, after_name)},
-                     "image_id_accuracy": r["image_id_accuracy"], "meets_targets": r["meets_targets"]})
-    order = list(STARTS)
-    return sorted(rows, key=lambda x: (x["recipe"] != "replay", order.index(x["suffix"]) if x["suffix"] in order
-                                       else len(order), x["seed"]))
-
-
 def _arrow(before, after, fmt) -> str:
     return f"{fmt(before)} → {fmt(after)}"
 
@@ -73,7 +36,7 @@ def _arrow(before, after, fmt) -> str:
 def correction_table(results_dir=None) -> pd.DataFrame:
     """Before → after, per start and seed: text ID and OOD, image ID, routing-layer BS, rebind, swap flips."""
     rows = []
-    for r in correction_rows(results_dir):
+    for r in D.correction_rows(results_dir):
         b, a = r["before"], r["after"]
         rows.append({"start": r["start"] + (" + noise" if r["recipe"] != "replay" else ""), "seed": r["seed"],
                      "text ID": _arrow(b["id_accuracy"], a["id_accuracy"], pct),
@@ -141,7 +104,7 @@ def _mean_sd(values) -> str:
 def correction_summary(results_dir=None) -> list[dict]:
     """Per start (learning recipe without noise): seeds, mean OOD and BS before and after, and the mechanisms."""
     out = []
-    for (start, recipe), rs in _group(correction_rows(results_dir)).items():
+    for (start, recipe), rs in _group(D.correction_rows(results_dir)).items():
         if recipe != "replay":
             continue
         m = {f"{k}_{w}": D.mean(r[w].get(k) for r in rs) for k in ("ood_accuracy", "binding_score", "flip_rate")
