@@ -17,16 +17,13 @@ checkpoint). ``correction_rows`` reads them; ``correction_table``, ``learning_he
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from .. import io
 from ..profiles import OOD_ACCURACY
 from . import control_data as D
 from .findings import mechanism, pct, signed, table
 
-from .control_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_OF_RECIPE, REGIME_ORDER, STARTS  # noqa: F401
+from .control_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_ORDER, STARTS
 
 
 def _arrow(before, after, fmt) -> str:
