@@ -142,3 +142,20 @@ def test_a_dial_model_is_read_on_its_own_text_and_on_shuffled_order():
     assert D.train_id_accuracy(half) == pytest.approx(0.625)
     assert D.train_id_accuracy({"id_accuracy": 0.9}) == 0.9
     assert D.train_id_accuracy({"id_accuracy": 0.3, "train_id_accuracy": 0.99}) == 0.99
+
+
+def test_learning_claims_read_each_start(results):
+    claims = D.learning_claims(results)
+    result, verdict = claims["image_ood"]
+    assert verdict == "mixed" and "learned positions: image_text 60.0% vs text_only 25.0%, text_only_matched 30.0%" in result
+    result, verdict = claims["binding"]
+    assert verdict == "reproduced" and "learned positions: BS -0.80 -> +0.90 (1 seed)" in result
+    assert D.learning_claims(results.parent / "nothing") == {}
+
+
+def test_the_scoreboard_uses_the_image_stage_that_learns(results):
+    from bindlib.book import findings
+
+    board = findings.scoreboard(results_dir=results).set_index("claim")
+    assert board.loc["Image training moves binding to symbolic.", "verdict"] == "reproduced"
+    assert board.loc["Noise plus images is best (83.6%, summary).", "verdict"] == "not measured"

@@ -308,3 +308,41 @@ def correction_rows(results_dir=None) -> list[dict]:
     order = list(STARTS)
     return sorted(rows, key=lambda x: (x["recipe"] != "replay", order.index(x["suffix"]) if x["suffix"] in order
                                        else len(order), x["seed"]))
+
+
+def learning_means(results_dir=None) -> dict[str, dict[str, float]]:
+    """Mean text OOD accuracy per start and regime of the image stage that learns (chapter 4's table)."""
+    out: dict[str, dict[str, float]] = {}
+    for h in headline_rows(results_dir):
+        out.setdefault(h["start"], {})[h["regime"]] = mean(r["ood_accuracy"] for r in h["runs"])
+    return out
+
+
+def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
+    """(our result, verdict) of the paper's two image claims, measured with the image stage that learns:
+    ``image_ood`` (images lift text OOD above both text rows, by more than 2 points, per start) and
+    ``binding`` (a start that reads positional reads symbolic after the image stage)."""
+    def verdict(holds: list[bool]) -> str:
+        return "reproduced" if all(holds) else "not reproduced" if not any(holds) else "mixed"
+
+    out = {}
+    means = {s: m for s, m in learning_means(results_dir).items() if "image_text" in m}
+    if means:
+        parts, holds = [], []
+        for start, m in means.items():
+            text = [r for r in ("text_only", "text_only_matched") if r in m]
+            holds.append(all(m["image_text"] > m[r] + 0.02 for r in text))
+            parts.append(f"{start}: image_text {m['image_text']:.1%} vs " + ", ".join(f"{r} {m[r]:.1%}" for r in text))
+        out["image_ood"] = ("; ".join(parts), verdict(holds))
+    by: dict[str, list[dict]] = {}
+    for r in correction_rows(results_dir):
+        if r["recipe"] == "replay" and None not in (r["before"].get("binding_score"), r["after"].get("binding_score")):
+            by.setdefault(r["start"], []).append(r)
+    if by:
+        bs = {s: (mean(r["before"]["binding_score"] for r in rs), mean(r["after"]["binding_score"] for r in rs))
+              for s, rs in by.items()}
+        result = "; ".join(f"{s}: BS {b:+.2f} -> {a:+.2f} ({_n_seeds(len(by[s]))})" for s, (b, a) in bs.items())
+        positional = [(b, a) for b, a in bs.values() if b < -0.5]
+        out["binding"] = (result, verdict([a > 0.5 for _, a in positional]) if positional
+                          else "not testable (every start already symbolic)")
+    return out
