@@ -71,12 +71,13 @@ def positive_control_sentence(results_dir=None) -> str:
 
 # ---------------------------------------------------------------- chapter 5: rebind pairs and declared-order prompts
 def rebind_table(results_dir=None) -> pd.DataFrame:
-    """The recipe's models (RoPE, and learned positions where measured) with rebind pairs and on
-    declared-order prompts ("decl."): the routing layer, its BS, the rebind outcomes there (the bound
-    shape, or the answer stays), and the swap flip rates."""
+    """The recipe's models (RoPE, and learned positions where measured) and the shortcut dial at p = 1 with
+    rebind pairs and on declared-order prompts ("decl."): the routing layer, its BS, the rebind outcomes
+    there (the bound shape, or the answer stays), and the swap flip rates."""
     out = []
-    for suffix, label in (("", "recipe"), ("_learnedpos", "learned pos.")):
-        for r in D.arm_rows(suffix, results_dir, controls=True):
+    for suffix, label, ctl in (("", "recipe", True), ("_learnedpos", "learned pos.", True),
+                               ("_hopslot_decl100", "dial p=1, slot", False)):
+        for r in D.arm_rows(suffix, results_dir, controls=ctl):
             out.append({"model": f"{label} s{r['seed']}", "layer": r["routing_layer"],
                         "BS": signed(r["binding_score"]), "bound shape": pct(r["rebind_shape"]),
                         "stays": pct(r["rebind_stay"]), "swap flips": pct(r["flip_rate"]),
