@@ -159,3 +159,15 @@ def test_the_scoreboard_uses_the_image_stage_that_learns(results):
     board = findings.scoreboard(results_dir=results).set_index("claim")
     assert board.loc["Image training moves binding to symbolic.", "verdict"] == "reproduced"
     assert board.loc["Noise plus images is best (83.6%, summary).", "verdict"] == "not measured"
+
+
+def test_expansion_rows_split_text_models_from_image_continuations(tmp_path):
+    for start, far in (("text_only_cpu_s0", 0.4), ("imagestage_replay_project_cnn_grid_cpu_s0_pool4096_img4000", 0.2)):
+        write(tmp_path, f"expand_{start}.json", {
+            "kind": "vocab_expansion", "seed": 0, "start": start, "init_from": f"data/checkpoints/{start}", "steps": 500,
+            "id_accuracy": 0.99, "ood_accuracy": 0.8, "ood_17_24_accuracy": far, "accuracy_by_n": {}, "meets_target": True})
+    frame = K.expansion_table(tmp_path)
+    assert frame.loc[("text model", 0), "N 17..24"] == "40.0%" and frame.loc[("image stage", 0), "N 17..24"] == "20.0%"
+    sentence = K.expansion_sentence(tmp_path)
+    assert "text model (1 seed): N 2..8 99.0%, N 9..16 80.0%, N 17..24 40.0%" in sentence
+    assert K.expansion_sentence(tmp_path / "none") == "No vocabulary-expansion runs yet."

@@ -346,3 +346,16 @@ def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
         out["binding"] = (result, verdict([a > 0.5 for _, a in positional]) if positional
                           else "not testable (every start already symbolic)")
     return out
+
+
+def expansion_rows(results_dir=None) -> list[dict]:
+    """One row per vocabulary-expansion run (``expand_*.json``): what it started from (a text model or its
+    image-stage continuation), seed, steps, and accuracy over N 2..8, 9..16 and 17..24."""
+    rows = []
+    for r in io.load_results("expand_*.json", _dir(results_dir), kind="vocab_expansion"):
+        start = r.get("start") or Path(r["init_from"]).name
+        rows.append({"start": start, "from": "image stage" if start.startswith("imagestage_") else "text model",
+                     "seed": r["seed"], "steps": r["steps"], "id_accuracy": r["id_accuracy"],
+                     "ood_accuracy": r["ood_accuracy"], "ood_17_24_accuracy": r["ood_17_24_accuracy"],
+                     "accuracy_by_n": r["accuracy_by_n"], "meets_target": r.get("meets_target")})
+    return sorted(rows, key=lambda x: (x["from"] != "text model", x["seed"]))

@@ -198,3 +198,26 @@ def positions_sentence(results_dir=None) -> str:
     return (f"Text prompts of the training range end by position {text_end - 1}, but the {image_token_count('cpu')} "
             f"image tokens push an image prompt's association lines and query at least {moved} positions further. "
             f"Text ID accuracy of the text models: {said}." if said else "No position-shift measurements yet.")
+
+
+def expansion_table(results_dir=None) -> pd.DataFrame:
+    """The vocabulary-expansion runs, per start and seed: accuracy over N 2..8, 9..16 and 17..24."""
+    rows = [{"continues": r["from"], "seed": r["seed"], "steps": r["steps"], "N 2..8": pct(r["id_accuracy"]),
+             "N 9..16": pct(r["ood_accuracy"]), "N 17..24": pct(r["ood_17_24_accuracy"])}
+            for r in D.expansion_rows(results_dir)]
+    return table(rows, index=["continues", "seed"] if rows else None)
+
+
+def expansion_sentence(results_dir=None) -> str:
+    """Mean accuracy at N 17..24 after expansion, text model against its image-stage continuation."""
+    rows = D.expansion_rows(results_dir)
+    if not rows:
+        return "No vocabulary-expansion runs yet."
+    parts = []
+    for kind in ("text model", "image stage"):
+        rs = [r for r in rows if r["from"] == kind]
+        if rs:
+            parts.append(f"continuing the {kind} ({len(rs)} seed{'s' if len(rs) > 1 else ''}): N 2..8 "
+                         f"{pct(D.mean(r['id_accuracy'] for r in rs))}, N 9..16 {pct(D.mean(r['ood_accuracy'] for r in rs))}, "
+                         f"N 17..24 {pct(D.mean(r['ood_17_24_accuracy'] for r in rs))}")
+    return "After vocabulary expansion, " + "; ".join(parts) + "."
