@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 
-from .model import ModelConfig
 from .profiles import REGIMES, TABLE_ENCODERS
-from .train import TrainConfig
-from .vision.multimodal import VisionConfig
+from .settings import add_setting
 
 class UsageError(Exception):
     """A command line argparse rejects."""
@@ -22,30 +19,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (`{self.prog} --help` lists the flags)")
-
-
-# The settings a user changes end to end, each read from the dataclass field that holds it: its choices and
-# help come from the field's metadata, its default from the field. train, reproduce and interp add their
-# flags through ``add_setting``, so a choice added to the dataclass (e.g. to bindlib.model.POS_ENCODINGS)
-# shows up in every command at once.
-SETTINGS = {
-    "pos_encoding": (ModelConfig, "pos_encoding"),  # --pos-encoding
-    "hop_target": (TrainConfig, "hop_target"),  # --hop-target
-    "encoder": (VisionConfig, "encoder"),  # --encoder (--encoders where a command takes several)
-}
-
-
-def setting_field(name: str):
-    cls, attr = SETTINGS[name]
-    return next(f for f in fields(cls) if f.name == attr)
-
-
-def add_setting(parser, name: str, flag: str | None = None, more_help: str | None = None, **kw):
-    """Add the flag of setting ``name`` (SETTINGS) to ``parser``; ``kw`` (e.g. default, nargs) go to argparse."""
-    f = setting_field(name)
-    kw.setdefault("default", f.default)
-    text = f.metadata["help"] + (f"; {more_help}" if more_help else "")
-    parser.add_argument(flag or "--" + name.replace("_", "-"), choices=f.metadata["choices"], help=text, **kw)
 
 
 # The other arms of ``python -m bindlib train`` (issue 9's controls; --hop-target is a setting): flag, options.

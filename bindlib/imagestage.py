@@ -31,6 +31,7 @@ from .vision.multimodal import Vision, load_image_model, save_adapter
 #   g0, g3  grounding weight 0 and 3 instead of 1
 #   noise_replay  replay with NOISE tokens in every text batch from the image stage's first step
 #           (noise_image_text as the paper runs it; the regime's own recipe adds noise only after stage 1)
+MAIN_IMAGE_STAGE_ENCODER = "project_cnn_grid"  # objects one per patch: its frozen features carry shape (chapter 4)
 IMAGE_RECIPE_SETTINGS = dict(batch_size=32, lr=1e-3, warmup=20, eval_every=100, eval_size=128, pool_size=4096)
 
 
@@ -288,8 +289,10 @@ def cmd_encoder_ceiling(args, command: str, device) -> int:
 
 def add_commands(sub) -> None:
     """Register bench-image, image-stage and encoder-ceiling; each parser's ``handler`` runs it."""
+    from .settings import add_setting
+
     bi = sub.add_parser("bench-image", help="image-stage steps/s: old path (render+encode, fp32) vs feature pool + bf16")
-    bi.add_argument("--encoder", default="project_cnn")
+    add_setting(bi, "encoder", default="project_cnn", more_help="the encoder whose image steps are timed")
     bi.add_argument("--seed", type=int, default=0)
     bi.add_argument("--pool-size", type=int, default=4096)
     bi.add_argument("--steps", type=int, default=5, help="steps per variant per round")
@@ -302,7 +305,7 @@ def add_commands(sub) -> None:
     ist = sub.add_parser("image-stage", help="train an image recipe (issue 10 levers) from a text checkpoint")
     ist.add_argument("--recipe", required=True, help="a name from bindlib.imagestage.IMAGE_RECIPES")
     ist.add_argument("--seed", type=int, default=0)
-    ist.add_argument("--encoder", default="project_cnn_grid")
+    add_setting(ist, "encoder", default=MAIN_IMAGE_STAGE_ENCODER, more_help="default: the grid-aligned CNN")
     ist.add_argument("--init-from", help="text checkpoint to start from (default data/checkpoints/text_only_cpu_s<seed>)")
     ist.add_argument("--pool-size", type=int, default=None, help="feature-pool scenes (0: render every step)")
     ist.add_argument("--image-steps", type=int, default=1500)
@@ -311,9 +314,7 @@ def add_commands(sub) -> None:
     ist.add_argument("--device", default="cpu")
     ist.add_argument("--threads", type=int, default=1)
     ist.add_argument("--quiet", action="store_true")
-    ist.add_argument("--image-positions", default="sequence", choices=("sequence", "context"),
-                     help="position ids of image tokens: their sequence places (default), or those of the text context "
-                          "they replace, so the association lines keep their text positions (_ctxpos)")
+    add_setting(ist, "image_positions", more_help="context names the run _ctxpos")
 
     ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
     ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])

@@ -1,0 +1,33 @@
+"""The settings a user changes end to end, each read from the dataclass field that holds it.
+
+Its choices and help come from the field's metadata, its default from the field. Every command (train,
+reproduce, interp, image-stage, ...) adds these flags through ``add_setting``, so a choice added to the
+dataclass (e.g. to bindlib.model.POS_ENCODINGS) shows up in every command at once.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from .model import ModelConfig
+from .train import TrainConfig
+from .vision.multimodal import VisionConfig
+
+SETTINGS = {
+    "pos_encoding": (ModelConfig, "pos_encoding"),  # --pos-encoding
+    "hop_target": (TrainConfig, "hop_target"),  # --hop-target
+    "encoder": (VisionConfig, "encoder"),  # --encoder (--encoders where a command takes several)
+    "image_positions": (VisionConfig, "image_positions"),  # --image-positions
+}
+
+
+def setting_field(name: str):
+    cls, attr = SETTINGS[name]
+    return next(f for f in fields(cls) if f.name == attr)
+
+
+def add_setting(parser, name: str, flag: str | None = None, more_help: str | None = None, **kw):
+    """Add the flag of setting ``name`` (SETTINGS) to ``parser``; ``kw`` (e.g. default, nargs) go to argparse."""
+    f = setting_field(name)
+    kw.setdefault("default", f.default)
+    text = f.metadata["help"] + (f"; {more_help}" if more_help else "")
+    parser.add_argument(flag or "--" + name.replace("_", "-"), choices=f.metadata["choices"], help=text, **kw)
