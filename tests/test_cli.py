@@ -185,14 +185,14 @@ def test_a_choice_added_to_a_dataclass_shows_up_in_every_command(monkeypatch):
     """One edit (the field's metadata) and train, reproduce and interp all take the new value."""
     from dataclasses import dataclass, field
 
-    from bindlib import cli as C
+    from bindlib import cli as C, settings
 
     @dataclass
     class Widened:
         pos_encoding: str = field(default="rope", metadata={"choices": ("rope", "learned", "none", "alibi"),
                                                             "help": "positional encoding"})
 
-    monkeypatch.setitem(C.SETTINGS, "pos_encoding", (Widened, "pos_encoding"))
+    monkeypatch.setitem(settings.SETTINGS, "pos_encoding", (Widened, "pos_encoding"))
     p = C.build_parser("test")
     for argv in (["train"], ["reproduce"], ["interp", "--regime", "text_only"]):
         assert p.parse_args(argv + ["--pos-encoding", "alibi"]).pos_encoding == "alibi"
