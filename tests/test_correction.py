@@ -171,3 +171,12 @@ def test_expansion_rows_split_text_models_from_image_continuations(tmp_path):
     sentence = K.expansion_sentence(tmp_path)
     assert "text model (1 seed): N 2..8 99.0%, N 9..16 80.0%, N 17..24 40.0%" in sentence
     assert K.expansion_sentence(tmp_path / "none") == "No vocabulary-expansion runs yet."
+
+
+def test_the_front_page_box_reads_the_learning_stage(results):
+    from bindlib.book import findings
+
+    frame = findings.headline(results_dir=results)
+    assert frame.loc["learned positions: OOD accuracy, text only -> image_text", "ours"] == "25.0% -> 60.0%"
+    assert frame.loc["image_text: OOD accuracy (text prompts; image stage that learns)", "ours"] == "80.0%"
+    assert frame.loc["image_text: binding mechanism", "ours"] == "symbolic (BS +1.00)"

@@ -15,7 +15,7 @@ import textwrap
 import pandas as pd
 
 from .. import io, profiles as paper
-from .control_data import control_claims, learning_claims, learning_means
+from .control_data import STARTS, control_claims, correction_rows, learning_claims, learning_means
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
 
@@ -236,10 +236,24 @@ def headline(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
     scores = binding_scores(profile, results_dir)
     rows = [{"measure": "text only: ID accuracy", "ours": pct(c["id"]), "paper": f"about {pct(c['paper_id'], 0)}"},
             {"measure": "text only: OOD accuracy", "ours": pct(c["ood"]), "paper": pct(c["paper_ood"])}]
+    learned = learning_means(results_dir)  # the image stage that learns (chapter 4), per text model
+    rope = learned.get(STARTS[""], {})
     for regime in ("noise_text", "image_text", "noise_image_text"):
-        rows.append({"measure": f"{regime}: OOD accuracy (text prompts)", "ours": pct(means.get(regime)),
+        ours, how = (rope[regime], "image stage that learns") if regime in rope else (
+            means.get(regime), "first grid" + (", image stage that did not learn" if "image" in regime else ""))
+        rows.append({"measure": f"{regime}: OOD accuracy (text prompts; {how})", "ours": pct(ours),
                      "paper": pct(paper.OOD_ACCURACY[regime]["value"])
                      + (" (summary)" if paper.OOD_ACCURACY[regime]["source"] == "summary" else "")})
+    lp = learned.get(STARTS["_learnedpos"], {})
+    if {"text_only", "image_text"} <= set(lp):
+        rows.append({"measure": "learned positions: OOD accuracy, text only -> image_text",
+                     "ours": f"{pct(lp['text_only'])} -> {pct(lp['image_text'])}",
+                     "paper": f"{pct(paper.OOD_ACCURACY['text_only']['value'])} -> "
+                              f"{pct(paper.OOD_ACCURACY['image_text']['value'])}"})
+    after = [r["after"]["binding_score"] for r in correction_rows(results_dir)
+             if r["suffix"] == "" and r["recipe"] == "replay" and r["after"].get("binding_score") is not None]
+    if after:
+        scores = {**scores, "image_text": {"binding_score": statistics.mean(after)}}
     for regime, theirs in (("text_only", "positional"), ("image_text", "symbolic")):
         bs = scores.get(regime, {}).get("binding_score")
         rows.append({"measure": f"{regime}: binding mechanism", "ours": f"{mechanism(bs)} (BS {signed(bs)})",
