@@ -356,32 +356,3 @@ def headline_table(records: list[dict], encoder: str = MAIN_ENCODER, metric: str
                      "mean": m, "sd": sd, "values": vals,
                      "paper": paper["value"] if isinstance(paper, dict) else paper})
     return rows
-
-
-def ordering_checks(rows: list[dict]) -> dict:
-    """Whether the paper's orderings hold for the means (None where a regime is missing)."""
-    mean = {r["regime"]: r["mean"] for r in rows}
-
-    def less(a, b):
-        return mean[a] < mean[b] if a in mean and b in mean else None
-
-    return {"text_only < image_text": less("text_only", "image_text"),
-            "text_only_matched < image_text": less("text_only_matched", "image_text"),
-            "noise_text < noise_image_text": less("noise_text", "noise_image_text"),
-            "image_text < noise_image_text": less("image_text", "noise_image_text")}
-
-
-def encoder_table(records: list[dict], regime: str = "image_text") -> list[dict]:
-    """Per encoder: text OOD, image ID and grounding accuracy (means over the seeds present)."""
-    rows = []
-    for enc in sorted({r["encoder"] for r in records if r["regime"] == regime and r.get("encoder")}):
-        rs = [r for r in records if r["regime"] == regime and r.get("encoder") == enc and r.get("grounding") is not False]
-        if not rs:
-            continue
-        row = {"encoder": enc, "seeds": len(rs)}
-        for key in ("id_accuracy", "ood_accuracy", "image_id_accuracy"):
-            row[key] = mean_sd([r[key] for r in rs])[0]
-        for key in ("color_from_region", "shape_from_region", "region_from_color"):
-            row[key] = mean_sd([r["grounding_accuracy"][key] for r in rs])[0]
-        rows.append(row)
-    return rows

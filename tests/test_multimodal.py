@@ -271,7 +271,7 @@ def _rec(regime, seed, ood, encoder=None, grounding=True):
             "grounding_accuracy": {"color_from_region": 0.9, "shape_from_region": 0.8, "region_from_color": 0.7}}
 
 
-def test_headline_table_means_and_orderings():
+def test_headline_table_means():
     recs = [_rec("text_only", s, v) for s, v in enumerate((0.3, 0.4, 0.5))]
     recs += [_rec("image_text", s, v, "project_cnn") for s, v in enumerate((0.7, 0.8, 0.9))]
     recs += [_rec("image_text", 0, 0.0, "project_cnn", grounding=False), _rec("image_text", 0, 0.1, "pixels")]
@@ -281,10 +281,6 @@ def test_headline_table_means_and_orderings():
     assert abs(rows["text_only"]["sd"] - 0.1) < 1e-9
     from bindlib.profiles import OOD_ACCURACY
     assert rows["text_only"]["paper"] == OOD_ACCURACY["text_only"]["value"]
-    checks = regimes.ordering_checks(list(rows.values()))
-    assert checks["text_only < image_text"] is True and checks["text_only_matched < image_text"] is None
-    enc = {r["encoder"]: r for r in regimes.encoder_table(recs)}
-    assert enc["project_cnn"]["seeds"] == 3 and enc["pixels"]["ood_accuracy"] == 0.1
 
 
 def test_image_knockout_target_sets_and_identity():

@@ -209,36 +209,3 @@ def regime_table_chart(rows: list[dict], title: str = "Text-only OOD accuracy by
     paper = base.mark_tick(color="#d62728", thickness=3, size=34).encode(
         y=y, tooltip=["regime:N", alt.Tooltip("accuracy:Q", format=".3f")]).transform_filter("datum.who == 'paper'")
     return (bars + whisk + dots + paper).properties(width=WIDTH, height=HEIGHT)
-
-
-def regime_by_n_rows(records: list[dict], encoder: str = "project_cnn") -> list[dict]:
-    """Mean accuracy per (regime, N) over seeds, main encoder only (text prompts)."""
-    acc: dict = {}
-    for r in records:
-        if r.get("grounding") is False or (r.get("encoder") not in (None, encoder)):
-            continue
-        for n, a in r["accuracy_by_n"].items():
-            acc.setdefault((r["regime"], int(n)), []).append(a)
-    return [{"regime": k[0], "N": k[1], "accuracy": sum(v) / len(v), "seeds": len(v)} for k, v in sorted(acc.items())]
-
-
-def regime_by_n_chart(records: list[dict], task_cfg: TaskConfig, encoder: str = "project_cnn") -> alt.Chart:
-    lines = line_chart(regime_by_n_rows(records, encoder), "N", "accuracy", "regime",
-                       "Accuracy by number of objects (mean over seeds, text prompts)", y_format="%")
-    boundary = alt.Chart(alt.Data(values=[{"N": task_cfg.id_range[1] + 0.5}])).mark_rule(strokeDash=[4, 4]).encode(x="N:Q")
-    return lines + boundary
-
-
-def encoder_rows(rows: list[dict]) -> list[dict]:
-    labels = {"ood_accuracy": "text OOD", "image_id_accuracy": "image ID", "color_from_region": "colour from region",
-              "shape_from_region": "shape from region", "region_from_color": "region from colour"}
-    return [{"encoder": r["encoder"], "metric": label, "accuracy": r[key]} for r in rows for key, label in labels.items()]
-
-
-def encoder_chart(rows: list[dict], title: str = "image_text by frozen encoder") -> alt.Chart:
-    return (alt.Chart(alt.Data(values=encoder_rows(rows)), title=title)
-            .mark_bar()
-            .encode(x=alt.X("encoder:N", title=None), y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-                    color="encoder:N", column=alt.Column("metric:N", title=None),
-                    tooltip=["encoder:N", "metric:N", alt.Tooltip("accuracy:Q", format=".3f")])
-            .properties(width=90, height=200))
