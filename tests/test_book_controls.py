@@ -175,3 +175,16 @@ def test_scoreboard_has_the_control_rows(tmp_path):
     assert "2 of 2 controls hold" in F.verdict_counts(board)
     missing = C.missing_table(tmp_path)
     assert "1 of 3" in missing.loc["3 seeds of the ordered-format positive control"].iloc[0]
+
+
+def test_dial_sentence_reads_the_declared_order_measurement(tmp_path):
+    assert C.dial_sentence(tmp_path) == "The shortcut dial has not been measured yet."
+    rec = interchange(0, "_hopslot_decl100", 2, 0.2, 0.05, 0.1, rebind=0.0, declared=-1.0)
+    rec["splits"]["id_declared"]["summary"]["rebind_stay"] = 0.99
+    write(tmp_path, "interchange_text_only_cpu_s0_hopslot_decl100.json", rec)
+    write(tmp_path, "training_text_only_cpu_s0_hopslot_decl100.json",
+          {**training(0, 0.25, 0.07), "axes": {"declared": {"id_accuracy": 0.997}}})
+    sentence = C.dial_sentence(tmp_path)
+    assert "(seed 0) answers 99.7% of ID prompts in declaration order" in sentence
+    assert "25.0% of shuffled ones" in sentence and "reads positional (BS -1.00)" in sentence
+    assert "where it was 99.0% of the time" in sentence and "flips 5.0% of its answers" in sentence

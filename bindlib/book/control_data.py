@@ -79,6 +79,7 @@ def arm_rows(suffix: str = "", results_dir=None, controls: bool = False) -> list
         if "id_declared" in rec["splits"]:
             decl = routing(rec, "id_declared")
             row.update({"declared_binding_score": decl["binding_score"], "declared_rebind_shape": decl["rebind_shape"],
+                        "declared_rebind_stay": decl["rebind_stay"],
                         "declared_flip_rate": (rec.get("position_swap_declared") or {}).get("flip_rate")})
         rows.append(row)
     return rows

@@ -302,3 +302,22 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
         (f"{seeds_wanted} seeds of the ordered-format positive control", f"{len(pc['rows'])} of {seeds_wanted}"),
     ]
     return table([{"still missing": a, "status (from data/results)": b} for a, b in rows], index="still missing")
+
+
+def dial_sentence(results_dir=None, suffix: str = "_hopslot_decl100") -> str:
+    """The shortcut dial at p = 1 (every training prompt in declaration order, the slot as the hop target):
+    what it learned, and what the instrument reads on it, over the seeds measured."""
+    rows = D.arm_rows(suffix, results_dir)
+    if not rows:
+        return "The shortcut dial has not been measured yet."
+    root = D._dir(results_dir)
+    train = [D._read(root / f"training_text_only_cpu_s{r['seed']}{suffix}.json") or {} for r in rows]
+    decl_id = D.mean(((t.get("axes") or {}).get("declared") or {}).get("id_accuracy") for t in train)
+    bs = D.mean(r.get("declared_binding_score") for r in rows)
+    return (f"The shortcut dial at p = 1 ({_seeds(rows)}) answers {pct(decl_id)} of ID prompts "
+            f"in declaration order, the order it trained on, but {pct(D.mean(r['id_accuracy'] for r in rows))} of "
+            f"shuffled ones and {pct(D.mean(r['ood_accuracy'] for r in rows))} of shuffled OOD ones. On declared-order "
+            f"prompts its routing layer reads {mechanism(bs)} (BS {signed(bs)}); a rebind patch there leaves the answer "
+            f"where it was {pct(D.mean(r.get('declared_rebind_stay') for r in rows))} of the time (it carries the slot, not "
+            f"the bound shape), and swapping two objects' position ids flips "
+            f"{pct(D.mean(r.get('declared_flip_rate') for r in rows))} of its answers.")
