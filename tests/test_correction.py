@@ -180,3 +180,14 @@ def test_the_front_page_box_reads_the_learning_stage(results):
     assert frame.loc["learned positions: OOD accuracy, text only -> image_text", "ours"] == "25.0% -> 60.0%"
     assert frame.loc["image_text: OOD accuracy (text prompts; image stage that learns)", "ours"] == "80.0%"
     assert frame.loc["image_text: binding mechanism", "ours"] == "symbolic (BS +1.00)"
+
+
+def test_image_curves_average_seeds_per_start_and_positions(results):
+    for name in ("imagestage_replay_project_cnn_grid_cpu_s0_pool4096_img4000.json",
+                 "imagestage_replay_project_cnn_grid_cpu_s1_pool4096_img4000.json"):
+        rec = json.loads((results / name).read_text())
+        rec["history"] = [{"step": 100, "acc_image_two_hop": 0.2 if "s0" in name else 0.4}]
+        (results / name).write_text(json.dumps(rec))
+    rows = K.image_curve_rows(results)
+    assert {"run": "recipe (RoPE), sequence positions", "step": 100, "image accuracy": pytest.approx(0.3), "seeds": 2} in rows
+    assert K.image_curve_chart(results).to_dict()["encoding"]["color"]["field"] == "run"

@@ -249,6 +249,11 @@ def train_id_accuracy(record: dict) -> float | None:
     return record.get("id_accuracy")
 
 
+def load_image_runs(results_dir=None) -> list[dict]:
+    """Every image-stage run at the table's budget (``imagestage_*_img4000*.json``)."""
+    return io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
+
+
 def headline_rows(results_dir=None) -> list[dict]:
     """Per start and regime, one entry per seed: the text model itself (text_only, from its training file)
     and every run of the learning recipe's budget that continued it (image, noise, compute-matched text)."""

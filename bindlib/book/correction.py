@@ -221,3 +221,27 @@ def expansion_sentence(results_dir=None) -> str:
                          f"{pct(D.mean(r['id_accuracy'] for r in rs))}, N 9..16 {pct(D.mean(r['ood_accuracy'] for r in rs))}, "
                          f"N 17..24 {pct(D.mean(r['ood_17_24_accuracy'] for r in rs))}")
     return "After vocabulary expansion, " + "; ".join(parts) + "."
+
+
+def image_curve_rows(results_dir=None) -> list[dict]:
+    """Image-prompt accuracy through the image stage (recipe replay, the table's budget), mean over seeds,
+    per text model and image positions: how fast each start learns to read pictures."""
+    acc: dict[tuple, list[float]] = {}
+    for r in D.load_image_runs(results_dir):
+        if r["recipe"] != "replay":
+            continue
+        positions = ((r.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
+        label = f"{STARTS.get(D.start_suffix(r), D.start_suffix(r))}, {positions} positions"
+        for h in r.get("history") or []:
+            if h.get("acc_image_two_hop") is not None:
+                acc.setdefault((label, h["step"]), []).append(h["acc_image_two_hop"])
+    return [{"run": k[0], "step": k[1], "image accuracy": sum(v) / len(v), "seeds": len(v)} for k, v in sorted(acc.items())]
+
+
+def image_curve_chart(results_dir=None):
+    """The image-stage curves of ``image_curve_rows``: image-prompt ID accuracy against step."""
+    from .plots import line_chart
+
+    return line_chart(image_curve_rows(results_dir), "step", "image accuracy", "run",
+                      "Image-prompt ID accuracy through the image and mix stages (mean over seeds)",
+                      y_format="%").configure_legend(labelLimit=320, orient="bottom", columns=1)
