@@ -27,7 +27,8 @@ from .vision.multimodal import Vision, load_image_model, save_adapter
 # then the 20% image / 80% text mix. They use the feature pool and bf16 autocast (the fast path,
 # measured by `python -m bindlib bench-image`). Each lever changes one thing against "long":
 #   warm    adapter warm-up with the transformer frozen (LLaVA-style), then everything at 0.3x lr
-#   replay  text replay: 20% of the image stage's steps are text steps (replay50: half of them)
+#   replay  text replay: 20% of the image stage's steps are text steps (replay50: half of them; replay_sub: with
+#           the shape -> item query on image prompts too)
 #   g0, g3  grounding weight 0 and 3 instead of 1
 #   noise_replay  replay with NOISE tokens in every text batch from the image stage's first step
 #           (noise_image_text as the paper runs it; the regime's own recipe adds noise only after stage 1)
@@ -48,9 +49,13 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
         # the compute-matched text controls: replay's steps and queries, with every image step a text step
         "text_matched": [Stage("text", image_steps, dict(mix))],
         "noise_text_matched": [Stage("text", image_steps, dict(mix), noise=True)],
+        "text_sub_matched": [Stage("text", image_steps, {**mix, "shape_to_item": 1.0})],  # replay_sub's text control
         "warm_replay": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
                         Stage("image", image_steps - warm, dict(mix), image=0.8, grounding=1.0, lr_scale=0.3)],
         "replay50": [Stage("image", image_steps, dict(mix), image=0.5, grounding=1.0)],
+        # replay with the one-hop shape -> item query added to the image prompts: the association lookup by
+        # content, which a picture (no declaration order) requires and a slot-binding text model never learned
+        "replay_sub": [Stage("image", image_steps, {**mix, "shape_to_item": 1.0}, image=0.8, grounding=1.0)],
         "warm_replay50": [Stage("adapter_warmup", warm, dict(mix), image=1.0, grounding=1.0, freeze="lm"),
                           Stage("image", image_steps - warm, dict(mix), image=0.5, grounding=1.0, lr_scale=0.3)],
         "g0": [Stage("image", image_steps, dict(mix), image=1.0, grounding=0.0)],
@@ -68,7 +73,7 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
 
 
 IMAGE_RECIPES = ("short", "long", "warm", "replay", "noise_replay", "text_matched", "noise_text_matched",
-                 "warm_replay", "replay50", "warm_replay50", "g0", "g3")
+                 "warm_replay", "replay50", "replay_sub", "text_sub_matched", "warm_replay50", "g0", "g3")
 
 
 def recipe_regime(recipe: str) -> str:

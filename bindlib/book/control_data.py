@@ -232,9 +232,12 @@ def control_claims(results_dir=None) -> list[tuple[str, str, str]]:
 IMAGE_STEPS = 4000  # the image-stage budget that meets both targets (chapter 4's lever table)
 STARTS = {"": "recipe (RoPE)", "_hopslot_decl100": "shortcut dial p=1, slot target",
           "_learnedpos": "learned positions"}
-REGIME_OF_RECIPE = {"replay": "image_text", "noise_replay": "noise_image_text"}
+REGIME_OF_RECIPE = {"replay": "image_text", "noise_replay": "noise_image_text", "replay_sub": "image_text"}
 REGIME_ORDER = ("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text")
-RECIPE_REGIME = {**REGIME_OF_RECIPE, "text_matched": "text_only_matched", "noise_text_matched": "noise_text"}
+RECIPE_REGIME = {**REGIME_OF_RECIPE, "text_matched": "text_only_matched", "noise_text_matched": "noise_text",
+                 "text_sub_matched": "text_only_matched"}
+SUB_RECIPES = ("replay_sub", "text_sub_matched")  # with the shape -> item query (labelled where shown)
+IMAGE_ONLY_RECIPES = ("replay", "replay_sub")  # image stages without noise
 
 
 def train_id_accuracy(record: dict) -> float | None:
@@ -270,7 +273,7 @@ def headline_rows(results_dir=None) -> list[dict]:
             "image_id_accuracy": None, "accuracy_by_n": before.get("accuracy_by_n") or {}, "image_positions": None}
         cells.setdefault((suffix, RECIPE_REGIME[r["recipe"]]), {})[r["seed"]] = {
             **{k: r.get(k) for k in ("ood_accuracy", "image_id_accuracy", "accuracy_by_n")},
-            "id_accuracy": train_id_accuracy(r),
+            "id_accuracy": train_id_accuracy(r), "recipe": r["recipe"],
             "image_positions": ((r.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
             if r.get("image_id_accuracy") is not None else None}
     order = list(STARTS)
@@ -342,7 +345,8 @@ def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
         out["image_ood"] = ("; ".join(parts), verdict(holds))
     by: dict[str, list[dict]] = {}
     for r in correction_rows(results_dir):
-        if r["recipe"] == "replay" and None not in (r["before"].get("binding_score"), r["after"].get("binding_score")):
+        if r["recipe"] in IMAGE_ONLY_RECIPES and None not in (r["before"].get("binding_score"),
+                                                              r["after"].get("binding_score")):
             by.setdefault(r["start"], []).append(r)
     if by:
         bs = {s: (mean(r["before"]["binding_score"] for r in rs), mean(r["after"]["binding_score"] for r in rs))

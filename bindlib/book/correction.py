@@ -35,7 +35,8 @@ def correction_table(results_dir=None) -> pd.DataFrame:
     rows = []
     for r in D.correction_rows(results_dir):
         b, a = r["before"], r["after"]
-        rows.append({"start": r["start"] + (" + noise" if r["recipe"] != "replay" else ""), "seed": r["seed"],
+        rows.append({"start": r["start"] + {"noise_replay": " + noise", "replay_sub": " + shape -> item"}.get(r["recipe"], ""),
+                     "seed": r["seed"],
                      "text ID": _arrow(b["id_accuracy"], a["id_accuracy"], pct),
                      "shuffled-order ID": _arrow(b["shuffled_id_accuracy"], a["shuffled_id_accuracy"], pct),
                      "text OOD": _arrow(b["ood_accuracy"], a["ood_accuracy"], pct),
@@ -78,8 +79,9 @@ def learning_headline_table(results_dir=None) -> pd.DataFrame:
         paper = OOD_ACCURACY.get(h["regime"])
         img = [r["image_id_accuracy"] for r in h["runs"] if r["image_id_accuracy"] is not None]
         positions = sorted({r["image_positions"] for r in h["runs"] if r.get("image_positions")})
-        rows.append({"text model": h["start"], "regime": h["regime"] + "".join(f" ({p} positions)" for p in positions
-                                                                               if p != "sequence"),
+        sub = " (+ shape -> item)" if any(r.get("recipe") in D.SUB_RECIPES for r in h["runs"]) else ""
+        rows.append({"text model": h["start"], "regime": h["regime"] + sub + "".join(f" ({p} positions)" for p in positions
+                                                                                     if p != "sequence"),
                      "seeds": ", ".join(map(str, h["seeds"])),
                      "ours: text OOD": _mean_sd(r["ood_accuracy"] for r in h["runs"]),
                      "ours: text ID": pct(D.mean(r["id_accuracy"] for r in h["runs"])),
@@ -102,11 +104,12 @@ def correction_summary(results_dir=None) -> list[dict]:
     """Per start (learning recipe without noise): seeds, mean OOD and BS before and after, and the mechanisms."""
     out = []
     for (start, recipe), rs in _group(D.correction_rows(results_dir)).items():
-        if recipe != "replay":
+        if recipe not in D.IMAGE_ONLY_RECIPES:
             continue
         m = {f"{k}_{w}": D.mean(r[w].get(k) for r in rs) for k in ("ood_accuracy", "binding_score", "flip_rate")
              for w in ("before", "after")}
-        out.append({"start": start, "seeds": [r["seed"] for r in rs], **m,
+        out.append({"start": start + (" with the shape -> item query" if recipe in D.SUB_RECIPES else ""),
+                    "seeds": [r["seed"] for r in rs], **m,
                     "mechanism_before": mechanism(m["binding_score_before"]),
                     "mechanism_after": mechanism(m["binding_score_after"])})
     return out
@@ -228,10 +231,11 @@ def image_curve_rows(results_dir=None) -> list[dict]:
     per text model and image positions: how fast each start learns to read pictures."""
     acc: dict[tuple, list[float]] = {}
     for r in D.load_image_runs(results_dir):
-        if r["recipe"] != "replay":
+        if r["recipe"] not in D.IMAGE_ONLY_RECIPES:
             continue
         positions = ((r.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
-        label = f"{STARTS.get(D.start_suffix(r), D.start_suffix(r))}, {positions} positions"
+        label = (f"{STARTS.get(D.start_suffix(r), D.start_suffix(r))}, {positions} positions"
+                 + (", + shape -> item" if r["recipe"] in D.SUB_RECIPES else ""))
         for h in r.get("history") or []:
             if h.get("acc_image_two_hop") is not None:
                 acc.setdefault((label, h["step"]), []).append(h["acc_image_two_hop"])
