@@ -61,7 +61,8 @@ def recipe_lines(image_steps: int = IMAGE_STEPS, mix_steps: int = 400) -> list[s
     from ..imagestage import image_recipe_stages
 
     lines = ["text_only: the text recipe only (chapter 2)"]
-    for recipe, regime in sorted(RECIPE_REGIME.items(), key=lambda kv: REGIME_ORDER.index(kv[1])):
+    main = {r: g for r, g in RECIPE_REGIME.items() if r not in D.SUB_RECIPES}  # the lever replay_sub is shown apart
+    for recipe, regime in sorted(main.items(), key=lambda kv: REGIME_ORDER.index(kv[1])):
         parts = []
         for st in image_recipe_stages(recipe, image_steps, mix_steps):
             what = "image" if st.image == 1 else (f"{st.image:.0%} image / {1 - st.image:.0%} text" if st.image else "text")
