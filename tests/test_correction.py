@@ -92,7 +92,7 @@ def test_nothing_run_says_so(tmp_path):
 def test_verdict_compares_images_with_both_text_rows(results):
     verdict = K.headline_verdict(results)
     assert "From learned positions, image_text reaches 60.0% text OOD against text_only 25.0%, " \
-           "text_only_matched 30.0%: images lift text OOD above the text rows" in verdict
+           "text_only_matched 30.0%: images lift text OOD by more than 2 points above the text rows" in verdict
     assert "From recipe (RoPE), image_text reaches 80.0% text OOD against text_only 97.0%: images do not lift" in verdict
     assert "rows missing: noise_text, noise_image_text" in verdict
     assert K.headline_verdict(results.parent / "empty") == "No learning image-stage runs yet."
@@ -191,3 +191,22 @@ def test_image_curves_average_seeds_per_start_and_positions(results):
     rows = K.image_curve_rows(results)
     assert {"run": "recipe (RoPE), sequence positions", "step": 100, "image accuracy": pytest.approx(0.3), "seeds": 2} in rows
     assert K.image_curve_chart(results).to_dict()["encoding"]["color"]["field"] == "run"
+
+
+def test_a_dial_start_is_measured_on_declared_order_prompts(tmp_path):
+    start = "text_only_cpu_s0_hopslot_decl100"
+    name, rec = image_run("replay_sub", 0, start, ood=0.08)
+    rec["train_config"] = {"declared_share": 1.0}
+    write(tmp_path, name, rec)
+    write(tmp_path, f"training_{start}.json", {"id_accuracy": 0.25, "ood_accuracy": 0.07,
+                                               "axes": {"declared": {"id_accuracy": 1.0}},
+                                               "train_config": {"declared_share": 1.0}})
+    for ckpt in (start, rec["checkpoint"].split("/")[-1]):
+        inter = interchange(0.2, 0.1)
+        inter["splits"]["id_declared"] = interchange(-1.0, 0.0)["splits"]["id"]
+        inter["position_swap_declared"] = {"flip_rate": 0.6}
+        write(tmp_path, f"interchange_{ckpt}.json", inter)
+    row = D.correction_rows(tmp_path)[0]
+    assert row["before"]["binding_score"] == -1.0 and row["before"]["flip_rate"] == 0.6
+    assert row["before"]["id_accuracy"] == 1.0 and row["before"]["shuffled_id_accuracy"] == 0.25
+    assert "with the shape -> item query (1 seed)" in K.correction_sentence(tmp_path)

@@ -282,16 +282,18 @@ def headline_rows(results_dir=None) -> list[dict]:
              "seeds": sorted(cells[k]), "runs": [cells[k][s] for s in sorted(cells[k])]} for k in keys]
 
 
-def _interchange(root: Path, name: str) -> dict:
-    """The routing numbers and swap flips of checkpoint ``name`` (the controls/ file first: it has rebind pairs)."""
+def _interchange(root: Path, name: str, declared: bool = False) -> dict:
+    """The routing numbers and swap flips of checkpoint ``name`` (the controls/ file first: it has rebind pairs).
+    With ``declared`` (a shortcut-dial model, whose own text lists associations in declaration order) they are
+    read on declared-order prompts, as they are when too few shuffled prompts are answered correctly."""
     rec = _read(root / "controls" / f"interchange_{name}.json") or _read(root / f"interchange_{name}.json")
     if rec is None:
         return {}
-    out = routing(rec)
-    if out["binding_score"] is None and "id_declared" in rec["splits"]:  # too few correct shuffled prompts
-        out = routing(rec, "id_declared") | {"on": "declared order"}
+    out, swap = routing(rec), rec["position_swap"]
+    if (declared or out["binding_score"] is None) and "id_declared" in rec["splits"]:
+        out, swap = routing(rec, "id_declared") | {"on": "declared order"}, rec.get("position_swap_declared") or swap
     decl = routing(rec, "id_declared") if "id_declared" in rec["splits"] else {}
-    return out | {"flip_rate": rec["position_swap"]["flip_rate"], "declared_binding_score": decl.get("binding_score")}
+    return out | {"flip_rate": swap["flip_rate"], "declared_binding_score": decl.get("binding_score")}
 
 
 def correction_rows(results_dir=None) -> list[dict]:
@@ -306,13 +308,14 @@ def correction_rows(results_dir=None) -> list[dict]:
         suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
         before_train = _read(root / f"training_{start}.json") or {}
         after_name = Path(r["checkpoint"]).name
+        dial = bool((r.get("train_config") or {}).get("declared_share"))  # measured on the text it trains on
         rows.append({"start": STARTS.get(suffix, suffix.lstrip("_")), "suffix": suffix, "recipe": r["recipe"],
                      "regime": REGIME_OF_RECIPE[r["recipe"]], "seed": r["seed"],
                      "before": {"id_accuracy": train_id_accuracy(before_train),
                                 "shuffled_id_accuracy": before_train.get("id_accuracy"),
-                                "ood_accuracy": before_train.get("ood_accuracy"), **_interchange(root, start)},
+                                "ood_accuracy": before_train.get("ood_accuracy"), **_interchange(root, start, dial)},
                      "after": {"id_accuracy": train_id_accuracy(r), "shuffled_id_accuracy": r["id_accuracy"],
-                               "ood_accuracy": r["ood_accuracy"], **_interchange(root, after_name)},
+                               "ood_accuracy": r["ood_accuracy"], **_interchange(root, after_name, dial)},
                      "image_id_accuracy": r["image_id_accuracy"], "meets_targets": r["meets_targets"]})
     order = list(STARTS)
     return sorted(rows, key=lambda x: (x["recipe"] != "replay", order.index(x["suffix"]) if x["suffix"] in order
