@@ -257,17 +257,23 @@ def load_image_runs(results_dir=None) -> list[dict]:
     return io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
 
 
+def learned_runs(results_dir=None, recipes=None):
+    """(run, start, suffix, before) for every image-stage run at the table's budget that met its targets
+    (a stage that did not learn is no row) and whose recipe is in ``recipes``: the run's record, the text
+    model it continued, that model's name suffix, and its training file."""
+    root = _dir(results_dir)
+    for r in load_image_runs(results_dir):
+        if r["recipe"] not in (recipes or RECIPE_REGIME) or not r.get("meets_targets"):
+            continue
+        start = Path(r["init_from"]).name
+        yield r, start, start[len(f"text_only_{PROFILE}_s{r['seed']}"):], _read(root / f"training_{start}.json") or {}
+
+
 def headline_rows(results_dir=None) -> list[dict]:
     """Per start and regime, one entry per seed: the text model itself (text_only, from its training file)
     and every run of the learning recipe's budget that continued it (image, noise, compute-matched text)."""
-    root = _dir(results_dir)
     cells: dict[tuple, dict[int, dict]] = {}
-    for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
-        if r["recipe"] not in RECIPE_REGIME or not r.get("meets_targets"):  # a stage that did not learn is no row
-            continue
-        start = Path(r["init_from"]).name
-        suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
-        before = _read(root / f"training_{start}.json") or {}
+    for r, _, suffix, before in learned_runs(results_dir):
         cells.setdefault((suffix, "text_only"), {})[r["seed"]] = {
             "id_accuracy": train_id_accuracy(before), "ood_accuracy": before.get("ood_accuracy"),
             "image_id_accuracy": None, "accuracy_by_n": before.get("accuracy_by_n") or {}, "image_positions": None}
@@ -301,12 +307,7 @@ def correction_rows(results_dir=None) -> list[dict]:
     flips before and after, with the image ID accuracy it reached."""
     root = _dir(results_dir)
     rows = []
-    for r in io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", root, kind="image_recipe"):
-        if r["recipe"] not in REGIME_OF_RECIPE or not r.get("meets_targets"):  # a stage that did not learn is no row
-            continue
-        start = Path(r["init_from"]).name
-        suffix = start[len(f"text_only_cpu_s{r['seed']}"):]
-        before_train = _read(root / f"training_{start}.json") or {}
+    for r, start, suffix, before_train in learned_runs(results_dir, REGIME_OF_RECIPE):
         after_name = Path(r["checkpoint"]).name
         dial = bool((r.get("train_config") or {}).get("declared_share"))  # measured on the text it trains on
         rows.append({"start": STARTS.get(suffix, suffix.lstrip("_")), "suffix": suffix, "recipe": r["recipe"],
