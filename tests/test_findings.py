@@ -5,7 +5,8 @@ import pytest
 
 from bindlib.book import findings as F
 
-VERDICTS = {"reproduced", "not reproduced", "partly", "not measured", "not reproduced (both symbolic)"}
+VERDICTS = {"reproduced", "not reproduced", "partly", "mixed", "not measured", "not reproduced (both symbolic)",
+            "not testable (every start already symbolic)"}
 
 
 def write(tmp_path, name, record):
@@ -64,7 +65,7 @@ def test_committed_results_give_a_full_scoreboard():
     assert set(board[board["whose"] == "control"]["verdict"]) <= {"holds", "does not hold", "not measured"}
     assert list(board.columns) == ["claim", "whose", "our result", "verdict"]
     assert "paper claims reproduced" in F.verdict_counts(board)
-    assert len(F.headline()) == 7
+    assert len(F.headline()) in (7, 8)  # 8 with the learned-position model's row of the image stage that learns
 
 
 def test_every_chapter_table_reads_the_committed_results():
