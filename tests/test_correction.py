@@ -210,3 +210,13 @@ def test_a_dial_start_is_measured_on_declared_order_prompts(tmp_path):
     assert row["before"]["binding_score"] == -1.0 and row["before"]["flip_rate"] == 0.6
     assert row["before"]["id_accuracy"] == 1.0 and row["before"]["shuffled_id_accuracy"] == 0.25
     assert "with the shape -> item query (1 seed)" in K.correction_sentence(tmp_path)
+
+
+def test_noise_sentence_sets_the_noised_task_beside_clean_text(tmp_path):
+    name, rec = image_run("noise_text_matched", 0, "text_only_cpu_s0_learnedpos", ood=0.1, id_acc=0.5)
+    rec.update(meets_targets=False, history=[{"step": 100, "acc_noise_two_hop": 0.6}, {"step": 200, "acc_noise_two_hop": 0.99}])
+    write(tmp_path, name, rec)
+    sentence = K.noise_sentence(tmp_path)
+    assert "learned positions model of seed 0, noised prompts reach 99.0% while clean ID accuracy ends at 50.0%" in sentence
+    assert "(the text target is missed)" in sentence
+    assert K.noise_sentence(tmp_path / "none").startswith("No noise_text run")

@@ -250,3 +250,18 @@ def image_curve_chart(results_dir=None):
     return line_chart(image_curve_rows(results_dir), "step", "image accuracy", "run",
                       "Image-prompt ID accuracy through the image and mix stages (mean over seeds)",
                       y_format="%").configure_legend(labelLimit=320, orient="bottom", columns=1)
+
+
+def noise_sentence(results_dir=None) -> str:
+    """What noised text at the table's budget does to each text model: the noised task (last logged
+    accuracy on noised prompts) against clean ID and OOD accuracy after it."""
+    rows = [r for r in D.load_image_runs(results_dir) if r["recipe"] == "noise_text_matched"]
+    if not rows:
+        return "No noise_text run at the image stage's budget yet."
+    parts = []
+    for r in sorted(rows, key=lambda r: (D.start_suffix(r), r["seed"])):
+        noised = next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or []) if "acc_noise_two_hop" in h), None)
+        parts.append(f"from the {STARTS.get(D.start_suffix(r), D.start_suffix(r))} model of seed {r['seed']}, noised "
+                     f"prompts reach {pct(noised)} while clean ID accuracy ends at {pct(r['id_accuracy'])} and OOD at "
+                     f"{pct(r['ood_accuracy'])}" + ("" if r.get("meets_targets") else " (the text target is missed)"))
+    return "With noise tokens in every text prompt for the image stage's steps, " + "; ".join(parts) + "."
