@@ -76,10 +76,13 @@ IMAGE_RECIPES = ("short", "long", "warm", "replay", "noise_replay", "text_matche
                  "warm_replay", "replay50", "replay_sub", "text_sub_matched", "warm_replay50", "g0", "g3")
 
 
+TEXT_RECIPES = ("text_matched", "noise_text_matched", "text_sub_matched")  # compute-matched text controls
+
+
 def recipe_regime(recipe: str) -> str:
     """The headline-table regime an image recipe belongs to (noise_replay: noise in text batches from step 1;
     the text_matched recipes: the compute-matched text rows)."""
-    if recipe.endswith("text_matched"):
+    if recipe in TEXT_RECIPES:
         return "noise_text" if recipe.startswith("noise") else "text_only_matched"
     return "noise_image_text" if recipe.startswith("noise") else "image_text"
 
@@ -125,7 +128,7 @@ def start_pos_encoding(init_from: str) -> str:
 
 def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
                      start: str | None = None, image_positions: str = "sequence") -> str:
-    text = recipe.endswith("text_matched")  # no encoder, no pool: neither changes a text run
+    text = recipe in TEXT_RECIPES  # no encoder, no pool: neither changes a text run
     tag = f"{recipe}_cpu_s{seed}" if text else f"{recipe}_{encoder}_cpu_s{seed}_pool{pool_size}"
     if image_steps != 1500 and recipe != "short":
         tag += f"_img{image_steps}"

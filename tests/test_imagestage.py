@@ -84,3 +84,11 @@ def test_a_dial_start_is_held_to_its_own_text_distribution(tmp_path, monkeypatch
                               mix_steps=1, init_from=str(tmp_path / "dial"), log=lambda *a: None)
     assert rec["train_config"]["declared_share"] == 1.0
     assert rec["train_id_accuracy"] == rec["declared"]["id_accuracy"] > 0.9  # the recipe's model reads any order
+
+
+def test_every_text_control_is_named_and_filed_as_text():
+    from bindlib.imagestage import TEXT_RECIPES, image_recipe_tag, recipe_regime
+
+    for recipe in TEXT_RECIPES:
+        assert image_recipe_tag(recipe, 0, "project_cnn_grid", 4096, 4000) == f"{recipe}_cpu_s0_img4000"
+        assert recipe_regime(recipe) in ("text_only_matched", "noise_text")
