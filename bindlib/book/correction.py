@@ -176,9 +176,10 @@ def by_n_chart(results_dir=None, id_max: int = 8):
                               tooltip=["start:N", "regime:N", "N:Q", alt.Tooltip("accuracy:Q", format=".3f")])
     edge = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(id_max + 0.5))
     return (alt.layer(base.mark_line(point=True), edge, data=alt.Data(values=by_n_rows(results_dir)))
-            .properties(width=240, height=200)
+            .properties(width=150, height=180)  # three panels fit the book's column
             .facet(column=alt.Column("start:N", title=None, sort=list(STARTS.values())),
-                   title="Text accuracy by number of objects, before and after (dashed: edge of training)"))
+                   title="Text accuracy by N, before and after (dashed: edge of training)")
+            .configure_legend(orient="bottom", columns=3))
 
 
 def positions_sentence(results_dir=None) -> str:
