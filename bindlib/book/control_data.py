@@ -146,6 +146,7 @@ def _lever(stages: list[dict]) -> str:
         what = f"{s['name'].replace('_', ' ')} {s['steps']} ({s['image']:.0%} image"
         what += f", grounding {s.get('grounding', 0):g}" + (", LM frozen" if s.get("freeze") == "lm" else "")
         what += f", lr x{s['lr_scale']:g}" if s.get("lr_scale", 1.0) != 1.0 else ""
+        what += ", + shape -> item" if (s.get("mix") or {}).get("shape_to_item") else ""
         parts.append(what + ")")
     return " -> ".join(parts)
 
@@ -171,7 +172,7 @@ def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
                      "lever": _lever(r["train_config"]["stages"]),
                      "image_steps": sum(s["steps"] for s in r["train_config"]["stages"] if s["name"] != "mix"),
                      "image_id_accuracy": r["image_id_accuracy"],
-                     "id_accuracy": r["id_accuracy"], "ood_accuracy": r["ood_accuracy"], "targets": t,
+                     "id_accuracy": train_id_accuracy(r), "ood_accuracy": r["ood_accuracy"], "targets": t,
                      "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
                      and train_id_accuracy(r) >= t["id_accuracy"], "init_from": r.get("init_from"),
                      "image_positions": (r["train_config"].get("vision") or {}).get("image_positions", "sequence")})

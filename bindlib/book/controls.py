@@ -193,7 +193,7 @@ def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
 # ---------------------------------------------------------------- chapter 4: the image-stage levers
 def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
     """One row per image-stage recipe run from the ``start`` text models: what it does, image ID, text ID
-    and OOD, targets met."""
+    (on the text the model trains on: declared order for a shortcut-dial model) and OOD, targets met."""
     rows = D.image_levers(results_dir, start)
     return table([{"recipe": f"{r['recipe']} {r['image_steps']} s{r['seed']}"
                    + (f" ({r['image_positions']} positions)" if r["image_positions"] != "sequence" else ""),
