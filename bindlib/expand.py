@@ -122,9 +122,10 @@ def run_expand(init_from: str, seed: int, device, command: str, commit: str, ste
                                                                  "init_from": cfg.init_from})
     result = evaluate(model, cfg.task_config(), per_n=EXPAND_SETTINGS["eval_per_n"], device=device)
     train_wall = history[-1]["wall_seconds"] if history else 0.0
+    splits = split_means(result["accuracy_by_n"])
     record = {"kind": "vocab_expansion", "seed": seed, "init_from": cfg.init_from, "start": start,
-              "vocab": EXPANDED, **result, **split_means(result["accuracy_by_n"]),
-              "target": {"id_accuracy": 0.95}, "meets_target": bool(split_means(result["accuracy_by_n"])["id_accuracy"] >= 0.95),
+              "vocab": EXPANDED, **result, **splits,
+              "target": {"id_accuracy": 0.95}, "meets_target": bool(splits["id_accuracy"] >= 0.95),
               "steps": history[-1]["step"] if history else 0, "history": history,
               "checkpoint": io.relpath(final), "checkpoint_sha256": io.read_checkpoint_meta(final)["sha256"],
               "train_config": cfg.to_dict(),

@@ -108,22 +108,23 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
                        model={"pos_encoding": pos} if pos != "rope" else None)
 
 
+def start_meta(init_from: str) -> dict:
+    """The model.json of the text checkpoint an image recipe continues ({} if it is not there yet: loading it
+    then fails with its own clear message)."""
+    meta_file = io.REPO_ROOT / init_from / "model.json"
+    return io.read_checkpoint_meta(meta_file.parent) if meta_file.exists() else {}
+
+
 def start_train_setting(init_from: str, key: str, default):
     """A training setting of the checkpoint an image recipe continues (its text distribution carries over:
     a shortcut-dial model keeps its share of declared-order text prompts; images have no declaration order)."""
-    meta_file = io.REPO_ROOT / init_from / "model.json"
-    if not meta_file.exists():
-        return default
-    return (io.read_checkpoint_meta(meta_file.parent).get("train_config") or {}).get(key, default)
+    return (start_meta(init_from).get("train_config") or {}).get(key, default)
 
 
 def start_pos_encoding(init_from: str) -> str:
-    """The positional encoding of the text checkpoint an image recipe continues (rope if it is not there yet:
-    loading it then fails with its own clear message). The correction test starts from learned positions too."""
-    meta_file = io.REPO_ROOT / init_from / "model.json"
-    if not meta_file.exists():
-        return "rope"
-    return io.read_checkpoint_meta(meta_file.parent)["model_config"].get("pos_encoding", "rope")
+    """The positional encoding of the text checkpoint an image recipe continues (rope where not recorded).
+    The correction test starts from learned positions too."""
+    return (start_meta(init_from).get("model_config") or {}).get("pos_encoding", "rope")
 
 
 def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,

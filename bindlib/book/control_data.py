@@ -157,6 +157,17 @@ def start_suffix(record: dict) -> str:
     return name[len(f"text_only_{PROFILE}_s{record['seed']}"):]
 
 
+def image_positions(record: dict) -> str:
+    """How an image-stage run numbered its image tokens (vision.multimodal.IMAGE_POSITIONS)."""
+    return ((record.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
+
+
+def start_label(record: dict) -> str:
+    """The chapters' name for the text model an image-stage run continued."""
+    suffix = start_suffix(record)
+    return STARTS.get(suffix, suffix.lstrip("_"))
+
+
 def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
     """One row per image-stage recipe run (``imagestage_*.json``) from the text models named by ``start``
     (the suffix: "" the recipe's, "_learnedpos", ...; None: every start): recipe, seed, encoder, what it
@@ -175,7 +186,7 @@ def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
                      "id_accuracy": train_id_accuracy(r), "ood_accuracy": r["ood_accuracy"], "targets": t,
                      "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
                      and train_id_accuracy(r) >= t["id_accuracy"], "init_from": r.get("init_from"),
-                     "image_positions": (r["train_config"].get("vision") or {}).get("image_positions", "sequence")})
+                     "image_positions": image_positions(r)})
     return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_positions"], x["image_steps"], x["seed"]))
 
 
@@ -267,7 +278,7 @@ def learned_runs(results_dir=None, recipes=None):
         if r["recipe"] not in (recipes or RECIPE_REGIME) or not r.get("meets_targets"):
             continue
         start = Path(r["init_from"]).name
-        yield r, start, start[len(f"text_only_{PROFILE}_s{r['seed']}"):], _read(root / f"training_{start}.json") or {}
+        yield r, start, start_suffix(r), _read(root / f"training_{start}.json") or {}
 
 
 def headline_rows(results_dir=None) -> list[dict]:
@@ -281,8 +292,7 @@ def headline_rows(results_dir=None) -> list[dict]:
         cells.setdefault((suffix, RECIPE_REGIME[r["recipe"]]), {})[r["seed"]] = {
             **{k: r.get(k) for k in ("ood_accuracy", "image_id_accuracy", "accuracy_by_n")},
             "id_accuracy": train_id_accuracy(r), "recipe": r["recipe"],
-            "image_positions": ((r.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
-            if r.get("image_id_accuracy") is not None else None}
+            "image_positions": image_positions(r) if r.get("image_id_accuracy") is not None else None}
     order = list(STARTS)
     keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1])))
     return [{"start": STARTS.get(k[0], k[0].lstrip("_")), "suffix": k[0], "regime": k[1],
@@ -311,7 +321,7 @@ def correction_rows(results_dir=None) -> list[dict]:
     for r, start, suffix, before_train in learned_runs(results_dir, REGIME_OF_RECIPE):
         after_name = Path(r["checkpoint"]).name
         dial = bool((r.get("train_config") or {}).get("declared_share"))  # measured on the text it trains on
-        rows.append({"start": STARTS.get(suffix, suffix.lstrip("_")), "suffix": suffix, "recipe": r["recipe"],
+        rows.append({"start": start_label(r), "suffix": suffix, "recipe": r["recipe"],
                      "regime": REGIME_OF_RECIPE[r["recipe"]], "seed": r["seed"],
                      "before": {"id_accuracy": train_id_accuracy(before_train),
                                 "shuffled_id_accuracy": before_train.get("id_accuracy"),

@@ -23,6 +23,7 @@ from ..profiles import OOD_ACCURACY
 from . import control_data as D
 from .findings import mechanism, pct, signed, table
 
+from ..evaluate import mean_sd
 from .control_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_ORDER, STARTS
 
 
@@ -93,12 +94,12 @@ def learning_headline_table(results_dir=None) -> pd.DataFrame:
 
 
 def _mean_sd(values) -> str:
-    import statistics
-
+    """Mean ± sample sd over seeds, as percentages (the sd only where there are several)."""
     vals = [v for v in values if v is not None]
     if not vals:
         return "-"
-    return pct(statistics.mean(vals)) + (f" ± {pct(statistics.stdev(vals))}" if len(vals) > 1 else "")
+    m, sd = mean_sd(vals)
+    return pct(m) + (f" ± {pct(sd)}" if len(vals) > 1 else "")
 
 
 def correction_summary(results_dir=None) -> list[dict]:
@@ -235,8 +236,7 @@ def image_curve_rows(results_dir=None) -> list[dict]:
     for r in D.load_image_runs(results_dir):
         if r["recipe"] not in D.IMAGE_ONLY_RECIPES:
             continue
-        positions = ((r.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
-        label = (f"{STARTS.get(D.start_suffix(r), D.start_suffix(r))}, {positions} positions"
+        label = (f"{D.start_label(r)}, {D.image_positions(r)} positions"
                  + (", + shape -> item" if r["recipe"] in D.SUB_RECIPES else ""))
         for h in r.get("history") or []:
             if h.get("acc_image_two_hop") is not None:
@@ -262,7 +262,7 @@ def noise_sentence(results_dir=None) -> str:
     parts = []
     for r in sorted(rows, key=lambda r: (D.start_suffix(r), r["seed"])):
         noised = next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or []) if "acc_noise_two_hop" in h), None)
-        parts.append(f"from the {STARTS.get(D.start_suffix(r), D.start_suffix(r))} model of seed {r['seed']}, noised "
+        parts.append(f"from the {D.start_label(r)} model of seed {r['seed']}, noised "
                      f"prompts reach {pct(noised)} while clean ID accuracy ends at {pct(r['id_accuracy'])} and OOD at "
                      f"{pct(r['ood_accuracy'])}" + ("" if r.get("meets_targets") else " (the text target is missed)"))
     return "With noise tokens in every text prompt for the image stage's steps, " + "; ".join(parts) + "."
