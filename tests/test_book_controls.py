@@ -188,3 +188,26 @@ def test_dial_sentence_reads_the_declared_order_measurement(tmp_path):
     assert "(seed 0) answers 99.7% of ID prompts in declaration order" in sentence
     assert "25.0% of shuffled ones" in sentence and "reads positional (BS -1.00)" in sentence
     assert "where it was 99.0% of the time" in sentence and "flips 5.0% of its answers" in sentence
+
+
+def test_dial_table_groups_by_share_and_the_trend_names_each_reading(tmp_path):
+    def dial(seed, p, shuffled_bs_pair, declared_bs, id_shuffled, id_declared):
+        suffix = f"_hopslot_decl{round(100 * p):03d}"
+        rec = interchange(seed, suffix, 2, *shuffled_bs_pair, 0.1, declared=declared_bs)
+        write(tmp_path, f"interchange_text_only_cpu_s{seed}{suffix}.json", rec)
+        write(tmp_path, f"training_text_only_cpu_s{seed}{suffix}.json",
+              {**training(seed, id_shuffled, 0.1), "axes": {"declared": {"id_accuracy": id_declared}}})
+
+    assert C.dial_trend_sentence(tmp_path) == "The shortcut dial is measured at 0 values of p; a trend needs two."
+    dial(0, 0.5, (0.0, 1.0), 0.9, 0.9, 1.0)
+    dial(1, 0.5, (0.0, 1.0), 0.7, 0.8, 1.0)
+    dial(0, 1.0, (1.0, 0.0), -1.0, 0.25, 0.99)
+    assert [(r["p"], r["seed"]) for r in D.dial_rows(tmp_path)] == [(0.5, 0), (0.5, 1), (1.0, 0)]
+    t = C.dial_table(tmp_path)
+    assert list(t.index) == ["0.50", "1.00"]
+    assert t.loc["0.50", "seeds"] == "0, 1" and t.loc["0.50", "ID shuffled"] == "85.0%"
+    assert t.loc["0.50", "BS declared"] == "+0.80" and t.loc["1.00", "BS declared"] == "-1.00"
+    s = C.dial_trend_sentence(tmp_path)
+    assert "p = 0.5, 1" in s and "ID on shuffled prompts is 85.0%, 25.0%" in s
+    assert "declared-order prompts the routing layer reads symbolic (+0.80), positional (-1.00)" in s
+    assert "on shuffled prompts it reads symbolic (+1.00), positional (-1.00)" in s

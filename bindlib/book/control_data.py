@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -83,6 +84,19 @@ def arm_rows(suffix: str = "", results_dir=None, controls: bool = False) -> list
                         "declared_flip_rate": (rec.get("position_swap_declared") or {}).get("flip_rate")})
         rows.append(row)
     return rows
+
+
+def dial_rows(results_dir=None) -> list[dict]:
+    """The shortcut dial: one row per declared share p and seed measured (``_hopslot_decl<p>``), the
+    ``arm_rows`` numbers plus ``p`` and the ID accuracy on declared-order prompts."""
+    root, rows = _dir(results_dir), []
+    for rec in io.load_results(f"interchange_text_only_{PROFILE}_s*.json", root, kind="interchange"):
+        if m := re.fullmatch(r"_hopslot_decl(\d{3})", rec.get("variant") or ""):
+            row = next(r for r in arm_rows(m.group(0), results_dir) if r["seed"] == rec["seed"])
+            train = _read(root / f"training_text_only_{PROFILE}_s{rec['seed']}{m.group(0)}.json") or {}
+            rows.append(row | {"p": int(m.group(1)) / 100,
+                               "declared_id_accuracy": ((train.get("axes") or {}).get("declared") or {}).get("id_accuracy")})
+    return sorted(rows, key=lambda r: (r["p"], r["seed"]))
 
 
 def positional_control(results_dir=None) -> dict:

@@ -321,3 +321,45 @@ def dial_sentence(results_dir=None, suffix: str = "_hopslot_decl100") -> str:
             f"where it was {pct(D.mean(r.get('declared_rebind_stay') for r in rows))} of the time (it carries the slot, not "
             f"the bound shape), and swapping two objects' position ids flips "
             f"{pct(D.mean(r.get('declared_flip_rate') for r in rows))} of its answers.")
+
+
+def _dial_by_p(results_dir=None) -> dict[float, list[dict]]:
+    by: dict[float, list[dict]] = {}
+    for r in D.dial_rows(results_dir):
+        by.setdefault(r["p"], []).append(r)
+    return dict(sorted(by.items()))
+
+
+def dial_table(results_dir=None) -> pd.DataFrame:
+    """The shortcut dial, one row per declared share p (means over the seeds measured): ID on declared-order
+    and on shuffled prompts, shuffled OOD, and the routing layer's BS and swap flips on each kind of prompt."""
+    out = []
+    for p, rs in _dial_by_p(results_dir).items():
+        def m(key):
+            return D.mean(r.get(key) for r in rs)
+        out.append({"p": f"{p:.2f}", "seeds": ", ".join(str(r["seed"]) for r in rs),
+                    "ID declared": pct(m("declared_id_accuracy")), "ID shuffled": pct(m("id_accuracy")),
+                    "OOD shuffled": pct(m("ood_accuracy")), "BS shuffled": signed(m("binding_score")),
+                    "swap flips shuffled": pct(m("flip_rate")), "BS declared": signed(m("declared_binding_score")),
+                    "swap flips declared": pct(m("declared_flip_rate")),
+                    "rebind stays (declared)": pct(m("declared_rebind_stay"))})
+    return table(out, index="p")
+
+
+def dial_trend_sentence(results_dir=None) -> str:
+    """How shuffled-prompt accuracy and the routing layer's reading change as the shortcut's share p rises."""
+    by = _dial_by_p(results_dir)
+    if len(by) < 2:
+        return f"The shortcut dial is measured at {len(by)} value{'s' if len(by) != 1 else ''} of p; a trend needs two."
+
+    def each(key, fmt):
+        return ", ".join(fmt(D.mean(r.get(key) for r in rs)) for rs in by.values())
+
+    def reads(b):
+        return f"{mechanism(b)} ({signed(b)})"
+
+    return (f"Across the dial (p = {', '.join(f'{p:g}' for p in by)}), ID on shuffled prompts is "
+            f"{each('id_accuracy', pct)} and on declared-order prompts {each('declared_id_accuracy', pct)}. "
+            f"On declared-order prompts the routing layer reads {each('declared_binding_score', reads)}; on "
+            f"shuffled prompts it reads {each('binding_score', reads)} ('not measured' where too few shuffled "
+            "prompts are answered to build pairs).")
