@@ -192,7 +192,7 @@ def test_dial_sentence_reads_the_declared_order_measurement(tmp_path):
 
 def test_dial_table_groups_by_share_and_the_trend_names_each_reading(tmp_path):
     def dial(seed, p, shuffled_bs_pair, declared_bs, id_shuffled, id_declared):
-        suffix = f"_hopslot_decl{round(100 * p):03d}"
+        suffix = f"_hopslot_decl{round(100 * p):03d}" if p else "_hopslot"  # p = 0: the slot arm
         rec = interchange(seed, suffix, 2, *shuffled_bs_pair, 0.1, declared=declared_bs)
         write(tmp_path, f"interchange_text_only_cpu_s{seed}{suffix}.json", rec)
         write(tmp_path, f"training_text_only_cpu_s{seed}{suffix}.json",
@@ -202,12 +202,13 @@ def test_dial_table_groups_by_share_and_the_trend_names_each_reading(tmp_path):
     dial(0, 0.5, (0.0, 1.0), 0.9, 0.9, 1.0)
     dial(1, 0.5, (0.0, 1.0), 0.7, 0.8, 1.0)
     dial(0, 1.0, (1.0, 0.0), -1.0, 0.25, 0.99)
-    assert [(r["p"], r["seed"]) for r in D.dial_rows(tmp_path)] == [(0.5, 0), (0.5, 1), (1.0, 0)]
+    dial(0, 0.0, (0.0, 1.0), 1.0, 0.99, 0.99)
+    assert [(r["p"], r["seed"]) for r in D.dial_rows(tmp_path)] == [(0.0, 0), (0.5, 0), (0.5, 1), (1.0, 0)]
     t = C.dial_table(tmp_path)
-    assert list(t.index) == ["0.50", "1.00"]
+    assert list(t.index) == ["0.00", "0.50", "1.00"]
     assert t.loc["0.50", "seeds"] == "0, 1" and t.loc["0.50", "ID shuffled"] == "85.0%"
     assert t.loc["0.50", "BS declared"] == "+0.80" and t.loc["1.00", "BS declared"] == "-1.00"
     s = C.dial_trend_sentence(tmp_path)
-    assert "p = 0.5, 1" in s and "ID on shuffled prompts is 85.0%, 25.0%" in s
-    assert "declared-order prompts the routing layer reads symbolic (+0.80), positional (-1.00)" in s
-    assert "on shuffled prompts it reads symbolic (+1.00), positional (-1.00)" in s
+    assert "p = 0, 0.5, 1" in s and "ID on shuffled prompts is 99.0%, 85.0%, 25.0%" in s
+    assert "declared-order prompts the routing layer reads symbolic (+1.00), symbolic (+0.80), positional (-1.00)" in s
+    assert "on shuffled prompts it reads symbolic (+1.00), symbolic (+1.00), positional (-1.00)" in s

@@ -87,14 +87,14 @@ def arm_rows(suffix: str = "", results_dir=None, controls: bool = False) -> list
 
 
 def dial_rows(results_dir=None) -> list[dict]:
-    """The shortcut dial: one row per declared share p and seed measured (``_hopslot_decl<p>``), the
-    ``arm_rows`` numbers plus ``p`` and the ID accuracy on declared-order prompts."""
+    """The shortcut dial: one row per declared share p and seed measured (``_hopslot_decl<p>``; the slot arm
+    ``_hopslot`` is p = 0), the ``arm_rows`` numbers plus ``p`` and the ID accuracy on declared-order prompts."""
     root, rows = _dir(results_dir), []
     for rec in io.load_results(f"interchange_text_only_{PROFILE}_s*.json", root, kind="interchange"):
-        if m := re.fullmatch(r"_hopslot_decl(\d{3})", rec.get("variant") or ""):
+        if m := re.fullmatch(r"_hopslot(?:_decl(\d{3}))?", rec.get("variant") or ""):
             row = next(r for r in arm_rows(m.group(0), results_dir) if r["seed"] == rec["seed"])
             train = _read(root / f"training_text_only_{PROFILE}_s{rec['seed']}{m.group(0)}.json") or {}
-            rows.append(row | {"p": int(m.group(1)) / 100,
+            rows.append(row | {"p": int(m.group(1) or 0) / 100,
                                "declared_id_accuracy": ((train.get("axes") or {}).get("declared") or {}).get("id_accuracy")})
     return sorted(rows, key=lambda r: (r["p"], r["seed"]))
 
