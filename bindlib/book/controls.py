@@ -8,7 +8,6 @@ the positive control and the rebind measurement (``positive_control_table``, ``r
 """
 from __future__ import annotations
 
-import re
 
 import altair as alt
 import pandas as pd
@@ -286,7 +285,7 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
     standard += [{"binding_score": D.routing(r)["binding_score"]} for r in others if r.get("format", "standard") == "standard"]
     positional = [r for r in standard if mechanism(r["binding_score"]) == "positional"]
     levers = D.image_levers(results_dir)
-    dial = sorted({m.group(0)[1:] for r in others if (m := re.search(r"_decl\d{3}", r.get("variant") or ""))})
+    dial = [f"p = {p:g}" for p in _dial_by_p(results_dir)]
     neutral = _neutral(results_dir)
     longest = max((c["steps"] for c in neutral), default=0)
     pc = D.positional_control(results_dir)
