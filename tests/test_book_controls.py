@@ -212,3 +212,14 @@ def test_dial_table_groups_by_share_and_the_trend_names_each_reading(tmp_path):
     assert "p = 0, 0.5, 1" in s and "ID on shuffled prompts is 99.0%, 85.0%, 25.0%" in s
     assert "declared-order prompts the routing layer reads symbolic (+1.00), symbolic (+0.80), positional (-1.00)" in s
     assert "on shuffled prompts it reads symbolic (+1.00), symbolic (+1.00), positional (-1.00)" in s
+
+
+def test_hop_layer_table_puts_the_moved_supervision_beside_the_recipe(tmp_path):
+    write(tmp_path / "controls", "interchange_text_only_cpu_s0.json", interchange(0, "", 2, 0.0, 1.0, 0.01, rebind=1.0))
+    write(tmp_path, "training_text_only_cpu_s0.json", training(0, 0.99, 0.97))
+    write(tmp_path, "interchange_text_only_cpu_s0_hopl2.json", interchange(0, "_hopl2", 3, 0.0, 1.0, 0.02, rebind=0.9))
+    write(tmp_path, "training_text_only_cpu_s0_hopl2.json", training(0, 0.98, 0.9))
+    t = C.hop_layer_table(tmp_path)
+    assert list(t.index) == ["recipe s0", "hopl2 s0"]
+    assert list(t["routing layer"]) == [2, 3] and list(t["deep supervision reads"]) == ["block 1 output", "block 2 output"]
+    assert t.loc["hopl2 s0", "rebind: bound shape"] == "90.0%" and t.loc["hopl2 s0", "OOD"] == "90.0%"

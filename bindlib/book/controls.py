@@ -362,3 +362,18 @@ def dial_trend_sentence(results_dir=None) -> str:
             f"On declared-order prompts the routing layer reads {each('declared_binding_score', reads)}; on "
             f"shuffled prompts it reads {each('binding_score', reads)} ('not measured' where too few shuffled "
             "prompts are answered to build pairs).")
+
+
+# ---------------------------------------------------------------- chapter 5: where the routing layer goes
+def hop_layer_table(results_dir=None) -> pd.DataFrame:
+    """The recipe (deep supervision on block 1's output) beside the same recipe supervising block 2
+    (``_hopl2``), one row per seed: the supervised block, the routing layer the instrument finds, its BS,
+    the rebind pairs' bound-shape share there, and accuracy."""
+    out = []
+    for suffix, ctl, hop in (("", True, 1), ("_hopl2", False, 2)):
+        for r in D.arm_rows(suffix, results_dir, controls=ctl):
+            out.append({"model": f"{'recipe' if not suffix else suffix[1:]} s{r['seed']}",
+                        "deep supervision reads": f"block {hop} output", "routing layer": r["routing_layer"],
+                        "BS": signed(r["binding_score"]), "rebind: bound shape": pct(r["rebind_shape"]),
+                        "ID": pct(r["id_accuracy"]), "OOD": pct(r["ood_accuracy"])})
+    return table(out, index="model")
