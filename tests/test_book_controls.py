@@ -112,7 +112,7 @@ def test_neutral_curve_verdict(tmp_path, final, holds):
 def test_curve_rows_are_windowed_means_and_the_chart_is_small(tmp_path):
     hist = [{"step": s, "acc_two_hop": s / 1000, "acc_color_to_shape": 0.0, "acc_shape_to_item": 0.0}
             for s in (100, 200, 1100)]
-    rows = D.curve_rows(hist, window=1000)
+    rows = C.curve_rows(hist, window=1000)
     two_hop = [r for r in rows if r["skill"] == "two_hop"]
     assert two_hop == [{"skill": "two_hop", "step": 1000, "accuracy": 0.15},
                        {"skill": "two_hop", "step": 2000, "accuracy": 1.1}]

@@ -149,7 +149,8 @@ def test_learning_claims_read_each_start(results):
     result, verdict = claims["image_ood"]
     assert verdict == "mixed" and "learned positions: image_text 60.0% vs text_only 25.0%, text_only_matched 30.0%" in result
     result, verdict = claims["binding"]
-    assert verdict == "reproduced" and "learned positions: BS -0.80 -> +0.90 (1 seed)" in result
+    assert verdict == "reproduced" and "learned positions (positional before): BS -0.80 -> +0.90 (1 seed)" in result
+    assert "recipe (RoPE) (symbolic before): BS +1.00 -> +1.00 (2 seeds)" in result
     assert D.learning_claims(results.parent / "nothing") == {}
 
 
@@ -220,3 +221,22 @@ def test_noise_sentence_sets_the_noised_task_beside_clean_text(tmp_path):
     assert "learned positions model of seed 0, noised prompts reach 99.0% while clean ID accuracy ends at 50.0%" in sentence
     assert "(the text target is missed)" in sentence
     assert K.noise_sentence(tmp_path / "none").startswith("No noise_text run")
+
+
+def test_a_start_whose_seeds_bind_differently_is_split_by_their_reading(results):
+    start = "text_only_cpu_s1_learnedpos"  # a second learned-positions seed, symbolic before images
+    write(results, f"training_{start}.json", {"id_accuracy": 0.99, "ood_accuracy": 0.9})
+    write(results, f"interchange_{start}.json", interchange(1.0, 0.0))
+    name, rec = image_run("replay", 1, start, ood=0.85)
+    write(results, name, rec)
+    write(results, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(1.0, 0.0))
+    heads = {(h["start"], h["regime"]): h["seeds"] for h in D.headline_rows(results)}
+    assert heads[("learned positions (positional seeds)", "image_text")] == [0]
+    assert heads[("learned positions (symbolic seeds)", "image_text")] == [1]
+    assert heads[("learned positions (positional seeds)", "text_only_matched")] == [0]
+    assert heads[("recipe (RoPE)", "text_only")] == [0, 1]  # a start whose seeds agree is not split
+    summary = {s["start"]: s["seeds"] for s in K.correction_summary(results)}
+    assert summary == {"recipe (RoPE)": [0, 1], "learned positions (positional seeds)": [0],
+                       "learned positions (symbolic seeds)": [1]}
+    means = D.learning_means(results)
+    assert means["learned positions (symbolic seeds)"]["image_text"] == 0.85

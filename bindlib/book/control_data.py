@@ -39,6 +39,13 @@ def mean(values) -> float:
     return statistics.mean(vals) if vals else float("nan")
 
 
+def mechanism(bs) -> str:
+    """A binding score read as a mechanism: above +0.5 symbolic, below -0.5 positional, else mixed."""
+    if bs is None or not math.isfinite(bs):
+        return "not measured"
+    return "symbolic" if bs > 0.5 else "positional" if bs < -0.5 else "mixed"
+
+
 def chance(task: TaskConfig | None = None) -> float:
     """Guessing one of the N items in the prompt, averaged over the ID range of N."""
     lo, hi = (task or TaskConfig()).id_range
@@ -135,18 +142,6 @@ def neutral_curves(results_dir=None) -> list[dict]:
                     "hop_weight": max((s.get("hop_weight", 0.0) for s in r["train_config"]["stages"]), default=0.0),
                     "wall_seconds": r.get("provenance", {}).get("wall_seconds"), "history": h})
     return sorted(out, key=lambda c: (-c["steps"], c["variant"] or "", c["seed"]))
-
-
-def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
-    """A curve pre-aggregated for a chart: per skill, the mean accuracy over windows of ``window`` steps,
-    placed at the window's last step."""
-    bins: dict[tuple, list] = {}
-    for h in history:
-        end = math.ceil(h["step"] / window) * window
-        for skill in CURVE_SKILLS:
-            if h.get(f"acc_{skill}") is not None:
-                bins.setdefault((skill, end), []).append(h[f"acc_{skill}"])
-    return [{"skill": skill, "step": end, "accuracy": round(mean(v), 4)} for (skill, end), v in sorted(bins.items())]
 
 
 # ---------------------------------------------------------------- issue 10: the image stage
@@ -297,9 +292,13 @@ def learned_runs(results_dir=None, recipes=None):
 
 def headline_rows(results_dir=None) -> list[dict]:
     """Per start and regime, one entry per seed: the text model itself (text_only, from its training file)
-    and every run of the learning recipe's budget that continued it (image, noise, compute-matched text)."""
-    cells: dict[tuple, dict[int, dict]] = {}
-    for r, _, suffix, before in learned_runs(results_dir):
+    and every run of the learning recipe's budget that continued it (image, noise, compute-matched text).
+    A start whose seeds bind differently before images (e.g. the dial: some positional, some symbolic) is
+    split into one start per mechanism, so no row averages a positional seed with a symbolic one."""
+    root, cells, reads = _dir(results_dir), {}, {}
+    for r, start, suffix, before in learned_runs(results_dir):
+        dial = bool((r.get("train_config") or {}).get("declared_share"))
+        reads.setdefault(suffix, {})[r["seed"]] = mechanism(_interchange(root, start, dial).get("binding_score"))
         cells.setdefault((suffix, "text_only"), {})[r["seed"]] = {
             "id_accuracy": train_id_accuracy(before), "ood_accuracy": before.get("ood_accuracy"),
             "image_id_accuracy": None, "accuracy_by_n": before.get("accuracy_by_n") or {}, "image_positions": None}
@@ -307,10 +306,17 @@ def headline_rows(results_dir=None) -> list[dict]:
             **{k: r.get(k) for k in ("ood_accuracy", "image_id_accuracy", "accuracy_by_n")},
             "id_accuracy": train_id_accuracy(r), "recipe": r["recipe"],
             "image_positions": image_positions(r) if r.get("image_id_accuracy") is not None else None}
-    order = list(STARTS)
-    keys = sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1])))
-    return [{"start": STARTS.get(k[0], k[0].lstrip("_")), "suffix": k[0], "regime": k[1],
-             "seeds": sorted(cells[k]), "runs": [cells[k][s] for s in sorted(cells[k])]} for k in keys]
+    order, out = list(STARTS), []
+    for key in sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1]))):
+        suffix, regime = key
+        split = len(set(reads[suffix].values())) > 1
+        for m in sorted(set(reads[suffix][s] for s in cells[key])) if split else [None]:
+            seeds = sorted(s for s in cells[key] if m is None or reads[suffix][s] == m)
+            label = STARTS.get(suffix, suffix.lstrip("_")) + (f" ({m} seeds)" if m else "")
+            out.append({"start": label, "suffix": suffix, "regime": regime, "seeds": seeds,
+                        "runs": [cells[key][s] for s in seeds]})
+    return sorted(out, key=lambda h: (order.index(h["suffix"]) if h["suffix"] in order else len(order), h["start"],
+                                      REGIME_ORDER.index(h["regime"])))
 
 
 def _interchange(root: Path, name: str, declared: bool = False) -> dict:
@@ -373,28 +379,15 @@ def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
             parts.append(f"{start}: image_text {m['image_text']:.1%} vs " + ", ".join(f"{r} {m[r]:.1%}" for r in text))
         out["image_ood"] = ("; ".join(parts), verdict(holds))
     by: dict[str, list[dict]] = {}
-    for r in correction_rows(results_dir):
+    for r in correction_rows(results_dir):  # grouped by start and by how each seed read before images
         if r["recipe"] in IMAGE_ONLY_RECIPES and None not in (r["before"].get("binding_score"),
                                                               r["after"].get("binding_score")):
-            by.setdefault(r["start"], []).append(r)
+            by.setdefault(f"{r['start']} ({mechanism(r['before']['binding_score'])} before)", []).append(r)
     if by:
-        bs = {s: (mean(r["before"]["binding_score"] for r in rs), mean(r["after"]["binding_score"] for r in rs))
-              for s, rs in by.items()}
-        result = "; ".join(f"{s}: BS {b:+.2f} -> {a:+.2f} ({_n_seeds(len(by[s]))})" for s, (b, a) in bs.items())
-        positional = [(b, a) for b, a in bs.values() if b < -0.5]
-        out["binding"] = (result, verdict([a > 0.5 for _, a in positional]) if positional
+        result = "; ".join(f"{s}: BS {mean(r['before']['binding_score'] for r in rs):+.2f} -> "
+                           f"{mean(r['after']['binding_score'] for r in rs):+.2f} ({_n_seeds(len(rs))})"
+                           for s, rs in by.items())
+        positional = [r for rs in by.values() for r in rs if r["before"]["binding_score"] < -0.5]
+        out["binding"] = (result, verdict([r["after"]["binding_score"] > 0.5 for r in positional]) if positional
                           else "not testable (every start already symbolic)")
     return out
-
-
-def expansion_rows(results_dir=None) -> list[dict]:
-    """One row per vocabulary-expansion run (``expand_*.json``): what it started from (a text model or its
-    image-stage continuation), seed, steps, and accuracy over N 2..8, 9..16 and 17..24."""
-    rows = []
-    for r in io.load_results("expand_*.json", _dir(results_dir), kind="vocab_expansion"):
-        start = r.get("start") or Path(r["init_from"]).name
-        rows.append({"start": start, "from": "image stage" if start.startswith("imagestage_") else "text model",
-                     "seed": r["seed"], "steps": r["steps"], "id_accuracy": r["id_accuracy"],
-                     "ood_accuracy": r["ood_accuracy"], "ood_17_24_accuracy": r["ood_17_24_accuracy"],
-                     "accuracy_by_n": r["accuracy_by_n"], "meets_target": r.get("meets_target")})
-    return sorted(rows, key=lambda x: (x["from"] != "text model", x["seed"]))

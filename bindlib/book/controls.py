@@ -9,6 +9,8 @@ the positive control and the rebind measurement (``positive_control_table``, ``r
 from __future__ import annotations
 
 
+import math
+
 import altair as alt
 import pandas as pd
 
@@ -167,6 +169,18 @@ def neutral_sentence(results_dir=None) -> str:
             f"{'s are' if len(curves) != 1 else ' is'} committed.")
 
 
+def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
+    """A curve pre-aggregated for a chart: per skill, the mean accuracy over windows of ``window`` steps,
+    placed at the window's last step."""
+    bins: dict[tuple, list] = {}
+    for h in history:
+        end = math.ceil(h["step"] / window) * window
+        for skill in D.CURVE_SKILLS:
+            if h.get(f"acc_{skill}") is not None:
+                bins.setdefault((skill, end), []).append(h[f"acc_{skill}"])
+    return [{"skill": skill, "step": end, "accuracy": round(D.mean(v), 4)} for (skill, end), v in sorted(bins.items())]
+
+
 def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
     """The longest neutral curve(s): two-hop and sub-skill ID accuracy against step (mean over windows of
     ``window`` steps and over seeds), with guessing as a dashed rule."""
@@ -175,7 +189,7 @@ def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
     top = [c for c in curves if c["steps"] == longest]
     pooled: dict[tuple, list] = {}
     for c in top:
-        for row in D.curve_rows(c["history"], window):
+        for row in curve_rows(c["history"], window):
             pooled.setdefault((row["skill"], row["step"]), []).append(row["accuracy"])
     rows = [{"skill": s, "step": step, "accuracy": round(D.mean(v), 4)} for (s, step), v in sorted(pooled.items())]
     title = (f"{top[0]['variant'] if top else 'direct'}: ID accuracy during training ({len(top)} seed"

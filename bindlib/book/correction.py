@@ -17,8 +17,11 @@ checkpoint). ``correction_rows`` reads them; ``correction_table``, ``learning_he
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from .. import io
 from ..profiles import OOD_ACCURACY
 from . import control_data as D
 from .findings import mechanism, pct, signed, table
@@ -103,17 +106,22 @@ def _mean_sd(values) -> str:
 
 
 def correction_summary(results_dir=None) -> list[dict]:
-    """Per start (learning recipe without noise): seeds, mean OOD and BS before and after, and the mechanisms."""
+    """Per start (learning recipe without noise): seeds, mean OOD and BS before and after, and the mechanisms.
+    A start whose seeds read differently before images is split by that reading (as in the headline table)."""
     out = []
     for (start, recipe), rs in _group(D.correction_rows(results_dir)).items():
         if recipe not in D.IMAGE_ONLY_RECIPES:
             continue
-        m = {f"{k}_{w}": D.mean(r[w].get(k) for r in rs) for k in ("ood_accuracy", "binding_score", "flip_rate")
-             for w in ("before", "after")}
-        out.append({"start": start + (" with the shape -> item query" if recipe in D.SUB_RECIPES else ""),
-                    "seeds": [r["seed"] for r in rs], **m,
-                    "mechanism_before": mechanism(m["binding_score_before"]),
-                    "mechanism_after": mechanism(m["binding_score_after"])})
+        reads = sorted({mechanism(r["before"].get("binding_score")) for r in rs})
+        for read in reads if len(reads) > 1 else [None]:
+            group = [r for r in rs if read is None or mechanism(r["before"].get("binding_score")) == read]
+            m = {f"{k}_{w}": D.mean(r[w].get(k) for r in group) for k in ("ood_accuracy", "binding_score", "flip_rate")
+                 for w in ("before", "after")}
+            out.append({"start": start + (f" ({read} seeds)" if read else "")
+                        + (" with the shape -> item query" if recipe in D.SUB_RECIPES else ""),
+                        "seeds": [r["seed"] for r in group], **m,
+                        "mechanism_before": mechanism(m["binding_score_before"]),
+                        "mechanism_after": mechanism(m["binding_score_after"])})
     return out
 
 
@@ -206,17 +214,30 @@ def positions_sentence(results_dir=None) -> str:
             f"Text ID accuracy of the text models: {said}." if said else "No position-shift measurements yet.")
 
 
+def expansion_rows(results_dir=None) -> list[dict]:
+    """One row per vocabulary-expansion run (``expand_*.json``): what it started from (a text model or its
+    image-stage continuation), seed, steps, and accuracy over N 2..8, 9..16 and 17..24."""
+    rows = []
+    for r in io.load_results("expand_*.json", D._dir(results_dir), kind="vocab_expansion"):
+        start = r.get("start") or Path(r["init_from"]).name
+        rows.append({"start": start, "from": "image stage" if start.startswith("imagestage_") else "text model",
+                     "seed": r["seed"], "steps": r["steps"], "id_accuracy": r["id_accuracy"],
+                     "ood_accuracy": r["ood_accuracy"], "ood_17_24_accuracy": r["ood_17_24_accuracy"],
+                     "accuracy_by_n": r["accuracy_by_n"], "meets_target": r.get("meets_target")})
+    return sorted(rows, key=lambda x: (x["from"] != "text model", x["seed"]))
+
+
 def expansion_table(results_dir=None) -> pd.DataFrame:
     """The vocabulary-expansion runs, per start and seed: accuracy over N 2..8, 9..16 and 17..24."""
     rows = [{"continues": r["from"], "seed": r["seed"], "steps": r["steps"], "N 2..8": pct(r["id_accuracy"]),
              "N 9..16": pct(r["ood_accuracy"]), "N 17..24": pct(r["ood_17_24_accuracy"])}
-            for r in D.expansion_rows(results_dir)]
+            for r in expansion_rows(results_dir)]
     return table(rows, index=["continues", "seed"] if rows else None)
 
 
 def expansion_sentence(results_dir=None) -> str:
     """Mean accuracy at N 17..24 after expansion, text model against its image-stage continuation."""
-    rows = D.expansion_rows(results_dir)
+    rows = expansion_rows(results_dir)
     if not rows:
         return "No vocabulary-expansion runs yet."
     parts = []

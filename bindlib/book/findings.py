@@ -15,7 +15,7 @@ import textwrap
 import pandas as pd
 
 from .. import io, profiles as paper
-from .control_data import STARTS, control_claims, correction_rows, learning_claims, learning_means
+from .control_data import STARTS, control_claims, correction_rows, learning_claims, learning_means, mechanism
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
 
@@ -204,12 +204,6 @@ def binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
 
 
 ADVERB = {"symbolic": "symbolically", "positional": "positionally", "mixed": "in a mixed way"}
-
-
-def mechanism(bs) -> str:
-    if bs is None or not math.isfinite(bs):
-        return "not measured"
-    return "symbolic" if bs > 0.5 else "positional" if bs < -0.5 else "mixed"
 
 
 def direction_sentence(profile: str = "cpu", results_dir=None) -> str:
