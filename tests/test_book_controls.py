@@ -185,10 +185,17 @@ def test_dial_sentence_reads_the_declared_order_measurement(tmp_path):
     write(tmp_path, "training_text_only_cpu_s0_hopslot_decl100.json",
           {**training(0, 0.25, 0.07), "axes": {"declared": {"id_accuracy": 0.997}}})
     sentence = C.dial_sentence(tmp_path)
-    assert "(seed 0) answers 99.7% of ID prompts in declaration order" in sentence
+    assert "measured on seed 0. It answers 99.7% of ID prompts in declaration order" in sentence
     assert "25.0% of shuffled ones" in sentence and "reads positional (BS -1.00)" in sentence
-    assert "where it was 99.0% of the time" in sentence and "flips 5.0% of its answers" in sentence
-
+    assert "where it was 99.0% of the time (it carries the slot" in sentence and "flips 5.0% of the answers" in sentence
+    rec = interchange(1, "_hopslot_decl100", 2, 0.0, 1.0, 0.0, rebind=1.0, declared=1.0)
+    write(tmp_path, "interchange_text_only_cpu_s1_hopslot_decl100.json", rec)
+    write(tmp_path, "training_text_only_cpu_s1_hopslot_decl100.json",
+          {**training(1, 0.99, 0.95), "axes": {"declared": {"id_accuracy": 1.0}}})
+    sentence = C.dial_sentence(tmp_path)  # seeds that read differently are described apart, positional first
+    assert "measured on seeds 0, 1. Seed 0 answers 99.7%" in sentence
+    assert "Seed 1 answers 100.0% of ID prompts in declaration order (their training order), 99.0% of shuffled" in sentence
+    assert sentence.index("reads positional") < sentence.index("reads symbolic (BS +1.00)")
 
 def test_dial_table_groups_by_share_and_the_trend_names_each_reading(tmp_path):
     def dial(seed, p, shuffled_bs_pair, declared_bs, id_shuffled, id_declared):

@@ -317,24 +317,29 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
     return table([{"still missing": a, "status (from data/results)": b} for a, b in rows], index="still missing")
 
 
-def dial_sentence(results_dir=None, suffix: str = "_hopslot_decl100") -> str:
+def dial_sentence(results_dir=None) -> str:
     """The shortcut dial at p = 1 (every training prompt in declaration order, the slot as the hop target):
-    what it learned, and what the instrument reads on it, over the seeds measured."""
-    rows = D.arm_rows(suffix, results_dir)
+    what its seeds learned, and what the instrument reads on them, seeds that read alike taken together."""
+    rows = [r for r in D.dial_rows(results_dir) if r["p"] == 1.0]
     if not rows:
         return "The shortcut dial has not been measured yet."
-    root = D._dir(results_dir)
-    train = [D._read(root / f"training_text_only_cpu_s{r['seed']}{suffix}.json") or {} for r in rows]
-    decl_id = D.mean(((t.get("axes") or {}).get("declared") or {}).get("id_accuracy") for t in train)
-    bs = D.mean(r.get("declared_binding_score") for r in rows)
-    return (f"The shortcut dial at p = 1 ({_seeds(rows)}) answers {pct(decl_id)} of ID prompts "
-            f"in declaration order, the order it trained on, but {pct(D.mean(r['id_accuracy'] for r in rows))} of "
-            f"shuffled ones and {pct(D.mean(r['ood_accuracy'] for r in rows))} of shuffled OOD ones. On declared-order "
-            f"prompts its routing layer reads {mechanism(bs)} (BS {signed(bs)}); a rebind patch there leaves the answer "
-            f"where it was {pct(D.mean(r.get('declared_rebind_stay') for r in rows))} of the time (it carries the slot, not "
-            f"the bound shape), and swapping two objects' position ids flips "
-            f"{pct(D.mean(r.get('declared_flip_rate') for r in rows))} of its answers.")
-
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(mechanism(r.get("declared_binding_score")), []).append(r)
+    parts = [f"The shortcut dial at p = 1 was trained and measured on {_seeds(rows)}."]
+    for reads, rs in sorted(groups.items(), key=lambda kv: kv[0] != "positional"):
+        def m(key):
+            return D.mean(r.get(key) for r in rs)
+        who = "It" if len(rs) == len(rows) else _seeds(rs).capitalize()
+        parts.append(
+            f"{who} answer{'s' if who == 'It' or len(rs) == 1 else ''} {pct(m('declared_id_accuracy'))} of ID prompts in "
+            f"declaration order (their training order), {pct(m('id_accuracy'))} of shuffled ones and "
+            f"{pct(m('ood_accuracy'))} of shuffled OOD ones. On declared-order prompts the routing layer reads {reads} "
+            f"(BS {signed(m('declared_binding_score'))}); a rebind patch there leaves the answer where it was "
+            f"{pct(m('declared_rebind_stay'))} of the time ("
+            + ("it carries the slot, not the bound shape" if reads == "positional" else "it carries the bound shape")
+            + f"), and swapping two objects' position ids flips {pct(m('declared_flip_rate'))} of the answers.")
+    return " ".join(parts)
 
 def _dial_by_p(results_dir=None) -> dict[float, list[dict]]:
     by: dict[float, list[dict]] = {}
