@@ -81,3 +81,13 @@ def test_colab_cells_take_the_repository_from_the_book_config(tmp_path):
 
     with pytest.raises(SystemExit, match="repository.url"):
         colab.repository(other)
+
+
+def test_no_chapter_source_loads_a_remote_image():
+    """The Colab badge is a styled link: a remote image would be a broken icon in the offline book."""
+    import re
+
+    for md in sorted((REPO / "chapters").glob("*.md")):
+        remote = re.findall(r"""<img[^>]+src=["']https?://|!\[[^\]]*\]\(https?://""", md.read_text())
+        assert not remote, f"{md.name} loads an image from the network: {remote}"
+    assert "colab-badge" in (REPO / "_vendor" / "book.css").read_text()
