@@ -95,3 +95,9 @@ def test_signature_onset_needs_more_than_the_margin():
             {"layer": 1, "accuracy": 0.9, "random_init_accuracy": 0.2}]
     assert signature_onset(rows, 0.5) == 1 and signature_onset(rows, 0.8) is None
     assert signature_onset([{"layer": 0, "accuracy": 1.0, "random_init_accuracy": None}]) is None
+
+
+def test_book_tables_show_long_cells_whole_in_html():
+    long = "a claim of more than fifty characters, which pandas would cut short with an ellipsis"
+    t = F.table([{"claim": long, "verdict": "holds"}], index="verdict")
+    assert long in t._repr_html_() and long in t.reset_index()._repr_html_()

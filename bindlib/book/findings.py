@@ -49,9 +49,22 @@ def signed(x, digits: int = 2) -> str:
     return f"{x:+.{digits}f}"
 
 
+class Table(pd.DataFrame):
+    """A DataFrame whose HTML shows every cell whole: pandas cuts cells at 50 characters, and a
+    scoreboard's claim or result cut short is no result. Its text form (what nbval compares) is pandas'."""
+
+    @property
+    def _constructor(self):
+        return Table
+
+    def _repr_html_(self):
+        with pd.option_context("display.max_colwidth", None):
+            return super()._repr_html_()
+
+
 def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
     """A DataFrame of already formatted rows (shown as an HTML table; its text form is what nbval compares)."""
-    df = pd.DataFrame(rows)
+    df = Table(rows)
     return df.set_index(index) if index else df
 
 
