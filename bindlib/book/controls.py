@@ -19,7 +19,7 @@ from ..profiles import IMAGE_REGIMES, MAIN_ENCODER
 from . import control_data as D
 from .findings import mechanism, pct, signed, table as _table
 from .plots import HEIGHT, WIDTH, line_chart
-from .text import say, wrap  # noqa: F401  (chapters print these sentences with say)
+from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
 
 def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
     """findings.table, which also takes no rows (an empty table, where nothing is measured yet)."""

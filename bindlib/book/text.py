@@ -1,7 +1,8 @@
-"""Printed text that fits the book's column: lines wrapped at 84 characters (about 88 fit).
+"""Text in the chapters' outputs: computed findings shown as prose, and printed text that fits the column.
 
-    from bindlib.book.text import say
-    say(f"text_only seeds [0, 1, 2]: BS at the routing layer +1.00 ... (a long verdict line)")
+    from bindlib.book.text import say, state
+    state(correction.headline_verdict())       # a finding: the book shows it as a paragraph of prose
+    say(f"{label:>5}: " + batch.decode(0))    # code-like output: printed, wrapped at 84 characters
 
 A wrapped line keeps its indentation, and its continuation lines are indented two more spaces,
 so a labelled line ("seed 0: ...") still reads as one item.  Lines of a table (two or more runs
@@ -38,3 +39,37 @@ def wrap(text: str, width: int = WIDTH) -> str:
 def say(*parts, width: int = WIDTH, sep: str = " ") -> None:
     """print(), but wrapped to the column (``parts`` joined with ``sep``, like print)."""
     print(wrap(sep.join(str(p) for p in parts), width=width))
+
+
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]<>#|$]")
+
+
+class Prose:
+    """A computed finding. The book renders it as prose (its text/markdown form, every markdown
+    character escaped, one paragraph per line of ``text``); its text form, which nbval compares and a
+    terminal prints, is ``text`` wrapped at ``WIDTH``."""
+
+    def __init__(self, text: str):
+        self.text = str(text)
+
+    def __repr__(self) -> str:
+        return wrap(self.text)
+
+    def _repr_markdown_(self) -> str:
+        return "\n\n".join(_MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(0), line.strip())
+                           for line in self.text.splitlines() if line.strip())
+
+
+def state(*parts, sep: str = " ") -> None:
+    """Show a computed finding as prose: displayed in a notebook, printed (wrapped) anywhere else."""
+    prose = Prose(sep.join(str(p) for p in parts))
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        from IPython.display import display
+
+        display(prose)
+    else:
+        print(repr(prose))
