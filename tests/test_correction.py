@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bindlib.book import control_data as D, correction as K
+from bindlib.book import correction as K, learning_data as L
 
 
 def write(folder, name, record):
@@ -56,7 +56,7 @@ def results(tmp_path):
 
 
 def test_rows_pair_each_image_run_with_the_text_model_it_continued(results):
-    rows = D.correction_rows(results)
+    rows = L.correction_rows(results)
     assert [(r["start"], r["seed"]) for r in rows] == [("recipe (RoPE)", 0), ("recipe (RoPE)", 1),
                                                          ("learned positions", 0)]
     lp = rows[-1]
@@ -75,7 +75,7 @@ def test_summary_and_sentence_name_the_shift(results):
 
 
 def test_headline_table_has_the_text_control_beside_the_image_row(results):
-    heads = {(h["start"], h["regime"]): h for h in D.headline_rows(results)}
+    heads = {(h["start"], h["regime"]): h for h in L.headline_rows(results)}
     assert heads[("learned positions", "text_only")]["runs"][0]["ood_accuracy"] == 0.25
     assert heads[("learned positions", "text_only_matched")]["runs"][0]["ood_accuracy"] == 0.30
     assert heads[("learned positions", "image_text")]["runs"][0]["ood_accuracy"] == 0.60
@@ -85,15 +85,17 @@ def test_headline_table_has_the_text_control_beside_the_image_row(results):
 
 
 def test_nothing_run_says_so(tmp_path):
-    assert D.correction_rows(tmp_path) == [] and K.correction_sentence(tmp_path) == "No correction-test runs yet."
+    assert L.correction_rows(tmp_path) == [] and K.correction_sentence(tmp_path) == "No correction-test runs yet."
     assert len(K.learning_headline_table(tmp_path)) == 0
 
 
 def test_verdict_compares_images_with_both_text_rows(results):
     verdict = K.headline_verdict(results)
-    assert "From learned positions, image_text reaches 60.0% text OOD against text_only 25.0%, " \
-           "text_only_matched 30.0%: images lift text OOD by more than 2 points above the text rows" in verdict
-    assert "From recipe (RoPE), image_text reaches 80.0% text OOD against text_only 97.0%: images do not lift" in verdict
+    assert "From learned positions, image_text reaches 60.0% text OOD on average against text_only 25.0%, " \
+           "text_only_matched 30.0%: images lift text OOD by more than 2 points above the same seed's text rows " \
+           "in every seed" in verdict
+    assert "From recipe (RoPE), image_text reaches 80.0% text OOD on average against text_only 97.0%: images " \
+           "lift text OOD by more than 2 points above the same seed's text row in no seed" in verdict
     assert "rows missing: noise_text, noise_image_text" in verdict
     assert K.headline_verdict(results.parent / "empty") == "No learning image-stage runs yet."
 
@@ -131,27 +133,41 @@ def test_positions_sentence_uses_the_measured_shift_nearest_to_the_image_block(r
 def test_an_image_stage_that_missed_its_targets_is_no_row(results):
     name, rec = image_run("replay", 1, "text_only_cpu_s1_learnedpos", ood=0.2, image_id=0.25)
     write(results, name, {**rec, "meets_targets": False})
-    assert [r["seed"] for r in D.correction_rows(results) if r["start"] == "learned positions"] == [0]
-    assert D.headline_rows(results)[-1]["seeds"] == [0]
+    assert [r["seed"] for r in L.correction_rows(results) if r["start"] == "learned positions"] == [0]
+    assert L.headline_rows(results)[-1]["seeds"] == [0]
 
 
 def test_a_dial_model_is_read_on_its_own_text_and_on_shuffled_order():
     dial = {"id_accuracy": 0.25, "axes": {"declared": {"id_accuracy": 1.0}}, "train_config": {"declared_share": 1.0}}
-    assert D.train_id_accuracy(dial) == 1.0
+    assert L.train_id_accuracy(dial) == 1.0
     half = {**dial, "train_config": {"declared_share": 0.5}}
-    assert D.train_id_accuracy(half) == pytest.approx(0.625)
-    assert D.train_id_accuracy({"id_accuracy": 0.9}) == 0.9
-    assert D.train_id_accuracy({"id_accuracy": 0.3, "train_id_accuracy": 0.99}) == 0.99
+    assert L.train_id_accuracy(half) == pytest.approx(0.625)
+    assert L.train_id_accuracy({"id_accuracy": 0.9}) == 0.9
+    assert L.train_id_accuracy({"id_accuracy": 0.3, "train_id_accuracy": 0.99}) == 0.99
 
 
 def test_learning_claims_read_each_start(results):
-    claims = D.learning_claims(results)
+    claims = L.learning_claims(results)
     result, verdict = claims["image_ood"]
-    assert verdict == "mixed" and "learned positions: image_text 60.0% vs text_only 25.0%, text_only_matched 30.0%" in result
+    assert verdict == "mixed"
+    assert "learned positions: image_text 60.0% vs text_only 25.0%, text_only_matched 30.0% (higher in 1 of 1 seed)" in result
+    assert "recipe (RoPE): image_text 80.0% vs text_only 97.0% (higher in 0 of 2 seeds)" in result
     result, verdict = claims["binding"]
     assert verdict == "reproduced" and "learned positions (positional before): BS -0.80 -> +0.90 (1 seed)" in result
     assert "recipe (RoPE) (symbolic before): BS +1.00 -> +1.00 (2 seeds)" in result
-    assert D.learning_claims(results.parent / "nothing") == {}
+    assert L.learning_claims(results.parent / "nothing") == {}
+
+
+def test_a_shift_its_text_control_makes_too_is_not_the_images_doing(results):
+    """The learned-positions seed turns symbolic after images; if its compute-matched text run turns too,
+    the binding claim does not hold, and the control's BS is named in the result."""
+    ctrl = next(results.glob("imagestage_text_matched_*learnedpos.json"))
+    rec = json.loads(ctrl.read_text())
+    write(results, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(0.95, 0.0))
+    row = next(r for r in L.correction_rows(results) if r["start"] == "learned positions")
+    assert row["control"]["binding_score"] == 0.95 and row["control"]["ood_accuracy"] == 0.30
+    result, verdict = L.learning_claims(results)["binding"]
+    assert verdict == "not reproduced" and "BS -0.80 -> +0.90, text control +0.95 (1 seed)" in result
 
 
 def test_the_scoreboard_uses_the_image_stage_that_learns(results):
@@ -207,7 +223,7 @@ def test_a_dial_start_is_measured_on_declared_order_prompts(tmp_path):
         inter["splits"]["id_declared"] = interchange(-1.0, 0.0)["splits"]["id"]
         inter["position_swap_declared"] = {"flip_rate": 0.6}
         write(tmp_path, f"interchange_{ckpt}.json", inter)
-    row = D.correction_rows(tmp_path)[0]
+    row = L.correction_rows(tmp_path)[0]
     assert row["before"]["binding_score"] == -1.0 and row["before"]["flip_rate"] == 0.6
     assert row["before"]["id_accuracy"] == 1.0 and row["before"]["shuffled_id_accuracy"] == 0.25
     assert "with the shape -> item query (1 seed)" in K.correction_sentence(tmp_path)
@@ -230,7 +246,7 @@ def test_a_start_whose_seeds_bind_differently_is_split_by_their_reading(results)
     name, rec = image_run("replay", 1, start, ood=0.85)
     write(results, name, rec)
     write(results, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(1.0, 0.0))
-    heads = {(h["start"], h["regime"]): h["seeds"] for h in D.headline_rows(results)}
+    heads = {(h["start"], h["regime"]): h["seeds"] for h in L.headline_rows(results)}
     assert heads[("learned positions (positional seeds)", "image_text")] == [0]
     assert heads[("learned positions (symbolic seeds)", "image_text")] == [1]
     assert heads[("learned positions (positional seeds)", "text_only_matched")] == [0]
@@ -238,5 +254,5 @@ def test_a_start_whose_seeds_bind_differently_is_split_by_their_reading(results)
     summary = {s["start"]: s["seeds"] for s in K.correction_summary(results)}
     assert summary == {"recipe (RoPE)": [0, 1], "learned positions (positional seeds)": [0],
                        "learned positions (symbolic seeds)": [1]}
-    means = D.learning_means(results)
+    means = L.learning_means(results)
     assert means["learned positions (symbolic seeds)"]["image_text"] == 0.85

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import io
 from ..profiles import IMAGE_REGIMES, MAIN_ENCODER
-from . import control_data as D
+from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table as _table
 from .plots import HEIGHT, WIDTH, line_chart
 from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
@@ -207,7 +207,7 @@ def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
 def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
     """One row per image-stage recipe run from the ``start`` text models: what it does, image ID, text ID
     (on the text the model trains on: declared order for a shortcut-dial model) and OOD, targets met."""
-    rows = D.image_levers(results_dir, start)
+    rows = L.image_levers(results_dir, start)
     return table([{"recipe": f"{r['recipe']} {r['image_steps']} s{r['seed']}"
                    + (f" ({r['image_positions']} positions)" if r["image_positions"] != "sequence" else ""),
                    "what it does": r["lever"],
@@ -217,7 +217,7 @@ def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
 
 
 def lever_sentence(results_dir=None) -> str:
-    rows = D.image_levers(results_dir)
+    rows = L.image_levers(results_dir)
     if not rows:
         return "No image-stage recipe results in data/results yet."
     t = rows[0]["targets"]
@@ -249,12 +249,12 @@ def ceiling_table(results_dir=None) -> pd.DataFrame:
                    "held-out shape (pretraining)": pct(r["held_out_shape"]),
                    "oracle: shape of object": pct(r["shape_object"]),
                    "oracle: finds queried object": pct(r["found_queried_object"]),
-                   "two-hop ceiling": pct(r["two_hop_ceiling"])} for r in D.encoder_ceiling(results_dir)],
+                   "two-hop ceiling": pct(r["two_hop_ceiling"])} for r in L.encoder_ceiling(results_dir)],
                  index="encoder")
 
 
 def throughput_table(results_dir=None) -> pd.DataFrame:
-    t = D.image_throughput(results_dir)
+    t = L.image_throughput(results_dir)
     if not t:
         return table([])
     return table([{"path": r["variant"], "steps/s": f"{r['steps_per_second']:.2f}",
@@ -262,7 +262,7 @@ def throughput_table(results_dir=None) -> pd.DataFrame:
 
 
 def throughput_sentence(results_dir=None) -> str:
-    t = D.image_throughput(results_dir)
+    t = L.image_throughput(results_dir)
     if not t:
         return "No image-stage throughput results yet."
     return (f"The fast path (feature pool + bf16) runs the image stage {t['speedup']:.1f}x as fast as the old "
@@ -280,7 +280,7 @@ def headline_image_sentence(results_dir=None) -> str:
     if not recs:
         return "No image rows in the headline table yet."
     img = D.mean(r.get("image_id_accuracy") for r in recs)
-    levers = D.image_levers(results_dir)
+    levers = L.image_levers(results_dir)
     verdict = ("no image-stage recipe meets both targets yet, so the headline table's image rows still come "
                "from an image stage that did not learn images" if not any(r["meets_targets"] for r in levers)
                else "a recipe that meets both targets exists, but the headline table has not been re-run with it")
@@ -298,8 +298,8 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
               if (r.get("variant") or "") not in ("", "_ordered", "_learnedpos")]
     standard += [{"binding_score": D.routing(r)["binding_score"]} for r in others if r.get("format", "standard") == "standard"]
     positional = [r for r in standard if mechanism(r["binding_score"]) == "positional"]
-    levers = D.image_levers(results_dir)
-    dial = [f"p = {p:g}" for p in _dial_by_p(results_dir)]
+    levers = L.image_levers(results_dir)
+    dial = sorted({f"p = {r['p']:g}" for r in D.dial_rows(results_dir)})
     neutral = _neutral(results_dir)
     longest = max((c["steps"] for c in neutral), default=0)
     pc = D.positional_control(results_dir)
@@ -341,11 +341,19 @@ def dial_sentence(results_dir=None) -> str:
             + f"), and swapping two objects' position ids flips {pct(m('declared_flip_rate'))} of the answers.")
     return " ".join(parts)
 
-def _dial_by_p(results_dir=None) -> dict[float, list[dict]]:
+def _dial_by_p(results_dir=None) -> dict[str, list[dict]]:
+    """The dial's rows by share p ("0.50"); a share whose seeds read differently on declared-order prompts
+    is split by that reading ("1.00 (positional)"), so no row averages the two kinds of model."""
     by: dict[float, list[dict]] = {}
     for r in D.dial_rows(results_dir):
         by.setdefault(r["p"], []).append(r)
-    return dict(sorted(by.items()))
+    out = {}
+    for p, rs in sorted(by.items()):
+        reads = sorted({mechanism(r.get("declared_binding_score")) for r in rs})
+        for read in reads if len(reads) > 1 else [None]:
+            out[f"{p:.2f}" + (f" ({read})" if read else "")] = [
+                r for r in rs if read is None or mechanism(r.get("declared_binding_score")) == read]
+    return out
 
 
 def dial_table(results_dir=None) -> pd.DataFrame:
@@ -355,7 +363,7 @@ def dial_table(results_dir=None) -> pd.DataFrame:
     for p, rs in _dial_by_p(results_dir).items():
         def m(key):
             return D.mean(r.get(key) for r in rs)
-        out.append({"p": f"{p:.2f}", "seeds": ", ".join(str(r["seed"]) for r in rs),
+        out.append({"p": p, "seeds": ", ".join(str(r["seed"]) for r in rs),
                     "ID declared": pct(m("declared_id_accuracy")), "ID shuffled": pct(m("id_accuracy")),
                     "OOD shuffled": pct(m("ood_accuracy")), "BS shuffled": signed(m("binding_score")),
                     "swap flips shuffled": pct(m("flip_rate")), "BS declared": signed(m("declared_binding_score")),
@@ -367,8 +375,9 @@ def dial_table(results_dir=None) -> pd.DataFrame:
 def dial_trend_sentence(results_dir=None) -> str:
     """How shuffled-prompt accuracy and the routing layer's reading change as the shortcut's share p rises."""
     by = _dial_by_p(results_dir)
-    if len(by) < 2:
-        return f"The shortcut dial is measured at {len(by)} value{'s' if len(by) != 1 else ''} of p; a trend needs two."
+    shares = {r["p"] for rs in by.values() for r in rs}
+    if len(shares) < 2:
+        return f"The shortcut dial is measured at {len(shares)} value{'s' if len(shares) != 1 else ''} of p; a trend needs two."
 
     def each(key, fmt):
         return ", ".join(fmt(D.mean(r.get(key) for r in rs)) for rs in by.values())
@@ -376,7 +385,7 @@ def dial_trend_sentence(results_dir=None) -> str:
     def reads(b):
         return f"{mechanism(b)} ({signed(b)})"
 
-    return (f"Across the dial (p = {', '.join(f'{p:g}' for p in by)}), ID on shuffled prompts is "
+    return (f"Across the dial (p = {', '.join(by)}), ID on shuffled prompts is "
             f"{each('id_accuracy', pct)} and on declared-order prompts {each('declared_id_accuracy', pct)}. "
             f"On declared-order prompts the routing layer reads {each('declared_binding_score', reads)}; on "
             f"shuffled prompts it reads {each('binding_score', reads)} ('not measured' where too few shuffled "

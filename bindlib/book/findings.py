@@ -15,7 +15,8 @@ import textwrap
 import pandas as pd
 
 from .. import io, profiles as paper
-from .control_data import STARTS, control_claims, correction_rows, learning_claims, learning_means, mechanism
+from .control_data import control_claims, mechanism
+from .learning_data import STARTS, correction_rows, learning_claims, learning_means
 from .text import state  # noqa: F401  (chapters show findings with findings.state)
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
