@@ -146,7 +146,7 @@ def test_lever_table_recomputes_the_targets(tmp_path):
     assert list(C.lever_table(tmp_path, start="_learnedpos").index) == ["replay 300 s0"]
 
 
-def test_ceiling_throughput_and_headline_image_rows(tmp_path):
+def test_ceiling_and_throughput_tables(tmp_path):
     write(tmp_path, "encoder_ceiling_cpu.json", {"kind": "encoder_ceiling", "encoders": {
         "grid": {"shape_object": 0.99, "found_queried_object": 1.0, "two_hop_ceiling": 0.98, "render": {"grid": 16}}}})
     write(tmp_path, "encoder_grid_cpu.json", {"kind": "encoder_pretraining", "held_out": {"shape_object": 0.97}})
@@ -159,11 +159,6 @@ def test_ceiling_throughput_and_headline_image_rows(tmp_path):
                  {"variant": "new", "steps_per_second": 1.6, "speedup_vs_old": 3.2}]})
     assert list(C.throughput_table(tmp_path).index) == ["old", "new"]
     assert "target is met" in C.throughput_sentence(tmp_path)
-    write(tmp_path, "regime_image_text_project_cnn_cpu_s0.json", {
-        "kind": "regime", "regime": "image_text", "profile": "cpu", "encoder": "project_cnn", "grounding": True,
-        "seed": 0, "id_accuracy": 0.9, "ood_accuracy": 0.9, "image_id_accuracy": 0.25})
-    write(tmp_path, "imagestage_long.json", lever("long", 0.99, 0.24))
-    assert "did not learn images" in C.headline_image_sentence(tmp_path)
 
 
 def test_scoreboard_has_the_control_rows(tmp_path):

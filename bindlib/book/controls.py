@@ -15,7 +15,6 @@ import altair as alt
 import pandas as pd
 
 from .. import io
-from ..profiles import IMAGE_REGIMES, MAIN_ENCODER
 from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table as _table
 from .plots import HEIGHT, WIDTH, line_chart
@@ -269,24 +268,6 @@ def throughput_sentence(results_dir=None) -> str:
             f"one, measured in one run ({t['encoder']}, batch {t['batch_size']}, "
             f"{t['provenance']['device']}): the {t['target_speedup']:.0f}x target is "
             f"{'met' if t['meets_target'] else 'missed'}.")
-
-
-def headline_image_sentence(results_dir=None) -> str:
-    """How well the headline table's image rows answer image prompts, against guessing."""
-    from ..recipes import regime_results
-
-    recs = [r for r in regime_results("cpu", results_dir) if r["regime"] in IMAGE_REGIMES
-            and r.get("encoder") == MAIN_ENCODER and r.get("grounding") in (True, None)]
-    if not recs:
-        return "No image rows in the headline table yet."
-    img = D.mean(r.get("image_id_accuracy") for r in recs)
-    levers = L.image_levers(results_dir)
-    verdict = ("no image-stage recipe meets both targets yet, so the headline table's image rows still come "
-               "from an image stage that did not learn images" if not any(r["meets_targets"] for r in levers)
-               else "a recipe that meets both targets exists, but the headline table has not been re-run with it")
-    regimes = " and ".join(sorted({r["regime"] for r in recs}))
-    return (f"The headline table's image runs ({regimes}, {MAIN_ENCODER}, {len(recs)} runs) answer {pct(img)} of ID image "
-            f"prompts, against {pct(D.chance())} by guessing: {verdict}.")
 
 
 # ---------------------------------------------------------------- chapter 9: what is still missing

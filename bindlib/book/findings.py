@@ -15,7 +15,8 @@ import textwrap
 import pandas as pd
 
 from .. import io, profiles as paper
-from .control_data import control_claims, mechanism
+from ..evaluate import mean_sd
+from .control_data import control_claims, mean, mechanism
 from .learning_data import STARTS, correction_rows, learning_claims, learning_means
 from .text import state  # noqa: F401  (chapters show findings with findings.state)
 
@@ -70,18 +71,6 @@ def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
     return df.set_index(index) if index else df
 
 
-def _mean(values) -> float:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    return statistics.mean(vals) if vals else float("nan")
-
-
-def _mean_sd(values) -> tuple[float, float]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return float("nan"), float("nan")
-    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-
-
 # ---------------------------------------------------------------- chapter 2: text-only training
 def text_only_runs(profile: str = "cpu", results_dir=None) -> list[dict]:
     """The committed text-only training records of a profile, by seed (ablations have their own kind)."""
@@ -103,8 +92,8 @@ def cliff(runs: list[dict]) -> dict:
     The cliff is reproduced when our OOD mean is within 10 points of the paper's 37.2% and not
     reproduced when it is more than 20 points above it (between the two: partly).
     """
-    (id_m, id_s), (ood_m, ood_s) = (_mean_sd([r["id_accuracy"] for r in runs]),
-                                    _mean_sd([r["ood_accuracy"] for r in runs]))
+    (id_m, id_s), (ood_m, ood_s) = (mean_sd([r["id_accuracy"] for r in runs]),
+                                    mean_sd([r["ood_accuracy"] for r in runs]))
     theirs = paper.paper_value("text_only")
     gap = ood_m - theirs
     verdict = ("not measured" if not math.isfinite(gap) else "reproduced" if abs(gap) <= 0.10
@@ -195,7 +184,7 @@ def regime_means(profile: str = "cpu", results_dir=None) -> dict[str, float]:
     if "text_only" not in means:
         runs = text_only_runs(profile, results_dir)
         if runs:
-            means["text_only"] = _mean([r["ood_accuracy"] for r in runs])
+            means["text_only"] = mean([r["ood_accuracy"] for r in runs])
     return means
 
 
@@ -381,7 +370,7 @@ def ood_and_binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFram
                 by_seed[r["seed"]] = r["ood_accuracy"]
         accs = [a for s, a in by_seed.items() if s in row["seeds"]]
         theirs = paper.OOD_ACCURACY.get(regime, {}).get("value")
-        rows.append({"regime": regime, "seeds": ", ".join(map(str, row["seeds"])), "OOD (ours)": pct(_mean(accs)),
+        rows.append({"regime": regime, "seeds": ", ".join(map(str, row["seeds"])), "OOD (ours)": pct(mean(accs)),
                      "OOD (paper)": pct(theirs), "binding score (ours)": signed(row["binding_score"]),
                      "mechanism (ours)": mechanism(row["binding_score"])})
     return table(rows, index="regime")
