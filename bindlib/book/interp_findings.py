@@ -9,8 +9,9 @@ import pandas as pd
 from .. import io
 from ..evaluate import mean_sd
 from ..interp.results import regimes_present
+from .control_data import mean
 from .findings import (ADVERB, WIDTH, binding_scores, binding_table, direction_sentence, mechanism,  # noqa: F401
-                       ood_and_binding_table, pct, say, signed, table, text_only_runs, wrap, _mean)
+                       ood_and_binding_table, pct, say, signed, table, text_only_runs, wrap)
 from .interp_plots import iia_rows, knockout_order, routing_rows
 
 def _run(r: dict) -> str:
@@ -89,7 +90,7 @@ def learned_positions_sentence(results_dir=None) -> str:
     bs = [ab_interp[t["seed"]]["splits"]["id"]["summary"]["binding_score"] for t in ablations if t["seed"] in ab_interp]
     if not bs:
         return "The positional-encoding ablation has no interchange results yet."
-    ood = _mean([t["ood_accuracy"] for t in ablations])
+    ood = mean([t["ood_accuracy"] for t in ablations])
     kinds = sorted({mechanism(b) for b in bs})
     return (f"With learned absolute positions the models bind {ADVERB[kinds[0]]} (binding scores "
             f"{', '.join(signed(b) for b in bs)}) and still answer only {pct(ood)} of OOD prompts: an OOD cliff "
