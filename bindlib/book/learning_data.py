@@ -262,7 +262,10 @@ def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
                            f"{mean(r['after']['binding_score'] for r in rs):+.2f}{ctrl(rs)} ({_n_seeds(len(rs))})"
                            for s, rs in by.items())
         positional = [r for rs in by.values() for r in rs if r["before"]["binding_score"] < -0.5]
-        moved = [r["after"]["binding_score"] > 0.5 and not ((r["control"] or {}).get("binding_score") or 0) > 0.5
-                 for r in positional]
-        out["binding"] = (result, verdict(moved) if positional else "not testable (every start already symbolic)")
+        tested = [r for r in positional if (r["control"] or {}).get("binding_score") is not None]
+        moved = [r["after"]["binding_score"] > 0.5 and not r["control"]["binding_score"] > 0.5 for r in tested]
+        if len(tested) < len(positional):  # a shift without its text control cannot be put down to the images
+            result += f"; {len(positional) - len(tested)} positional seed(s) without a measured text control left out"
+        out["binding"] = (result, verdict(moved) if tested else "not testable (no positional start with a text control)"
+                          if positional else "not testable (every start already symbolic)")
     return out
