@@ -189,7 +189,7 @@ def test_dial_sentence_reads_the_declared_order_measurement(tmp_path):
           {**training(1, 0.99, 0.95), "axes": {"declared": {"id_accuracy": 1.0}}})
     sentence = C.dial_sentence(tmp_path)  # seeds that read differently are described apart, positional first
     assert "measured on seeds 0, 1. Seed 0 answers 99.7%" in sentence
-    assert "Seed 1 answers 100.0% of ID prompts in declaration order (their training order), 99.0% of shuffled" in sentence
+    assert "Seed 1 answers 100.0% of ID prompts in declaration order (the training order), 99.0% of shuffled" in sentence
     assert sentence.index("reads positional") < sentence.index("reads symbolic (BS +1.00)")
 
 def test_dial_table_groups_by_share_and_the_trend_names_each_reading(tmp_path):

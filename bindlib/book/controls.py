@@ -314,7 +314,7 @@ def dial_sentence(results_dir=None) -> str:
         who = "It" if len(rs) == len(rows) else _seeds(rs).capitalize()
         parts.append(
             f"{who} answer{'s' if who == 'It' or len(rs) == 1 else ''} {pct(m('declared_id_accuracy'))} of ID prompts in "
-            f"declaration order (their training order), {pct(m('id_accuracy'))} of shuffled ones and "
+            f"declaration order (the training order), {pct(m('id_accuracy'))} of shuffled ones and "
             f"{pct(m('ood_accuracy'))} of shuffled OOD ones. On declared-order prompts the routing layer reads {reads} "
             f"(BS {signed(m('declared_binding_score'))}); a rebind patch there leaves the answer where it was "
             f"{pct(m('declared_rebind_stay'))} of the time ("
