@@ -17,7 +17,7 @@ import pandas as pd
 from .. import io, profiles as paper
 from ..evaluate import mean_sd
 from .control_data import control_claims, mean, mechanism
-from .learning_data import STARTS, correction_rows, learning_claims, learning_means
+from .learning_data import STARTS, correction_rows, learning_claims, learning_means, positional_starts
 from .text import state  # noqa: F401  (chapters show findings with findings.state)
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
@@ -266,7 +266,16 @@ def found_box(profile: str = "cpu", results_dir=None):
     html = headline(profile, results_dir).to_html(classes="table", border=0)
     return HTML('<div class="admonition tip"><p class="admonition-title">What we found (computed from '
                 f'data/results)</p>{html}<p>{cliff_sentence(text_only_runs(profile, results_dir))} '
-                f'{direction_sentence(profile, results_dir)}</p></div>')
+                f'{direction_sentence(profile, results_dir)} {positional_start_sentence(results_dir)}</p></div>')
+
+
+def positional_start_sentence(results_dir=None) -> str:
+    """What the image stage that learns does to the text models that do bind positionally (chapter 4)."""
+    p = positional_starts(results_dir)
+    return "" if not p["n"] else (
+        f"Where a text model does bind positionally (the shortcut dial's positional seeds, chapters 4 and 5), the image "
+        f"stage that learns leaves {p['stayed']} of {p['n']} positional. Of those that turn symbolic, {p['with_control']} "
+        f"did so beside a compute-matched text run, with no picture, that turned too, and {p['images_alone']} from images alone.")
 
 
 def scoreboard(profile: str = "cpu", results_dir=None) -> pd.DataFrame:

@@ -228,6 +228,18 @@ def images_above_text(m: dict[str, dict[int, float]]) -> list[bool]:
     return [all(ood > m[g][s] + 0.02 for g in text if s in m[g]) for s, ood in m["image_text"].items()]
 
 
+def positional_starts(results_dir=None) -> dict[str, int]:
+    """The correction test's positional starts (BS < -0.5 before) that have a measured text control: how many,
+    how many stay positional-or-mixed after images, turn symbolic with their control, or turn alone."""
+    rows = [r for r in correction_rows(results_dir) if r["recipe"] in IMAGE_ONLY_RECIPES
+            and (r["before"].get("binding_score") or 0) < -0.5 and (r["control"] or {}).get("binding_score") is not None
+            and r["after"].get("binding_score") is not None]
+    turned = [r for r in rows if r["after"]["binding_score"] > 0.5]
+    return {"n": len(rows), "stayed": len(rows) - len(turned),
+            "with_control": sum(r["control"]["binding_score"] > 0.5 for r in turned),
+            "images_alone": sum(r["control"]["binding_score"] <= 0.5 for r in turned)}
+
+
 def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
     """(our result, verdict) of the paper's two image claims, measured with the image stage that learns, seed by
     seed against the same seed's text rows: ``image_ood`` (image_text's text OOD above both text_only and the
