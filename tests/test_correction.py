@@ -270,6 +270,6 @@ def test_positional_starts_count_what_images_did_against_the_text_control(result
     assert L.positional_starts(results)["n"] == 0  # the learned-positions seed has no measured control yet
     ctrl = json.loads(next(results.glob("imagestage_text_matched_*learnedpos.json")).read_text())
     write(results, f"interchange_{ctrl['checkpoint'].split('/')[-1]}.json", interchange(-0.9, 0.9))
-    assert L.positional_starts(results) == {"n": 1, "stayed": 0, "with_control": 0, "images_alone": 1}
+    assert L.positional_starts(results) == {"positional": 1, "n": 1, "stayed": 0, "with_control": 0, "images_alone": 1}
     assert "leaves 0 of 1 positional. Of those that turn symbolic, 0 did so beside" in findings.positional_start_sentence(results)
     assert findings.positional_start_sentence(results.parent / "none") == ""

@@ -47,6 +47,15 @@ def mechanism(bs) -> str:
     return "symbolic" if bs > 0.5 else "positional" if bs < -0.5 else "mixed"
 
 
+def split_by_reading(rows: list[dict], bs) -> list[tuple[str | None, list[dict]]]:
+    """``rows`` as [(None, rows)] when ``bs(row)`` reads as one mechanism for all of them, else one
+    (mechanism, rows) group per reading, so no mean mixes a positional model with a symbolic one."""
+    reads = sorted({mechanism(bs(r)) for r in rows})
+    if len(reads) < 2:
+        return [(None, rows)]
+    return [(m, [r for r in rows if mechanism(bs(r)) == m]) for m in reads]
+
+
 def chance(task: TaskConfig | None = None) -> float:
     """Guessing one of the N items in the prompt, averaged over the ID range of N."""
     lo, hi = (task or TaskConfig()).id_range

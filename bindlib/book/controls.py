@@ -8,7 +8,6 @@ the positive control and the rebind measurement (``positive_control_table``, ``r
 """
 from __future__ import annotations
 
-
 import math
 
 import altair as alt
@@ -322,19 +321,15 @@ def dial_sentence(results_dir=None) -> str:
             + f"), and swapping two objects' position ids flips {pct(m('declared_flip_rate'))} of the answers.")
     return " ".join(parts)
 
+
 def _dial_by_p(results_dir=None) -> dict[str, list[dict]]:
     """The dial's rows by share p ("0.50"); a share whose seeds read differently on declared-order prompts
     is split by that reading ("1.00 (positional)"), so no row averages the two kinds of model."""
     by: dict[float, list[dict]] = {}
     for r in D.dial_rows(results_dir):
         by.setdefault(r["p"], []).append(r)
-    out = {}
-    for p, rs in sorted(by.items()):
-        reads = sorted({mechanism(r.get("declared_binding_score")) for r in rs})
-        for read in reads if len(reads) > 1 else [None]:
-            out[f"{p:.2f}" + (f" ({read})" if read else "")] = [
-                r for r in rs if read is None or mechanism(r.get("declared_binding_score")) == read]
-    return out
+    return {f"{p:.2f}" + (f" ({read})" if read else ""): group for p, rs in sorted(by.items())
+            for read, group in D.split_by_reading(rs, lambda r: r.get("declared_binding_score"))}
 
 
 def dial_table(results_dir=None) -> pd.DataFrame:

@@ -115,9 +115,7 @@ def correction_summary(results_dir=None) -> list[dict]:
     for (start, recipe), rs in _group(L.correction_rows(results_dir)).items():
         if recipe not in L.IMAGE_ONLY_RECIPES:
             continue
-        reads = sorted({mechanism(r["before"].get("binding_score")) for r in rs})
-        for read in reads if len(reads) > 1 else [None]:
-            group = [r for r in rs if read is None or mechanism(r["before"].get("binding_score")) == read]
+        for read, group in D.split_by_reading(rs, lambda r: r["before"].get("binding_score")):
             m = {f"{k}_{w}": D.mean(r[w].get(k) for r in group) for k in ("ood_accuracy", "binding_score", "flip_rate")
                  for w in ("before", "after")}
             out.append({"start": start + (f" ({read} seeds)" if read else "")

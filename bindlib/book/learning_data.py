@@ -207,10 +207,7 @@ def correction_rows(results_dir=None) -> list[dict]:
 
 def learning_means(results_dir=None) -> dict[str, dict[str, float]]:
     """Mean text OOD accuracy per start and regime of the image stage that learns (chapter 4's table)."""
-    out: dict[str, dict[str, float]] = {}
-    for h in headline_rows(results_dir):
-        out.setdefault(h["start"], {})[h["regime"]] = mean(r["ood_accuracy"] for r in h["runs"])
-    return out
+    return {start: {g: mean(v.values()) for g, v in m.items()} for start, m in ood_by_seed(results_dir).items()}
 
 
 def ood_by_seed(results_dir=None) -> dict[str, dict[str, dict[int, float]]]:
@@ -228,16 +225,22 @@ def images_above_text(m: dict[str, dict[int, float]]) -> list[bool]:
     return [all(ood > m[g][s] + 0.02 for g in text if s in m[g]) for s, ood in m["image_text"].items()]
 
 
-def positional_starts(results_dir=None) -> dict[str, int]:
-    """The correction test's positional starts (BS < -0.5 before) that have a measured text control: how many,
-    how many stay positional-or-mixed after images, turn symbolic with their control, or turn alone."""
-    rows = [r for r in correction_rows(results_dir) if r["recipe"] in IMAGE_ONLY_RECIPES
-            and (r["before"].get("binding_score") or 0) < -0.5 and (r["control"] or {}).get("binding_score") is not None
-            and r["after"].get("binding_score") is not None]
-    turned = [r for r in rows if r["after"]["binding_score"] > 0.5]
-    return {"n": len(rows), "stayed": len(rows) - len(turned),
+def _positional_outcomes(rows: list[dict]) -> dict[str, int]:
+    """Of correction rows (image runs without noise): the positional starts (BS < -0.5 before, BS measured after),
+    how many have a measured text control, and of those how many stay positional-or-mixed after images, turn
+    symbolic with their control, or turn alone."""
+    positional = [r for r in rows if r["recipe"] in IMAGE_ONLY_RECIPES and r["after"].get("binding_score") is not None
+                  and (r["before"].get("binding_score") or 0) < -0.5]
+    tested = [r for r in positional if (r["control"] or {}).get("binding_score") is not None]
+    turned = [r for r in tested if r["after"]["binding_score"] > 0.5]
+    return {"positional": len(positional), "n": len(tested), "stayed": len(tested) - len(turned),
             "with_control": sum(r["control"]["binding_score"] > 0.5 for r in turned),
             "images_alone": sum(r["control"]["binding_score"] <= 0.5 for r in turned)}
+
+
+def positional_starts(results_dir=None) -> dict[str, int]:
+    """The correction test's positional starts that have a measured text control (``_positional_outcomes``)."""
+    return _positional_outcomes(correction_rows(results_dir))
 
 
 def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
@@ -273,11 +276,10 @@ def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
         result = "; ".join(f"{s}: BS {mean(r['before']['binding_score'] for r in rs):+.2f} -> "
                            f"{mean(r['after']['binding_score'] for r in rs):+.2f}{ctrl(rs)} ({_n_seeds(len(rs))})"
                            for s, rs in by.items())
-        positional = [r for rs in by.values() for r in rs if r["before"]["binding_score"] < -0.5]
-        tested = [r for r in positional if (r["control"] or {}).get("binding_score") is not None]
-        moved = [r["after"]["binding_score"] > 0.5 and not r["control"]["binding_score"] > 0.5 for r in tested]
-        if len(tested) < len(positional):  # a shift without its text control cannot be put down to the images
-            result += f"; {len(positional) - len(tested)} positional seed(s) without a measured text control left out"
-        out["binding"] = (result, verdict(moved) if tested else "not testable (no positional start with a text control)"
-                          if positional else "not testable (every start already symbolic)")
+        p = _positional_outcomes([r for rs in by.values() for r in rs])
+        if p["n"] < p["positional"]:  # a shift without its text control cannot be put down to the images
+            result += f"; {p['positional'] - p['n']} positional seed(s) without a measured text control left out"
+        moved = [True] * p["images_alone"] + [False] * (p["n"] - p["images_alone"])
+        out["binding"] = (result, verdict(moved) if p["n"] else "not testable (no positional start with a text control)"
+                          if p["positional"] else "not testable (every start already symbolic)")
     return out
