@@ -186,8 +186,9 @@ def by_n_chart(results_dir=None, id_max: int = 8):
                               tooltip=["start:N", "regime:N", "N:Q", alt.Tooltip("accuracy:Q", format=".3f")])
     edge = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(id_max + 0.5))
     return (alt.layer(base.mark_line(point=True), edge, data=alt.Data(values=by_n_rows(results_dir)))
-            .properties(width=150, height=180)  # three panels fit the book's column
-            .facet(column=alt.Column("start:N", title=None, sort=list(STARTS.values())),
+            .properties(width=150, height=180)  # four panels fit the book's column
+            .facet(column=alt.Column("start:N", title=None, sort=list(STARTS.values()),
+                                     header=alt.Header(labelExpr="split(datum.value, ', ')")),  # long names on 2 lines
                    title="Text accuracy by N, before and after (dashed: edge of training)")
             .configure_legend(orient="bottom", columns=3))
 
