@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bindlib.book import control_data as D, controls as C, findings as F
+from bindlib.book import control_data as D, controls as C, curves as K, findings as F
 
 
 def write(folder, name, record):
@@ -61,7 +61,7 @@ def test_a_symbolic_ordered_model_fails_the_positive_control(tmp_path):
 def test_nothing_measured_says_so(tmp_path):
     assert D.positional_control(tmp_path)["reads_positional"] is None
     assert "not measured" in C.positive_control_sentence(tmp_path)
-    assert "No neutral" in C.neutral_sentence(tmp_path) and "No image-stage" in C.lever_sentence(tmp_path)
+    assert "No neutral" in K.neutral_sentence(tmp_path) and "No image-stage" in C.lever_sentence(tmp_path)
     claims = D.control_claims(tmp_path)
     assert [v for _, _, v in claims] == ["not measured", "not measured"]
     assert len(C.rebind_table(tmp_path)) == 0 and len(C.learned_positions_controls_table(tmp_path)) == 0
@@ -103,22 +103,52 @@ def test_neutral_curve_verdict(tmp_path, final, holds):
     assert c["chance"] == pytest.approx(D.chance()) and c["left_plateau"] is (not holds)
     claim = D.control_claims(tmp_path)[1]
     assert claim[2] == ("holds" if holds else "does not hold") and "4,000 steps, 1 seed" in claim[1]
-    sentence = C.neutral_sentence(tmp_path)
+    sentence = K.neutral_sentence(tmp_path)
     assert ("did not break in 4,000 steps on 1 seed" in sentence) is holds
     assert "2 neutral curve files" in sentence or not holds
-    assert C.neutral_table(tmp_path).shape[1] == 2  # one column per curve
+    assert K.neutral_table(tmp_path).shape[1] == 2  # one column per curve
 
 
 def test_curve_rows_are_windowed_means_and_the_chart_is_small(tmp_path):
     hist = [{"step": s, "acc_two_hop": s / 1000, "acc_color_to_shape": 0.0, "acc_shape_to_item": 0.0}
             for s in (100, 200, 1100)]
-    rows = C.curve_rows(hist, window=1000)
+    rows = K.curve_rows(hist, window=1000)
     two_hop = [r for r in rows if r["skill"] == "two_hop"]
     assert two_hop == [{"skill": "two_hop", "step": 1000, "accuracy": 0.15},
                        {"skill": "two_hop", "step": 2000, "accuracy": 1.1}]
     write(tmp_path, "curve_direct_s0.json", curve(40_000, 0.28))
-    spec = C.neutral_chart(tmp_path).to_dict()
+    spec = K.neutral_chart(tmp_path).to_dict()
     assert len(spec["layer"]) == 2 and len(spec["layer"][0]["data"]["values"]) == 3 * 40
+
+
+def recipe_training(seed, reach_at, stop_at):
+    hist = [{"step": s, "acc_two_hop": 0.995 if s >= reach_at else 0.5, "acc_color_to_shape": 0.8,
+             "acc_shape_to_item": 1.0} for s in range(100, stop_at + 1, 100)]
+    hist[-1]["stopped"] = "early_stop"
+    return {"kind": "training", "seed": seed, "history": hist, "train_config": {"task": {}}}
+
+
+@pytest.mark.parametrize("nds_final, verdict", [(0.26, "Deep supervision is the aid"), (0.995, "is not needed")])
+def test_the_aid_ablation_compares_variants_at_one_budget(tmp_path, nds_final, verdict):
+    for seed in (0, 1):
+        write(tmp_path, f"training_text_only_cpu_s{seed}.json", recipe_training(seed, 2100, 3600))
+        write(tmp_path, f"curve_no_deep_supervision_s{seed}.json", curve(5000, nds_final, "no_deep_supervision", seed))
+    write(tmp_path, "training_text_only_cpu_s0_ordered.json", recipe_training(0, 100, 200))  # an arm: not the recipe
+    write(tmp_path, "curve_direct_40k_s0.json", curve(40_000, 0.9))  # read at the budget: 25%, not its 90%
+    rows = D.aid_ablation(tmp_path, budget=5000)
+    assert [(r["variant"], r["seed"]) for r in rows] == [("recipe", 0), ("recipe", 1), ("no_deep_supervision", 0),
+                                                         ("no_deep_supervision", 1), ("direct", 0)]
+    recipe, direct = rows[0], rows[-1]
+    assert recipe["steps_to_99"] == 2100 and recipe["stopped_early"] and recipe["steps"] == 3600
+    assert direct["steps"] == 5000 and direct["two_hop"] == 0.25 and direct["steps_to_99"] is None
+    sentence = K.ablation_sentence(tmp_path, budget=5000)
+    assert "recipe (sub-skill queries, packing, deep supervision): 2 of 2 seeds, at step 2,100, 2,100" in sentence
+    assert verdict in sentence and "direct (none): 0 of 1 seed" in sentence
+    t = K.ablation_table(tmp_path, budget=5000)
+    assert list(t.index) == ["recipe", "no_deep_supervision", "direct"] and t.loc["direct", "reached 99%"] == "0 of 1"
+    spec = K.ablation_chart(tmp_path, budget=5000).to_dict()
+    assert len(spec["layer"][0]["data"]["values"]) == 2 * 36 + 2 * 50 + 50
+    assert "needs the recipe" in K.ablation_sentence(tmp_path / "empty")
 
 
 def lever(recipe, image, text, ood=0.9):

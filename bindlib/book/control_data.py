@@ -3,6 +3,7 @@
     arm_rows("_ordered")          one row per seed of the ordered-format positive control
     arm_rows("", controls=True)   the recipe's models, measured with rebind pairs and declared-order prompts
     neutral_curves()              the learning curves of recipe variants (``python -m bindlib curve``)
+    aid_ablation()                the recipe against its variants without an aid, at one step budget
     dial_rows()                   the shortcut dial, one row per share p and seed
     control_claims()              the scoreboard's control rows (``bindlib.book.findings.scoreboard``)
 
@@ -25,6 +26,8 @@ from ..task import TaskConfig
 PROFILE = "cpu"
 PLATEAU_MARGIN = 0.10  # a curve whose final two-hop accuracy is within this of chance has not left the plateau
 NEUTRAL_VARIANTS = ("direct",)  # curve variants with no hop-specific aid: no sub-skill queries, no deep supervision
+ABLATION_VARIANTS = ("recipe", "no_deep_supervision", "direct")  # the aid ablation, most aids first
+ABLATION_BUDGET = 5000  # steps: the cpu recipe's whole budget, at which every variant is compared
 
 
 def _dir(results_dir) -> Path:
@@ -152,6 +155,37 @@ def neutral_curves(results_dir=None) -> list[dict]:
                     "hop_weight": max((s.get("hop_weight", 0.0) for s in r["train_config"]["stages"]), default=0.0),
                     "wall_seconds": r.get("provenance", {}).get("wall_seconds"), "history": h})
     return sorted(out, key=lambda c: (-c["steps"], c["variant"] or "", c["seed"]))
+
+
+def _ablation_row(name: str, variant: str, record: dict, budget: int) -> dict:
+    h = [x for x in record["history"] if x["step"] <= budget]
+    end = h[-1]
+    return {"name": name, "variant": variant, "seed": record["seed"], "steps": end["step"],
+            "stopped_early": end.get("stopped") == "early_stop", "two_hop": end["acc_two_hop"],
+            "best_two_hop": max(x["acc_two_hop"] for x in h),
+            "steps_to_99": next((x["step"] for x in h if x["acc_two_hop"] >= 0.99), None),
+            **{k: end.get(f"acc_{k}") for k in CURVE_SKILLS[1:]},
+            **{f"best_{k}": max((x.get(f"acc_{k}") or 0.0) for x in h) for k in CURVE_SKILLS[1:]},
+            "chance": chance(TaskConfig(**(record.get("train_config", {}).get("task") or {}))), "history": h}
+
+
+def aid_ablation(results_dir=None, budget: int = ABLATION_BUDGET) -> list[dict]:
+    """The recipe against its variants at one step budget: one row per (variant, seed), read at ``budget``
+    steps or where the run stopped. The recipe's rows are its own training runs
+    (``training_text_only_cpu_s<seed>.json``, which stop early once two-hop ID reaches 99%); the other
+    variants' are their curve files (``curve_<variant>*_s<seed>.json``, whole budget, no early stop), the
+    longest per seed where several exist."""
+    root, rows = _dir(results_dir), {}
+    for f in sorted(root.glob(f"training_text_only_{PROFILE}_s*.json")):
+        if re.fullmatch(rf"training_text_only_{PROFILE}_s\d+", f.stem):
+            rec = json.loads(f.read_text())
+            if rec.get("history"):
+                rows[("recipe", rec["seed"])] = _ablation_row(f.stem, "recipe", rec, budget)
+    for c in neutral_curves(results_dir):  # sorted longest first, so the first file per seed wins
+        if c["variant"] in ABLATION_VARIANTS and c["variant"] != "recipe" and (c["variant"], c["seed"]) not in rows:
+            rec = {"seed": c["seed"], "history": c["history"], "train_config": {"task": {}}}
+            rows[(c["variant"], c["seed"])] = _ablation_row(c["name"], c["variant"], rec, budget) | {"chance": c["chance"]}
+    return sorted(rows.values(), key=lambda r: (ABLATION_VARIANTS.index(r["variant"]), r["seed"]))
 
 
 # ---------------------------------------------------------------- the scoreboard's control rows

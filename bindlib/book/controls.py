@@ -1,22 +1,18 @@
 """Tables, sentences and charts of the controls (issue 9) and the image-stage levers (issue 10).
 
-Chapter 2 shows the neutral control (``neutral_table``, ``neutral_chart``, ``neutral_sentence``),
-chapter 4 the image-stage levers (``lever_table``, ``ceiling_table``, ``throughput_table``), chapter 5
+Chapter 4 shows the image-stage levers (``lever_table``, ``ceiling_table``, ``throughput_table``), chapter 5
 the positive control and the rebind measurement (``positive_control_table``, ``rebind_table``,
 ``learned_positions_controls_table``, ``instrument_sentence``), chapter 9 what is still missing
-(``missing_table``).  The numbers come from ``bindlib.book.control_data``, which reads the files.
+(``missing_table``).  The numbers come from ``bindlib.book.control_data``, which reads the files;
+chapter 2's learning curves are in ``bindlib.book.curves``.
 """
 from __future__ import annotations
 
-import math
-
-import altair as alt
 import pandas as pd
 
 from .. import io
 from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table as _table
-from .plots import HEIGHT, WIDTH, line_chart
 from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
 
 def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
@@ -132,75 +128,6 @@ def instrument_sentence(results_dir=None) -> str:
             "the models the recipe trains, not a blind spot of the measurement.")
 
 
-# ---------------------------------------------------------------- chapter 2: the neutral control
-def _neutral(results_dir=None) -> list[dict]:
-    return [c for c in D.neutral_curves(results_dir) if c["variant"] in D.NEUTRAL_VARIANTS]
-
-
-def neutral_table(results_dir=None) -> pd.DataFrame:
-    """Every committed learning curve, one column each (the table stays narrow): steps, two-hop accuracy
-    at the end and at best, guessing, the sub-skills at the end, wall time, whether it left the plateau."""
-    rows = [{"curve": c["name"], "variant": c["variant"], "seed": c["seed"], "steps": f"{c['steps']:,}",
-             "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
-             "two-hop by guessing": pct(c["chance"]),
-             **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
-             "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}", "left the plateau": "yes" if c["left_plateau"] else "no"}
-            for c in D.neutral_curves(results_dir)]
-    return table(rows, index="curve").T if rows else table(rows)
-
-
-def neutral_sentence(results_dir=None) -> str:
-    curves = _neutral(results_dir)
-    if not curves:
-        return "No neutral learning curve (variant direct) in data/results yet."
-    longest = max(c["steps"] for c in curves)
-    top = [c for c in curves if c["steps"] == longest]
-    final = D.mean(c["final_two_hop"] for c in top)
-    seeds = f"{len(top)} seed{'s' if len(top) != 1 else ''}"
-    if any(c["left_plateau"] for c in top):
-        return (f"Without a hop-specific aid ({top[0]['variant']}), {sum(c['left_plateau'] for c in top)} of "
-                f"{seeds} left the plateau within {longest:,} steps (final two-hop {pct(final)}).")
-    return (f"Without a hop-specific aid ({top[0]['variant']}: two-hop queries only, no sub-skill queries, "
-            f"no deep supervision) the plateau did not break in {longest:,} steps on {seeds}: final two-hop "
-            f"accuracy {pct(final)}, best {pct(max(c['best_two_hop'] for c in top))}, against "
-            f"{pct(top[0]['chance'])} for guessing one of the N items. {len(curves)} neutral curve file"
-            f"{'s are' if len(curves) != 1 else ' is'} committed.")
-
-
-def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
-    """A curve pre-aggregated for a chart: per skill, the mean accuracy over windows of ``window`` steps,
-    placed at the window's last step."""
-    bins: dict[tuple, list] = {}
-    for h in history:
-        end = math.ceil(h["step"] / window) * window
-        for skill in D.CURVE_SKILLS:
-            if h.get(f"acc_{skill}") is not None:
-                bins.setdefault((skill, end), []).append(h[f"acc_{skill}"])
-    return [{"skill": skill, "step": end, "accuracy": round(D.mean(v), 4)} for (skill, end), v in sorted(bins.items())]
-
-
-def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
-    """The longest neutral curve(s): two-hop and sub-skill ID accuracy against step (mean over windows of
-    ``window`` steps and over seeds), with guessing as a dashed rule."""
-    curves = _neutral(results_dir)
-    longest = max((c["steps"] for c in curves), default=0)
-    top = [c for c in curves if c["steps"] == longest]
-    pooled: dict[tuple, list] = {}
-    for c in top:
-        for row in curve_rows(c["history"], window):
-            pooled.setdefault((row["skill"], row["step"]), []).append(row["accuracy"])
-    rows = [{"skill": s, "step": step, "accuracy": round(D.mean(v), 4)} for (s, step), v in sorted(pooled.items())]
-    title = (f"{top[0]['variant'] if top else 'direct'}: ID accuracy during training ({len(top)} seed"
-             f"{'s' if len(top) != 1 else ''}, mean per {window:,} steps)")
-    lines = line_chart(rows, "step", "accuracy", "skill", title, y_format="%")
-    guess = [{"step": 0, "accuracy": top[0]["chance"] if top else D.chance(), "label": "two-hop by guessing"},
-             {"step": max(longest, window), "accuracy": top[0]["chance"] if top else D.chance(),
-              "label": "two-hop by guessing"}]
-    rule = alt.Chart(alt.Data(values=guess)).mark_line(strokeDash=[6, 3], color="#555555").encode(
-        x="step:Q", y="accuracy:Q", tooltip=["label:N"])
-    return alt.layer(lines, rule).properties(width=WIDTH, height=HEIGHT)
-
-
 # ---------------------------------------------------------------- chapter 4: the image-stage levers
 def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
     """One row per image-stage recipe run from the ``start`` text models: what it does, image ID, text ID
@@ -280,9 +207,10 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
     positional = [r for r in standard if mechanism(r["binding_score"]) == "positional"]
     levers = L.image_levers(results_dir)
     dial = sorted({f"p = {r['p']:g}" for r in D.dial_rows(results_dir)})
-    neutral = _neutral(results_dir)
+    neutral = [c for c in D.neutral_curves(results_dir) if c["variant"] in D.NEUTRAL_VARIANTS]
     longest = max((c["steps"] for c in neutral), default=0)
     pc = D.positional_control(results_dir)
+    ablation = D.aid_ablation(results_dir)
     rows = [
         ("a standard-format text model that reads positional",
          f"{len(positional)} of {len(standard)} standard-format models measured read positional"),
@@ -293,6 +221,8 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
         (f"{seeds_wanted} seeds of the longest neutral curve",
          f"{sum(c['steps'] == longest for c in neutral)} of {seeds_wanted} ({longest:,} steps)"),
         (f"{seeds_wanted} seeds of the ordered-format positive control", f"{len(pc['rows'])} of {seeds_wanted}"),
+        (f"{seeds_wanted} seeds of each aid-ablation variant ({D.ABLATION_BUDGET:,} steps)",
+         ", ".join(f"{v} {sum(r['variant'] == v for r in ablation)}" for v in D.ABLATION_VARIANTS)),
     ]
     return table([{"still missing": a, "status (from data/results)": b} for a, b in rows], index="still missing")
 
