@@ -273,3 +273,19 @@ def test_positional_starts_count_what_images_did_against_the_text_control(result
     assert L.positional_starts(results) == {"positional": 1, "n": 1, "stayed": 0, "with_control": 0, "images_alone": 1}
     assert "leaves 0 of 1 positional. Of those that turn symbolic, 0 did so beside" in findings.positional_start_sentence(results)
     assert findings.positional_start_sentence(results.parent / "none") == ""
+
+
+def test_noise_claims_compare_each_seed_with_its_own_rows(results):
+    assert "noise_text" not in L.learning_claims(results) and "noise_images" not in L.learning_claims(results)
+    for s, (noised_text, noised_images) in enumerate(((1.0, 0.85), (0.90, 0.70))):
+        start = f"text_only_cpu_s{s}"
+        for recipe, ood in (("noise_text_matched", noised_text), ("noise_replay", noised_images)):
+            name, rec = image_run(recipe, s, start, ood=ood)
+            write(results, name, rec)
+    claims = L.learning_claims(results)
+    result, verdict = claims["noise_text"]  # seed 0: 100% > 97% + 2 points; seed 1: 90% is not
+    assert verdict == "mixed" and "recipe (RoPE): noise_text 95.0% vs text_only 97.0% (higher in 1 of 2 seeds)" in result
+    result, verdict = claims["noise_images"]  # image_text is 80% in both seeds: 85% is above, 70% is not
+    assert verdict == "mixed" and "recipe (RoPE): noise_image_text 77.5% vs image_text 80.0% (higher in 1 of 2 seeds)" in result
+    assert [h["regime"] for h in L.headline_rows(results) if h["start"] == "recipe (RoPE)"] == [
+        "text_only", "noise_text", "image_text", "noise_image_text"]  # no text_only_matched run in this fixture

@@ -150,7 +150,7 @@ def headline_verdict(results_dir=None) -> str:
             continue
         m = {g: D.mean(v.values()) for g, v in by_seed.items()}
         controls = [r for r in ("text_only", "text_only_matched") if r in m]
-        above = L.images_above_text(by_seed)
+        above = L.above(by_seed)
         said = ", ".join(f"{r} {pct(m[r])}" for r in controls)
         rows = [r for r in PAPER_ORDER if r in m]
         order = ("the paper's full ordering cannot be checked (rows missing: "
