@@ -25,15 +25,15 @@ def _neutral(results_dir=None) -> list[dict]:
 
 
 def neutral_table(results_dir=None) -> pd.DataFrame:
-    """Every committed learning curve, one column each (the table stays narrow): steps, two-hop accuracy
+    """Every committed neutral learning curve (``direct``), one column each (the table stays narrow): steps, two-hop accuracy
     at the end and at best, guessing, the sub-skills at the end, wall time, whether it left the plateau."""
     rows = [{"curve": c["name"], "variant": c["variant"], "seed": c["seed"], "steps": f"{c['steps']:,}",
              "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
              "two-hop by guessing": pct(c["chance"]),
              **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
              "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}", "left the plateau": "yes" if c["left_plateau"] else "no"}
-            for c in D.neutral_curves(results_dir)]
-    return table(rows, index="curve").T if rows else table(rows)
+            for c in _neutral(results_dir)]
+    return table(rows, index="curve").T if rows else pd.DataFrame()
 
 
 def neutral_sentence(results_dir=None) -> str:
