@@ -193,6 +193,7 @@ def test_expansion_rows_split_text_models_from_image_continuations(tmp_path):
     assert frame.loc[("text model", 0), "N 17..24"] == "40.0%" and frame.loc[("image stage", 0), "N 17..24"] == "20.0%"
     sentence = K.expansion_sentence(tmp_path)
     assert "text model (1 seed): N 2..8 99.0%, N 9..16 80.0%, N 17..24 40.0%" in sentence
+    assert "above its own seed's text model in 0 of 1 seed." in sentence
     assert K.expansion_sentence(tmp_path / "none") == "No vocabulary-expansion runs yet."
 
 

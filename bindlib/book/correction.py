@@ -249,7 +249,11 @@ def expansion_sentence(results_dir=None) -> str:
             parts.append(f"continuing the {kind} ({len(rs)} seed{'s' if len(rs) > 1 else ''}): N 2..8 "
                          f"{pct(D.mean(r['id_accuracy'] for r in rs))}, N 9..16 {pct(D.mean(r['ood_accuracy'] for r in rs))}, "
                          f"N 17..24 {pct(D.mean(r['ood_17_24_accuracy'] for r in rs))}")
-    return "After vocabulary expansion, " + "; ".join(parts) + "."
+    text = {r["seed"]: r["ood_17_24_accuracy"] for r in rows if r["from"] == "text model"}
+    pairs = [(r["ood_17_24_accuracy"], text[r["seed"]]) for r in rows if r["from"] == "image stage" and r["seed"] in text]
+    tail = (f" At N 17..24 the image-stage continuation is above its own seed's text model in "
+            f"{sum(a > b for a, b in pairs)} of {len(pairs)} seed{'s' if len(pairs) != 1 else ''}.") if pairs else ""
+    return "After vocabulary expansion, " + "; ".join(parts) + "." + tail
 
 
 def image_curve_rows(results_dir=None) -> list[dict]:

@@ -101,7 +101,7 @@ def _by_variant(results_dir=None, budget: int = D.ABLATION_BUDGET) -> dict[str, 
 
 
 def ablation_table(results_dir=None, budget: int = D.ABLATION_BUDGET) -> pd.DataFrame:
-    """One row per variant of the recipe, compared at ``budget`` steps: its aids, seeds, two-hop ID where
+    """One column per variant of the recipe, compared at ``budget`` steps: its aids, seeds, two-hop ID where
     each seed ended, how many reached 99% and when, and the two sub-skills at the end (mean over seeds)."""
     rows = []
     for v, rs in _by_variant(results_dir, budget).items():
@@ -115,7 +115,7 @@ def ablation_table(results_dir=None, budget: int = D.ABLATION_BUDGET) -> pd.Data
                      "colour → shape": pct(D.mean(r["color_to_shape"] for r in rs)),
                      "shape → item": pct(D.mean(r["shape_to_item"] for r in rs)),
                      "two-hop by guessing": pct(rs[0]["chance"])})
-    return table(rows, index="variant") if rows else pd.DataFrame()
+    return table(rows, index="variant").T if rows else pd.DataFrame()  # one column per variant: narrow
 
 
 def ablation_chart(results_dir=None, budget: int = D.ABLATION_BUDGET) -> alt.LayerChart:
