@@ -32,6 +32,7 @@ from .vision.multimodal import Vision, load_image_model, save_adapter
 #   g0, g3  grounding weight 0 and 3 instead of 1
 #   noise_replay  replay with NOISE tokens in every text batch from the image stage's first step
 #           (noise_image_text as the paper runs it; the regime's own recipe adds noise only after stage 1)
+#   noise_half_replay  the same with noise in half the text steps, so that clean text stays in the mix
 MAIN_IMAGE_STAGE_ENCODER = "project_cnn_grid"  # objects one per patch: its frozen features carry shape (chapter 4)
 IMAGE_RECIPE_SETTINGS = dict(batch_size=32, lr=1e-3, warmup=20, eval_every=100, eval_size=128, pool_size=4096)
 
@@ -46,6 +47,7 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
                  Stage("image", image_steps - warm, dict(mix), image=1.0, grounding=1.0, lr_scale=0.3)],
         "replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0)],
         "noise_replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0, noise=True)],
+        "noise_half_replay": [Stage("image", image_steps, dict(mix), image=0.8, grounding=1.0, noise=0.5)],
         # the compute-matched text controls: replay's steps and queries, with every image step a text step
         "text_matched": [Stage("text", image_steps, dict(mix))],
         "noise_text_matched": [Stage("text", image_steps, dict(mix), noise=True)],
@@ -72,7 +74,7 @@ def image_recipe_stages(name: str, image_steps: int = 1500, mix_steps: int = 600
     return stages
 
 
-IMAGE_RECIPES = ("short", "long", "warm", "replay", "noise_replay", "text_matched", "noise_text_matched",
+IMAGE_RECIPES = ("short", "long", "warm", "replay", "noise_replay", "noise_half_replay", "text_matched", "noise_text_matched",
                  "warm_replay", "replay50", "replay_sub", "text_sub_matched", "warm_replay50", "g0", "g3")
 
 

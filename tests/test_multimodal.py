@@ -139,6 +139,23 @@ def test_image_share_is_spread_evenly():
         Stage("bad", 5, image=1.5)
 
 
+def test_noise_is_a_share_of_steps_and_old_configs_still_load():
+    from bindlib.task import NOISE, TaskConfig, sample_batch
+    from bindlib.train import _prepare
+
+    half = Stage("mix", 100, image=0.2, noise=0.5)
+    noised = [s for s in range(100) if not half.is_image_step(s) and half.is_noise_step(s)]
+    clean = [s for s in range(100) if not half.is_image_step(s) and not half.is_noise_step(s)]
+    assert len(noised) == len(clean) == 40
+    assert Stage("old", 5, noise=True).noise == 1.0 and Stage("old", 5, noise=False).noise == 0.0  # stored JSON
+    with pytest.raises(ValueError, match="share of text steps"):
+        Stage("bad", 5, noise=2.0)
+    cfg = TrainConfig(model=dict(TINY_MODEL), stages=[Stage("t", 4, noise=0.5)], early_stop=None)
+    batch = sample_batch(TaskConfig(), 4, seed=0)
+    has_noise = [bool((_prepare(batch, cfg, cfg.stages[0], s, None)[0].tokens == NOISE).any()) for s in range(4)]
+    assert has_noise == [False, True, False, True]
+
+
 def test_image_stage_needs_an_encoder():
     with pytest.raises(ValueError, match="names no encoder"):
         TrainConfig(stages=[Stage("img", 5, image=1.0)])

@@ -29,6 +29,7 @@ def _lever(stages: list[dict]) -> str:
         what += f", grounding {s.get('grounding', 0):g}" + (", LM frozen" if s.get("freeze") == "lm" else "")
         what += f", lr x{s['lr_scale']:g}" if s.get("lr_scale", 1.0) != 1.0 else ""
         what += ", + shape -> item" if (s.get("mix") or {}).get("shape_to_item") else ""
+        what += f", noise in {float(s['noise']):.0%} of text steps" if s.get("noise") else ""
         parts.append(what + ")")
     return " -> ".join(parts)
 
