@@ -236,14 +236,20 @@ def test_a_dial_start_is_measured_on_declared_order_prompts(tmp_path):
     assert "with the shape -> item query (1 seed)" in K.correction_sentence(tmp_path)
 
 
-def test_noise_sentence_sets_the_noised_task_beside_clean_text(tmp_path):
+def test_noise_sentence_sets_the_noised_task_beside_clean_text_and_the_run_without_noise(tmp_path):
     name, rec = image_run("noise_text_matched", 0, "text_only_cpu_s0_learnedpos", ood=0.1, id_acc=0.5)
-    rec.update(meets_targets=False, history=[{"step": 100, "acc_noise_two_hop": 0.6}, {"step": 200, "acc_noise_two_hop": 0.99}])
+    rec.update(meets_targets=False, history=[{"step": 100, "acc_noise_two_hop": 0.6}, {"step": 200, "acc_noise_two_hop": 0.99}],
+               accuracy_by_n={"2": 0.9, "3": 0.4, "8": 0.6, "12": 0.1})  # N 12 is OOD: not the weakest ID length
     write(tmp_path, name, rec)
+    write(tmp_path, *image_run("text_matched", 0, "text_only_cpu_s0_learnedpos", ood=0.3))
+    name, rec = image_run("noise_replay", 0, "text_only_cpu_s0", ood=0.95)
+    write(tmp_path, name, {**rec, "history": [{"step": 100, "acc_noise_two_hop": 1.0}]})
     sentence = K.noise_sentence(tmp_path)
-    assert "learned positions model of seed 0, noised prompts reach 99.0% while clean ID accuracy ends at 50.0%" in sentence
-    assert "(the text target is missed)" in sentence
-    assert K.noise_sentence(tmp_path / "none").startswith("No noise_text run")
+    assert ("noise_text_matched from the learned positions model of seed 0: noised prompts 99.0%, clean ID 50.0%, "
+            "OOD 10.0% (text_matched without noise: 30.0%) - it misses the text target, weakest at N = 3 (40.0%)") in sentence
+    assert "noise_replay from the recipe (RoPE) model of seed 0: noised prompts 100.0%, clean ID 99.0%, image ID 99.0%, OOD 95.0%;" in sentence
+    assert sentence.index("noise_replay") < sentence.index("noise_text_matched")  # the recipe's model first
+    assert K.noise_sentence(tmp_path / "none").startswith("No noise run")
 
 
 def test_a_start_whose_seeds_bind_differently_is_split_by_their_reading(results):

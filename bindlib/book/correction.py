@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from ..evaluate import mean_sd
 from ..profiles import OOD_ACCURACY
+from ..task import TaskConfig
 from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table
-
-from ..evaluate import mean_sd
 from .learning_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_ORDER, STARTS
 
 
@@ -280,16 +280,31 @@ def image_curve_chart(results_dir=None):
                       y_format="%").configure_legend(labelLimit=320, orient="bottom", columns=1)
 
 
+NOISE_BASE = {"noise_text_matched": "text_matched", "noise_replay": "replay", "noise_half_replay": "replay"}
+
+
 def noise_sentence(results_dir=None) -> str:
-    """What noised text at the table's budget does to each text model: the noised task (last logged
-    accuracy on noised prompts) against clean ID and OOD accuracy after it."""
-    rows = [r for r in L.load_image_runs(results_dir) if r["recipe"] == "noise_text_matched"]
+    """What noise at the table's budget does, run by run: the noised task (last logged accuracy on noised
+    prompts), clean ID, image ID, and OOD beside the same start's run without noise; where the text
+    target is missed, the weakest ID length."""
+    runs = L.load_image_runs(results_dir)
+    base = {(r["recipe"], Path(r["init_from"]).name): r for r in runs}
+    rows = [r for r in runs if r["recipe"] in NOISE_BASE]
     if not rows:
-        return "No noise_text run at the image stage's budget yet."
+        return "No noise run at the image stage's budget yet."
+    lo, hi = TaskConfig().id_range
     parts = []
-    for r in sorted(rows, key=lambda r: (L.start_suffix(r), r["seed"])):
+    for r in sorted(rows, key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]), r["seed"])):
         noised = next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or []) if "acc_noise_two_hop" in h), None)
-        parts.append(f"from the {L.start_label(r)} model of seed {r['seed']}, noised "
-                     f"prompts reach {pct(noised)} while clean ID accuracy ends at {pct(r['id_accuracy'])} and OOD at "
-                     f"{pct(r['ood_accuracy'])}" + ("" if r.get("meets_targets") else " (the text target is missed)"))
-    return "With noise tokens in every text prompt for the image stage's steps, " + "; ".join(parts) + "."
+        without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name))
+        text = (f"{r['recipe']} from the {L.start_label(r)} model of seed {r['seed']}: noised prompts {pct(noised)}, "
+                f"clean ID {pct(r['id_accuracy'])}"
+                + (f", image ID {pct(r['image_id_accuracy'])}" if r.get("image_id_accuracy") is not None else "")
+                + f", OOD {pct(r['ood_accuracy'])}"
+                + (f" ({NOISE_BASE[r['recipe']]} without noise: {pct(without['ood_accuracy'])})" if without else ""))
+        if not r.get("meets_targets"):
+            by_n = {int(n): a for n, a in (r.get("accuracy_by_n") or {}).items() if lo <= int(n) <= hi}
+            n = min(by_n, key=by_n.get) if by_n else None
+            text += " - it misses the text target" + (f", weakest at N = {n} ({pct(by_n[n])})" if n else "")
+        parts.append(text)
+    return "With noise tokens in the text: " + "; ".join(parts) + "."
