@@ -22,15 +22,15 @@ def _lever(stages: list[dict]) -> str:
     """What an image recipe does, from its stages: steps, image share, grounding, warm-up, lr scale."""
     parts = []
     for s in stages:
+        noise = f", noise in {float(s['noise']):.0%} of text steps" if s.get("noise") else ""
         if s["name"] == "mix":
-            parts.append(f"mix {s['steps']} ({s['image']:.0%} image)")
+            parts.append(f"mix {s['steps']} ({s['image']:.0%} image{noise})")
             continue
         what = f"{s['name'].replace('_', ' ')} {s['steps']} ({s['image']:.0%} image"
         what += f", grounding {s.get('grounding', 0):g}" + (", LM frozen" if s.get("freeze") == "lm" else "")
         what += f", lr x{s['lr_scale']:g}" if s.get("lr_scale", 1.0) != 1.0 else ""
         what += ", + shape -> item" if (s.get("mix") or {}).get("shape_to_item") else ""
-        what += f", noise in {float(s['noise']):.0%} of text steps" if s.get("noise") else ""
-        parts.append(what + ")")
+        parts.append(what + noise + ")")
     return " -> ".join(parts)
 
 
