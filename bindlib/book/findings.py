@@ -17,7 +17,7 @@ import pandas as pd
 from .. import io, profiles as paper
 from ..evaluate import mean_sd
 from .control_data import control_claims, mean, mechanism
-from .learning_data import STARTS, correction_rows, learning_claims, learning_means, positional_starts
+from .learning_data import STARTS, correction_rows, learning_claims, learning_means, ood_by_seed, positional_starts
 from .text import state  # noqa: F401  (chapters show findings with findings.state)
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
@@ -235,9 +235,11 @@ def headline(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
     rows = [{"measure": "text only: ID accuracy", "ours": pct(c["id"]), "paper": f"about {pct(c['paper_id'], 0)}"},
             {"measure": "text only: OOD accuracy", "ours": pct(c["ood"]), "paper": pct(c["paper_ood"])}]
     learned = learning_means(results_dir)  # the image stage that learns (chapter 4), per text model
-    rope = learned.get(STARTS[""], {})
+    rope, seeds = learned.get(STARTS[""], {}), ood_by_seed(results_dir).get(STARTS[""], {})
     for regime in ("noise_text", "image_text", "noise_image_text"):
-        ours, how = (rope[regime], "image stage that learns") if regime in rope else (
+        n = len(seeds.get(regime, {}))
+        stage = "image stage that learns" if "image" in regime else "the image stage's budget"
+        ours, how = (rope[regime], f"{stage}, {n} seed{'s' if n != 1 else ''}") if regime in rope else (
             means.get(regime), "first grid" + (", image stage that did not learn" if "image" in regime else ""))
         rows.append({"measure": f"{regime}: OOD accuracy (text prompts; {how})", "ours": pct(ours),
                      "paper": pct(paper.OOD_ACCURACY[regime]["value"])
