@@ -202,7 +202,7 @@ def test_the_front_page_box_reads_the_learning_stage(results):
 
     frame = findings.headline(results_dir=results)
     assert frame.loc["learned positions: OOD accuracy, text only -> image_text", "ours"] == "25.0% -> 60.0%"
-    assert frame.loc["image_text: OOD accuracy (text prompts; image stage that learns)", "ours"] == "80.0%"
+    assert frame.loc["image_text: OOD accuracy (text prompts; image stage that learns, 2 seeds)", "ours"] == "80.0%"
     assert frame.loc["image_text: binding mechanism", "ours"] == "symbolic (BS +1.00)"
 
 
