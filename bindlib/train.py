@@ -38,7 +38,7 @@ class Stage:
     hop_weight: float = 0.0  # weight of the deep supervision of the intermediate hop (TrainConfig.hop_layer)
     until: float | None = None  # leave early once two-hop ID accuracy reaches this
     image: float = 0.0  # share of this stage's steps that train on image-tokenized prompts (1.0: all)
-    noise: float = 0.0  # share of text steps whose prompts get unattendable NOISE tokens (True: every one)
+    noise: float = 0.0  # share of steps whose text prompts get unattendable NOISE tokens (True: every text step)
     grounding: float = 0.0  # weight of the feature-grounding loss on image steps
     freeze: str | None = None  # "lm": train only the image adapter (LLaVA-style warm-up); None: everything
     lr_scale: float = 1.0  # this stage's learning rate is the schedule's times lr_scale
@@ -66,12 +66,17 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: noise={self.noise} is a share of text steps and must lie in 0..1.")
 
     def is_image_step(self, step: int) -> bool:
-        """Image steps are spread evenly: a share f of any run of consecutive steps."""
-        return int((step + 1) * self.image) > int(step * self.image)
+        """Image steps are spread evenly: a share ``image`` of any run of consecutive steps."""
+        return _spread(self.image, step)
 
     def is_noise_step(self, step: int) -> bool:
-        """Noised text steps are spread the same way: a share ``noise`` of the steps (image steps stay clean)."""
-        return int((step + 1) * self.noise) > int(step * self.noise)
+        """A share ``noise`` of all steps, spread the same way; an image step among them stays an image step."""
+        return _spread(self.noise, step)
+
+
+def _spread(share: float, step: int) -> bool:
+    """Whether ``step`` is one of a share of steps spread evenly (exactly share * n of any n consecutive, rounded)."""
+    return int((step + 1) * share) > int(step * share)
 
 
 @dataclass
@@ -188,7 +193,7 @@ def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: Ima
         prompts = (parts.vision.prompts(batch, seed) if parts.pool is None else
                    parts.pool.step_prompts(cfg.task_config(), stage, step, len(batch), seed, batch.tokens.device))
         return prompts.batch, prompts
-    if stage.noise and stage.is_noise_step(step):
+    if stage.is_noise_step(step):
         return add_noise(batch, cfg.noise_width, seed=seed + 1), None
     return batch, None
 

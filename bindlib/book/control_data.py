@@ -3,6 +3,7 @@
     arm_rows("_ordered")          one row per seed of the ordered-format positive control
     arm_rows("", controls=True)   the recipe's models, measured with rebind pairs and declared-order prompts
     neutral_curves()              the learning curves of recipe variants (``python -m bindlib curve``)
+    neutral()                     those of the variants without a hop-specific aid
     aid_ablation()                the recipe against its variants without an aid, at one step budget
     dial_rows()                   the shortcut dial, one row per share p and seed
     control_claims()              the scoreboard's control rows (``bindlib.book.findings.scoreboard``)
@@ -21,6 +22,7 @@ import statistics
 from pathlib import Path
 
 from .. import io
+from ..evaluate import steps_to_reach
 from ..task import TaskConfig
 
 PROFILE = "cpu"
@@ -157,16 +159,20 @@ def neutral_curves(results_dir=None) -> list[dict]:
     return sorted(out, key=lambda c: (-c["steps"], c["variant"] or "", c["seed"]))
 
 
-def _ablation_row(name: str, variant: str, record: dict, budget: int) -> dict:
-    h = [x for x in record["history"] if x["step"] <= budget]
+def neutral(results_dir=None) -> list[dict]:
+    """The ``neutral_curves`` of the variants without any hop-specific aid (``NEUTRAL_VARIANTS``)."""
+    return [c for c in neutral_curves(results_dir) if c["variant"] in NEUTRAL_VARIANTS]
+
+
+def _ablation_row(name: str, variant: str, seed: int, history: list[dict], guess: float, budget: int) -> dict:
+    h = [x for x in history if x["step"] <= budget]
     end = h[-1]
-    return {"name": name, "variant": variant, "seed": record["seed"], "steps": end["step"],
+    return {"name": name, "variant": variant, "seed": seed, "steps": end["step"],
             "stopped_early": end.get("stopped") == "early_stop", "two_hop": end["acc_two_hop"],
-            "best_two_hop": max(x["acc_two_hop"] for x in h),
-            "steps_to_99": next((x["step"] for x in h if x["acc_two_hop"] >= 0.99), None),
+            "best_two_hop": max(x["acc_two_hop"] for x in h), "steps_to_99": steps_to_reach(h),
             **{k: end.get(f"acc_{k}") for k in CURVE_SKILLS[1:]},
             **{f"best_{k}": max((x.get(f"acc_{k}") or 0.0) for x in h) for k in CURVE_SKILLS[1:]},
-            "chance": chance(TaskConfig(**(record.get("train_config", {}).get("task") or {}))), "history": h}
+            "chance": guess, "history": h}
 
 
 def aid_ablation(results_dir=None, budget: int = ABLATION_BUDGET) -> list[dict]:
@@ -180,11 +186,12 @@ def aid_ablation(results_dir=None, budget: int = ABLATION_BUDGET) -> list[dict]:
         if re.fullmatch(rf"training_text_only_{PROFILE}_s\d+", f.stem):
             rec = json.loads(f.read_text())
             if rec.get("history"):
-                rows[("recipe", rec["seed"])] = _ablation_row(f.stem, "recipe", rec, budget)
+                guess = chance(TaskConfig(**(rec.get("train_config", {}).get("task") or {})))
+                rows[("recipe", rec["seed"])] = _ablation_row(f.stem, "recipe", rec["seed"], rec["history"], guess, budget)
     for c in neutral_curves(results_dir):  # sorted longest first, so the first file per seed wins
         if c["variant"] in ABLATION_VARIANTS and c["variant"] != "recipe" and (c["variant"], c["seed"]) not in rows:
-            rec = {"seed": c["seed"], "history": c["history"], "train_config": {"task": {}}}
-            rows[(c["variant"], c["seed"])] = _ablation_row(c["name"], c["variant"], rec, budget) | {"chance": c["chance"]}
+            rows[(c["variant"], c["seed"])] = _ablation_row(c["name"], c["variant"], c["seed"], c["history"],
+                                                            c["chance"], budget)
     return sorted(rows.values(), key=lambda r: (ABLATION_VARIANTS.index(r["variant"]), r["seed"]))
 
 
@@ -205,7 +212,7 @@ def control_claims(results_dir=None) -> list[tuple[str, str, str]]:
         result, verdict = "no ordered-format results", "not measured"
     rows = [("The interchange measurement reads positional on a model that must bind positionally.",
              result, verdict)]
-    direct = [c for c in neutral_curves(results_dir) if c["variant"] in NEUTRAL_VARIANTS]
+    direct = neutral(results_dir)
     if direct:
         longest = max(c["steps"] for c in direct)
         top = [c for c in direct if c["steps"] == longest]

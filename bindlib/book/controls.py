@@ -207,7 +207,7 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
     positional = [r for r in standard if mechanism(r["binding_score"]) == "positional"]
     levers = L.image_levers(results_dir)
     dial = sorted({f"p = {r['p']:g}" for r in D.dial_rows(results_dir)})
-    neutral = [c for c in D.neutral_curves(results_dir) if c["variant"] in D.NEUTRAL_VARIANTS]
+    neutral = D.neutral(results_dir)
     longest = max((c["steps"] for c in neutral), default=0)
     pc = D.positional_control(results_dir)
     ablation = D.aid_ablation(results_dir)

@@ -20,10 +20,6 @@ from .plots import HEIGHT, WIDTH, line_chart
 from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
 
 # ---------------------------------------------------------------- the neutral control
-def _neutral(results_dir=None) -> list[dict]:
-    return [c for c in D.neutral_curves(results_dir) if c["variant"] in D.NEUTRAL_VARIANTS]
-
-
 def neutral_table(results_dir=None) -> pd.DataFrame:
     """Every committed neutral learning curve (``direct``), one column each (the table stays narrow): steps, two-hop accuracy
     at the end and at best, guessing, the sub-skills at the end, wall time, whether it left the plateau."""
@@ -32,12 +28,12 @@ def neutral_table(results_dir=None) -> pd.DataFrame:
              "two-hop by guessing": pct(c["chance"]),
              **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
              "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}", "left the plateau": "yes" if c["left_plateau"] else "no"}
-            for c in _neutral(results_dir)]
+            for c in D.neutral(results_dir)]
     return table(rows, index="curve").T if rows else pd.DataFrame()
 
 
 def neutral_sentence(results_dir=None) -> str:
-    curves = _neutral(results_dir)
+    curves = D.neutral(results_dir)
     if not curves:
         return "No neutral learning curve (variant direct) in data/results yet."
     longest = max(c["steps"] for c in curves)
@@ -69,7 +65,7 @@ def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
 def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
     """The longest neutral curve(s): two-hop and sub-skill ID accuracy against step (mean over windows of
     ``window`` steps and over seeds), with guessing as a dashed rule."""
-    curves = _neutral(results_dir)
+    curves = D.neutral(results_dir)
     longest = max((c["steps"] for c in curves), default=0)
     top = [c for c in curves if c["steps"] == longest]
     pooled: dict[tuple, list] = {}
@@ -93,6 +89,10 @@ AIDS = {"recipe": "sub-skill queries, packing, deep supervision", "no_deep_super
         "direct": "none"}
 
 
+def _aids(variant: str) -> str:
+    return AIDS.get(variant, VARIANTS.get(variant, {}).get("about", variant))
+
+
 def _by_variant(results_dir=None, budget: int = D.ABLATION_BUDGET) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in D.aid_ablation(results_dir, budget):
@@ -106,7 +106,7 @@ def ablation_table(results_dir=None, budget: int = D.ABLATION_BUDGET) -> pd.Data
     rows = []
     for v, rs in _by_variant(results_dir, budget).items():
         reached = [r["steps_to_99"] for r in rs if r["steps_to_99"] is not None]
-        rows.append({"variant": v, "aids": AIDS.get(v, VARIANTS.get(v, {}).get("about", "")),
+        rows.append({"variant": v, "aids": _aids(v),
                      "seeds": ", ".join(str(r["seed"]) for r in rs),
                      "steps run": ", ".join(f"{r['steps']:,}" for r in rs),
                      "two-hop ID at the end": ", ".join(pct(r["two_hop"]) for r in rs),
@@ -149,7 +149,7 @@ def ablation_sentence(results_dir=None, budget: int = D.ABLATION_BUDGET) -> str:
     by = _by_variant(results_dir, budget)
     if "recipe" not in by or len(by) < 2:
         return "The aid ablation needs the recipe and at least one variant without an aid in data/results."
-    parts = [f"{v.replace('_', ' ')} ({AIDS.get(v, v)}): {_reach(rs)}" for v, rs in by.items()]
+    parts = [f"{v.replace('_', ' ')} ({_aids(v)}): {_reach(rs)}" for v, rs in by.items()]
     out = f"Within {budget:,} steps, two-hop ID reached 99% for: " + "; ".join(parts) + "."
     nds = by.get("no_deep_supervision", [])
     if nds and not any(r["steps_to_99"] for r in nds) and all(r["steps_to_99"] for r in by["recipe"]):

@@ -234,8 +234,9 @@ def headline(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
     scores = binding_scores(profile, results_dir)
     rows = [{"measure": "text only: ID accuracy", "ours": pct(c["id"]), "paper": f"about {pct(c['paper_id'], 0)}"},
             {"measure": "text only: OOD accuracy", "ours": pct(c["ood"]), "paper": pct(c["paper_ood"])}]
-    learned = learning_means(results_dir)  # the image stage that learns (chapter 4), per text model
-    rope, seeds = learned.get(STARTS[""], {}), ood_by_seed(results_dir).get(STARTS[""], {})
+    by_seed = ood_by_seed(results_dir)  # the image stage that learns (chapter 4), per text model
+    learned = learning_means(by_seed=by_seed)
+    rope, seeds = learned.get(STARTS[""], {}), by_seed.get(STARTS[""], {})
     for regime in ("noise_text", "image_text", "noise_image_text"):
         n = len(seeds.get(regime, {}))
         stage = "image stage that learns" if "image" in regime else "the image stage's budget"

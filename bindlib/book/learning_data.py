@@ -206,9 +206,11 @@ def correction_rows(results_dir=None) -> list[dict]:
                                        else len(order), x["seed"]))
 
 
-def learning_means(results_dir=None) -> dict[str, dict[str, float]]:
-    """Mean text OOD accuracy per start and regime of the image stage that learns (chapter 4's table)."""
-    return {start: {g: mean(v.values()) for g, v in m.items()} for start, m in ood_by_seed(results_dir).items()}
+def learning_means(results_dir=None, by_seed=None) -> dict[str, dict[str, float]]:
+    """Mean text OOD accuracy per start and regime of the image stage that learns (chapter 4's table), from
+    ``by_seed`` where the caller already has ``ood_by_seed``."""
+    by_seed = ood_by_seed(results_dir) if by_seed is None else by_seed
+    return {start: {g: mean(v.values()) for g, v in m.items()} for start, m in by_seed.items()}
 
 
 def ood_by_seed(results_dir=None) -> dict[str, dict[str, dict[int, float]]]:
@@ -249,8 +251,9 @@ def learning_claims(results_dir=None) -> dict[str, tuple[str, str]]:
     """(our result, verdict) of the paper's claims measured with the image stage that learns, seed by seed
     against the same seed's other rows: ``image_ood`` (image_text's text OOD above both text_only and the
     compute-matched text run, by more than 2 points), ``noise_text`` (noised text above the same two),
-    ``noise_images`` (images with noise above images without), each only where that regime ran, and ``binding`` (a seed that reads positional before reads
-    symbolic after images, while its compute-matched text run, where there is one, does not)."""
+    ``noise_images`` (images with noise above images without), each only where that regime ran, and
+    ``binding`` (a seed that reads positional before reads symbolic after images, while its compute-matched
+    text run, where there is one, does not)."""
     def verdict(holds: list[bool]) -> str:
         return "reproduced" if all(holds) else "not reproduced" if not any(holds) else "mixed"
 
