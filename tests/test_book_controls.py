@@ -145,7 +145,7 @@ def test_the_aid_ablation_compares_variants_at_one_budget(tmp_path, nds_final, v
     assert "recipe (sub-skill queries, packing, deep supervision): 2 of 2 seeds, at step 2,100, 2,100" in sentence
     assert verdict in sentence and "direct (none): 0 of 1 seed" in sentence
     t = K.ablation_table(tmp_path, budget=5000)
-    assert list(t.columns) == ["recipe", "no_deep_supervision", "direct"] and t.loc["reached 99%", "direct"] == "0 of 1"
+    assert list(t.columns) == ["recipe", "no deep supervision", "direct"] and t.loc["reached 99%", "direct"] == "0 of 1"
     spec = K.ablation_chart(tmp_path, budget=5000).to_dict()
     assert len(spec["layer"][0]["data"]["values"]) == 2 * 36 + 2 * 50 + 50
     assert "needs the recipe" in K.ablation_sentence(tmp_path / "empty")

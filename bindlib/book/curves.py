@@ -106,7 +106,7 @@ def ablation_table(results_dir=None, budget: int = D.ABLATION_BUDGET) -> pd.Data
     rows = []
     for v, rs in _by_variant(results_dir, budget).items():
         reached = [r["steps_to_99"] for r in rs if r["steps_to_99"] is not None]
-        rows.append({"variant": v, "aids": _aids(v),
+        rows.append({"variant": v.replace("_", " "), "aids": _aids(v),  # spaces: the header wraps between words
                      "seeds": ", ".join(str(r["seed"]) for r in rs),
                      "steps run": ", ".join(f"{r['steps']:,}" for r in rs),
                      "two-hop ID at the end": ", ".join(pct(r["two_hop"]) for r in rs),
