@@ -269,9 +269,12 @@ INSPECT_PAGE = r"""
       if (inWidget(el) || el.clientWidth === 0) continue;
       const box = el.tagName === 'IMG' ? out.clientWidth : el.clientWidth;
       const width = el.tagName === 'IMG' ? el.getBoundingClientRect().width : el.scrollWidth;
-      if (width > box + 2) {
+      const frame = (el.parentElement && el.parentElement.closest('.admonition')) || out;  // a box that clips
+      const past = el.getBoundingClientRect().right - frame.getBoundingClientRect().right;
+      if (width > box + 2 || past > 2) {
         const longest = (el.innerText || el.alt || '').split('\n').reduce((a, b) => b.length > a.length ? b : a, '');
-        report.content.push(`output wider than its box (${Math.round(width)} > ${box} px, under "${where(out)}"): ${longest.trim().slice(0, 100)}`);
+        report.content.push(past > 2 ? `output runs ${Math.round(past)} px past its box (under "${where(out)}"): ${longest.trim().slice(0, 100)}`
+                                     : `output wider than its box (${Math.round(width)} > ${box} px, under "${where(out)}"): ${longest.trim().slice(0, 100)}`);
         break;
       }
     }
