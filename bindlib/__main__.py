@@ -262,10 +262,29 @@ def cmd_reproduce(args, argv) -> int:
 
     device = _device(args)
     io.check_writable(io.CHECKPOINTS_DIR, io.RESULTS_DIR, "runs")
+    if args.image_stage == "learning":
+        return _reproduce_learning(args, argv, device)
     written = reproduce(args.profile, seeds=args.seeds, regimes=args.regimes, encoders=args.encoders,
                         grounding_ablation_seeds=args.ablate_grounding, device=device, command=_command_line(argv),
                         progress=not args.quiet, force=args.force, steps_scale=args.steps_scale,
                         overwrite=args.overwrite, pos_encoding=args.pos_encoding, hop_target=args.hop_target)
+    print(f"wrote {len(written)} results files")
+    return 0
+
+
+def _reproduce_learning(args, argv, device) -> int:
+    from .headline import reproduce_learning
+    from .imagestage import MAIN_IMAGE_STAGE_ENCODER
+    from .profiles import TABLE_ENCODERS
+
+    if args.profile != "cpu" or args.ablate_grounding or args.steps_scale != 1.0 or args.hop_target != "shape":
+        raise ValueError("--image-stage learning runs the cpu profile's recipe as committed: drop --profile paper, "
+                         "--ablate-grounding, --steps-scale and --hop-target, or use --image-stage short.")
+    encoders = [MAIN_IMAGE_STAGE_ENCODER] if args.encoders == list(TABLE_ENCODERS) else args.encoders
+    written = []
+    for encoder in encoders:
+        written += reproduce_learning(args.seeds, args.regimes, encoder, args.pos_encoding, device,
+                                      _command_line(argv), not args.quiet, args.force, args.overwrite)
     print(f"wrote {len(written)} results files")
     return 0
 

@@ -115,6 +115,9 @@ def build_parser(description: str) -> Parser:
     r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
                    help="also run image_text without feature grounding for these seeds")
     r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
+    r.add_argument("--image-stage", choices=["short", "learning"], default="short",
+                   help="short: the first grid's 150 + 150 steps (every encoder); learning: the image stage that "
+                        "learns (bindlib.headline; cpu profile, the grid-aligned CNN unless --encoders names one)")
     r.add_argument("--force", action="store_true", help="rerun runs whose results file exists")
     add_setting(r, "pos_encoding", more_help="every regime starts from text_only_<profile>_s<seed>_<x>pos (trained if "
                                              "missing; rope: the table's runs)")

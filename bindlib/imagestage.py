@@ -100,7 +100,7 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
     pool = s["pool_size"] if pool_size is None else pool_size
     vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {}),
               **({"image_positions": image_positions} if image_positions != "sequence" else {})}
-    start = init_from or str(checkpoint_dir("text_only", seed, "cpu"))
+    start = init_from or io.relpath(checkpoint_dir("text_only", seed, "cpu"))
     pos = start_pos_encoding(start)
     return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
                        declared_share=start_train_setting(start, "declared_share", 0.0),

@@ -329,12 +329,14 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
 
 # ---------------------------------------------------------------- the table, from results files
 def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0,
-                   pos_encoding: str | None = "rope", hop_target: str | None = "shape") -> list[dict]:
+                   pos_encoding: str | None = "rope", hop_target: str | None = "shape",
+                   image_stage: str | None = "short") -> list[dict]:
     """Every regime results record of a profile (kind 'regime') with the table's step budget
-    (``steps_scale=None``: every budget, exploratory runs included), positional encoding and hop target
-    (None: every one)."""
+    (``steps_scale=None``: every budget, exploratory runs included), positional encoding, hop target and
+    image stage ("short": the first grid; "learning": ``bindlib.headline``'s) (None: every one)."""
     recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
     return [r for r in recs if (steps_scale is None or r.get("steps_scale", 1.0) == steps_scale)
+            and (image_stage is None or r.get("image_stage", "short") == image_stage)
             and (pos_encoding is None or r.get("pos_encoding", "rope") == pos_encoding)
             and (hop_target is None or r.get("hop_target", "shape") == hop_target)]
 
