@@ -65,3 +65,11 @@ def test_the_regime_record_keeps_the_run_and_stays_out_of_the_first_grid(tmp_pat
 def test_learning_reproduce_refuses_what_it_cannot_run(capsys):
     assert cli.main(["reproduce", "--image-stage", "learning", "--profile", "paper", "--allow-dirty"]) == 2
     assert "--image-stage learning runs the cpu profile's recipe as committed" in capsys.readouterr().err
+
+
+def test_committed_results_and_checkpoints_record_repository_relative_paths():
+    """Every path a committed results file or checkpoint records is relative to the repository (a run
+    from a worktree or another machine is migrated with `python -m bindlib migrate` before it lands)."""
+    files = sorted(io.RESULTS_DIR.glob("*.json")) + sorted(io.CHECKPOINTS_DIR.glob("*/model.json"))
+    absolute = [f.name for f in files if '": "/' in f.read_text() or '", "/' in f.read_text()]
+    assert len(files) > 100 and absolute == []
