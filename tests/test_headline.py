@@ -73,3 +73,18 @@ def test_committed_results_and_checkpoints_record_repository_relative_paths():
     files = sorted(io.RESULTS_DIR.glob("*.json")) + sorted(io.CHECKPOINTS_DIR.glob("*/model.json"))
     absolute = [f.name for f in files if '": "/' in f.read_text() or '", "/' in f.read_text()]
     assert len(files) > 100 and absolute == []
+
+
+def test_the_regime_records_and_the_chapters_table_tell_one_story():
+    """The committed regime_*_learning records hold, seed by seed, the OOD accuracy chapter 4's table reads
+    from the image-stage runs (for every run that met its targets; the chapter leaves out the others)."""
+    from bindlib.book.learning_data import STARTS, ood_by_seed
+
+    book = ood_by_seed()
+    checked = 0
+    for pos, start in (("rope", STARTS[""]), ("learned", STARTS["_learnedpos"])):
+        for r in regime_results(image_stage="learning", pos_encoding=pos):
+            if r["meets_targets"]:
+                assert book[start][r["regime"]][r["seed"]] == r["ood_accuracy"]
+                checked += 1
+    assert checked >= 15
