@@ -259,3 +259,12 @@ def test_hop_layer_table_puts_the_moved_supervision_beside_the_recipe(tmp_path):
     assert list(t.index) == ["recipe s0", "hopl2 s0"]
     assert list(t["routing layer"]) == [2, 3] and list(t["deep supervision reads"]) == ["block 1 output", "block 2 output"]
     assert t.loc["hopl2 s0", "rebind: bound shape"] == "90.0%" and t.loc["hopl2 s0", "OOD"] == "90.0%"
+
+
+def test_missing_table_counts_the_dials_seeds_per_share(tmp_path):
+    for seed, suffix in ((0, "_hopslot"), (1, "_hopslot"), (0, "_hopslot_decl100")):
+        write(tmp_path, f"interchange_text_only_cpu_s{seed}{suffix}.json",
+              interchange(seed, suffix, 2, 0.2, 0.05, 0.1, rebind=0.0, declared=1.0))
+        write(tmp_path, f"training_text_only_cpu_s{seed}{suffix}.json", training(seed, 0.99, 0.9))
+    status = C.missing_table(tmp_path).iloc[2, 0]
+    assert status == "2 of 4 values measured; seeds per value: p = 0: 2, p = 1: 1"

@@ -206,7 +206,10 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
     standard += [{"binding_score": D.routing(r)["binding_score"]} for r in others if r.get("format", "standard") == "standard"]
     positional = [r for r in standard if mechanism(r["binding_score"]) == "positional"]
     levers = L.image_levers(results_dir)
-    dial = sorted({f"p = {r['p']:g}" for r in D.dial_rows(results_dir)})
+    dial_seeds: dict[float, int] = {}
+    for r in D.dial_rows(results_dir):
+        dial_seeds[r["p"]] = dial_seeds.get(r["p"], 0) + 1
+    dial = [f"p = {p:g}: {n}" for p, n in sorted(dial_seeds.items())]
     neutral = D.neutral(results_dir)
     longest = max((c["steps"] for c in neutral), default=0)
     pc = D.positional_control(results_dir)
@@ -216,8 +219,8 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
          f"{len(positional)} of {len(standard)} standard-format models measured read positional"),
         ("an image stage that meets both targets (image ID >= 85%, text ID >= 95%)",
          f"{sum(r['meets_targets'] for r in levers)} of {len(levers)} image-stage runs"),
-        ("the shortcut dial (share p of declared-order prompts, 4 values)",
-         f"{len(dial)} of 4 values measured" + (f" ({', '.join(dial)})" if dial else "")),
+        (f"the shortcut dial (share p of declared-order prompts, 4 values), {seeds_wanted} seeds each",
+         f"{len(dial)} of 4 values measured" + (f"; seeds per value: {', '.join(dial)}" if dial else "")),
         (f"{seeds_wanted} seeds of the longest neutral curve",
          f"{sum(c['steps'] == longest for c in neutral)} of {seeds_wanted} ({longest:,} steps)"),
         (f"{seeds_wanted} seeds of the ordered-format positive control", f"{len(pc['rows'])} of {seeds_wanted}"),
