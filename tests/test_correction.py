@@ -296,3 +296,15 @@ def test_noise_claims_compare_each_seed_with_its_own_rows(results):
     assert verdict == "mixed" and "recipe (RoPE): noise_image_text 77.5% vs image_text 80.0% (higher in 1 of 2 seeds)" in result
     assert [h["regime"] for h in L.headline_rows(results) if h["start"] == "recipe (RoPE)"] == [
         "text_only", "noise_text", "image_text", "noise_image_text"]  # no text_only_matched run in this fixture
+
+
+def test_noise_sentence_compares_with_the_run_that_numbers_image_tokens_the_same_way(tmp_path):
+    start = "text_only_cpu_s0_learnedpos"
+    context = {"train_config": {"vision": {"image_positions": "context"}}}
+    name, rec = image_run("noise_replay", 0, start, ood=0.08)
+    write(tmp_path, name.replace("_from_", "_ctxpos_from_"), {**rec, **context})
+    name, rec = image_run("replay", 0, start, ood=0.26)  # sequence positions: not this run's twin
+    write(tmp_path, name, rec)
+    name, rec = image_run("replay", 0, start, ood=0.29)  # named as image-stage names it: sorts first
+    write(tmp_path, name.replace("_from_", "_ctxpos_from_"), {**rec, **context})
+    assert "OOD 8.0% (replay without noise: 29.0%)" in K.noise_sentence(tmp_path)

@@ -288,7 +288,7 @@ def noise_sentence(results_dir=None) -> str:
     prompts), clean ID, image ID, and OOD beside the same start's run without noise; where the text
     target is missed, the weakest ID length."""
     runs = L.load_image_runs(results_dir)
-    base = {(r["recipe"], Path(r["init_from"]).name): r for r in runs}
+    base = {(r["recipe"], Path(r["init_from"]).name, L.image_positions(r)): r for r in runs}
     rows = [r for r in runs if r["recipe"] in NOISE_BASE]
     if not rows:
         return "No noise run at the image stage's budget yet."
@@ -296,7 +296,7 @@ def noise_sentence(results_dir=None) -> str:
     parts = []
     for r in sorted(rows, key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]), r["seed"])):
         noised = next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or []) if "acc_noise_two_hop" in h), None)
-        without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name))
+        without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name, L.image_positions(r)))
         text = (f"{r['recipe']} from the {L.start_label(r)} model of seed {r['seed']}: noised prompts {pct(noised)}, "
                 f"clean ID {pct(r['id_accuracy'])}"
                 + (f", image ID {pct(r['image_id_accuracy'])}" if r.get("image_id_accuracy") is not None else "")
