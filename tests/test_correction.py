@@ -308,3 +308,17 @@ def test_noise_sentence_compares_with_the_run_that_numbers_image_tokens_the_same
     name, rec = image_run("replay", 0, start, ood=0.29)  # named as image-stage names it: sorts first
     write(tmp_path, name.replace("_from_", "_ctxpos_from_"), {**rec, **context})
     assert "OOD 8.0% (replay without noise: 29.0%)" in K.noise_sentence(tmp_path)
+
+
+def test_noise_table_has_one_row_per_noise_run_with_its_twin_and_target(tmp_path):
+    name, rec = image_run("noise_text_matched", 0, "text_only_cpu_s0_learnedpos", ood=0.1, id_acc=0.5)
+    rec.update(meets_targets=False, history=[{"step": 200, "acc_noise_two_hop": 0.99}], accuracy_by_n={"3": 0.4, "8": 0.6})
+    write(tmp_path, name, rec)
+    write(tmp_path, *image_run("text_matched", 0, "text_only_cpu_s0_learnedpos", ood=0.3))
+    write(tmp_path, *image_run("noise_replay", 1, "text_only_cpu_s1", ood=0.95))
+    t = K.noise_table(tmp_path)
+    assert list(t.index) == ["recipe (RoPE)", "learned positions"]
+    assert t.iloc[1].to_dict() == {"run": "noise_text_matched s0", "noised prompts": "99.0%", "clean ID": "50.0%",
+                                   "image ID": "-", "OOD": "10.0%", "OOD without noise": "30.0%",
+                                   "targets": "missed (N = 3: 40.0%)"}
+    assert t.iloc[0]["targets"] == "met" and t.iloc[0]["OOD without noise"] == "-"

@@ -283,28 +283,52 @@ def image_curve_chart(results_dir=None):
 NOISE_BASE = {"noise_text_matched": "text_matched", "noise_replay": "replay", "noise_half_replay": "replay"}
 
 
-def noise_sentence(results_dir=None) -> str:
+def noise_rows(results_dir=None) -> list[dict]:
     """What noise at the table's budget does, run by run: the noised task (last logged accuracy on noised
-    prompts), clean ID, image ID, and OOD beside the same start's run without noise; where the text
-    target is missed, the weakest ID length."""
+    prompts), clean ID, image ID, OOD, the same start's run without noise (numbering image tokens the same
+    way) and, where the text target is missed, the weakest ID length."""
     runs = L.load_image_runs(results_dir)
     base = {(r["recipe"], Path(r["init_from"]).name, L.image_positions(r)): r for r in runs}
-    rows = [r for r in runs if r["recipe"] in NOISE_BASE]
+    lo, hi = TaskConfig().id_range
+    rows = []
+    for r in sorted((r for r in runs if r["recipe"] in NOISE_BASE),
+                    key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]), r["seed"])):
+        without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name, L.image_positions(r)))
+        by_n = {int(n): a for n, a in (r.get("accuracy_by_n") or {}).items() if lo <= int(n) <= hi}
+        weakest = min(by_n, key=by_n.get) if by_n and not r.get("meets_targets") else None
+        rows.append({"start": L.start_label(r), "recipe": r["recipe"], "seed": r["seed"],
+                     "noised": next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or [])
+                                     if "acc_noise_two_hop" in h), None),
+                     "clean_id": r["id_accuracy"], "image_id": r.get("image_id_accuracy"), "ood": r["ood_accuracy"],
+                     "base": NOISE_BASE[r["recipe"]], "base_ood": without["ood_accuracy"] if without else None,
+                     "meets_targets": bool(r.get("meets_targets")),
+                     "weakest": (weakest, by_n[weakest]) if weakest is not None else None})
+    return rows
+
+
+def noise_table(results_dir=None) -> pd.DataFrame:
+    """``noise_rows`` as chapter 4 shows them: one row per noise run."""
+    return table([{"text model": n["start"], "run": f"{n['recipe']} s{n['seed']}", "noised prompts": pct(n["noised"]),
+                   "clean ID": pct(n["clean_id"]), "image ID": pct(n["image_id"]) if n["image_id"] is not None else "-",
+                   "OOD": pct(n["ood"]), "OOD without noise": pct(n["base_ood"]) if n["base_ood"] is not None else "-",
+                   "targets": "met" if n["meets_targets"] else "missed" + (
+                       f" (N = {n['weakest'][0]}: {pct(n['weakest'][1])})" if n["weakest"] else "")}
+                  for n in noise_rows(results_dir)], index="text model")
+
+
+def noise_sentence(results_dir=None) -> str:
+    """``noise_rows`` as one sentence."""
+    rows = noise_rows(results_dir)
     if not rows:
         return "No noise run at the image stage's budget yet."
-    lo, hi = TaskConfig().id_range
     parts = []
-    for r in sorted(rows, key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]), r["seed"])):
-        noised = next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or []) if "acc_noise_two_hop" in h), None)
-        without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name, L.image_positions(r)))
-        text = (f"{r['recipe']} from the {L.start_label(r)} model of seed {r['seed']}: noised prompts {pct(noised)}, "
-                f"clean ID {pct(r['id_accuracy'])}"
-                + (f", image ID {pct(r['image_id_accuracy'])}" if r.get("image_id_accuracy") is not None else "")
-                + f", OOD {pct(r['ood_accuracy'])}"
-                + (f" ({NOISE_BASE[r['recipe']]} without noise: {pct(without['ood_accuracy'])})" if without else ""))
-        if not r.get("meets_targets"):
-            by_n = {int(n): a for n, a in (r.get("accuracy_by_n") or {}).items() if lo <= int(n) <= hi}
-            n = min(by_n, key=by_n.get) if by_n else None
-            text += " - it misses the text target" + (f", weakest at N = {n} ({pct(by_n[n])})" if n else "")
+    for n in rows:
+        text = (f"{n['recipe']} from the {n['start']} model of seed {n['seed']}: noised prompts {pct(n['noised'])}, "
+                f"clean ID {pct(n['clean_id'])}" + (f", image ID {pct(n['image_id'])}" if n["image_id"] is not None else "")
+                + f", OOD {pct(n['ood'])}" + (f" ({n['base']} without noise: {pct(n['base_ood'])})"
+                                              if n["base_ood"] is not None else ""))
+        if not n["meets_targets"]:
+            text += " - it misses the text target" + (f", weakest at N = {n['weakest'][0]} ({pct(n['weakest'][1])})"
+                                                      if n["weakest"] else "")
         parts.append(text)
     return "With noise tokens in the text: " + "; ".join(parts) + "."
