@@ -67,11 +67,15 @@ def test_learning_reproduce_refuses_what_it_cannot_run(capsys):
     assert "--image-stage learning runs the cpu profile's recipe as committed" in capsys.readouterr().err
 
 
+def _records_an_absolute_path(text: str) -> bool:
+    return '": "/' in text or '", "/' in text  # a JSON string value, alone or in a list, starting at the root
+
+
 def test_committed_results_and_checkpoints_record_repository_relative_paths():
     """Every path a committed results file or checkpoint records is relative to the repository (a run
     from a worktree or another machine is migrated with `python -m bindlib migrate` before it lands)."""
     files = sorted(io.RESULTS_DIR.glob("*.json")) + sorted(io.CHECKPOINTS_DIR.glob("*/model.json"))
-    absolute = [f.name for f in files if '": "/' in f.read_text() or '", "/' in f.read_text()]
+    absolute = [f.name for f in files if _records_an_absolute_path(f.read_text())]
     assert len(files) > 100 and absolute == []
 
 

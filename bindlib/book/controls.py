@@ -8,6 +8,8 @@ chapter 2's learning curves are in ``bindlib.book.curves``.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
 
 from .. import io
@@ -206,10 +208,7 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
     standard += [{"binding_score": D.routing(r)["binding_score"]} for r in others if r.get("format", "standard") == "standard"]
     positional = [r for r in standard if mechanism(r["binding_score"]) == "positional"]
     levers = L.image_levers(results_dir)
-    dial_seeds: dict[float, int] = {}
-    for r in D.dial_rows(results_dir):
-        dial_seeds[r["p"]] = dial_seeds.get(r["p"], 0) + 1
-    dial = [f"p = {p:g}: {n}" for p, n in sorted(dial_seeds.items())]
+    dial = [f"p = {p:g}: {n}" for p, n in sorted(Counter(r["p"] for r in D.dial_rows(results_dir)).items())]
     neutral = D.neutral(results_dir)
     longest = max((c["steps"] for c in neutral), default=0)
     pc = D.positional_control(results_dir)
