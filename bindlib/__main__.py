@@ -128,7 +128,12 @@ def cmd_curve(args, argv) -> int:
     device = _device(args)
     commit = io.git_commit()
     cfg = variant(args.variant, seed=args.seed, device=str(device), steps=args.steps)
-    name = args.results or f"curve_{args.variant}_s{args.seed}"
+    layers = ""
+    if args.n_layers is not None and args.n_layers != cfg.model_config().n_layers:
+        cfg.model = cfg.model.replace(n_layers=args.n_layers)
+        cfg.model_config()  # a bad depth fails here, before anything is written
+        layers = f"_L{args.n_layers}"
+    name = args.results or f"curve_{args.variant}{layers}_s{args.seed}"
     _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [args.run_dir] if args.run_dir else [])
     t0 = time.time()
     _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)

@@ -64,10 +64,12 @@ def build_parser(description: str) -> Parser:
     c.add_argument("--variant", required=True, help="a name from bindlib.recipes.VARIANTS")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--steps", type=int, default=None, help="override the variant's total step budget")
+    c.add_argument("--n-layers", type=int, default=None,
+                   help="a deeper (or shallower) model than the profile's; the default name gets _L<n>")
     c.add_argument("--device", default="auto")
     c.add_argument("--threads", type=int, default=0)
     c.add_argument("--run-dir", help="resumable working folder (default: none, no resume)")
-    c.add_argument("--results", help="results file name in data/results (default curve_<variant>_s<seed>)")
+    c.add_argument("--results", help="results file name in data/results (default curve_<variant>[_L<n>]_s<seed>)")
     c.add_argument("--quiet", action="store_true")
 
     b = sub.add_parser("bench", help="measure training steps per second for each profile")

@@ -250,3 +250,21 @@ def test_one_flag_each_reaches_train_reproduce_and_interp(monkeypatch):
     for regime, encoder in (("text_only", []), ("image_text", ["--encoder", "pixels"])):
         assert cli.main(["interp", "--regime", regime, "--seed", "0", "--allow-dirty", *encoder, *track]) == 0
     assert [(e, p.name) for e, p in measured] == [(None, stage1_name), ("pixels", image_name)]
+
+
+def test_curve_n_layers_trains_the_deeper_model_and_names_it(tmp_path, monkeypatch):
+    # issue 9's deeper neutral model: `curve --n-layers 6` trains six blocks and writes curve_<variant>_L6_s<seed>
+    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path)
+    seen = {}
+    real = bindlib.train.train
+
+    def spy(cfg, **kw):
+        seen["layers"] = cfg.model_config().n_layers
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(bindlib.train, "train", spy)
+    assert cli.main(["curve", "--variant", "direct", "--n-layers", "6", "--steps", "2", "--quiet", "--allow-dirty",
+                     "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "curve_direct_L6_s0.json").read_text())
+    assert seen["layers"] == 6 and record["train_config"]["model"] == {"n_layers": 6}
+    assert cli.main(["curve", "--variant", "direct", "--n-layers", "0", "--steps", "2", "--allow-dirty"]) == 2
