@@ -1,7 +1,7 @@
 """The image stage that learns (issue 10): named image curricula (levers), their runs, and the
 image-stage throughput benchmark, with their command-line subcommands.
 
-    python -m bindlib bench-image                        # steps/s: old path vs feature pool + bf16, one run
+    python -m bindlib bench-image                        # steps/s: old path vs pool + bf16 + object tokens, one run
     python -m bindlib encoder-ceiling                    # what frozen features allow (oracle two-hop ceiling)
     python -m bindlib image-stage --recipe warm --seed 0 # one lever's curve and final results
 """
@@ -91,15 +91,19 @@ def recipe_regime(recipe: str) -> str:
 
 def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
                         device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
-                        mix_steps: int = 600, image_positions: str = "sequence"):
+                        mix_steps: int = 600, image_positions: str = "sequence", image_tokens: str = "all"):
     from .vision.encoders import ENCODERS
 
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
+    if image_tokens != "all" and recipe in TEXT_RECIPES:
+        raise ValueError(f"recipe {recipe!r} trains on text only, so it has no image tokens to choose; "
+                         f"drop --image-tokens {image_tokens}.")
     s = IMAGE_RECIPE_SETTINGS
     pool = s["pool_size"] if pool_size is None else pool_size
     vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {}),
-              **({"image_positions": image_positions} if image_positions != "sequence" else {})}
+              **({"image_positions": image_positions} if image_positions != "sequence" else {}),
+              **({"image_tokens": image_tokens} if image_tokens != "all" else {})}
     start = init_from or io.relpath(checkpoint_dir("text_only", seed, "cpu"))
     pos = start_pos_encoding(start)
     return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
@@ -130,27 +134,29 @@ def start_pos_encoding(init_from: str) -> str:
 
 
 def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
-                     start: str | None = None, image_positions: str = "sequence") -> str:
+                     start: str | None = None, image_positions: str = "sequence", image_tokens: str = "all") -> str:
     text = recipe in TEXT_RECIPES  # no encoder, no pool: neither changes a text run
     tag = f"{recipe}_cpu_s{seed}" if text else f"{recipe}_{encoder}_cpu_s{seed}_pool{pool_size}"
     if image_steps != 1500 and recipe != "short":
         tag += f"_img{image_steps}"
     tag += "_ctxpos" if image_positions == "context" else ""
+    tag += "_objtok" if image_tokens == "objects" and not text else ""
     return tag + (f"_from_{start}" if start else "")
 
 
 def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str, commit: str,
                      init_from: str | None = None, pool_size: int | None = None, image_steps: int = 1500,
                      mix_steps: int = 600, progress: bool = False, log=print, overwrite: bool = False,
-                     results: str | None = None, image_positions: str = "sequence") -> tuple[str, dict]:
+                     results: str | None = None, image_positions: str = "sequence",
+                     image_tokens: str = "all") -> tuple[str, dict]:
     """Train one image recipe from a text checkpoint; return (name, results record) with the curve
     (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding."""
     t0 = time.time()
     cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps,
-                              image_positions)
+                              image_positions, image_tokens)
     pool = cfg.vision.pool_size
     start = Path(init_from).name if init_from else None
-    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start, image_positions)
+    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start, image_positions, image_tokens)
     final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
     for path in (final, io.RESULTS_DIR / f"{results or 'imagestage_' + tag}.json"):  # before any work
         io.refuse_overwrite(path, overwrite)
@@ -210,12 +216,15 @@ def cmd_bench_image(args, command: str, device) -> int:
     variants = {"old: render+encode, fp32": dict(pool=0, bf16=False),
                 "pool, fp32": dict(pool=args.pool_size, bf16=False),
                 "render+encode, bf16": dict(pool=0, bf16=True),
-                "new: pool, bf16": dict(pool=args.pool_size, bf16=True)}
+                "pool, bf16": dict(pool=args.pool_size, bf16=True),
+                "object tokens, fp32": dict(pool=0, bf16=False, tokens="objects"),
+                "new: pool, bf16, object tokens": dict(pool=args.pool_size, bf16=True, tokens="objects")}
     runs = {}
     t_pool = time.time()
     for name, v in variants.items():
-        cfg = dataclasses.replace(base, vision=dataclasses.replace(base.vision, pool_size=v["pool"], pool_seed=0),
-                                  cpu_bf16=v["bf16"])
+        vision = dataclasses.replace(base.vision, pool_size=v["pool"], pool_seed=0,
+                                     image_tokens=v.get("tokens", "all"))
+        cfg = dataclasses.replace(base, vision=vision, cpu_bf16=v["bf16"])
         torch.manual_seed(0)
         model = Transformer(cfg.model_config()).to(device)
         start, _ = io.load_checkpoint(cfg.init_from, device=device)
@@ -251,6 +260,7 @@ def cmd_bench_image(args, command: str, device) -> int:
     for name, r in runs.items():
         rate = statistics.median(r["times"])
         rows.append({"variant": name, "pool_size": r["cfg"].vision.pool_size, "cpu_bf16": r["cfg"].cpu_bf16,
+                     "image_tokens": r["cfg"].vision.image_tokens,
                      "steps_per_second": round(rate, 3), "rounds": [round(x, 3) for x in r["times"]],
                      "speedup_vs_old": round(rate / old, 2), "setup_seconds": r["setup_seconds"]})
         print(json.dumps(rows[-1]))
@@ -270,7 +280,7 @@ def cmd_image_stage(args, command: str, device) -> int:
     commit = io.git_commit()
     name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, command, commit,
                                     init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
-                                    image_positions=args.image_positions,
+                                    image_positions=args.image_positions, image_tokens=args.image_tokens,
                                     mix_steps=args.mix_steps, progress=not args.quiet, overwrite=args.overwrite,
                                     results=args.results)
     path = io.write_results(args.results or name, record)
@@ -302,8 +312,9 @@ def add_commands(sub) -> None:
     """Register bench-image, image-stage and encoder-ceiling; each parser's ``handler`` runs it."""
     from .settings import add_setting
 
-    bi = sub.add_parser("bench-image", help="image-stage steps/s: old path (render+encode, fp32) vs feature pool + bf16")
-    add_setting(bi, "encoder", default="project_cnn", more_help="the encoder whose image steps are timed")
+    bi = sub.add_parser("bench-image", help="image-stage steps/s: old path (render+encode, fp32, every patch a token) "
+                                            "vs feature pool + bf16 + object tokens")
+    add_setting(bi, "encoder", default=MAIN_IMAGE_STAGE_ENCODER, more_help="the encoder whose image steps are timed")
     bi.add_argument("--seed", type=int, default=0)
     bi.add_argument("--pool-size", type=int, default=4096)
     bi.add_argument("--steps", type=int, default=5, help="steps per variant per round")
@@ -326,6 +337,7 @@ def add_commands(sub) -> None:
     ist.add_argument("--threads", type=int, default=1)
     ist.add_argument("--quiet", action="store_true")
     add_setting(ist, "image_positions", more_help="context names the run _ctxpos")
+    add_setting(ist, "image_tokens", more_help="objects names the run _objtok")
 
     ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
     ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])

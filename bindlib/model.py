@@ -103,12 +103,16 @@ class ModelOverrides:
         return ModelOverrides.of({**self.to_dict(), **changes})
 
 
-def rope_rotate(x: torch.Tensor, position_ids: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotate channel pairs of x [B, H, L, dh] by angles position * base^(-2i/dh)."""
-    dh = x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh)
-    ang = position_ids.to(torch.float32)[:, None, :, None] * inv_freq  # [B, 1, L, dh/2]
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+def rope_angles(position_ids: torch.Tensor, d_head: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [B, 1, L, dh/2] of the angles position * base^(-2i/dh); computed once per forward pass."""
+    inv_freq = base ** (-torch.arange(0, d_head, 2, device=position_ids.device, dtype=torch.float32) / d_head)
+    ang = position_ids.to(torch.float32)[:, None, :, None] * inv_freq
+    return ang.cos(), ang.sin()
+
+
+def rope_rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate channel pairs of x [B, H, L, dh] by the angles of ``rope`` (rope_angles)."""
+    cos, sin = (t.to(x.dtype) for t in rope)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
@@ -134,12 +138,11 @@ class Attention(nn.Module):
         self.hook_pattern = nn.Identity()
         self.hook_head_out = nn.Identity()
 
-    def forward(self, x, position_ids, allowed):
+    def forward(self, x, rope, allowed):
         B, L, _ = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
-        if self.cfg.pos_encoding == "rope":
-            q = rope_rotate(q, position_ids, self.cfg.rope_base)
-            k = rope_rotate(k, position_ids, self.cfg.rope_base)
+        if rope is not None:
+            q, k = rope_rotate(q, rope), rope_rotate(k, rope)
         scores = self.hook_scores(q @ k.transpose(-1, -2) / math.sqrt(self.d_head))
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         # a query with no allowed key (e.g. a masked-out token) attends to nothing rather than to everything
@@ -157,9 +160,9 @@ class Block(nn.Module):
         for name in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"):
             setattr(self, name, nn.Identity())
 
-    def forward(self, x, position_ids, allowed):
+    def forward(self, x, rope, allowed):
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln1(x), position_ids, allowed)))
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln1(x), rope, allowed)))
         return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln2(x))))
 
 
@@ -223,9 +226,11 @@ class Transformer(nn.Module):
             raise ValueError(f"a sequence reaches position {int(position_ids.max())}, but the model takes positions "
                              f"0..{self.cfg.max_len - 1} (max_len); use fewer objects or a smaller offset.")
         allowed = allowed_keys(L, tokens.device, key_mask, attn_mask)
+        rope = (rope_angles(position_ids, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+                if self.cfg.pos_encoding == "rope" else None)
         x = self.embed(tokens, position_ids, inputs_embeds, embeds_mask)
         for block in self.blocks:
-            x = block(x, position_ids, allowed)
+            x = block(x, rope, allowed)
         return self.unembed(self.hook_resid_final(self.ln_f(x)))
 
     def n_params(self) -> int:

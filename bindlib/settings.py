@@ -17,6 +17,7 @@ SETTINGS = {
     "hop_target": (TrainConfig, "hop_target"),  # --hop-target
     "encoder": (VisionConfig, "encoder"),  # --encoder (--encoders where a command takes several)
     "image_positions": (VisionConfig, "image_positions"),  # --image-positions
+    "image_tokens": (VisionConfig, "image_tokens"),  # --image-tokens
 }
 
 

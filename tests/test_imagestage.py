@@ -1,4 +1,6 @@
 """The image recipes of the correction test: what they train and from which start."""
+import pytest
+
 from bindlib import io
 from bindlib.imagestage import image_recipe_config, image_recipe_tag, recipe_regime
 
@@ -92,3 +94,21 @@ def test_every_text_control_is_named_and_filed_as_text():
     for recipe in TEXT_RECIPES:
         assert image_recipe_tag(recipe, 0, "project_cnn_grid", 4096, 4000) == f"{recipe}_cpu_s0_img4000"
         assert recipe_regime(recipe) in ("text_only_matched", "noise_text")
+
+
+def test_object_tokens_run_end_to_end_and_reload(tmp_path, monkeypatch):
+    from bindlib.imagestage import image_recipe_config, run_image_recipe
+    from bindlib.vision import featurepool
+    from bindlib.vision.multimodal import load_image_model
+
+    monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "ckpt")
+    monkeypatch.setattr(featurepool, "POOL_DIR", tmp_path / "pools")
+    monkeypatch.chdir(tmp_path)
+    name, rec = run_image_recipe("replay", 0, "project_cnn_grid", "cpu", "test", "0" * 40, pool_size=16,
+                                 image_steps=2, mix_steps=1, image_tokens="objects", log=lambda *a: None)
+    assert name.endswith("_img2_objtok") and rec["steps"] == 3
+    assert rec["train_config"]["vision"]["image_tokens"] == "objects"
+    _, _, vision, _ = load_image_model(tmp_path / "ckpt" / name)
+    assert vision.tokens == "objects"
+    with pytest.raises(ValueError, match="trains on text only"):
+        image_recipe_config("text_matched", 0, init_from="x", image_tokens="objects")

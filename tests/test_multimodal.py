@@ -164,7 +164,7 @@ def test_image_stage_needs_an_encoder():
 def test_curriculum_switches_from_image_to_mix(monkeypatch):
     import bindlib.vision.multimodal as MM
 
-    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu", positions="sequence": tiny_vision()))
+    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu", positions="sequence", tokens="all": tiny_vision()))
     cfg = TrainConfig(model=dict(TINY_MODEL), batch_size=8, packed=True, early_stop=None, eval_every=3, eval_size=16,
                       warmup=2, vision={"encoder": "random_cnn"},
                       stages=[Stage("image", 3, {"two_hop": 1.0, "color_to_shape": 1.0}, image=1.0, grounding=1.0),
@@ -183,7 +183,7 @@ def test_grounding_switch_changes_the_loss(monkeypatch):
     import bindlib.vision.multimodal as MM
 
     vision = tiny_vision()
-    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu", positions="sequence": vision))
+    monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu", positions="sequence", tokens="all": vision))
     from bindlib.train import build_image_parts
 
     base = dict(model=dict(TINY_MODEL), batch_size=8, packed=True, vision={"encoder": "random_cnn"})
@@ -238,7 +238,7 @@ def _tmp_repo(tmp_path, monkeypatch):
     import bindlib.vision.multimodal as MM
 
     monkeypatch.setattr(MM.Vision, "for_profile", classmethod(
-        lambda cls, name, profile="cpu", positions="sequence": Vision(random_cnn(112, 16, 8, 16), RenderConfig(canvas_size=112), 16)))
+        lambda cls, name, profile="cpu", positions="sequence", tokens="all": Vision(random_cnn(112, 16, 8, 16), RenderConfig(canvas_size=112), 16)))
 
 
 def test_reproduce_writes_results_and_resumes(tmp_path, monkeypatch):
@@ -342,3 +342,52 @@ def test_context_positions_keep_the_text_positions_after_the_image():
         assert int(block.min()) == 1 and int(block.max()) == n2 and bool((block.diff() >= 0).all())
     with pytest.raises(ValueError, match="'context' for image mode only"):
         relayout_context(text, 49, "noise", positions="context")
+
+
+# ---------------------------------------------------------------- object tokens (the short image layout)
+@pytest.mark.parametrize("positions", ["sequence", "context"])
+def test_object_tokens_compute_what_all_patches_compute_with_the_background_masked(positions):
+    """objects_only drops the patches no object covers. Each kept token keeps its position id, so the
+    short sequence computes exactly what the 49-patch one does when no query may attend to the background."""
+    model, vision = tiny_model(), tiny_vision()
+    vision.positions = positions
+    b = sample_batch(TASK, 8, 0, n=(2, 8))
+    full = vision.prompts(b, seed=5)
+    short = full.objects_only()
+    covered = full.object_patches.any(1)
+    width = int(covered.sum(1).max())
+    assert short.features.shape[1] == width < full.features.shape[1]
+    assert short.batch.tokens.shape[1] == full.batch.tokens.shape[1] - (49 - width)
+    assert (short.batch.target == full.batch.target).all()
+    assert short.batch.tokens.gather(1, short.batch.query_pos[:, None]).equal(
+        full.batch.tokens.gather(1, full.batch.query_pos[:, None]))
+    for i in range(8):  # every object is still covered by its own patches, in raster order
+        kept = torch.nonzero(covered[i]).flatten()
+        assert short.batch.position_ids[i, 1:1 + len(kept)].equal(full.batch.position_ids[i, 1 + kept])
+        for k in range(int(b.n_objects[i])):
+            assert int(short.object_patches[i, k].sum()) == int(full.object_patches[i, k].sum()) > 0
+    adapter = ImageAdapter(vision.dim, 32)
+    masked = full.model_inputs(adapter)
+    masked["key_mask"] = masked["key_mask"].clone()
+    masked["key_mask"][:, 1:50] &= covered
+    with torch.no_grad():
+        rows = torch.arange(8)
+        want = model(**masked)[rows, full.batch.query_pos]
+        got = model(**short.model_inputs(adapter))[rows, short.batch.query_pos]
+    assert torch.allclose(want, got, atol=1e-5)
+    # and packed training batches of the short layout read out the same answers
+    packed = pack_queries(short.batch, ("two_hop",))
+    assert (packed.target[packed.target >= 0] >= 0).all() and packed.tokens.shape[1] < pack_queries(full.batch, ("two_hop",)).tokens.shape[1]
+
+
+def test_object_tokens_are_a_vision_setting():
+    from bindlib.vision.multimodal import VisionConfig
+
+    assert VisionConfig(encoder="pixels").to_dict() == {"encoder": "pixels"}  # earlier runs' configs compare equal
+    assert VisionConfig(encoder="pixels", image_tokens="objects").to_dict()["image_tokens"] == "objects"
+    with pytest.raises(ValueError, match="image_tokens 'some'"):
+        VisionConfig(image_tokens="some")
+    vision = tiny_vision()
+    vision.tokens = "objects"
+    p = vision.prompts(sample_batch(TASK, 4, 0, n=(2, 8)), seed=0)
+    assert p.features.shape[1] <= 8 * 4 and p.batch.meta["image_tokens"] == "objects"

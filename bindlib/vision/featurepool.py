@@ -51,6 +51,7 @@ class FeaturePool:
     key: str
     seed: int
     positions: str = "sequence"  # the image tokens' position ids (vision.multimodal.relayout_context)
+    tokens: str = "all"  # which patches are tokens (vision.multimodal.ImagePrompts.with_tokens)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -87,7 +88,7 @@ class FeaturePool:
         T = self.features.shape[1]
         img = relayout_context(b, T, "image", positions=self.positions).to(device)
         return ImagePrompts(img, self.features[idx].to(device, torch.float32), self.object_patches[idx].to(device),
-                            _context_start(b))
+                            _context_start(b)).with_tokens(self.tokens)
 
     def step_prompts(self, task, stage, step: int, batch_size: int, seed: int, device="cpu"):
         """The image prompts of training step ``step`` (a stage asking for other N than the pool's fails)."""
@@ -115,7 +116,8 @@ def pool_for(vision, settings, task) -> FeaturePool | None:
     if not settings.pool_size:
         return None
     pool = load_or_build_pool(vision, task, int(settings.pool_size), int(settings.pool_seed))
-    pool.positions = settings.image_positions  # not part of the stored features: a choice of how to lay them out
+    # not part of the stored features: choices of how to lay them out
+    pool.positions, pool.tokens = settings.image_positions, settings.image_tokens
     return pool
 
 
@@ -135,7 +137,8 @@ def build_image_parts(cfg, model, device) -> ImageParts | None:
 
     if not cfg.uses_images:
         return None
-    vision = Vision.for_profile(cfg.vision.encoder, cfg.vision.profile or cfg.profile, cfg.vision.image_positions)
+    vision = Vision.for_profile(cfg.vision.encoder, cfg.vision.profile or cfg.profile, cfg.vision.image_positions,
+                                cfg.vision.image_tokens)
     vision.encoder.to(device)
     torch.manual_seed(cfg.seed + 17)
     adapter = ImageAdapter(vision.dim, model.cfg.d_model).to(device)

@@ -35,6 +35,7 @@ from .render import RenderConfig, patch_grid, render_batch
 
 
 IMAGE_POSITIONS = ("sequence", "context")  # how image tokens take position ids (relayout_context)
+IMAGE_TOKENS = ("all", "objects")  # every patch is a token, or only the patches an object covers (ImagePrompts.objects_only)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class VisionConfig:
     image_positions: str = field(default="sequence", metadata={
         "choices": IMAGE_POSITIONS, "help": "position ids of image tokens: their sequence places, or the text "
                                             "context's (everything after the image keeps its text positions)"})
+    image_tokens: str = field(default="all", metadata={
+        "choices": IMAGE_TOKENS, "help": "which patches become tokens: all of them, or only those an object covers "
+                                         "(each keeps its position id; a shorter, faster sequence)"})
 
     def __post_init__(self):
         if self.encoder is not None and self.encoder not in encoders.ENCODERS:
@@ -62,12 +66,16 @@ class VisionConfig:
             raise ValueError(f"noise_width={self.noise_width} must be >= 1.")
         if self.image_positions not in IMAGE_POSITIONS:
             raise ValueError(f"image_positions {self.image_positions!r}: allowed {IMAGE_POSITIONS}.")
+        if self.image_tokens not in IMAGE_TOKENS:
+            raise ValueError(f"image_tokens {self.image_tokens!r}: allowed {IMAGE_TOKENS}.")
 
     def to_dict(self) -> dict:
         """Only what is set (pool fields when a pool is used), so earlier runs' saved configs compare equal."""
         d = {k: v for k, v in asdict(self).items() if v is not None}
         if d["image_positions"] == "sequence":
             d.pop("image_positions")
+        if d["image_tokens"] == "all":
+            d.pop("image_tokens")
         if not self.pool_size:
             d.pop("pool_size"), d.pop("pool_seed")
         return d
@@ -193,6 +201,46 @@ class ImagePrompts:
         idx = torch.as_tensor(idx, device=self.features.device)
         return ImagePrompts(self.batch.select(idx), self.features[idx], self.object_patches[idx], self.start)
 
+    def objects_only(self) -> "ImagePrompts":
+        """The same prompts with only the patches some object covers as image tokens.
+
+        Each kept patch keeps its place in raster order and its position id, and so does everything after
+        the image; rows with fewer such patches than the batch's most are padded with PAD tokens that no
+        query attends to. The background patches, which carry no object, are simply absent: the model's
+        sequence is shorter (49 patches become at most one per object with the grid-aligned encoder).
+        """
+        b, T, s = self.batch, self.features.shape[1], self.start
+        dev = b.tokens.device
+        covered = self.object_patches.any(1)  # [B, T]
+        width = max(int(covered.sum(1).max()), 1)
+        order = (~covered).int().argsort(dim=1, stable=True)[:, :width]  # covered patches first, in raster order
+        real = covered.gather(1, order)  # [B, width]
+        B, L = b.tokens.shape
+        cols = torch.cat([torch.arange(s, device=dev).expand(B, s), s + order,
+                          torch.arange(s + T, L, device=dev).expand(B, L - s - T)], 1)
+        tokens = b.tokens.gather(1, cols)
+        key_mask = b.key_mask.gather(1, cols)
+        tokens[:, s:s + width] = torch.where(real, tokens[:, s:s + width], PAD)
+        key_mask[:, s:s + width] &= real
+        drop = T - width
+
+        def moved(pos):
+            return torch.where(pos >= s + T, pos - drop, pos)
+
+        batch = Batch(**{**b.__dict__, "tokens": tokens, "position_ids": b.position_ids.gather(1, cols),
+                         "key_mask": key_mask, "query_pos": b.query_pos - drop,
+                         "assoc_shape_pos": moved(b.assoc_shape_pos), "assoc_item_pos": moved(b.assoc_item_pos),
+                         "meta": {**b.meta, "image_tokens": "objects", "context_width": width}})
+        feats = self.features.gather(1, order[..., None].expand(-1, -1, self.features.shape[-1])) * real[..., None]
+        obj = self.object_patches.gather(2, order[:, None, :].expand(-1, self.object_patches.shape[1], -1)) & real[:, None]
+        return ImagePrompts(batch, feats, obj, s)
+
+    def with_tokens(self, image_tokens: str) -> "ImagePrompts":
+        """These prompts laid out as ``image_tokens`` asks (IMAGE_TOKENS)."""
+        if image_tokens not in IMAGE_TOKENS:
+            raise ValueError(f"image_tokens {image_tokens!r}: allowed {IMAGE_TOKENS}.")
+        return self.objects_only() if image_tokens == "objects" else self
+
     def patch_positions(self, obj: torch.Tensor) -> torch.Tensor:
         """[B, L] bool: the sequence positions of object ``obj[b]``'s patches."""
         B, L = self.batch.tokens.shape
@@ -206,17 +254,19 @@ class ImagePrompts:
 class Vision:
     """A frozen encoder and a render config: turns text batches into ImagePrompts."""
 
-    def __init__(self, encoder, render_cfg, patch: int | None = None, positions: str = "sequence"):
-        self.encoder, self.render_cfg, self.positions = encoder, render_cfg, positions
+    def __init__(self, encoder, render_cfg, patch: int | None = None, positions: str = "sequence",
+                 tokens: str = "all"):
+        self.encoder, self.render_cfg, self.positions, self.tokens = encoder, render_cfg, positions, tokens
         self.patch = patch or getattr(encoder, "patch", None) or VISION["cpu"]["patch"]
         self.n_tokens = (render_cfg.canvas_size // self.patch) ** 2
         self.seconds = 0.0  # time spent rendering + encoding (to show it does not dominate training)
 
     @classmethod
-    def for_profile(cls, encoder_name: str, profile: str = "cpu", positions: str = "sequence") -> "Vision":
+    def for_profile(cls, encoder_name: str, profile: str = "cpu", positions: str = "sequence",
+                    tokens: str = "all") -> "Vision":
         p = VISION[profile]
         enc = encoders.profile_encoder(encoder_name, profile=profile)
-        return cls(enc, encoders.render_config(encoder_name, profile), p["patch"], positions)
+        return cls(enc, encoders.render_config(encoder_name, profile), p["patch"], positions, tokens)
 
     @property
     def dim(self) -> int:
@@ -238,7 +288,7 @@ class Vision:
                 obj[i, k, torch.as_tensor(patches)] = True
         img_batch = relayout_context(batch, self.n_tokens, "image", positions=self.positions)
         self.seconds += time.time() - t0
-        return ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch))
+        return ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch)).with_tokens(self.tokens)
 
 
 # ---------------------------------------------------------------- trainable parts
@@ -271,9 +321,10 @@ def grounding_loss(model, adapter: ImageAdapter, prompts: ImagePrompts, final_re
     words = -(logp.gather(-1, colors[..., None]) + logp.gather(-1, shapes[..., None])).squeeze(-1) / 2
     to_words = words[valid].mean()
     to_region = 0.0
+    real = b.key_mask[:, None, prompts.start:prompts.start + T]  # [B, 1, T] False on padding (objects_only)
     for ids in (colors, shapes):
         q = adapter.ground_query(model.embed.tok(ids)).float()  # [B, Nmax, D]
-        scores = q @ h.transpose(1, 2) / h.shape[-1] ** 0.5  # [B, Nmax, T]
+        scores = (q @ h.transpose(1, 2) / h.shape[-1] ** 0.5).masked_fill(~real, float("-inf"))  # [B, Nmax, T]
         hit = torch.logsumexp(scores.masked_fill(~prompts.object_patches, float("-inf")), -1)
         to_region = to_region + (torch.logsumexp(scores, -1) - hit)[valid].mean() / 2
     return {"to_words": to_words, "to_region": to_region}
@@ -299,7 +350,8 @@ def grounding_accuracy(model, adapter: ImageAdapter, prompts: ImagePrompts) -> d
     col = logits[..., voc.color_offset:voc.color_offset + voc.n_colors].argmax(-1) + voc.color_offset
     shp = logits[..., voc.shape_offset:voc.shape_offset + voc.n_shapes].argmax(-1) + voc.shape_offset
     q = adapter.ground_query(model.embed.tok(b.colors.clamp(min=0))).float()
-    best = (q @ h.transpose(1, 2)).argmax(-1)  # [B, Nmax]
+    real = b.key_mask[:, None, prompts.start:prompts.start + T]
+    best = (q @ h.transpose(1, 2)).masked_fill(~real, float("-inf")).argmax(-1)  # [B, Nmax]
     picked = prompts.object_patches.gather(-1, best[..., None]).squeeze(-1)
     return {"color_from_region": (col == b.colors)[valid].float().mean().item(),
             "shape_from_region": (shp == b.shapes)[valid].float().mean().item(),
@@ -343,8 +395,9 @@ def load_image_model(path, device="cpu"):
     blob = read_verified(Path(path) / entry["file"], entry["sha256"], Path(path) / "model.json", "rerun the regime")
     adapter = ImageAdapter(entry["enc_dim"], entry["d_model"])
     adapter.load_state_dict(st_load(blob))
-    positions = ((meta.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
-    vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"), positions)
+    saved = (meta.get("train_config") or {}).get("vision") or {}
+    vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"), saved.get("image_positions", "sequence"),
+                                saved.get("image_tokens", "all"))
     want = (meta.get("encoder_id"), meta.get("encoder_dim"))
     if want != (vision.encoder.weights_id, vision.dim):
         raise CheckpointError(f"{io.relpath(path)} was trained with encoder {meta['encoder']!r} = {want[0]} (dim {want[1]}), "
