@@ -174,6 +174,10 @@ def test_lever_table_recomputes_the_targets(tmp_path):
     write(tmp_path, "imagestage_replay_from_lp.json", other)
     assert len(C.lever_table(tmp_path)) == 3  # the recipe's text models only
     assert list(C.lever_table(tmp_path, start="_learnedpos").index) == ["replay 300 s0"]
+    short = lever("replay", 0.9, 0.97)
+    short["train_config"]["vision"] = {"image_tokens": "objects"}
+    write(tmp_path, "imagestage_replay_objtok.json", short)
+    assert "replay 300 s0 (object tokens)" in C.lever_table(tmp_path).index
 
 
 def test_ceiling_and_throughput_tables(tmp_path):
@@ -186,8 +190,9 @@ def test_ceiling_and_throughput_tables(tmp_path):
         "kind": "image_throughput", "encoder": "e", "batch_size": 32, "speedup": 3.2, "target_speedup": 3.0,
         "meets_target": True, "provenance": {"device": "cpu"},
         "rows": [{"variant": "old", "steps_per_second": 0.5, "speedup_vs_old": 1.0},
-                 {"variant": "new", "steps_per_second": 1.6, "speedup_vs_old": 3.2}]})
-    assert list(C.throughput_table(tmp_path).index) == ["old", "new"]
+                 {"variant": "new: pool, bf16", "steps_per_second": 1.6, "speedup_vs_old": 3.2}]})
+    assert list(C.throughput_table(tmp_path).index) == ["old", "new: pool, bf16"]
+    assert C.throughput_sentence(tmp_path).startswith("The fast path (pool, bf16) runs the image stage 3.2x")
     assert "target is met" in C.throughput_sentence(tmp_path)
 
 

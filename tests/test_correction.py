@@ -322,3 +322,24 @@ def test_noise_table_has_one_row_per_noise_run_with_its_twin_and_target(tmp_path
                                    "image ID": "-", "OOD": "10.0%", "OOD without noise": "30.0%",
                                    "targets": "missed (N = 3: 40.0%)"}
     assert t.iloc[0]["targets"] == "met" and t.iloc[0]["OOD without noise"] == "-"
+
+
+def test_object_token_runs_sit_beside_their_twins_and_stay_out_of_the_headline(results):
+    from bindlib.book import controls as C
+
+    name, rec = image_run("replay", 0, "text_only_cpu_s0", ood=0.70, image_id=0.95)
+    name, rec = name.replace(".json", "_objtok.json"), {**rec, "checkpoint": rec["checkpoint"] + "_objtok",
+                                                       "train_config": {"vision": {"image_tokens": "objects"}}}
+    write(results, name, rec)
+    write(results, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(0.6, 0.0))
+    # the headline and the correction test read only the runs with every patch a token
+    rows = L.correction_rows(results)
+    assert [(r["start"], r["seed"]) for r in rows] == [("recipe (RoPE)", 0), ("recipe (RoPE)", 1),
+                                                         ("learned positions", 0)]
+    assert rows[0]["after"]["ood_accuracy"] == 0.80
+    # the object-token table pairs the run with its twin
+    [row] = C.object_token_rows(results)
+    assert row["objects"]["ood"] == 0.70 and row["all"]["ood"] == 0.80
+    assert row["objects"]["binding_score"] == 0.6 and row["all"]["binding_score"] == 1.0
+    assert "1 of 1 runs (seed 0) meet both targets" in C.object_token_sentence(results)
+    assert C.object_token_table(results).loc["replay s0 (recipe (RoPE) model)", "text OOD"] == "80.0% → 70.0%"

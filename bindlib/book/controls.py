@@ -9,10 +9,12 @@ chapter 2's learning curves are in ``bindlib.book.curves``.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 
 from .. import io
+from ..evaluate import mean_sd
 from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table as _table
 from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
@@ -136,7 +138,8 @@ def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
     (on the text the model trains on: declared order for a shortcut-dial model) and OOD, targets met."""
     rows = L.image_levers(results_dir, start)
     return table([{"recipe": f"{r['recipe']} {r['image_steps']} s{r['seed']}"
-                   + (f" ({r['image_positions']} positions)" if r["image_positions"] != "sequence" else ""),
+                   + (f" ({r['image_positions']} positions)" if r["image_positions"] != "sequence" else "")
+                   + (" (object tokens)" if r["image_tokens"] == "objects" else ""),
                    "what it does": r["lever"],
                    "image ID": pct(r["image_id_accuracy"]), "text ID": pct(r["id_accuracy"]),
                    "text OOD": pct(r["ood_accuracy"]), "meets both targets": "yes" if r["meets_targets"] else "no"}
@@ -192,10 +195,57 @@ def throughput_sentence(results_dir=None) -> str:
     t = L.image_throughput(results_dir)
     if not t:
         return "No image-stage throughput results yet."
-    return (f"The fast path (feature pool + bf16) runs the image stage {t['speedup']:.1f}x as fast as the old "
-            f"one, measured in one run ({t['encoder']}, batch {t['batch_size']}, "
+    new = next(r for r in t["rows"] if r["variant"].startswith("new"))
+    return (f"The fast path ({new['variant'].removeprefix('new: ')}) runs the image stage {t['speedup']:.1f}x as fast as "
+            f"the old one, measured in one run ({t['encoder']}, batch {t['batch_size']}, "
             f"{t['provenance']['device']}): the {t['target_speedup']:.0f}x target is "
             f"{'met' if t['meets_target'] else 'missed'}.")
+
+
+def object_token_rows(results_dir=None) -> list[dict]:
+    """Each object-token run at the table's budget beside the run that differs only in having every patch
+    as a token (same recipe, start, seed and encoder): image ID, text ID and OOD, and BS at the routing layer."""
+    root = D._dir(results_dir)
+    full = {(r["recipe"], r.get("encoder"), Path(r["init_from"]).name, r["seed"], L.image_positions(r)): r
+            for r in L.load_image_runs(results_dir)}
+    rows = []
+    for r in sorted(L.load_image_runs(results_dir, tokens="objects"), key=lambda r: (L.start_suffix(r), r["seed"])):
+        key = (r["recipe"], r.get("encoder"), Path(r["init_from"]).name, r["seed"], L.image_positions(r))
+        pair = {}
+        for tokens, run in (("objects", r), ("all", full.get(key))):
+            if run is not None:
+                pair[tokens] = {"image_id": run["image_id_accuracy"], "text_id": L.train_id_accuracy(run),
+                                "ood": run["ood_accuracy"], "meets_targets": bool(run.get("meets_targets")),
+                                "binding_score": L.checkpoint_routing(root, Path(run["checkpoint"]).name).get("binding_score")}
+        rows.append({"start": L.start_label(r), "recipe": r["recipe"], "seed": r["seed"], **pair})
+    return rows
+
+
+def object_token_table(results_dir=None) -> pd.DataFrame:
+    """``object_token_rows`` as chapter 4 shows them: every patch → object tokens, per seed."""
+    def cell(row, key, fmt):
+        return f"{fmt(row['all'][key]) if 'all' in row else '-'} → {fmt(row['objects'][key])}"
+
+    return table([{"run": f"{r['recipe']} s{r['seed']} ({r['start']} model)",
+                   "image ID": cell(r, "image_id", pct), "text ID": cell(r, "text_id", pct),
+                   "text OOD": cell(r, "ood", pct), "BS at routing": cell(r, "binding_score", signed),
+                   "both targets (object tokens)": "met" if r["objects"]["meets_targets"] else "missed"}
+                  for r in object_token_rows(results_dir)], index="run")
+
+
+def object_token_sentence(results_dir=None) -> str:
+    rows = object_token_rows(results_dir)
+    if not rows:
+        return "No object-token run at the image stage's budget yet."
+    met = [r for r in rows if r["objects"]["meets_targets"]]
+    paired = [r for r in rows if "all" in r]
+    ood = mean_sd([r["objects"]["ood"] for r in rows])
+    text = (f"With object tokens, {len(met)} of {len(rows)} runs ({_seeds(rows)}) meet both targets; their text "
+            f"OOD is {pct(ood[0])} ± {pct(ood[1])}")
+    if paired:
+        base = mean_sd([r["all"]["ood"] for r in paired])
+        text += f", against {pct(base[0])} ± {pct(base[1])} for the same runs with every patch a token"
+    return text + "."
 
 
 # ---------------------------------------------------------------- chapter 9: what is still missing

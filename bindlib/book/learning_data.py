@@ -45,6 +45,11 @@ def image_positions(record: dict) -> str:
     return ((record.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
 
 
+def image_tokens(record: dict) -> str:
+    """Which patches an image-stage run made tokens (vision.multimodal.IMAGE_TOKENS): "all" or "objects"."""
+    return ((record.get("train_config") or {}).get("vision") or {}).get("image_tokens", "all")
+
+
 def start_label(record: dict) -> str:
     """The chapters' name for the text model an image-stage run continued."""
     suffix = start_suffix(record)
@@ -69,8 +74,9 @@ def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
                      "id_accuracy": train_id_accuracy(r), "ood_accuracy": r["ood_accuracy"], "targets": t,
                      "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
                      and train_id_accuracy(r) >= t["id_accuracy"], "init_from": r.get("init_from"),
-                     "image_positions": image_positions(r)})
-    return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_positions"], x["image_steps"], x["seed"]))
+                     "image_positions": image_positions(r), "image_tokens": image_tokens(r)})
+    return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_positions"], x["image_tokens"],
+                                       x["image_steps"], x["seed"]))
 
 
 def encoder_ceiling(results_dir=None) -> list[dict]:
@@ -116,9 +122,11 @@ def train_id_accuracy(record: dict) -> float | None:
     return record.get("id_accuracy")
 
 
-def load_image_runs(results_dir=None) -> list[dict]:
-    """Every image-stage run at the table's budget (``imagestage_*_img4000*.json``)."""
-    return io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
+def load_image_runs(results_dir=None, tokens: str | None = "all") -> list[dict]:
+    """Every image-stage run at the table's budget (``imagestage_*_img4000*.json``) whose image prompts had
+    ``tokens`` (every patch by default: the headline's runs; "objects": the fast path's; None: both)."""
+    runs = io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
+    return [r for r in runs if tokens is None or image_tokens(r) == tokens]
 
 
 def learned_runs(results_dir=None, recipes=None):
@@ -141,7 +149,7 @@ def headline_rows(results_dir=None) -> list[dict]:
     root, cells, reads = _dir(results_dir), {}, {}
     for r, start, suffix, before in learned_runs(results_dir):
         dial = bool((r.get("train_config") or {}).get("declared_share"))
-        reads.setdefault(suffix, {})[r["seed"]] = mechanism(_interchange(root, start, dial).get("binding_score"))
+        reads.setdefault(suffix, {})[r["seed"]] = mechanism(checkpoint_routing(root, start, dial).get("binding_score"))
         cells.setdefault((suffix, "text_only"), {})[r["seed"]] = {
             "id_accuracy": train_id_accuracy(before), "ood_accuracy": before.get("ood_accuracy"),
             "image_id_accuracy": None, "accuracy_by_n": before.get("accuracy_by_n") or {}, "image_positions": None}
@@ -162,7 +170,7 @@ def headline_rows(results_dir=None) -> list[dict]:
                                       REGIME_ORDER.index(h["regime"])))
 
 
-def _interchange(root: Path, name: str, declared: bool = False) -> dict:
+def checkpoint_routing(root: Path, name: str, declared: bool = False) -> dict:
     """The routing numbers and swap flips of checkpoint ``name`` (the controls/ file first: it has rebind pairs).
     With ``declared`` (a shortcut-dial model, whose own text lists associations in declaration order) they are
     read on declared-order prompts, as they are when too few shuffled prompts are answered correctly."""
@@ -191,14 +199,14 @@ def correction_rows(results_dir=None) -> list[dict]:
 
         def after(run):
             return {"id_accuracy": train_id_accuracy(run), "shuffled_id_accuracy": run["id_accuracy"],
-                    "ood_accuracy": run["ood_accuracy"], **_interchange(root, Path(run["checkpoint"]).name, dial)}
+                    "ood_accuracy": run["ood_accuracy"], **checkpoint_routing(root, Path(run["checkpoint"]).name, dial)}
 
         ctrl = controls.get((CONTROL_OF[r["recipe"]], start))
         rows.append({"start": start_label(r), "suffix": suffix, "recipe": r["recipe"],
                      "regime": REGIME_OF_RECIPE[r["recipe"]], "seed": r["seed"],
                      "before": {"id_accuracy": train_id_accuracy(before_train),
                                 "shuffled_id_accuracy": before_train.get("id_accuracy"),
-                                "ood_accuracy": before_train.get("ood_accuracy"), **_interchange(root, start, dial)},
+                                "ood_accuracy": before_train.get("ood_accuracy"), **checkpoint_routing(root, start, dial)},
                      "after": after(r), "control": after(ctrl) if ctrl else None,
                      "image_id_accuracy": r["image_id_accuracy"], "meets_targets": r["meets_targets"]})
     order = list(STARTS)
