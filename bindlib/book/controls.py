@@ -240,11 +240,15 @@ def object_token_sentence(results_dir=None) -> str:
     met = [r for r in rows if r["objects"]["meets_targets"]]
     paired = [r for r in rows if "all" in r]
     ood = mean_sd([r["objects"]["ood"] for r in rows])
-    text = (f"With object tokens, {len(met)} of {len(rows)} runs ({_seeds(rows)}) meet both targets; their text "
-            f"OOD is {pct(ood[0])} ± {pct(ood[1])}")
+    def spread(m_sd, n):
+        return pct(m_sd[0]) + (f" ± {pct(m_sd[1])}" if n > 1 else "")
+
+    one = len(rows) == 1
+    text = (f"With object tokens, {len(met)} of {len(rows)} run{'' if one else 's'} ({_seeds(rows)}) "
+            f"meet{'s' if one else ''} both targets; {'its' if one else 'their'} text OOD is {spread(ood, len(rows))}")
     if paired:
         base = mean_sd([r["all"]["ood"] for r in paired])
-        text += f", against {pct(base[0])} ± {pct(base[1])} for the same runs with every patch a token"
+        text += f", against {spread(base, len(paired))} for the same run{'' if len(paired) == 1 else 's'} with every patch a token"
     return text + "."
 
 
