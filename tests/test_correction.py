@@ -342,5 +342,6 @@ def test_object_token_runs_sit_beside_their_twins_and_stay_out_of_the_headline(r
     assert row["objects"]["ood"] == 0.70 and row["all"]["ood"] == 0.80
     assert row["objects"]["binding_score"] == 0.6 and row["all"]["binding_score"] == 1.0
     assert C.object_token_sentence(results) == ("With object tokens, 1 of 1 run (seed 0) meets both targets; its text OOD "
-                                                "is 70.0%, against 80.0% for the same run with every patch a token.")
+                                                "is 70.0%, against 80.0% for the same run with every patch a token. At the "
+                                                "routing layer it reads symbolic (mean BS +0.60).")
     assert C.object_token_table(results).loc["replay s0 (recipe (RoPE) model)", "text OOD"] == "80.0% → 70.0%"

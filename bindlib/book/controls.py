@@ -249,6 +249,11 @@ def object_token_sentence(results_dir=None) -> str:
     if paired:
         base = mean_sd([r["all"]["ood"] for r in paired])
         text += f", against {spread(base, len(paired))} for the same run{'' if len(paired) == 1 else 's'} with every patch a token"
+    reads = Counter(mechanism(r["objects"]["binding_score"]) for r in rows)
+    bs = mean_sd([r["objects"]["binding_score"] for r in rows])
+    text += (f". At the routing layer {'it reads' if one else 'they read'} "
+             + ", ".join(f"{k}{'' if len(reads) == 1 else f' ({n})'}" for k, n in reads.most_common())
+             + f" (mean BS {signed(bs[0])})")
     return text + "."
 
 
