@@ -210,36 +210,26 @@ class ImagePrompts:
         sequence is shorter (49 patches become at most one per object with the grid-aligned encoder).
         """
         b, T, s = self.batch, self.features.shape[1], self.start
-        dev = b.tokens.device
+        (B, L), dev = b.tokens.shape, b.tokens.device
         covered = self.object_patches.any(1)  # [B, T]
         width = max(int(covered.sum(1).max()), 1)
         order = (~covered).int().argsort(dim=1, stable=True)[:, :width]  # covered patches first, in raster order
         real = covered.gather(1, order)  # [B, width]
-        B, L = b.tokens.shape
         cols = torch.cat([torch.arange(s, device=dev).expand(B, s), s + order,
                           torch.arange(s + T, L, device=dev).expand(B, L - s - T)], 1)
         tokens = b.tokens.gather(1, cols)
         key_mask = b.key_mask.gather(1, cols)
         tokens[:, s:s + width] = torch.where(real, tokens[:, s:s + width], PAD)
         key_mask[:, s:s + width] &= real
-        drop = T - width
-
-        def moved(pos):
-            return torch.where(pos >= s + T, pos - drop, pos)
-
-        batch = Batch(**{**b.__dict__, "tokens": tokens, "position_ids": b.position_ids.gather(1, cols),
+        drop = T - width  # everything after the picture moves this far forward
+        after = {k: torch.where(getattr(b, k) >= s + T, getattr(b, k) - drop, getattr(b, k))
+                 for k in ("assoc_shape_pos", "assoc_item_pos")}
+        batch = Batch(**{**b.__dict__, **after, "tokens": tokens, "position_ids": b.position_ids.gather(1, cols),
                          "key_mask": key_mask, "query_pos": b.query_pos - drop,
-                         "assoc_shape_pos": moved(b.assoc_shape_pos), "assoc_item_pos": moved(b.assoc_item_pos),
                          "meta": {**b.meta, "image_tokens": "objects", "context_width": width}})
         feats = self.features.gather(1, order[..., None].expand(-1, -1, self.features.shape[-1])) * real[..., None]
         obj = self.object_patches.gather(2, order[:, None, :].expand(-1, self.object_patches.shape[1], -1)) & real[:, None]
         return ImagePrompts(batch, feats, obj, s)
-
-    def with_tokens(self, image_tokens: str) -> "ImagePrompts":
-        """These prompts laid out as ``image_tokens`` asks (IMAGE_TOKENS)."""
-        if image_tokens not in IMAGE_TOKENS:
-            raise ValueError(f"image_tokens {image_tokens!r}: allowed {IMAGE_TOKENS}.")
-        return self.objects_only() if image_tokens == "objects" else self
 
     def patch_positions(self, obj: torch.Tensor) -> torch.Tensor:
         """[B, L] bool: the sequence positions of object ``obj[b]``'s patches."""
@@ -288,7 +278,8 @@ class Vision:
                 obj[i, k, torch.as_tensor(patches)] = True
         img_batch = relayout_context(batch, self.n_tokens, "image", positions=self.positions)
         self.seconds += time.time() - t0
-        return ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch)).with_tokens(self.tokens)
+        prompts = ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch))
+        return prompts.objects_only() if self.tokens == "objects" else prompts
 
 
 # ---------------------------------------------------------------- trainable parts
