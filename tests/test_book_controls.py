@@ -135,6 +135,13 @@ def test_the_aid_ablation_compares_variants_at_one_budget(tmp_path, nds_final, v
         write(tmp_path, f"curve_no_deep_supervision_s{seed}.json", curve(5000, nds_final, "no_deep_supervision", seed))
     write(tmp_path, "training_text_only_cpu_s0_ordered.json", recipe_training(0, 100, 200))  # an arm: not the recipe
     write(tmp_path, "curve_direct_40k_s0.json", curve(40_000, 0.9))  # read at the budget: 25%, not its 90%
+    # neither a deeper model nor a curriculum stretched to 40k steps is a row of the 5k ablation
+    write(tmp_path, "curve_direct_L6_40k_s1.json", {**curve(40_000, 0.9, seed=1), "train_config": {
+        "task": {}, "model": {"n_layers": 6}, "stages": [{"steps": 40_000, "hop_weight": 0.0}]}})
+    write(tmp_path, "curve_no_deep_supervision_40k_s2.json", {**curve(40_000, 0.9, "no_deep_supervision", 2), "train_config": {
+        "task": {}, "stages": [{"steps": 12_000}, {"steps": 4_000}, {"steps": 12_000}, {"steps": 12_000}]}})
+    assert [c["name"] for c in D.neutral(tmp_path, deeper=True)] == ["curve_direct_L6_40k_s1"]
+    assert [c["name"] for c in D.neutral(tmp_path)] == ["curve_direct_40k_s0"]
     rows = D.aid_ablation(tmp_path, budget=5000)
     assert [(r["variant"], r["seed"]) for r in rows] == [("recipe", 0), ("recipe", 1), ("no_deep_supervision", 0),
                                                          ("no_deep_supervision", 1), ("direct", 0)]
@@ -273,3 +280,9 @@ def test_missing_table_counts_the_dials_seeds_per_share(tmp_path):
         write(tmp_path, f"training_text_only_cpu_s{seed}{suffix}.json", training(seed, 0.99, 0.9))
     status = C.missing_table(tmp_path).iloc[2, 0]
     assert status == "2 of 4 values measured; seeds per value: p = 0: 2, p = 1: 1"
+    deeper = C.missing_table(tmp_path).loc["a deeper model (6-8 layers) without aids at the longest budget"].iloc[0]
+    assert deeper == "none committed"
+    write(tmp_path, "curve_direct_L6_40k_s0.json", {**curve(40_000, 0.3), "train_config": {
+        "task": {}, "model": {"n_layers": 6}, "stages": [{"steps": 40_000, "hop_weight": 0.0}]}})
+    deeper = C.missing_table(tmp_path).loc["a deeper model (6-8 layers) without aids at the longest budget"].iloc[0]
+    assert deeper == "6 layers, 40,000 steps: final two-hop 30.0%"

@@ -140,8 +140,9 @@ CURVE_SKILLS = ("two_hop", "color_to_shape", "shape_to_item")
 
 
 def neutral_curves(results_dir=None) -> list[dict]:
-    """Every committed learning curve (``curve_*.json``): variant, seed, steps, final and best two-hop ID
-    accuracy, chance, whether it left the plateau, and its history."""
+    """Every committed learning curve (``curve_*.json``): variant, seed, steps, its budget (the steps its
+    stages add up to), its depth where it is not the profile's (``curve --n-layers``; None otherwise), final
+    and best two-hop ID accuracy, chance, whether it left the plateau, and its history."""
     out = []
     for f in sorted(_dir(results_dir).glob("curve_*.json")):
         r = json.loads(f.read_text())
@@ -150,7 +151,10 @@ def neutral_curves(results_dir=None) -> list[dict]:
         h = r["history"]
         c = chance(TaskConfig(**(r.get("train_config", {}).get("task") or {})))
         final = h[-1]["acc_two_hop"]
+        cfg = r.get("train_config", {})
         out.append({"name": f.stem, "variant": r.get("variant"), "seed": r["seed"], "steps": h[-1]["step"],
+                    "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])), "n_stages": len(cfg.get("stages", [])),
+                    "n_layers": (cfg.get("model") or {}).get("n_layers"),
                     "final_two_hop": final, "best_two_hop": max(x["acc_two_hop"] for x in h),
                     "final_subskills": {k: h[-1].get(f"acc_{k}") for k in CURVE_SKILLS[1:]},
                     "chance": c, "left_plateau": final > c + PLATEAU_MARGIN,
@@ -159,9 +163,11 @@ def neutral_curves(results_dir=None) -> list[dict]:
     return sorted(out, key=lambda c: (-c["steps"], c["variant"] or "", c["seed"]))
 
 
-def neutral(results_dir=None) -> list[dict]:
-    """The ``neutral_curves`` of the variants without any hop-specific aid (``NEUTRAL_VARIANTS``)."""
-    return [c for c in neutral_curves(results_dir) if c["variant"] in NEUTRAL_VARIANTS]
+def neutral(results_dir=None, deeper: bool = False) -> list[dict]:
+    """The ``neutral_curves`` of the variants without any hop-specific aid (``NEUTRAL_VARIANTS``), of the
+    profile's model (``deeper``: of the deeper models instead)."""
+    return [c for c in neutral_curves(results_dir)
+            if c["variant"] in NEUTRAL_VARIANTS and (c["n_layers"] is not None) == deeper]
 
 
 def _ablation_row(name: str, variant: str, seed: int, history: list[dict], guess: float, budget: int) -> dict:
@@ -189,6 +195,8 @@ def aid_ablation(results_dir=None, budget: int = ABLATION_BUDGET) -> list[dict]:
                 guess = chance(TaskConfig(**(rec.get("train_config", {}).get("task") or {})))
                 rows[("recipe", rec["seed"])] = _ablation_row(f.stem, "recipe", rec["seed"], rec["history"], guess, budget)
     for c in neutral_curves(results_dir):  # sorted longest first, so the first file per seed wins
+        if c["n_layers"] is not None or (c["n_stages"] > 1 and c["budget"] != budget):
+            continue  # another model, or a curriculum stretched to another budget (one constant-lr stage reads alike)
         if c["variant"] in ABLATION_VARIANTS and c["variant"] != "recipe" and (c["variant"], c["seed"]) not in rows:
             rows[(c["variant"], c["seed"])] = _ablation_row(c["name"], c["variant"], c["seed"], c["history"],
                                                             c["chance"], budget)

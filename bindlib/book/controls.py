@@ -282,6 +282,9 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
          f"{len(dial)} of 4 values measured" + (f"; seeds per value: {', '.join(dial)}" if dial else "")),
         (f"{seeds_wanted} seeds of the longest neutral curve",
          f"{sum(c['steps'] == longest for c in neutral)} of {seeds_wanted} ({longest:,} steps)"),
+        ("a deeper model (6-8 layers) without aids at the longest budget",
+         "; ".join(f"{c['n_layers']} layers, {c['steps']:,} steps: final two-hop {pct(c['final_two_hop'])}"
+                   for c in D.neutral(results_dir, deeper=True)) or "none committed"),
         (f"{seeds_wanted} seeds of the ordered-format positive control", f"{len(pc['rows'])} of {seeds_wanted}"),
         (f"{seeds_wanted} seeds of each aid-ablation variant ({D.ABLATION_BUDGET:,} steps)",
          ", ".join(f"{v} {sum(r['variant'] == v for r in ablation)}" for v in D.ABLATION_VARIANTS)),
