@@ -40,7 +40,7 @@ def _before_writing(args, outputs, folders=()) -> None:
 
 def _device(args) -> torch.device:
     """The requested device (failing clearly if it is a missing GPU), with the requested CPU threads."""
-    from .train import resolve_device
+    from .io import resolve_device
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)

@@ -91,11 +91,16 @@ def recipe_regime(recipe: str) -> str:
 
 def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
                         device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
-                        mix_steps: int = 600, image_positions: str = "sequence", image_tokens: str = "all"):
+                        mix_steps: int = 600, image_positions: str = "sequence", image_tokens: str = "all",
+                        noise_positions: str = "sequence"):
     from .vision.encoders import ENCODERS
 
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
+    stages = image_recipe_stages(recipe, image_steps, mix_steps)
+    if noise_positions != "sequence" and not any(s.noise for s in stages):
+        raise ValueError(f"recipe {recipe!r} has no noise, so it has no noise positions to choose; "
+                         f"drop --noise-positions {noise_positions}.")
     if image_tokens != "all" and recipe in TEXT_RECIPES:
         raise ValueError(f"recipe {recipe!r} trains on text only, so it has no image tokens to choose; "
                          f"drop --image-tokens {image_tokens}.")
@@ -103,10 +108,11 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
     pool = s["pool_size"] if pool_size is None else pool_size
     vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {}),
               **({"image_positions": image_positions} if image_positions != "sequence" else {}),
-              **({"image_tokens": image_tokens} if image_tokens != "all" else {})}
+              **({"image_tokens": image_tokens} if image_tokens != "all" else {}),
+              **({"noise_positions": noise_positions} if noise_positions != "sequence" else {})}
     start = init_from or io.relpath(checkpoint_dir("text_only", seed, "cpu"))
     pos = start_pos_encoding(start)
-    return TrainConfig(profile="cpu", stages=image_recipe_stages(recipe, image_steps, mix_steps),
+    return TrainConfig(profile="cpu", stages=stages,
                        declared_share=start_train_setting(start, "declared_share", 0.0),
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
@@ -134,13 +140,15 @@ def start_pos_encoding(init_from: str) -> str:
 
 
 def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
-                     start: str | None = None, image_positions: str = "sequence", image_tokens: str = "all") -> str:
+                     start: str | None = None, image_positions: str = "sequence", image_tokens: str = "all",
+                     noise_positions: str = "sequence") -> str:
     text = recipe in TEXT_RECIPES  # no encoder, no pool: neither changes a text run
     tag = f"{recipe}_cpu_s{seed}" if text else f"{recipe}_{encoder}_cpu_s{seed}_pool{pool_size}"
     if image_steps != 1500 and recipe != "short":
         tag += f"_img{image_steps}"
     tag += "_ctxpos" if image_positions == "context" else ""
     tag += "_objtok" if image_tokens == "objects" and not text else ""
+    tag += "_ctxnoise" if noise_positions == "context" else ""
     return tag + (f"_from_{start}" if start else "")
 
 
@@ -148,15 +156,16 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
                      init_from: str | None = None, pool_size: int | None = None, image_steps: int = 1500,
                      mix_steps: int = 600, progress: bool = False, log=print, overwrite: bool = False,
                      results: str | None = None, image_positions: str = "sequence",
-                     image_tokens: str = "all") -> tuple[str, dict]:
+                     image_tokens: str = "all", noise_positions: str = "sequence") -> tuple[str, dict]:
     """Train one image recipe from a text checkpoint; return (name, results record) with the curve
     (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding."""
     t0 = time.time()
     cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps,
-                              image_positions, image_tokens)
+                              image_positions, image_tokens, noise_positions)
     pool = cfg.vision.pool_size
     start = Path(init_from).name if init_from else None
-    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start, image_positions, image_tokens)
+    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start, image_positions, image_tokens,
+                           noise_positions)
     final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
     for path in (final, io.RESULTS_DIR / f"{results or 'imagestage_' + tag}.json"):  # before any work
         io.refuse_overwrite(path, overwrite)
@@ -287,6 +296,7 @@ def cmd_image_stage(args, command: str, device) -> int:
     name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, command, commit,
                                     init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
                                     image_positions=args.image_positions, image_tokens=args.image_tokens,
+                                    noise_positions=args.noise_positions,
                                     mix_steps=args.mix_steps, progress=not args.quiet, overwrite=args.overwrite,
                                     results=args.results)
     path = io.write_results(args.results or name, record)
@@ -344,6 +354,7 @@ def add_commands(sub) -> None:
     ist.add_argument("--quiet", action="store_true")
     add_setting(ist, "image_positions", more_help="context names the run _ctxpos")
     add_setting(ist, "image_tokens", more_help="objects names the run _objtok")
+    add_setting(ist, "noise_positions", more_help="context names the run _ctxnoise")
 
     ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
     ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])

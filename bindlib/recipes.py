@@ -35,7 +35,8 @@ from .profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY,
                        TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, pos_suffix, run_tag)  # noqa: F401
 from .task import TaskConfig, sample_batch
 from .train import Stage, TrainConfig, train
-from .vision.multimodal import VisionConfig, grounding_accuracy, image_accuracy, load_image_model, save_adapter
+from .vision.grounding import grounding_accuracy
+from .vision.multimodal import VisionConfig, image_accuracy, load_image_model, save_adapter
 
 SUBSKILL_MIX = {"two_hop": 1.0, "color_to_shape": 1.0, "shape_to_item": 1.0}
 

@@ -18,6 +18,7 @@ SETTINGS = {
     "encoder": (VisionConfig, "encoder"),  # --encoder (--encoders where a command takes several)
     "image_positions": (VisionConfig, "image_positions"),  # --image-positions
     "image_tokens": (VisionConfig, "image_tokens"),  # --image-tokens
+    "noise_positions": (VisionConfig, "noise_positions"),  # --noise-positions
 }
 
 

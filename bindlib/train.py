@@ -17,14 +17,14 @@ import torch.nn.functional as F
 
 from . import io
 from .evaluate import steps_to_reach  # noqa: F401 (re-exported)
-from .io import resolve_device
 from .model import PROFILES, Transformer, ModelConfig, ModelOverrides, answer_logits, typed
 from .packing import HOP_TARGETS, hop_loss, pack_queries
 from .profiles import image_token_count
 from .state import resume_train_state, save_train_state
 from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
 from .vision.featurepool import ImageParts, build_image_parts  # noqa: F401 (re-exported)
-from .vision.multimodal import VisionConfig, add_noise, grounding_loss, image_accuracy
+from .vision.grounding import grounding_loss
+from .vision.multimodal import VisionConfig, add_noise, image_accuracy
 
 
 @dataclass
@@ -104,8 +104,7 @@ class TrainConfig:
         "choices": HOP_TARGETS, "help": "what deep supervision asks for: the shape (recipe) or the queried slot (_hopslot)"})
     declared_share: float = 0.0  # the shortcut dial: this share of prompts lists associations in declared order
     init_from: str | None = None  # start from this checkpoint's weights (e.g. a later curriculum stage)
-    # Image and noise stages: encoder, image profile, noise width and feature pool (a dict of its fields is converted).
-    # noise_width None pads every text context to the image-token count (SPEC: sequences reach image length).
+    # Image and noise stages (VisionConfig; noise_width None pads every text context to the image-token count).
     vision: VisionConfig = field(default_factory=VisionConfig)
     cpu_bf16: bool = False  # bf16 autocast on the CPU too (a GPU always uses it); fp32 master weights
     seed: int = 0
@@ -194,7 +193,7 @@ def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: Ima
                    parts.pool.step_prompts(cfg.task_config(), stage, step, len(batch), seed, batch.tokens.device))
         return prompts.batch, prompts
     if stage.is_noise_step(step):
-        return add_noise(batch, cfg.noise_width, seed=seed + 1), None
+        return add_noise(batch, cfg.noise_width, seed=seed + 1, positions=cfg.vision.noise_positions), None
     return batch, None
 
 
@@ -281,13 +280,13 @@ def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, 
 
 @torch.no_grad()
 def quick_accuracy(model, task: TaskConfig, kind: str, size: int, seed: int, device, n_range=None,
-                   declared_share: float = 0.0, noise_width: int | None = None) -> float:
+                   declared_share: float = 0.0, noise_width: int | None = None, noise_positions: str = "sequence") -> float:
     """Accuracy on fresh prompts of one query kind (with ``noise_width``: noised to that context width)."""
     model.eval()
     b = sample_batch(task, size, seed, n=n_range or task.id_range, query_kind=kind, device=device,
                      declared_share=declared_share)
     if noise_width:
-        b = add_noise(b, noise_width, seed=seed + 1)
+        b = add_noise(b, noise_width, seed=seed + 1, positions=noise_positions)
     acc = (answer_logits(model, b).argmax(-1) == b.target).float().mean().item()
     model.train()
     return acc
@@ -306,7 +305,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     With ``out_dir``, a checkpoint (model + optimiser + history) is written atomically at
     every evaluation, and a later call with the same out_dir resumes from it.
     """
-    device = resolve_device(cfg.device)
+    device = io.resolve_device(cfg.device)
     task = cfg.task_config()
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model_config()).to(device)
@@ -372,7 +371,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
                                                                 declared_share=cfg.declared_share), 4)
             if stage.noise:  # the noised task itself, beside the clean text above
                 rec["acc_noise_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 10_000, device,
-                                                                noise_width=cfg.noise_width), 4)
+                                                                noise_width=cfg.noise_width,
+                                                                noise_positions=cfg.vision.noise_positions), 4)
             main = rec["acc_two_hop"]
             if cfg.declared_share > 0:  # the shortcut dial: "ID" is the training distribution, not shuffled prompts
                 rec["acc_train_two_hop"] = main = round(quick_accuracy(

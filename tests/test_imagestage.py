@@ -112,3 +112,14 @@ def test_object_tokens_run_end_to_end_and_reload(tmp_path, monkeypatch):
     assert vision.tokens == "objects"
     with pytest.raises(ValueError, match="trains on text only"):
         image_recipe_config("text_matched", 0, init_from="x", image_tokens="objects")
+
+
+def test_noise_positions_name_the_run_and_need_a_noise_recipe():
+    cfg = image_recipe_config("noise_text_matched", 0, init_from="x", image_steps=40, mix_steps=4,
+                              noise_positions="context")
+    assert cfg.vision.noise_positions == "context" and cfg.to_dict()["vision"]["noise_positions"] == "context"
+    assert image_recipe_tag("noise_text_matched", 0, "project_cnn_grid", 4096, 4000, "s0_lp",
+                            noise_positions="context") == "noise_text_matched_cpu_s0_img4000_ctxnoise_from_s0_lp"
+    with pytest.raises(ValueError, match="has no noise"):
+        image_recipe_config("replay", 0, init_from="x", noise_positions="context")
+    assert "noise_positions" not in image_recipe_config("noise_text_matched", 0, init_from="x").to_dict()["vision"]

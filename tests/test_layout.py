@@ -48,7 +48,7 @@ MAX_LINES = 400
 FLOORS = {
     "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
-    "vision.multimodal": 5, "vision.pretrain": 5, "vision.featurepool": 5.5, "train": 6, "recipes": 7, "migrate": 7,
+    "vision.multimodal": 5, "vision.pretrain": 5, "vision.grounding": 5.5, "vision.featurepool": 5.5, "train": 6, "recipes": 7, "migrate": 7,
     "imagestage": 7.5, "headline": 7.75, "expand": 7, "settings": 6.5,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
     "interp.results": 9, "interp.runs": 10, "interp": 10,

@@ -12,7 +12,8 @@ from bindlib import io, profiles, recipes as regimes
 from bindlib.vision.encoders import random_cnn
 from bindlib.model import ModelConfig, Transformer
 from bindlib.task import IMG
-from bindlib.vision.multimodal import (ImageAdapter, Vision, add_noise, grounding_loss, image_token_count,
+from bindlib.vision.grounding import grounding_loss
+from bindlib.vision.multimodal import (ImageAdapter, Vision, add_noise, image_token_count,
                                 load_image_model, relayout_context, save_adapter)
 from bindlib.vision.render import RenderConfig, patch_grid, render_batch
 from bindlib.task import NOISE, TaskConfig, answer_from_tokens, sample_batch
@@ -340,8 +341,17 @@ def test_context_positions_keep_the_text_positions_after_the_image():
         n2 = 2 * int(text.n_objects[b])
         block = img.position_ids[b, 1:50]
         assert int(block.min()) == 1 and int(block.max()) == n2 and bool((block.diff() >= 0).all())
-    with pytest.raises(ValueError, match="'context' for image mode only"):
-        relayout_context(text, 49, "noise", positions="context")
+    # noise with context positions: the real tokens keep their order inside the text context's position range,
+    # and the association lines and the query keep their text positions
+    noised = add_noise(text, 49, seed=4, positions="context")
+    for b in range(6):
+        q_text, q_noise = int(text.query_pos[b]), int(noised.query_pos[b])
+        assert int(noised.position_ids[b, q_noise]) == int(text.position_ids[b, q_text])
+        n2 = 2 * int(text.n_objects[b])
+        real = noised.position_ids[b, 1:50][noised.tokens[b, 1:50] != NOISE]
+        assert len(real) == n2 and int(real.min()) >= 1 and int(real.max()) <= n2 and bool((real.diff() >= 0).all())
+    with pytest.raises(ValueError, match="positions 'middle'"):
+        relayout_context(text, 49, "noise", positions="middle")
 
 
 # ---------------------------------------------------------------- object tokens (the short image layout)

@@ -17,7 +17,8 @@ import torch
 import bindlib.train as T
 from bindlib import io
 from bindlib.io import CheckpointError
-from bindlib.train import Stage, TrainConfig, lr_at, resolve_device, train
+from bindlib.io import resolve_device
+from bindlib.train import Stage, TrainConfig, lr_at, train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = dict(n_layers=2, d_model=32, n_heads=2, d_ff=64)

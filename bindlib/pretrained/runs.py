@@ -59,7 +59,7 @@ def cmd_pretrained(args, argv) -> int:
     if not (args.remote or args.tiny):
         for mspec in (spec.llm, spec.vlm):  # fail before any work if a model cannot be had
             snapshot(mspec, allow_download=not args.no_download)
-        from ..train import resolve_device
+        from ..io import resolve_device
 
         resolve_device(args.device)
     record = run_pair(args.pair, device=args.device, remote=args.remote, api_key=args.ndif_key,

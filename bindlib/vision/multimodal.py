@@ -1,4 +1,4 @@
-"""The image-tokenized task, noise augmentation and feature grounding.
+"""The image-tokenized task and noise augmentation (feature grounding: vision.grounding).
 
 Both variants rewrite the *context* of a text prompt (``c1 s1 ... cN sN``, 2N tokens after BOS)
 into a block of ``width`` tokens and shift everything after it:
@@ -9,13 +9,6 @@ into a block of ``width`` tokens and shift everything after it:
   NOISE tokens. Noise tokens take position ids (so distances between real tokens vary) but carry
   a False key mask, so no query attends to them, and they carry no loss.
 
-Feature grounding (the image stage's auxiliary task; its form in the paper is unknown, so this
-is our choice) works in both directions through the language model's own residual stream:
-
-- *region -> words*: the final residual averaged over an object's patches, read through the
-  unembedding, must name the object's colour and its shape (half the probability mass on each);
-- *word -> region*: a colour or shape word's embedding, mapped by a trainable query matrix, scores
-  every patch's final residual; a softmax over patches must put its mass on that object's patches.
 """
 from __future__ import annotations
 
@@ -56,6 +49,9 @@ class VisionConfig:
     image_tokens: str = field(default="all", metadata={
         "choices": IMAGE_TOKENS, "help": "which patches become tokens: all of them, or only those an object covers "
                                          "(each keeps its position id; a shorter, faster sequence)"})
+    noise_positions: str = field(default="sequence", metadata={
+        "choices": IMAGE_POSITIONS, "help": "position ids of a noised text context: their sequence places, or "
+                                            "the text context's (everything after the block keeps its text positions)"})
 
     def __post_init__(self):
         if self.encoder is not None and self.encoder not in encoders.ENCODERS:
@@ -64,16 +60,18 @@ class VisionConfig:
             raise ValueError(f"unknown profile {self.profile!r}: allowed {tuple(VISION)}.")
         if self.noise_width is not None and self.noise_width < 1:
             raise ValueError(f"noise_width={self.noise_width} must be >= 1.")
-        if self.image_positions not in IMAGE_POSITIONS:
-            raise ValueError(f"image_positions {self.image_positions!r}: allowed {IMAGE_POSITIONS}.")
+        for name in ("image_positions", "noise_positions"):
+            if getattr(self, name) not in IMAGE_POSITIONS:
+                raise ValueError(f"{name} {getattr(self, name)!r}: allowed {IMAGE_POSITIONS}.")
         if self.image_tokens not in IMAGE_TOKENS:
             raise ValueError(f"image_tokens {self.image_tokens!r}: allowed {IMAGE_TOKENS}.")
 
     def to_dict(self) -> dict:
         """Only what is set (pool fields when a pool is used), so earlier runs' saved configs compare equal."""
         d = {k: v for k, v in asdict(self).items() if v is not None}
-        if d["image_positions"] == "sequence":
-            d.pop("image_positions")
+        for name in ("image_positions", "noise_positions"):
+            if d[name] == "sequence":
+                d.pop(name)
         if d["image_tokens"] == "all":
             d.pop("image_tokens")
         if not self.pool_size:
@@ -92,14 +90,14 @@ def relayout_context(batch: Batch, width: int, mode: str, generator: torch.Gener
 
     mode='noise': real tokens keep their order at random slots of the block, NOISE elsewhere.
     mode='image': the block is IMG tokens; object token positions become -1.
-    positions (image mode): 'sequence' numbers every token by its place in the sequence; 'context' spreads
-    the image block over the position ids of the 2N context tokens it replaces, so everything after it
-    keeps the position ids of the text prompt (for learned absolute positions, chapter 4).
+    positions: 'sequence' numbers every token by its place in the sequence; 'context' spreads the
+    block (image or noise) over the position ids of the 2N context tokens it replaces, so everything after
+    it keeps the position ids of the text prompt (for learned absolute positions, chapter 4).
     """
     if mode not in ("noise", "image"):
         raise ValueError(f"unknown mode {mode!r}: allowed 'noise' and 'image'.")
-    if positions not in IMAGE_POSITIONS or (positions != "sequence" and mode != "image"):
-        raise ValueError(f"image positions {positions!r}: allowed {IMAGE_POSITIONS}, and 'context' for image mode only.")
+    if positions not in IMAGE_POSITIONS:
+        raise ValueError(f"positions {positions!r}: allowed {IMAGE_POSITIONS}.")
     if batch.meta.get("relayout"):
         raise ValueError(f"this batch was already re-laid out ({batch.meta['relayout']}); start from a text batch.")
     dev = batch.tokens.device
@@ -163,10 +161,11 @@ def relayout_context(batch: Batch, width: int, mode: str, generator: torch.Gener
     return out
 
 
-def add_noise(batch: Batch, width: int, seed: int | None = None) -> Batch:
-    """Insert unattendable NOISE tokens so that every context block is ``width`` tokens long."""
+def add_noise(batch: Batch, width: int, seed: int | None = None, positions: str = "sequence") -> Batch:
+    """Insert unattendable NOISE tokens so that every context block is ``width`` tokens long (``positions``:
+    how the block takes position ids, as for images in relayout_context)."""
     g = make_generator(seed, batch.tokens.device) if seed is not None else None
-    return relayout_context(batch, width, "noise", g)
+    return relayout_context(batch, width, "noise", g, positions=positions)
 
 
 # ---------------------------------------------------------------- image prompts
@@ -297,56 +296,6 @@ class ImageAdapter(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.proj(self.norm(feats))
-
-
-def grounding_loss(model, adapter: ImageAdapter, prompts: ImagePrompts, final_resid: torch.Tensor) -> dict:
-    """Both grounding directions from the final (post-LayerNorm) residual ``final_resid`` [B, L, D]."""
-    b = prompts.batch
-    T = prompts.features.shape[1]
-    h = final_resid[:, prompts.start:prompts.start + T].float()  # [B, T, D]
-    valid = b.colors >= 0  # [B, Nmax]
-    cover = prompts.object_patches.float()  # [B, Nmax, T]
-    region = (cover @ h) / cover.sum(-1, keepdim=True).clamp(min=1)  # mean residual over each object's patches
-    logp = model.unembed(region).float().log_softmax(-1)  # [B, Nmax, V]
-    colors, shapes = b.colors.clamp(min=0), b.shapes.clamp(min=0)
-    words = -(logp.gather(-1, colors[..., None]) + logp.gather(-1, shapes[..., None])).squeeze(-1) / 2
-    to_words = words[valid].mean()
-    to_region = 0.0
-    real = b.key_mask[:, None, prompts.start:prompts.start + T]  # [B, 1, T] False on padding (objects_only)
-    for ids in (colors, shapes):
-        q = adapter.ground_query(model.embed.tok(ids)).float()  # [B, Nmax, D]
-        scores = (q @ h.transpose(1, 2) / h.shape[-1] ** 0.5).masked_fill(~real, float("-inf"))  # [B, Nmax, T]
-        hit = torch.logsumexp(scores.masked_fill(~prompts.object_patches, float("-inf")), -1)
-        to_region = to_region + (torch.logsumexp(scores, -1) - hit)[valid].mean() / 2
-    return {"to_words": to_words, "to_region": to_region}
-
-
-@torch.no_grad()
-def grounding_accuracy(model, adapter: ImageAdapter, prompts: ImagePrompts) -> dict:
-    """How often the grounding readouts are right: word from region (colour, shape), region from word."""
-    captured = {}
-    handle = model.hook_resid_final.register_forward_hook(lambda m, i, o: captured.update(x=o))
-    try:
-        model(**prompts.model_inputs(adapter))
-    finally:
-        handle.remove()
-    b, h = prompts.batch, captured["x"].float()
-    T = prompts.features.shape[1]
-    h = h[:, prompts.start:prompts.start + T]
-    valid = b.colors >= 0
-    cover = prompts.object_patches.float()
-    region = (cover @ h) / cover.sum(-1, keepdim=True).clamp(min=1)
-    logits = model.unembed(region).float()
-    voc = b.vocab
-    col = logits[..., voc.color_offset:voc.color_offset + voc.n_colors].argmax(-1) + voc.color_offset
-    shp = logits[..., voc.shape_offset:voc.shape_offset + voc.n_shapes].argmax(-1) + voc.shape_offset
-    q = adapter.ground_query(model.embed.tok(b.colors.clamp(min=0))).float()
-    real = b.key_mask[:, None, prompts.start:prompts.start + T]
-    best = (q @ h.transpose(1, 2)).masked_fill(~real, float("-inf")).argmax(-1)  # [B, Nmax]
-    picked = prompts.object_patches.gather(-1, best[..., None]).squeeze(-1)
-    return {"color_from_region": (col == b.colors)[valid].float().mean().item(),
-            "shape_from_region": (shp == b.shapes)[valid].float().mean().item(),
-            "region_from_color": picked[valid].float().mean().item()}
 
 
 @torch.no_grad()
