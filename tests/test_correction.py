@@ -345,3 +345,19 @@ def test_object_token_runs_sit_beside_their_twins_and_stay_out_of_the_headline(r
                                                 "is 70.0%, against 80.0% for the same run with every patch a token. At the "
                                                 "routing layer it reads symbolic (mean BS +0.60).")
     assert C.object_token_table(results).loc["replay s0 (recipe (RoPE) model)", "text OOD"] == "80.0% → 70.0%"
+
+
+def test_context_noise_runs_are_noise_rows_and_stay_out_of_the_headline(results):
+    start = "text_only_cpu_s0_learnedpos"
+    name, rec = image_run("noise_text_matched", 0, start, ood=0.45, id_acc=0.98)
+    name = name.replace("_from_", "_ctxnoise_from_")
+    rec = {**rec, "train_config": {"vision": {"noise_positions": "context"}},
+           "history": [{"step": 4400, "acc_noise_two_hop": 0.97}]}
+    write(results, name, rec)
+    assert all(r["recipe"] != "noise_text_matched" for r, *_ in L.learned_runs(results))
+    [row] = [n for n in K.noise_rows(results) if n["noise_positions"] == "context"]
+    assert row["base"] == "text_matched" and row["base_ood"] == 0.30 and row["noised"] == 0.97
+    assert "noise_text_matched s0 (context positions)" in list(K.noise_table(results)["run"])
+    sentence = K.context_noise_sentence(results)
+    assert "answers 97.0% of noised prompts and 98.0% of clean ID prompts (1 of 1 runs meet" in sentence
+    assert "OOD is 45.0% ± 0.0%, against 30.0% ± 0.0% for text_matched" in sentence and "37.2% without noise (paper)" in sentence

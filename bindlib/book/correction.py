@@ -287,16 +287,18 @@ def noise_rows(results_dir=None) -> list[dict]:
     """What noise at the table's budget does, run by run: the noised task (last logged accuracy on noised
     prompts), clean ID, image ID, OOD, the same start's run without noise (numbering image tokens the same
     way) and, where the text target is missed, the weakest ID length."""
-    runs = L.load_image_runs(results_dir)
+    runs = L.load_image_runs(results_dir, noise=None)
     base = {(r["recipe"], Path(r["init_from"]).name, L.image_positions(r)): r for r in runs}
     lo, hi = TaskConfig().id_range
     rows = []
     for r in sorted((r for r in runs if r["recipe"] in NOISE_BASE),
-                    key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]), r["seed"])):
+                    key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]), L.noise_positions(r),
+                                   r["seed"])):
         without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name, L.image_positions(r)))
         by_n = {int(n): a for n, a in (r.get("accuracy_by_n") or {}).items() if lo <= int(n) <= hi}
         weakest = min(by_n, key=by_n.get) if by_n and not r.get("meets_targets") else None
         rows.append({"start": L.start_label(r), "recipe": r["recipe"], "seed": r["seed"],
+                     "noise_positions": L.noise_positions(r),
                      "noised": next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or [])
                                      if "acc_noise_two_hop" in h), None),
                      "clean_id": r["id_accuracy"], "image_id": r.get("image_id_accuracy"), "ood": r["ood_accuracy"],
@@ -308,7 +310,9 @@ def noise_rows(results_dir=None) -> list[dict]:
 
 def noise_table(results_dir=None) -> pd.DataFrame:
     """``noise_rows`` as chapter 4 shows them: one row per noise run."""
-    return table([{"text model": n["start"], "run": f"{n['recipe']} s{n['seed']}", "noised prompts": pct(n["noised"]),
+    return table([{"text model": n["start"], "run": f"{n['recipe']} s{n['seed']}"
+                   + (f" ({n['noise_positions']} positions)" if n["noise_positions"] != "sequence" else ""),
+                   "noised prompts": pct(n["noised"]),
                    "clean ID": pct(n["clean_id"]), "image ID": pct(n["image_id"]) if n["image_id"] is not None else "-",
                    "OOD": pct(n["ood"]), "OOD without noise": pct(n["base_ood"]) if n["base_ood"] is not None else "-",
                    "targets": "met" if n["meets_targets"] else "missed" + (
@@ -332,3 +336,26 @@ def noise_sentence(results_dir=None) -> str:
                                                       if n["weakest"] else "")
         parts.append(text)
     return "With noise tokens in the text: " + "; ".join(parts) + "."
+
+
+
+def context_noise_sentence(results_dir=None) -> str:
+    """The learned-position noise follow-up: noise_text_matched with noise tokens at the text context's
+    positions, against text_matched from the same starts, with the paper's numbers beside them."""
+    rows = [n for n in noise_rows(results_dir) if n["noise_positions"] == "context" and n["start"] == STARTS["_learnedpos"]]
+    if not rows:
+        return "No learned-position noise run with context positions yet."
+    met = [n for n in rows if n["meets_targets"]]
+    ood, base = mean_sd(n["ood"] for n in rows), mean_sd(n["base_ood"] for n in rows)
+    seeds = ", ".join(str(n["seed"]) for n in rows)
+    return (f"With noise tokens numbered by the text context's positions, noise_text_matched from the learned-position "
+            f"models (seeds {seeds}) answers {pct(mean_sd(n['noised'] for n in rows)[0])} of noised prompts and "
+            f"{pct(mean_sd(n['clean_id'] for n in rows)[0])} of clean ID prompts ({len(met)} of {len(rows)} runs meet "
+            f"the text target). Its clean text OOD is {pct(ood[0])} ± {pct(ood[1])}, against {pct(base[0])} ± "
+            f"{pct(base[1])} for text_matched from the same starts. The paper reports {pct(paper('text_only'))} "
+            f"without noise ({OOD_ACCURACY['text_only']['source']}) and {pct(paper('noise_text'))} with it "
+            f"({OOD_ACCURACY['noise_text']['source']}).")
+
+
+def paper(regime: str) -> float:
+    return OOD_ACCURACY[regime]["value"]

@@ -50,6 +50,11 @@ def image_tokens(record: dict) -> str:
     return ((record.get("train_config") or {}).get("vision") or {}).get("image_tokens", "all")
 
 
+def noise_positions(record: dict) -> str:
+    """How an image-stage run numbered its noised text contexts (vision.multimodal.IMAGE_POSITIONS)."""
+    return ((record.get("train_config") or {}).get("vision") or {}).get("noise_positions", "sequence")
+
+
 def start_label(record: dict) -> str:
     """The chapters' name for the text model an image-stage run continued."""
     suffix = start_suffix(record)
@@ -122,11 +127,14 @@ def train_id_accuracy(record: dict) -> float | None:
     return record.get("id_accuracy")
 
 
-def load_image_runs(results_dir=None, tokens: str | None = "all") -> list[dict]:
+def load_image_runs(results_dir=None, tokens: str | None = "all", noise: str | None = "sequence") -> list[dict]:
     """Every image-stage run at the table's budget (``imagestage_*_img4000*.json``) whose image prompts had
-    ``tokens`` (every patch by default: the headline's runs; "objects": the fast path's; None: both)."""
+    ``tokens`` and whose noised text took ``noise`` positions. The defaults are the headline's runs (every
+    patch a token, noise at sequence positions); "objects" the fast path's, "context" the learned-position
+    noise follow-up's; None takes either."""
     runs = io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
-    return [r for r in runs if tokens is None or image_tokens(r) == tokens]
+    return [r for r in runs if (tokens is None or image_tokens(r) == tokens)
+            and (noise is None or noise_positions(r) == noise)]
 
 
 def learned_runs(results_dir=None, recipes=None):
