@@ -359,5 +359,5 @@ def test_context_noise_runs_are_noise_rows_and_stay_out_of_the_headline(results)
     assert row["base"] == "text_matched" and row["base_ood"] == 0.30 and row["noised"] == 0.97
     assert "noise_text_matched s0 (context positions)" in list(K.noise_table(results)["run"])
     sentence = K.context_noise_sentence(results)
-    assert "answers 97.0% of noised prompts and 98.0% of clean ID prompts (1 of 1 runs meet" in sentence
+    assert "(seed 0) answers 97.0% of noised prompts and 98.0% of clean ID prompts (1 of 1 run meets" in sentence
     assert "OOD is 45.0% ± 0.0%, against 30.0% ± 0.0% for text_matched" in sentence and "37.2% without noise (paper)" in sentence

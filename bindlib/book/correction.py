@@ -347,11 +347,11 @@ def context_noise_sentence(results_dir=None) -> str:
         return "No learned-position noise run with context positions yet."
     met = [n for n in rows if n["meets_targets"]]
     ood, base = mean_sd(n["ood"] for n in rows), mean_sd(n["base_ood"] for n in rows)
-    seeds = ", ".join(str(n["seed"]) for n in rows)
+    seeds = f"seed{'s' if len(rows) > 1 else ''} " + ", ".join(str(n["seed"]) for n in rows)
     return (f"With noise tokens numbered by the text context's positions, noise_text_matched from the learned-position "
-            f"models (seeds {seeds}) answers {pct(mean_sd(n['noised'] for n in rows)[0])} of noised prompts and "
-            f"{pct(mean_sd(n['clean_id'] for n in rows)[0])} of clean ID prompts ({len(met)} of {len(rows)} runs meet "
-            f"the text target). Its clean text OOD is {pct(ood[0])} ± {pct(ood[1])}, against {pct(base[0])} ± "
+            f"models ({seeds}) answers {pct(mean_sd(n['noised'] for n in rows)[0])} of noised prompts and "
+            f"{pct(mean_sd(n['clean_id'] for n in rows)[0])} of clean ID prompts ({len(met)} of {len(rows)} "
+            f"run{'s' if len(rows) > 1 else ''} meet{'' if len(rows) > 1 else 's'} the text target). Its clean text OOD is {pct(ood[0])} ± {pct(ood[1])}, against {pct(base[0])} ± "
             f"{pct(base[1])} for text_matched from the same starts. The paper reports {pct(paper('text_only'))} "
             f"without noise ({OOD_ACCURACY['text_only']['source']}) and {pct(paper('noise_text'))} with it "
             f"({OOD_ACCURACY['noise_text']['source']}).")
