@@ -207,13 +207,17 @@ def object_token_rows(results_dir=None) -> list[dict]:
     """Each object-token run at the table's budget beside the run that differs only in having every patch
     as a token (same recipe, start, seed and encoder): image ID, text ID and OOD, and BS at the routing layer."""
     root = D._dir(results_dir)
-    full = {(r["recipe"], r.get("encoder"), Path(r["init_from"]).name, r["seed"], L.image_positions(r)): r
-            for r in L.load_image_runs(results_dir)}
+    runs = L.load_image_runs(results_dir, tokens=None)
+
+    def twin_key(r):
+        return r["recipe"], r.get("encoder"), Path(r["init_from"]).name, r["seed"], L.vision_config(r).image_positions
+
+    full = {twin_key(r): r for r in runs if L.vision_config(r).image_tokens == "all"}
     rows = []
-    for r in sorted(L.load_image_runs(results_dir, tokens="objects"), key=lambda r: (L.start_suffix(r), r["seed"])):
-        key = (r["recipe"], r.get("encoder"), Path(r["init_from"]).name, r["seed"], L.image_positions(r))
+    short = [r for r in runs if L.vision_config(r).image_tokens == "objects"]
+    for r in sorted(short, key=lambda r: (L.start_suffix(r), r["seed"])):
         pair = {}
-        for tokens, run in (("objects", r), ("all", full.get(key))):
+        for tokens, run in (("objects", r), ("all", full.get(twin_key(r)))):
             if run is not None:
                 pair[tokens] = {"image_id": run["image_id_accuracy"], "text_id": L.train_id_accuracy(run),
                                 "ood": run["ood_accuracy"], "meets_targets": bool(run.get("meets_targets")),
@@ -241,6 +245,7 @@ def object_token_sentence(results_dir=None) -> str:
     met = [r for r in rows if r["objects"]["meets_targets"]]
     paired = [r for r in rows if "all" in r]
     ood = mean_sd([r["objects"]["ood"] for r in rows])
+
     def spread(m_sd, n):
         return pct(m_sd[0]) + (f" ± {pct(m_sd[1])}" if n > 1 else "")
 

@@ -263,7 +263,7 @@ def image_curve_rows(results_dir=None) -> list[dict]:
     for r in L.load_image_runs(results_dir):
         if r["recipe"] not in L.IMAGE_ONLY_RECIPES:
             continue
-        label = (f"{L.start_label(r)}, {L.image_positions(r)} positions"
+        label = (f"{L.start_label(r)}, {L.vision_config(r).image_positions} positions"
                  + (", + shape -> item" if r["recipe"] in L.SUB_RECIPES else ""))
         for h in r.get("history") or []:
             if h.get("acc_image_two_hop") is not None:
@@ -288,17 +288,17 @@ def noise_rows(results_dir=None) -> list[dict]:
     prompts), clean ID, image ID, OOD, the same start's run without noise (numbering image tokens the same
     way) and, where the text target is missed, the weakest ID length."""
     runs = L.load_image_runs(results_dir, noise=None)
-    base = {(r["recipe"], Path(r["init_from"]).name, L.image_positions(r)): r for r in runs}
+    base = {(r["recipe"], Path(r["init_from"]).name, L.vision_config(r).image_positions): r for r in runs}
     lo, hi = TaskConfig().id_range
     rows = []
     for r in sorted((r for r in runs if r["recipe"] in NOISE_BASE),
-                    key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]), L.noise_positions(r),
-                                   r["seed"])):
-        without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name, L.image_positions(r)))
+                    key=lambda r: (L.start_suffix(r), list(NOISE_BASE).index(r["recipe"]),
+                                   L.vision_config(r).noise_positions, r["seed"])):
+        without = base.get((NOISE_BASE[r["recipe"]], Path(r["init_from"]).name, L.vision_config(r).image_positions))
         by_n = {int(n): a for n, a in (r.get("accuracy_by_n") or {}).items() if lo <= int(n) <= hi}
         weakest = min(by_n, key=by_n.get) if by_n and not r.get("meets_targets") else None
         rows.append({"start": L.start_label(r), "recipe": r["recipe"], "seed": r["seed"],
-                     "noise_positions": L.noise_positions(r),
+                     "noise_positions": L.vision_config(r).noise_positions,
                      "noised": next((h["acc_noise_two_hop"] for h in reversed(r.get("history") or [])
                                      if "acc_noise_two_hop" in h), None),
                      "clean_id": r["id_accuracy"], "image_id": r.get("image_id_accuracy"), "ood": r["ood_accuracy"],
@@ -338,7 +338,6 @@ def noise_sentence(results_dir=None) -> str:
     return "With noise tokens in the text: " + "; ".join(parts) + "."
 
 
-
 def context_noise_sentence(results_dir=None) -> str:
     """The learned-position noise follow-up: noise_text_matched with noise tokens at the text context's
     positions, against text_matched from the same starts, with the paper's numbers beside them."""
@@ -351,7 +350,8 @@ def context_noise_sentence(results_dir=None) -> str:
     return (f"With noise tokens numbered by the text context's positions, noise_text_matched from the learned-position "
             f"models ({seeds}) answers {pct(mean_sd(n['noised'] for n in rows)[0])} of noised prompts and "
             f"{pct(mean_sd(n['clean_id'] for n in rows)[0])} of clean ID prompts ({len(met)} of {len(rows)} "
-            f"run{'s' if len(rows) > 1 else ''} meet{'' if len(rows) > 1 else 's'} the text target). Its clean text OOD is {pct(ood[0])} ± {pct(ood[1])}, against {pct(base[0])} ± "
+            f"run{'s' if len(rows) > 1 else ''} meet{'' if len(rows) > 1 else 's'} the text target). Its clean text "
+            f"OOD is {pct(ood[0])} ± {pct(ood[1])}, against {pct(base[0])} ± "
             f"{pct(base[1])} for text_matched from the same starts. The paper reports {pct(paper('text_only'))} "
             f"without noise ({OOD_ACCURACY['text_only']['source']}) and {pct(paper('noise_text'))} with it "
             f"({OOD_ACCURACY['noise_text']['source']}).")

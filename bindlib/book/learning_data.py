@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import io
+from ..model import typed
+from ..vision.multimodal import VisionConfig
 from .control_data import PROFILE, _dir, _n_seeds, _read, mean, mechanism, routing
 
 
@@ -40,19 +42,10 @@ def start_suffix(record: dict) -> str:
     return name[len(f"text_only_{PROFILE}_s{record['seed']}"):]
 
 
-def image_positions(record: dict) -> str:
-    """How an image-stage run numbered its image tokens (vision.multimodal.IMAGE_POSITIONS)."""
-    return ((record.get("train_config") or {}).get("vision") or {}).get("image_positions", "sequence")
-
-
-def image_tokens(record: dict) -> str:
-    """Which patches an image-stage run made tokens (vision.multimodal.IMAGE_TOKENS): "all" or "objects"."""
-    return ((record.get("train_config") or {}).get("vision") or {}).get("image_tokens", "all")
-
-
-def noise_positions(record: dict) -> str:
-    """How an image-stage run numbered its noised text contexts (vision.multimodal.IMAGE_POSITIONS)."""
-    return ((record.get("train_config") or {}).get("vision") or {}).get("noise_positions", "sequence")
+def vision_config(record: dict) -> VisionConfig:
+    """The vision settings a run trained with (how it numbered image and noise tokens, which patches were
+    tokens, ...), each at VisionConfig's default where the record predates it."""
+    return typed(VisionConfig, (record.get("train_config") or {}).get("vision") or {})
 
 
 def start_label(record: dict) -> str:
@@ -79,7 +72,7 @@ def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
                      "id_accuracy": train_id_accuracy(r), "ood_accuracy": r["ood_accuracy"], "targets": t,
                      "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
                      and train_id_accuracy(r) >= t["id_accuracy"], "init_from": r.get("init_from"),
-                     "image_positions": image_positions(r), "image_tokens": image_tokens(r)})
+                     "image_positions": vision_config(r).image_positions, "image_tokens": vision_config(r).image_tokens})
     return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_positions"], x["image_tokens"],
                                        x["image_steps"], x["seed"]))
 
@@ -133,8 +126,8 @@ def load_image_runs(results_dir=None, tokens: str | None = "all", noise: str | N
     patch a token, noise at sequence positions); "objects" the fast path's, "context" the learned-position
     noise follow-up's; None takes either."""
     runs = io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
-    return [r for r in runs if (tokens is None or image_tokens(r) == tokens)
-            and (noise is None or noise_positions(r) == noise)]
+    return [r for r in runs if (tokens is None or vision_config(r).image_tokens == tokens)
+            and (noise is None or vision_config(r).noise_positions == noise)]
 
 
 def learned_runs(results_dir=None, recipes=None):
@@ -164,7 +157,7 @@ def headline_rows(results_dir=None) -> list[dict]:
         cells.setdefault((suffix, RECIPE_REGIME[r["recipe"]]), {})[r["seed"]] = {
             **{k: r.get(k) for k in ("ood_accuracy", "image_id_accuracy", "accuracy_by_n")},
             "id_accuracy": train_id_accuracy(r), "recipe": r["recipe"],
-            "image_positions": image_positions(r) if r.get("image_id_accuracy") is not None else None}
+            "image_positions": vision_config(r).image_positions if r.get("image_id_accuracy") is not None else None}
     order, out = list(STARTS), []
     for key in sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), REGIME_ORDER.index(k[1]))):
         suffix, regime = key

@@ -51,7 +51,7 @@ class FeaturePool:
     key: str
     seed: int
     positions: str = "sequence"  # the image tokens' position ids (vision.multimodal.relayout_context)
-    tokens: str = "all"  # which patches are tokens ("objects": vision.multimodal.ImagePrompts.objects_only)
+    tokens: str = "all"  # which patches are tokens (vision.multimodal.ImagePrompts.with_tokens)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -87,9 +87,8 @@ class FeaturePool:
                           {"split": "id", "n_range": tuple(task.id_range), "association_order": "shuffled"})
         T = self.features.shape[1]
         img = relayout_context(b, T, "image", positions=self.positions).to(device)
-        prompts = ImagePrompts(img, self.features[idx].to(device, torch.float32), self.object_patches[idx].to(device),
-                               _context_start(b))
-        return prompts.objects_only() if self.tokens == "objects" else prompts
+        return ImagePrompts(img, self.features[idx].to(device, torch.float32), self.object_patches[idx].to(device),
+                            _context_start(b)).with_tokens(self.tokens)
 
     def step_prompts(self, task, stage, step: int, batch_size: int, seed: int, device="cpu"):
         """The image prompts of training step ``step`` (a stage asking for other N than the pool's fails)."""

@@ -8,7 +8,6 @@ into a block of ``width`` tokens and shift everything after it:
 - **noise**: the 2N real tokens are scattered, in order, over the block, and the rest of it is
   NOISE tokens. Noise tokens take position ids (so distances between real tokens vary) but carry
   a False key mask, so no query attends to them, and they carry no loss.
-
 """
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ import torch.nn as nn
 
 from .. import io
 from ..io import CheckpointError, atomic_write, load_checkpoint, read_verified, sha256_bytes
+from ..model import typed
 from ..profiles import VISION, image_token_count  # noqa: F401 (image_token_count is re-exported)
 from ..task import IMG, NOISE, PAD, Batch, make_generator, sample_batch
 from . import encoders
@@ -230,6 +230,10 @@ class ImagePrompts:
         obj = self.object_patches.gather(2, order[:, None, :].expand(-1, self.object_patches.shape[1], -1)) & real[:, None]
         return ImagePrompts(batch, feats, obj, s)
 
+    def with_tokens(self, image_tokens: str) -> "ImagePrompts":
+        """These prompts with the image tokens ``image_tokens`` asks for (IMAGE_TOKENS; VisionConfig checks it)."""
+        return self.objects_only() if image_tokens == "objects" else self
+
     def patch_positions(self, obj: torch.Tensor) -> torch.Tensor:
         """[B, L] bool: the sequence positions of object ``obj[b]``'s patches."""
         B, L = self.batch.tokens.shape
@@ -277,8 +281,7 @@ class Vision:
                 obj[i, k, torch.as_tensor(patches)] = True
         img_batch = relayout_context(batch, self.n_tokens, "image", positions=self.positions)
         self.seconds += time.time() - t0
-        prompts = ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch))
-        return prompts.objects_only() if self.tokens == "objects" else prompts
+        return ImagePrompts(img_batch, feats.to(dev), obj.to(dev), _context_start(batch)).with_tokens(self.tokens)
 
 
 # ---------------------------------------------------------------- trainable parts
@@ -335,9 +338,8 @@ def load_image_model(path, device="cpu"):
     blob = read_verified(Path(path) / entry["file"], entry["sha256"], Path(path) / "model.json", "rerun the regime")
     adapter = ImageAdapter(entry["enc_dim"], entry["d_model"])
     adapter.load_state_dict(st_load(blob))
-    saved = (meta.get("train_config") or {}).get("vision") or {}
-    vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"), saved.get("image_positions", "sequence"),
-                                saved.get("image_tokens", "all"))
+    saved = typed(VisionConfig, (meta.get("train_config") or {}).get("vision") or {})
+    vision = Vision.for_profile(meta["encoder"], meta.get("profile", "cpu"), saved.image_positions, saved.image_tokens)
     want = (meta.get("encoder_id"), meta.get("encoder_dim"))
     if want != (vision.encoder.weights_id, vision.dim):
         raise CheckpointError(f"{io.relpath(path)} was trained with encoder {meta['encoder']!r} = {want[0]} (dim {want[1]}), "
