@@ -63,7 +63,7 @@ def test_nothing_measured_says_so(tmp_path):
     assert "not measured" in C.positive_control_sentence(tmp_path)
     assert "No neutral" in K.neutral_sentence(tmp_path) and "No image-stage" in C.lever_sentence(tmp_path)
     claims = D.control_claims(tmp_path)
-    assert [v for _, _, v in claims] == ["not measured", "not measured"]
+    assert [v for _, _, v in claims] == ["not measured"] * 3
     assert len(C.rebind_table(tmp_path)) == 0 and len(C.learned_positions_controls_table(tmp_path)) == 0
 
 
@@ -206,10 +206,13 @@ def test_ceiling_and_throughput_tables(tmp_path):
 def test_scoreboard_has_the_control_rows(tmp_path):
     ordered(tmp_path, seeds=(0,))
     write(tmp_path, "curve_direct_s0.json", curve(2000, 0.26))
+    write(tmp_path, "interchange_text_only_cpu_s0_steps8x_hopw0.json",
+          interchange(0, "_steps8x_hopw0", 2, 0.0, 1.0, 0.02, rebind=1.0))
+    write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", training(0, 0.996, 0.95, 0.0))
     board = F.scoreboard(results_dir=tmp_path)
     controls = board[board["whose"] == "control"]
-    assert len(controls) == 2 and set(controls["verdict"]) == {"holds"}
-    assert "2 of 2 controls hold" in F.verdict_counts(board)
+    assert len(controls) == 3 and set(controls["verdict"]) == {"holds"}
+    assert "3 of 3 controls hold" in F.verdict_counts(board)
     missing = C.missing_table(tmp_path)
     assert "1 of 3" in missing.loc["3 seeds of the ordered-format positive control"].iloc[0]
 

@@ -101,3 +101,10 @@ def test_book_tables_show_long_cells_whole_in_html():
     long = "a claim of more than fifty characters, which pandas would cut short with an ellipsis"
     t = F.table([{"claim": long, "verdict": "holds"}], index="verdict")
     assert long in t._repr_html_() and long in t.reset_index()._repr_html_()
+
+
+def test_table_headers_break_after_underscores_and_cells_stay_whole():
+    html = F.table([{"regime": "noise_half_replay", "text_OOD": "97.2%"}], index="regime")._repr_html_()
+    assert "<th>noise_<wbr>half_<wbr>replay</th>" in html and "text_<wbr>OOD" in html
+    assert F.breakable_headers('<td>a_b</td><th class="x">c_d</th>') == '<td>a_b</td><th class="x">c_d</th>'.replace(
+        "c_d", "c_<wbr>d")

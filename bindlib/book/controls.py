@@ -291,6 +291,8 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
          "; ".join(f"{c['n_layers']} layers, {c['steps']:,} steps: final two-hop {pct(c['final_two_hop'])}"
                    for c in D.neutral(results_dir, deeper=True)) or "none committed"),
         (f"{seeds_wanted} seeds of the ordered-format positive control", f"{len(pc['rows'])} of {seeds_wanted}"),
+        (f"{seeds_wanted} seeds without deep supervision (hop_weight = 0, stages x8), each with interchange",
+         f"{len(D.arm_rows(D.NO_DEEP_SUPERVISION, results_dir))} of {seeds_wanted}"),
         (f"{seeds_wanted} seeds of each aid-ablation variant ({D.ABLATION_BUDGET:,} steps)",
          ", ".join(f"{v} {sum(r['variant'] == v for r in ablation)}" for v in D.ABLATION_VARIANTS)),
     ]

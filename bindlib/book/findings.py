@@ -9,6 +9,7 @@ Verdict words used throughout: "reproduced", "not reproduced", "partly", "not me
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import textwrap
 
@@ -62,7 +63,16 @@ class Table(pd.DataFrame):
 
     def _repr_html_(self):
         with pd.option_context("display.max_colwidth", None):
-            return super()._repr_html_()
+            return breakable_headers(super()._repr_html_())
+
+
+_HEADER = re.compile(r"(<th\b[^>]*>)(.*?)(</th>)", re.S)
+
+
+def breakable_headers(html: str) -> str:
+    """``html`` with a line-break opportunity (``<wbr>``) after every underscore in its header cells, so a
+    long identifier (noise_half_replay) wraps between its words instead of mid-word or past the column."""
+    return _HEADER.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>") + m[3], html)
 
 
 def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:

@@ -1,0 +1,158 @@
+"""The recipe without deep supervision, every stage eight times as long: issue 9's ``hop_weight = 0`` arm.
+
+At the recipe's own budget (5,000 steps) no seed composes the hops without deep supervision (chapter 2's
+aid ablation). These runs give the same curriculum eight times the steps, with nothing that asks for the
+intermediate hop, and early stop in the last stage as the recipe has:
+``python -m bindlib train --hop-weight 0 --steps-scale 8 --seed S`` (files ``*_steps8x_hopw0``).
+
+    training_runs()       per seed: its curve, where it left the plateau (step and stage), ID and OOD
+    curve_chart()         chapter 2: two-hop ID accuracy against step, per seed, with the stage boundaries
+    training_sentence()   chapter 2: whether, when and in which stage the plateau broke
+    arm_table()           chapter 5: the routing layer's reading per seed, beside the recipe's
+    arm_sentence()        chapter 5: what the instrument reads on models trained without the loss
+"""
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import pandas as pd
+
+from ..task import TaskConfig
+from . import control_data as D
+from .findings import pct, signed, table
+from .plots import HEIGHT, WIDTH
+from .text import state  # noqa: F401  (chapters show the sentences with state)
+
+SUFFIX = D.NO_DEEP_SUPERVISION
+COMMAND = "python -m bindlib train --hop-weight 0 --steps-scale 8 --seed S"
+
+
+def stage_bounds(train_config: dict) -> list[tuple[str, int, int]]:
+    """(stage, first step, last step) of each curriculum stage of a saved training config."""
+    out, start = [], 0
+    for s in train_config.get("stages", []):
+        out.append((s["name"], start + 1, start + s["steps"]))
+        start += s["steps"]
+    return out
+
+
+def left_plateau_at(history: list[dict], guess: float) -> int | None:
+    """The first evaluated step whose two-hop ID accuracy is more than ``D.PLATEAU_MARGIN`` above guessing."""
+    return next((h["step"] for h in history if h["acc_two_hop"] > guess + D.PLATEAU_MARGIN), None)
+
+
+def training_runs(results_dir=None) -> list[dict]:
+    """One dict per seed trained: seed, history, stages, chance, where it left the plateau (step, stage),
+    ID and OOD accuracy, steps run, steps to 99% and wall time."""
+    out = []
+    for f in sorted(D._dir(results_dir).glob(f"training_text_only_{D.PROFILE}_s*{SUFFIX}.json")):
+        rec = json.loads(f.read_text())
+        cfg = rec.get("train_config") or {}
+        guess = D.chance(TaskConfig(**(cfg.get("task") or {})))
+        stages = stage_bounds(cfg)
+        at = left_plateau_at(rec["history"], guess)
+        out.append({"seed": rec["seed"], "history": rec["history"], "stages": stages, "chance": guess,
+                    "left_at": at, "left_stage": next((n for n, a, b in stages if at is not None and a <= at <= b), None),
+                    "id_accuracy": rec["id_accuracy"], "ood_accuracy": rec["ood_accuracy"], "steps": rec["steps"],
+                    "steps_to_99": rec.get("steps_to_99"), "wall_seconds": rec["provenance"]["wall_seconds"]})
+    return sorted(out, key=lambda r: r["seed"])
+
+
+def curve_chart(results_dir=None, window: int = 500) -> alt.LayerChart:
+    """Two-hop ID accuracy against step (mean per ``window`` steps), one line per seed, guessing dashed and
+    the curriculum's stage boundaries as grey rules."""
+    runs = training_runs(results_dir)
+    rows = []
+    for r in runs:
+        bins: dict[int, list[float]] = {}
+        for h in r["history"]:
+            bins.setdefault(-(-h["step"] // window) * window, []).append(h["acc_two_hop"])
+        rows += [{"seed": str(r["seed"]), "step": s, "two-hop ID": round(D.mean(v), 4)} for s, v in sorted(bins.items())]
+    end = max((r["steps"] for r in runs), default=window)
+    lines = alt.Chart(alt.Data(values=rows), title=f"No deep supervision, stages x8: two-hop ID accuracy (mean per "
+                                                   f"{window:,} steps)").mark_line().encode(
+        x=alt.X("step:Q"), y=alt.Y("two-hop ID:Q", axis=alt.Axis(format="%")), color=alt.Color("seed:N"),
+        tooltip=["seed:N", "step:Q", alt.Tooltip("two-hop ID:Q", format=".1%")])
+    guess = runs[0]["chance"] if runs else D.chance()
+    rule = alt.Chart(alt.Data(values=[{"step": 0, "two-hop ID": guess}, {"step": end, "two-hop ID": guess}])).mark_line(
+        strokeDash=[6, 3], color="#555555").encode(x="step:Q", y="two-hop ID:Q")
+    bounds = [{"step": a - 1, "stage": n} for n, a, _ in (runs[0]["stages"] if runs else []) if a - 1 < end]
+    marks = alt.Chart(alt.Data(values=bounds))
+    stages = marks.mark_rule(color="#bbbbbb").encode(x="step:Q") + marks.mark_text(
+        align="left", dx=3, dy=-4, baseline="bottom", color="#777777", y=0).encode(x="step:Q", text="stage:N")
+    return alt.layer(stages, lines, rule).properties(width=WIDTH, height=HEIGHT)
+
+
+def _steps(values) -> str:
+    return ", ".join(f"{v:,}" for v in values)
+
+
+def training_sentence(results_dir=None) -> str:
+    runs = training_runs(results_dir)
+    if not runs:
+        return f"The arm without deep supervision ({COMMAND}) has not been trained yet."
+    left = [r for r in runs if r["left_at"] is not None]
+    reached = [r for r in runs if r["steps_to_99"] is not None]
+    out = (f"Without deep supervision and with every stage eight times as long, {len(left)} of {len(runs)} seed"
+           f"{'s' if len(runs) != 1 else ''} left the plateau")
+    if left:
+        out += (": " + "; ".join(f"seed {r['seed']} at step {r['left_at']:,} (stage {r['left_stage']})" for r in left)
+                + f". {len(reached)} of {len(runs)} reached 99% two-hop ID"
+                + (f" (at step {_steps(r['steps_to_99'] for r in reached)})" if reached else ""))
+    out += (f". At the end: ID {', '.join(pct(r['id_accuracy']) for r in runs)}, OOD "
+            f"{', '.join(pct(r['ood_accuracy']) for r in runs)} (seed {', '.join(str(r['seed']) for r in runs)}), "
+            f"after {_steps(r['steps'] for r in runs)} steps.")
+    return out
+
+
+def _f3(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _recipe_rows(results_dir=None) -> list[dict]:
+    return D.arm_rows("", results_dir, controls=True) or D.arm_rows("", results_dir)
+
+
+def arm_table(results_dir=None) -> pd.DataFrame:
+    """Per seed of the arm, and the recipe's mean: ID, OOD, the routing layer, P_pos, P_sym, BS, the rebind
+    outcomes (bound shape, stays) and the position-id swap flip rate."""
+    left = {r["seed"]: r["left_at"] for r in training_runs(results_dir)}
+
+    def cells(r):
+        return {"ID": pct(r["id_accuracy"]), "OOD": pct(r["ood_accuracy"]), "routing layer": r["routing_layer"],
+                "P_pos": _f3(r["p_pos"]), "P_sym": _f3(r["p_sym"]),
+                "BS": signed(r["binding_score"]), "bound shape": pct(r["rebind_shape"]), "stays": pct(r["rebind_stay"]),
+                "swap flips": pct(r["flip_rate"]), "reads": D.mechanism(r["binding_score"])}
+
+    out = [{"model": f"no deep sup. s{r['seed']}", "left plateau": "-" if left.get(r["seed"]) is None else f"{left[r['seed']]:,}", **cells(r)}
+           for r in D.arm_rows(SUFFIX, results_dir)]
+    recipe = _recipe_rows(results_dir)
+    if recipe:
+        keys = ("id_accuracy", "ood_accuracy", "p_pos", "p_sym", "binding_score", "rebind_shape", "rebind_stay",
+                "flip_rate")
+        mean = {k: D.mean(r[k] for r in recipe) for k in keys}
+        out.append({"model": f"recipe, mean of {len(recipe)}", "left plateau": "-",
+                    **cells({**mean, "routing_layer": ", ".join(map(str, sorted({r["routing_layer"] for r in recipe})))})})
+    return table(out, index="model" if out else None)
+
+
+def arm_sentence(results_dir=None) -> str:
+    rows = D.arm_rows(SUFFIX, results_dir)
+    if not rows:
+        return "No model trained without deep supervision has been measured yet."
+    recipe = _recipe_rows(results_dir)
+    reads = sorted({D.mechanism(r["binding_score"]) for r in rows})
+    seeds = ", ".join(str(r["seed"]) for r in rows)
+    out = (f"Trained without any loss on the routing residual (seed{'s' if len(rows) > 1 else ''} {seeds}), the "
+           f"models answer {pct(D.mean(r['id_accuracy'] for r in rows))} of ID prompts and "
+           f"{pct(D.mean(r['ood_accuracy'] for r in rows))} of OOD ones. At the routing layer "
+           f"(layer {', '.join(map(str, sorted({r['routing_layer'] for r in rows})))}) the instrument reads "
+           f"{' and '.join(reads)} (BS {', '.join(signed(r['binding_score']) for r in rows)}); rebind pairs find the bound "
+           f"shape there in {pct(D.mean(r['rebind_shape'] for r in rows))} of pairs, and position-id swaps flip "
+           f"{pct(D.mean(r['flip_rate'] for r in rows))} of answers.")
+    if recipe:
+        out += (f" The recipe's models, trained with the loss: BS {signed(D.mean(r['binding_score'] for r in recipe))}, "
+                f"bound shape {pct(D.mean(r['rebind_shape'] for r in recipe))}, swap flips "
+                f"{pct(D.mean(r['flip_rate'] for r in recipe))}.")
+    return out

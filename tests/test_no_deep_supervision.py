@@ -1,0 +1,62 @@
+"""bindlib.book.no_deep_supervision: the hop_weight = 0 arm's curve, plateau exit and interchange reading,
+on small synthetic results files (tmp_path)."""
+import pytest
+
+from bindlib.book import control_data as D, no_deep_supervision as N
+from test_book_controls import interchange, write
+
+STAGES = [{"name": "subskills", "steps": 1000}, {"name": "compose", "steps": 500},
+          {"name": "full_n", "steps": 1000}, {"name": "two_hop", "steps": 1000}]
+
+
+def arm_training(seed, break_at=None, end=3000):
+    """A run on the plateau (0.25) until ``break_at`` (never: None), then at 99.6%."""
+    hist = [{"step": s, "acc_two_hop": 0.996 if break_at and s >= break_at else 0.25} for s in range(100, end + 1, 100)]
+    return {"kind": "training_variant", "seed": seed, "history": hist, "id_accuracy": hist[-1]["acc_two_hop"],
+            "ood_accuracy": 0.9, "steps": end, "steps_to_99": break_at, "train_config": {"task": {}, "stages": STAGES},
+            "provenance": {"wall_seconds": 60.0}}
+
+
+def test_stage_bounds_and_plateau_exit():
+    assert N.stage_bounds({"stages": STAGES})[:2] == [("subskills", 1, 1000), ("compose", 1001, 1500)]
+    hist = [{"step": 100, "acc_two_hop": 0.30}, {"step": 200, "acc_two_hop": 0.34}, {"step": 300, "acc_two_hop": 0.9}]
+    assert N.left_plateau_at(hist, 0.245) == 300  # 0.34 is within the margin of guessing, 0.9 is not
+    assert N.left_plateau_at(hist[:2], 0.245) is None
+
+
+def test_runs_say_when_and_in_which_stage_the_plateau_broke(tmp_path):
+    write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", arm_training(0, break_at=800))
+    write(tmp_path, "training_text_only_cpu_s1_steps8x_hopw0.json", arm_training(1, break_at=1200))
+    write(tmp_path, "training_text_only_cpu_s2_steps8x_hopw0.json", arm_training(2))
+    runs = N.training_runs(tmp_path)
+    assert [(r["seed"], r["left_at"], r["left_stage"]) for r in runs] == [
+        (0, 800, "subskills"), (1, 1200, "compose"), (2, None, None)]
+    sentence = N.training_sentence(tmp_path)
+    assert "2 of 3 seeds left the plateau" in sentence and "seed 1 at step 1,200 (stage compose)" in sentence
+    assert "2 of 3 reached 99%" in sentence
+    spec = N.curve_chart(tmp_path).to_dict()
+    assert len(spec["layer"]) == 3  # stage rules and labels, the seeds' lines, guessing
+
+
+def test_arm_table_reads_the_arm_beside_the_recipe(tmp_path):
+    for s, p_pos in ((0, 0.0), (1, 0.97)):
+        write(tmp_path, f"training_text_only_cpu_s{s}_steps8x_hopw0.json", arm_training(s, break_at=800))
+        write(tmp_path, f"interchange_text_only_cpu_s{s}_steps8x_hopw0.json",
+              interchange(s, "_steps8x_hopw0", 2, p_pos, 1 - p_pos, 0.9 if p_pos else 0.02, rebind=1 - p_pos))
+    write(tmp_path, "interchange_text_only_cpu_s0.json", interchange(0, None, 2, 0.0, 1.0, 0.02, rebind=1.0))
+    write(tmp_path, "training_text_only_cpu_s0.json", {"seed": 0, "id_accuracy": 1.0, "ood_accuracy": 0.97})
+    frame = N.arm_table(tmp_path)
+    assert list(frame.index) == ["no deep sup. s0", "no deep sup. s1", "recipe, mean of 1"]
+    assert list(frame["reads"]) == ["symbolic", "positional", "symbolic"] and frame.iloc[0]["left plateau"] == "800"
+    sentence = N.arm_sentence(tmp_path)
+    assert "reads positional and symbolic" in sentence and "BS +1.00, -0.94" in sentence
+    assert "The recipe's models, trained with the loss: BS +1.00" in sentence
+    claim = D.control_claims(tmp_path)[2]
+    assert claim[2] == "does not hold" and "2 seeds: BS +1.00, -0.94" in claim[1]  # one seed reads positional
+
+
+def test_nothing_trained_says_so(tmp_path):
+    assert "has not been trained yet" in N.training_sentence(tmp_path)
+    assert "No model trained without deep supervision" in N.arm_sentence(tmp_path)
+    assert len(N.arm_table(tmp_path)) == 0 and N.training_runs(tmp_path) == []
+    assert D.arm_rows(N.SUFFIX, tmp_path) == []
