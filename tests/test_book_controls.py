@@ -289,3 +289,27 @@ def test_missing_table_counts_the_dials_seeds_per_share(tmp_path):
         "task": {}, "model": {"n_layers": 6}, "stages": [{"steps": 40_000, "hop_weight": 0.0}]}})
     deeper = C.missing_table(tmp_path).loc["a deeper model (6-8 layers) without aids at the longest budget"].iloc[0]
     assert deeper == "6 layers, 40,000 steps: final two-hop 30.0%"
+
+
+def probe_record(seed, variant, accs, base=0.2):
+    layers = [{"layer": l, "accuracy": a, "random_init_accuracy": base} for l, a in enumerate(accs)]
+    return {"kind": "probe", "regime": "text_only", "seed": seed, "variant": variant,
+            "probes": [{"role": "shape", "target": "bound_color", "layers": layers}]}
+
+
+def test_control_signature_sets_the_probe_beside_the_interchange_reading(tmp_path):
+    from bindlib.book import interp_findings as IF
+
+    ordered(tmp_path, seeds=(0, 1))
+    write(tmp_path, "interchange_text_only_cpu_s0.json", interchange(0, None, 2, 0.0, 1.0, 0.02))
+    write(tmp_path, "probe_text_only_cpu_s0.json", probe_record(0, None, [0.0, 0.99, 1.0, 1.0]))
+    write(tmp_path, "probe_text_only_cpu_s0_ordered.json", probe_record(0, "_ordered", [0.0, 0.6, 0.6, 0.6]))
+    write(tmp_path, "probe_text_only_cpu_s1_ordered.json", probe_record(1, "_ordered", [0.0, 0.3, 0.9, 0.9]))
+    frame = IF.control_signature_table(tmp_path)
+    assert list(frame.index) == ["recipe s0", "ordered format s0", "ordered format s1"]
+    assert list(frame["signature"]) == ["from layer 1", "absent", "from layer 2"]
+    assert frame.loc["ordered format s0", "reads (ch. 5)"] == "positional" and frame.loc["recipe s0", "layer 1"] == "0.99 / 0.20"
+    assert IF.control_signature_sentence(tmp_path) == (
+        "Bound colour at shape tokens: of the 1 control models chapter 5 reads symbolic, 1 show the signature; "
+        "of the 2 control models chapter 5 reads positional, 1 show the signature.")
+    assert "No control model" in IF.control_signature_sentence(tmp_path / "empty")

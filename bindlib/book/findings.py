@@ -9,7 +9,6 @@ Verdict words used throughout: "reproduced", "not reproduced", "partly", "not me
 from __future__ import annotations
 
 import math
-import re
 import statistics
 import textwrap
 
@@ -19,7 +18,7 @@ from .. import io, profiles as paper
 from ..evaluate import mean_sd
 from .control_data import control_claims, mean, mechanism
 from .learning_data import STARTS, correction_rows, learning_claims, learning_means, ood_by_seed, positional_starts
-from .text import state  # noqa: F401  (chapters show findings with findings.state)
+from .text import breakable_headers, state  # noqa: F401  (chapters show findings with findings.state)
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
 
@@ -64,15 +63,6 @@ class Table(pd.DataFrame):
     def _repr_html_(self):
         with pd.option_context("display.max_colwidth", None):
             return breakable_headers(super()._repr_html_())
-
-
-_HEADER = re.compile(r"(<th\b[^>]*>)(.*?)(</th>)", re.S)
-
-
-def breakable_headers(html: str) -> str:
-    """``html`` with a line-break opportunity (``<wbr>``) after every underscore in its header cells, so a
-    long identifier (noise_half_replay) wraps between its words instead of mid-word or past the column."""
-    return _HEADER.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>") + m[3], html)
 
 
 def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import pandas as pd
 from .. import io
 from ..evaluate import mean_sd
 from ..interp.results import regimes_present
+from . import control_data as D
 from .control_data import mean
 from .findings import (ADVERB, WIDTH, binding_scores, binding_table, direction_sentence, mechanism,  # noqa: F401
                        ood_and_binding_table, pct, say, signed, table, text_only_runs, wrap)
@@ -272,6 +273,52 @@ def signature_table(records: list[dict], margin: float = SIGNATURE_MARGIN) -> pd
         rows.append({"run": _run(r), "signature": "present" if onset is not None else "absent",
                      "from layer": onset if onset is not None else "-"})
     return table(rows, index="run")
+
+
+# The text models of chapter 5's controls, by run-name suffix (the recipe first).
+CONTROL_ARMS = (("", "recipe"), ("_learnedpos", "learned pos."), ("_ordered", "ordered format"),
+                ("_hopslot", "slot arm, p=0"), ("_hopslot_decl050", "dial p=0.5"), ("_hopslot_decl090", "dial p=0.9"),
+                ("_hopslot_decl100", "dial p=1"), ("_hopl2", "hop layer 2"), (D.NO_DEEP_SUPERVISION, "no deep sup."))
+
+
+def control_signature_rows(results_dir=None) -> list[dict]:
+    """Per control model probed: its arm, seed, chapter 5's reading (BS at the routing layer), the signature's
+    onset and the bound-colour probe's accuracy per layer with its random-init baseline."""
+    rows = []
+    for suffix, label in CONTROL_ARMS:
+        bs = {r["seed"]: r["binding_score"] for r in D.arm_rows(suffix, results_dir)}
+        recs = [r for r in io.load_results(f"probe_text_only_{D.PROFILE}_s*.json", results_dir, kind="probe")
+                if (r.get("variant") or "") == suffix]
+        for r in sorted(recs, key=lambda r: r["seed"]):
+            layers = _probe(r, "shape", "bound_color")["layers"]
+            rows.append({"arm": label, "seed": r["seed"], "binding_score": bs.get(r["seed"]),
+                         "onset": signature_onset(layers), "layers": layers})
+    return rows
+
+
+def control_signature_table(results_dir=None) -> pd.DataFrame:
+    """``control_signature_rows`` as a table: reading, signature, bound colour at shape tokens per layer
+    (trained / random init)."""
+    rows = [{"model": f"{r['arm']} s{r['seed']}", "reads (ch. 5)": mechanism(r["binding_score"]),
+             "BS": signed(r["binding_score"]), "signature": "absent" if r["onset"] is None else f"from layer {r['onset']}",
+             **{f"layer {x['layer']}": f"{x['accuracy']:.2f} / {x['random_init_accuracy']:.2f}"
+                for x in r["layers"] if x["layer"] > 0}}
+            for r in control_signature_rows(results_dir)]
+    return table(rows, index="model" if rows else None)
+
+
+def control_signature_sentence(results_dir=None) -> str:
+    """How often the signature agrees with chapter 5's reading, over the control models probed."""
+    rows = [r for r in control_signature_rows(results_dir) if mechanism(r["binding_score"]) in ("positional", "symbolic")]
+    if not rows:
+        return "No control model has both a probe and an interchange measurement yet."
+    parts = []
+    for reads in ("symbolic", "positional"):
+        group = [r for r in rows if mechanism(r["binding_score"]) == reads]
+        if group:
+            present = sum(r["onset"] is not None for r in group)
+            parts.append(f"of the {len(group)} control models chapter 5 reads {reads}, {present} show the signature")
+    return "Bound colour at shape tokens: " + "; ".join(parts) + "."
 
 
 def probe_runs_table(records: list[dict]) -> pd.DataFrame:

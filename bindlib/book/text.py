@@ -73,3 +73,12 @@ def state(*parts, sep: str = " ") -> None:
         display(prose)
     else:
         print(repr(prose))
+
+
+_HEADER = re.compile(r"(<th\b[^>]*>)(.*?)(</th>)", re.S)
+
+
+def breakable_headers(html: str) -> str:
+    """``html`` with a line-break opportunity (``<wbr>``) after every underscore in its header cells, so a
+    long identifier (noise_half_replay) wraps between its words instead of mid-word or past the column."""
+    return _HEADER.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>") + m[3], html)
