@@ -252,17 +252,17 @@ def test_dial_table_groups_by_share_and_the_trend_names_each_reading(tmp_path):
     dial(0, 0.0, (0.0, 1.0), 1.0, 0.99, 0.99)
     assert [(r["p"], r["seed"]) for r in D.dial_rows(tmp_path)] == [(0.0, 0), (0.5, 0), (0.5, 1), (1.0, 0)]
     t = C.dial_table(tmp_path)
-    assert list(t.index) == ["0.00", "0.50", "1.00"]
-    assert t.loc["0.50", "seeds"] == "0, 1" and t.loc["0.50", "ID shuffled"] == "85.0%"
-    assert t.loc["0.50", "BS declared"] == "+0.80" and t.loc["1.00", "BS declared"] == "-1.00"
+    assert list(t.columns) == ["0.00", "0.50", "1.00"]  # one column per share: narrow
+    assert t.loc["seeds", "0.50"] == "0, 1" and t.loc["ID shuffled", "0.50"] == "85.0%"
+    assert t.loc["BS declared", "0.50"] == "+0.80" and t.loc["BS declared", "1.00"] == "-1.00"
     s = C.dial_trend_sentence(tmp_path)
     assert "p = 0.00, 0.50, 1.00" in s and "ID on shuffled prompts is 99.0%, 85.0%, 25.0%" in s
     assert "declared-order prompts the routing layer reads symbolic (+1.00), symbolic (+0.80), positional (-1.00)" in s
     assert "on shuffled prompts it reads symbolic (+1.00), symbolic (+1.00), positional (-1.00)" in s
     dial(1, 1.0, (0.0, 1.0), 1.0, 0.99, 1.0)  # a second seed at p = 1 that reads symbolic: the share is split
     t = C.dial_table(tmp_path)
-    assert list(t.index) == ["0.00", "0.50", "1.00 (positional)", "1.00 (symbolic)"]
-    assert t.loc["1.00 (symbolic)", "seeds"] == "1" and t.loc["1.00 (positional)", "BS declared"] == "-1.00"
+    assert list(t.columns) == ["0.00", "0.50", "1.00 (positional)", "1.00 (symbolic)"]
+    assert t.loc["seeds", "1.00 (symbolic)"] == "1" and t.loc["BS declared", "1.00 (positional)"] == "-1.00"
 
 
 def test_hop_layer_table_puts_the_moved_supervision_beside_the_recipe(tmp_path):

@@ -335,8 +335,9 @@ def _dial_by_p(results_dir=None) -> dict[str, list[dict]]:
 
 
 def dial_table(results_dir=None) -> pd.DataFrame:
-    """The shortcut dial, one row per declared share p (means over the seeds measured): ID on declared-order
-    and on shuffled prompts, shuffled OOD, and the routing layer's BS and swap flips on each kind of prompt."""
+    """The shortcut dial, one column per declared share p (means over the seeds measured; narrow, so it fits the
+    text column): ID on declared-order and on shuffled prompts, shuffled OOD, and the routing layer's BS and
+    swap flips on each kind of prompt."""
     out = []
     for p, rs in _dial_by_p(results_dir).items():
         def m(key):
@@ -347,7 +348,7 @@ def dial_table(results_dir=None) -> pd.DataFrame:
                     "swap flips shuffled": pct(m("flip_rate")), "BS declared": signed(m("declared_binding_score")),
                     "swap flips declared": pct(m("declared_flip_rate")),
                     "rebind stays (declared)": pct(m("declared_rebind_stay"))})
-    return table(out, index="p")
+    return table(out, index="p").T if out else table(out)
 
 
 def dial_trend_sentence(results_dir=None) -> str:

@@ -12,7 +12,7 @@ from ..interp.results import regimes_present
 from . import control_data as D
 from .control_data import mean
 from .findings import (ADVERB, WIDTH, binding_scores, binding_table, direction_sentence, mechanism,  # noqa: F401
-                       ood_and_binding_table, pct, say, signed, table, text_only_runs, wrap)
+                       ood_and_binding_table, pct, say, signed, state, table, text_only_runs, wrap)
 from .interp_plots import iia_rows, knockout_order, routing_rows
 
 def _run(r: dict) -> str:
