@@ -4,6 +4,8 @@
 #   bash scripts/execute_chapters.sh chapters/05_interchange.md [more .md or .ipynb files]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+nb=""
+trap '[ -n "$nb" ] && echo "execute_chapters: $nb did not execute (the traceback is above); its outputs were not written" >&2' ERR
 for f in "$@"; do
   nb="${f%.*}.ipynb"
   jupytext --sync "${f%.*}.md"
