@@ -41,10 +41,9 @@ def learning_run(regime: str, seed: int, pos_encoding: str = "rope", encoder: st
     init = io.relpath(stage1_dir(seed, "cpu", pos_encoding))
     positions = "context" if pos_encoding != "rope" and recipe not in TEXT_RECIPES else "sequence"
     cfg = image_recipe_config(recipe, seed, encoder, init, "cpu", None, image_positions=positions, **LEARNING_BUDGET)
-    start = Path(init).name if pos_encoding != "rope" else None  # the recipe's own start leaves the name alone
-    tag = image_recipe_tag(recipe, seed, encoder, cfg.vision.pool_size, LEARNING_BUDGET["image_steps"], start, positions)
+    tag = image_recipe_tag(recipe, seed, cfg, LEARNING_BUDGET["image_steps"])
     return {"regime": regime, "recipe": recipe, "seed": seed, "encoder": encoder, "pos_encoding": pos_encoding,
-            "init_from": init if start else None, "image_positions": positions, "config": cfg,
+            "init_from": init if pos_encoding != "rope" else None, "image_positions": positions, "config": cfg,
             "name": f"imagestage_{tag}"}
 
 

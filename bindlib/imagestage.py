@@ -139,17 +139,20 @@ def start_pos_encoding(init_from: str) -> str:
     return (start_meta(init_from).get("model_config") or {}).get("pos_encoding", "rope")
 
 
-def image_recipe_tag(recipe: str, seed: int, encoder: str, pool_size: int, image_steps: int = 1500,
-                     start: str | None = None, image_positions: str = "sequence", image_tokens: str = "all",
-                     noise_positions: str = "sequence") -> str:
-    text = recipe in TEXT_RECIPES  # no encoder, no pool: neither changes a text run
-    tag = f"{recipe}_cpu_s{seed}" if text else f"{recipe}_{encoder}_cpu_s{seed}_pool{pool_size}"
+def image_recipe_tag(recipe: str, seed: int, cfg: TrainConfig, image_steps: int = 1500) -> str:
+    """The name of an image-stage run, read from its config: recipe, seed, encoder and pool (image recipes only:
+    neither changes a text run), the image steps where not 1500, each vision setting that differs from its
+    default, and the start where it is not the seed's own text model."""
+    v, text = cfg.vision, recipe in TEXT_RECIPES
+    tag = f"{recipe}_cpu_s{seed}" if text else f"{recipe}_{v.encoder}_cpu_s{seed}_pool{v.pool_size}"
     if image_steps != 1500 and recipe != "short":
         tag += f"_img{image_steps}"
-    tag += "_ctxpos" if image_positions == "context" else ""
-    tag += "_objtok" if image_tokens == "objects" and not text else ""
-    tag += "_ctxnoise" if noise_positions == "context" else ""
-    return tag + (f"_from_{start}" if start else "")
+    tag += "_ctxpos" if v.image_positions == "context" else ""
+    tag += "_objtok" if v.image_tokens == "objects" and not text else ""
+    tag += "_ctxnoise" if v.noise_positions == "context" else ""
+    own_start = io.relpath(checkpoint_dir("text_only", seed, "cpu"))
+    start = io.relpath(Path(cfg.init_from).resolve()) if cfg.init_from else own_start
+    return tag + (f"_from_{Path(start).name}" if start != own_start else "")
 
 
 def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str, commit: str,
@@ -163,9 +166,7 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
     cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps,
                               image_positions, image_tokens, noise_positions)
     pool = cfg.vision.pool_size
-    start = Path(init_from).name if init_from else None
-    tag = image_recipe_tag(recipe, seed, encoder, pool, image_steps, start, image_positions, image_tokens,
-                           noise_positions)
+    tag = image_recipe_tag(recipe, seed, cfg, image_steps)
     final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
     for path in (final, io.RESULTS_DIR / f"{results or 'imagestage_' + tag}.json"):  # before any work
         io.refuse_overwrite(path, overwrite)

@@ -20,8 +20,9 @@ def test_a_learned_position_start_keeps_its_positional_encoding():
     cfg = image_recipe_config("replay", 0, "project_cnn_grid", init_from=start)
     assert want == "learned" and cfg.model_config().pos_encoding == "learned"
     assert image_recipe_config("replay", 0, "project_cnn_grid").model_config().pos_encoding == "rope"
-    assert image_recipe_tag("replay", 0, "project_cnn_grid", 4096, 4000, "text_only_cpu_s0_learnedpos").endswith(
-        "_img4000_from_text_only_cpu_s0_learnedpos")
+    assert image_recipe_tag("replay", 0, cfg, 4000).endswith("_img4000_from_text_only_cpu_s0_learnedpos")
+    own = image_recipe_config("replay", 0, "project_cnn_grid", init_from="data/checkpoints/text_only_cpu_s0")
+    assert image_recipe_tag("replay", 0, own, 4000) == "replay_project_cnn_grid_cpu_s0_pool4096_img4000"
 
 
 def test_text_matched_is_replay_with_every_image_step_a_text_step():
@@ -31,7 +32,7 @@ def test_text_matched_is_replay_with_every_image_step_a_text_step():
     assert not text.uses_images and not any(s.noise for s in text.stages)
     assert all(s.noise for s in image_recipe_config("noise_text_matched", 0, "project_cnn_grid").stages)
     assert recipe_regime("text_matched") == "text_only_matched" and recipe_regime("noise_text_matched") == "noise_text"
-    assert image_recipe_tag("text_matched", 1, "project_cnn_grid", 4096, 4000) == "text_matched_cpu_s1_img4000"
+    assert image_recipe_tag("text_matched", 1, image_recipe_config("text_matched", 1), 4000) == "text_matched_cpu_s1_img4000"
 
 
 def test_a_text_control_runs_end_to_end_without_image_parts(tmp_path, monkeypatch):
@@ -92,7 +93,7 @@ def test_every_text_control_is_named_and_filed_as_text():
     from bindlib.imagestage import TEXT_RECIPES, image_recipe_tag, recipe_regime
 
     for recipe in TEXT_RECIPES:
-        assert image_recipe_tag(recipe, 0, "project_cnn_grid", 4096, 4000) == f"{recipe}_cpu_s0_img4000"
+        assert image_recipe_tag(recipe, 0, image_recipe_config(recipe, 0), 4000) == f"{recipe}_cpu_s0_img4000"
         assert recipe_regime(recipe) in ("text_only_matched", "noise_text")
 
 
@@ -118,8 +119,21 @@ def test_noise_positions_name_the_run_and_need_a_noise_recipe():
     cfg = image_recipe_config("noise_text_matched", 0, init_from="x", image_steps=40, mix_steps=4,
                               noise_positions="context")
     assert cfg.vision.noise_positions == "context" and cfg.to_dict()["vision"]["noise_positions"] == "context"
-    assert image_recipe_tag("noise_text_matched", 0, "project_cnn_grid", 4096, 4000, "s0_lp",
-                            noise_positions="context") == "noise_text_matched_cpu_s0_img4000_ctxnoise_from_s0_lp"
+    assert image_recipe_tag("noise_text_matched", 0, cfg, 4000) == "noise_text_matched_cpu_s0_img4000_ctxnoise_from_x"
     with pytest.raises(ValueError, match="has no noise"):
         image_recipe_config("replay", 0, init_from="x", noise_positions="context")
     assert "noise_positions" not in image_recipe_config("noise_text_matched", 0, init_from="x").to_dict()["vision"]
+
+
+def test_every_committed_image_stage_run_is_named_from_its_config():
+    """The name of a run is a function of what changes its result: rebuilt from each committed record's
+    config, it is the record's own file name."""
+    from bindlib.train import TrainConfig
+
+    records = sorted(io.RESULTS_DIR.glob("imagestage_*.json"))
+    assert records
+    for path in records:
+        rec = io.read_results(path)
+        cfg = TrainConfig(**rec["train_config"])
+        image_steps = sum(st.steps for st in cfg.stages if st.name != "mix")
+        assert "imagestage_" + image_recipe_tag(rec["recipe"], rec["seed"], cfg, image_steps) == path.stem
