@@ -110,6 +110,12 @@ def arm_rows(suffix: str = "", results_dir=None, controls: bool = False) -> list
     return rows
 
 
+def recipe_rows(results_dir=None) -> list[dict]:
+    """The recipe's models as ``arm_rows`` reads them, from their rebind measurement (``controls/``) where it
+    exists, else from the standard interchange files."""
+    return arm_rows("", results_dir, controls=True) or arm_rows("", results_dir)
+
+
 def dial_rows(results_dir=None) -> list[dict]:
     """The shortcut dial: one row per declared share p and seed measured (``_hopslot_decl<p>``; the slot arm
     ``_hopslot`` is p = 0), the ``arm_rows`` numbers plus ``p`` and the ID accuracy on declared-order prompts."""
@@ -139,6 +145,18 @@ def positional_control(results_dir=None) -> dict:
 
 # ---------------------------------------------------------------- neutral control: learning curves
 CURVE_SKILLS = ("two_hop", "color_to_shape", "shape_to_item")
+
+
+def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
+    """A curve pre-aggregated for a chart: per skill, the mean accuracy over windows of ``window`` steps,
+    placed at the window's last step."""
+    bins: dict[tuple, list] = {}
+    for h in history:
+        end = math.ceil(h["step"] / window) * window
+        for skill in CURVE_SKILLS:
+            if h.get(f"acc_{skill}") is not None:
+                bins.setdefault((skill, end), []).append(h[f"acc_{skill}"])
+    return [{"skill": skill, "step": end, "accuracy": round(mean(v), 4)} for (skill, end), v in sorted(bins.items())]
 
 
 def neutral_curves(results_dir=None) -> list[dict]:

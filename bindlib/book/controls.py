@@ -16,7 +16,7 @@ import pandas as pd
 from .. import io
 from ..evaluate import mean_sd
 from . import control_data as D, learning_data as L
-from .findings import mechanism, pct, signed, table as _table
+from .findings import fixed, mechanism, pct, signed, table as _table
 from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
 
 def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
@@ -29,10 +29,6 @@ def _seeds(rows: list[dict]) -> str:
     return (f"seed{'s' if len(rows) > 1 else ''} {', '.join(str(r['seed']) for r in rows)}" if rows else "no seeds")
 
 
-def _f2(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
 # ---------------------------------------------------------------- chapter 5: the positive control
 def positive_control_table(results_dir=None) -> pd.DataFrame:
     """The ordered-format models, one row per seed (and their mean when there are several): accuracy,
@@ -41,7 +37,7 @@ def positive_control_table(results_dir=None) -> pd.DataFrame:
 
     def cells(r):
         return {"ID": pct(r["id_accuracy"]), "OOD": pct(r["ood_accuracy"]), "routing layer": r["routing_layer"],
-                "P_pos": _f2(r["p_pos"]), "P_sym": _f2(r["p_sym"]), "BS": signed(r["binding_score"]),
+                "P_pos": fixed(r["p_pos"]), "P_sym": fixed(r["p_sym"]), "BS": signed(r["binding_score"]),
                 "swap flips": pct(r["flip_rate"]), "reads": mechanism(r["binding_score"])}
 
     out = [{"seed": str(r["seed"]), **cells(r)} for r in rows]
@@ -118,7 +114,7 @@ def learned_positions_controls_table(results_dir=None) -> pd.DataFrame:
 def instrument_sentence(results_dir=None) -> str:
     """What the controls say about the instrument, in one paragraph."""
     pc = D.positional_control(results_dir)
-    recipe = D.arm_rows("", results_dir, controls=True) or D.arm_rows("", results_dir)
+    recipe = D.recipe_rows(results_dir)
     learned = D.arm_rows("_learnedpos", results_dir)
     if pc["reads_positional"] is None or not recipe:
         return "The controls are not all measured yet, so the instrument is not yet checked on a trained model."
@@ -207,17 +203,17 @@ def object_token_rows(results_dir=None) -> list[dict]:
     """Each object-token run at the table's budget beside the run that differs only in having every patch
     as a token (same recipe, start, seed and encoder): image ID, text ID and OOD, and BS at the routing layer."""
     root = D._dir(results_dir)
-    runs = L.load_image_runs(results_dir, tokens=None)
+    runs = [(r, L.vision_config(r)) for r in L.load_image_runs(results_dir, tokens=None)]
 
-    def twin_key(r):
-        return r["recipe"], r.get("encoder"), Path(r["init_from"]).name, r["seed"], L.vision_config(r).image_positions
+    def twin_key(r, v):
+        return r["recipe"], r.get("encoder"), Path(r["init_from"]).name, r["seed"], v.image_positions
 
-    full = {twin_key(r): r for r in runs if L.vision_config(r).image_tokens == "all"}
+    full = {twin_key(r, v): r for r, v in runs if v.image_tokens == "all"}
     rows = []
-    short = [r for r in runs if L.vision_config(r).image_tokens == "objects"]
-    for r in sorted(short, key=lambda r: (L.start_suffix(r), r["seed"])):
+    short = [(r, v) for r, v in runs if v.image_tokens == "objects"]
+    for r, v in sorted(short, key=lambda rv: (L.start_suffix(rv[0]), rv[0]["seed"])):
         pair = {}
-        for tokens, run in (("objects", r), ("all", full.get(twin_key(r)))):
+        for tokens, run in (("objects", r), ("all", full.get(twin_key(r, v)))):
             if run is not None:
                 pair[tokens] = {"image_id": run["image_id_accuracy"], "text_id": L.train_id_accuracy(run),
                                 "ood": run["ood_accuracy"], "meets_targets": bool(run.get("meets_targets")),

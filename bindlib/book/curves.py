@@ -8,13 +8,13 @@ the ``curve_*.json`` files that ``python -m bindlib curve`` writes and the recip
 """
 from __future__ import annotations
 
-import math
 
 import altair as alt
 import pandas as pd
 
 from ..recipes import VARIANTS
 from . import control_data as D
+from .control_data import curve_rows  # noqa: F401  (chapters and tests read curves.curve_rows)
 from .findings import pct, table
 from .plots import HEIGHT, WIDTH, line_chart
 from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
@@ -48,18 +48,6 @@ def neutral_sentence(results_dir=None) -> str:
             f"accuracy {pct(final)}, best {pct(max(c['best_two_hop'] for c in top))}, against "
             f"{pct(top[0]['chance'])} for guessing one of the N items. {len(curves)} neutral curve file"
             f"{'s are' if len(curves) != 1 else ' is'} committed.")
-
-
-def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
-    """A curve pre-aggregated for a chart: per skill, the mean accuracy over windows of ``window`` steps,
-    placed at the window's last step."""
-    bins: dict[tuple, list] = {}
-    for h in history:
-        end = math.ceil(h["step"] / window) * window
-        for skill in D.CURVE_SKILLS:
-            if h.get(f"acc_{skill}") is not None:
-                bins.setdefault((skill, end), []).append(h[f"acc_{skill}"])
-    return [{"skill": skill, "step": end, "accuracy": round(D.mean(v), 4)} for (skill, end), v in sorted(bins.items())]
 
 
 def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:

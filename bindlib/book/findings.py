@@ -46,6 +46,11 @@ def pct(x, digits: int = 1) -> str:
     return f"{x:.{digits}%}"
 
 
+def fixed(x, digits: int = 3) -> str:
+    """0.0512 -> '0.051'; None -> '-'."""
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
 def signed(x, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"

@@ -284,12 +284,11 @@ CONTROL_ARMS = (("", "recipe"), ("_learnedpos", "learned pos."), ("_ordered", "o
 def control_signature_rows(results_dir=None) -> list[dict]:
     """Per control model probed: its arm, seed, chapter 5's reading (BS at the routing layer), the signature's
     onset and the bound-colour probe's accuracy per layer with its random-init baseline."""
+    probes = io.load_results(f"probe_text_only_{D.PROFILE}_s*.json", results_dir, kind="probe")
     rows = []
     for suffix, label in CONTROL_ARMS:
         bs = {r["seed"]: r["binding_score"] for r in D.arm_rows(suffix, results_dir)}
-        recs = [r for r in io.load_results(f"probe_text_only_{D.PROFILE}_s*.json", results_dir, kind="probe")
-                if (r.get("variant") or "") == suffix]
-        for r in sorted(recs, key=lambda r: r["seed"]):
+        for r in sorted((r for r in probes if (r.get("variant") or "") == suffix), key=lambda r: r["seed"]):
             layers = _probe(r, "shape", "bound_color")["layers"]
             rows.append({"arm": label, "seed": r["seed"], "binding_score": bs.get(r["seed"]),
                          "onset": signature_onset(layers), "layers": layers})

@@ -64,7 +64,7 @@ def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
             continue
         if start is not None and start_suffix(r) != start:
             continue
-        t = r.get("targets") or {"image_id_accuracy": 0.85, "id_accuracy": 0.95}
+        t, v = r.get("targets") or {"image_id_accuracy": 0.85, "id_accuracy": 0.95}, vision_config(r)
         rows.append({"recipe": r["recipe"], "seed": r["seed"], "encoder": r["encoder"],
                      "lever": _lever(r["train_config"]["stages"]),
                      "image_steps": sum(s["steps"] for s in r["train_config"]["stages"] if s["name"] != "mix"),
@@ -72,7 +72,7 @@ def image_levers(results_dir=None, start: str | None = "") -> list[dict]:
                      "id_accuracy": train_id_accuracy(r), "ood_accuracy": r["ood_accuracy"], "targets": t,
                      "meets_targets": r["image_id_accuracy"] >= t["image_id_accuracy"]
                      and train_id_accuracy(r) >= t["id_accuracy"], "init_from": r.get("init_from"),
-                     "image_positions": vision_config(r).image_positions, "image_tokens": vision_config(r).image_tokens})
+                     "image_positions": v.image_positions, "image_tokens": v.image_tokens})
     return sorted(rows, key=lambda x: (x["encoder"], x["recipe"], x["image_positions"], x["image_tokens"],
                                        x["image_steps"], x["seed"]))
 
@@ -126,8 +126,9 @@ def load_image_runs(results_dir=None, tokens: str | None = "all", noise: str | N
     patch a token, noise at sequence positions); "objects" the fast path's, "context" the learned-position
     noise follow-up's; None takes either."""
     runs = io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
-    return [r for r in runs if (tokens is None or vision_config(r).image_tokens == tokens)
-            and (noise is None or vision_config(r).noise_positions == noise)]
+    vision = [vision_config(r) for r in runs]
+    return [r for r, v in zip(runs, vision) if (tokens is None or v.image_tokens == tokens)
+            and (noise is None or v.noise_positions == noise)]
 
 
 def learned_runs(results_dir=None, recipes=None):

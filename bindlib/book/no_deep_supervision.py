@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..task import TaskConfig
 from . import control_data as D
-from .findings import pct, signed, table
+from .findings import fixed, pct, signed, table
 from .plots import HEIGHT, WIDTH
 from .text import state  # noqa: F401  (chapters show the sentences with state)
 
@@ -63,12 +63,8 @@ def curve_chart(results_dir=None, window: int = 500) -> alt.LayerChart:
     """Two-hop ID accuracy against step (mean per ``window`` steps), one line per seed, guessing dashed and
     the curriculum's stage boundaries as grey rules."""
     runs = training_runs(results_dir)
-    rows = []
-    for r in runs:
-        bins: dict[int, list[float]] = {}
-        for h in r["history"]:
-            bins.setdefault(-(-h["step"] // window) * window, []).append(h["acc_two_hop"])
-        rows += [{"seed": str(r["seed"]), "step": s, "two-hop ID": round(D.mean(v), 4)} for s, v in sorted(bins.items())]
+    rows = [{"seed": str(r["seed"]), "step": x["step"], "two-hop ID": x["accuracy"]}
+            for r in runs for x in D.curve_rows(r["history"], window) if x["skill"] == "two_hop"]
     end = max((r["steps"] for r in runs), default=window)
     lines = alt.Chart(alt.Data(values=rows), title=f"No deep supervision, stages x8: two-hop ID accuracy (mean per "
                                                    f"{window:,} steps)").mark_line().encode(
@@ -106,14 +102,6 @@ def training_sentence(results_dir=None) -> str:
     return out
 
 
-def _f3(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
-def _recipe_rows(results_dir=None) -> list[dict]:
-    return D.arm_rows("", results_dir, controls=True) or D.arm_rows("", results_dir)
-
-
 def arm_table(results_dir=None) -> pd.DataFrame:
     """Per seed of the arm, and the recipe's mean: ID, OOD, the routing layer, P_pos, P_sym, BS, the rebind
     outcomes (bound shape, stays) and the position-id swap flip rate."""
@@ -121,13 +109,13 @@ def arm_table(results_dir=None) -> pd.DataFrame:
 
     def cells(r):
         return {"ID": pct(r["id_accuracy"]), "OOD": pct(r["ood_accuracy"]), "routing layer": r["routing_layer"],
-                "P_pos": _f3(r["p_pos"]), "P_sym": _f3(r["p_sym"]),
+                "P_pos": fixed(r["p_pos"]), "P_sym": fixed(r["p_sym"]),
                 "BS": signed(r["binding_score"]), "bound shape": pct(r["rebind_shape"]), "stays": pct(r["rebind_stay"]),
                 "swap flips": pct(r["flip_rate"]), "reads": D.mechanism(r["binding_score"])}
 
     out = [{"model": f"no deep sup. s{r['seed']}", "left plateau": "-" if left.get(r["seed"]) is None else f"{left[r['seed']]:,}", **cells(r)}
            for r in D.arm_rows(SUFFIX, results_dir)]
-    recipe = _recipe_rows(results_dir)
+    recipe = D.recipe_rows(results_dir)
     if recipe:
         keys = ("id_accuracy", "ood_accuracy", "p_pos", "p_sym", "binding_score", "rebind_shape", "rebind_stay",
                 "flip_rate")
@@ -141,7 +129,7 @@ def arm_sentence(results_dir=None) -> str:
     rows = D.arm_rows(SUFFIX, results_dir)
     if not rows:
         return "No model trained without deep supervision has been measured yet."
-    recipe = _recipe_rows(results_dir)
+    recipe = D.recipe_rows(results_dir)
     reads = sorted({D.mechanism(r["binding_score"]) for r in rows})
     seeds = ", ".join(str(r["seed"]) for r in rows)
     out = (f"Trained without any loss on the routing residual (seed{'s' if len(rows) > 1 else ''} {seeds}), the "
