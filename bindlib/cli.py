@@ -34,7 +34,7 @@ ARM_ARGS = (
 )
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
-                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained")
+                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress")
 
 
 def build_parser(description: str) -> Parser:
@@ -165,6 +165,9 @@ def build_parser(description: str) -> Parser:
     from .pretrained.runs import add_parser as add_pretrained_parser
 
     add_pretrained_parser(sub)  # chapter 8: a pretrained LLM/VLM pair
+    from .state import add_command as add_progress_command
+
+    add_progress_command(sub)  # progress: an unfinished run's curve, on record
 
     sb = sub.add_parser("student-book", help="write the student edition (exercise solutions removed) to a folder")
     sb.add_argument("--out", default="_student", help="where to write it (default _student/, ignored by git)")

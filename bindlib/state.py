@@ -63,3 +63,44 @@ def resume_train_state(out: Path, model, opt, cfg, device, extras: dict):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     state = meta["state"]
     return state["step"], state["history"], state["wall"]
+
+
+# ---------------------------------------------------------------- an unfinished run, on record
+def progress_record(run_dir: str | Path, of: str, command: str, commit: str | None = None,
+                    variant: str | None = None) -> dict:
+    """What a resumable run folder holds so far: its history, config and step, with provenance. ``of`` names
+    the results file the finished run will write; readers use the progress record only while that is missing."""
+    meta = io.read_checkpoint_meta(run_dir)  # verifies the manifest: an edited model.json fails here
+    if "state" not in meta:
+        raise io.CheckpointError(f"{run_dir} holds a final checkpoint, not a resumable run (no training state); "
+                                 f"pass the run's --run-dir folder.")
+    cfg, state = meta.get("train_config") or {}, meta["state"]
+    history = state["history"]
+    return {"kind": "training_progress", "of": of, "variant": variant, "run_dir": io.relpath(run_dir), "seed": cfg.get("seed"),
+            "step": state["step"], "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])),
+            "stopped": bool(history and history[-1].get("stopped")), "history": history, "train_config": cfg,
+            "model_config": meta.get("model_config"),
+            "provenance": io.provenance(command, cfg.get("device", "cpu"), state["wall"], commit=commit)}
+
+
+def cmd_progress(args, command: str, device) -> int:
+    name = f"progress_{args.results}"
+    path = io.RESULTS_DIR / f"{name}.json"
+    io.refuse_overwrite(path, args.overwrite)
+    io.check_writable(path.parent)
+    record = progress_record(args.run_dir, args.results, command, commit=io.git_commit(), variant=args.variant)
+    io.write_results(name, record)
+    last = record["history"][-1] if record["history"] else {}
+    print(f"step {record['step']:,} of {record['budget']:,}, two-hop ID {last.get('acc_two_hop', float('nan')):.3f}; "
+          f"wrote {path}")
+    return 0
+
+
+def add_command(sub) -> None:
+    pr = sub.add_parser("progress", help="record a resumable run's history so far (the curve of a run that has "
+                                         "not finished), as progress_<results>.json")
+    pr.add_argument("--run-dir", required=True, help="the run's resumable folder (train/curve --run-dir)")
+    pr.add_argument("--results", required=True, help="the results name the finished run will write (e.g. "
+                                                     "training_text_only_cpu_s2_steps8x_hopw0)")
+    pr.add_argument("--variant", help="the run's variant, for a curve run (curve --variant)")
+    pr.set_defaults(handler=cmd_progress, device="cpu")

@@ -33,9 +33,28 @@ def test_runs_say_when_and_in_which_stage_the_plateau_broke(tmp_path):
         (0, 800, "subskills"), (1, 1200, "compose"), (2, None, None)]
     sentence = N.training_sentence(tmp_path)
     assert "2 of 3 seeds left the plateau" in sentence and "seed 1 at step 1,200 (stage compose)" in sentence
-    assert "2 of 3 reached 99%" in sentence
+    assert "2 of 3 finished runs reached 99%" in sentence and "Seed 2 had not left it after 3,000 steps" in sentence
     spec = N.curve_chart(tmp_path).to_dict()
     assert len(spec["layer"]) == 3  # stage rules and labels, the seeds' lines, guessing
+
+
+def test_a_run_still_training_is_read_from_its_progress_record(tmp_path):
+    write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", arm_training(0, break_at=800))
+    going = {**arm_training(2, end=1700), "kind": "training_progress", "of": "training_text_only_cpu_s2_steps8x_hopw0",
+             "step": 1700}
+    for k in ("id_accuracy", "ood_accuracy", "steps", "steps_to_99"):
+        going.pop(k)
+    write(tmp_path, "progress_training_text_only_cpu_s2_steps8x_hopw0.json", going)
+    stale = {**going, "of": "training_text_only_cpu_s0_steps8x_hopw0", "seed": 0}  # its run has finished since
+    write(tmp_path, "progress_training_text_only_cpu_s0_steps8x_hopw0.json", stale)
+    runs = N.training_runs(tmp_path)
+    assert [(r["seed"], r["unfinished"], r["steps"]) for r in runs] == [(0, False, 3000), (2, True, 1700)]
+    assert runs[1]["id_accuracy"] is None and runs[1]["budget"] == 3500
+    sentence = N.training_sentence(tmp_path)
+    assert "1 of 2 seeds left the plateau" in sentence
+    assert "Seed 2 had not left it after 1,700 of 3,500 steps (still training)" in sentence
+    assert "1 of 1 finished run reached 99%" in sentence and "(seed 0)" in sentence
+    assert len(N.curve_chart(tmp_path).to_dict()["layer"]) == 3
 
 
 def test_arm_table_reads_the_arm_beside_the_recipe(tmp_path):

@@ -420,3 +420,19 @@ def test_noise_stages_log_the_noised_task_too():
     assert 0.0 <= history[-1]["acc_noise_two_hop"] <= 1.0
     _, plain, _ = quiet_train(tiny_cfg(stages=[Stage("two_hop", 2)], eval_every=2))
     assert "acc_noise_two_hop" not in plain[-1]
+
+
+def test_progress_records_a_run_so_far_and_refuses_an_edited_one(tmp_path, finished_dir):
+    from bindlib.state import progress_record
+
+    cfg, out, _, history = finished_dir
+    out = shutil.copytree(out, tmp_path / "run")
+    rec = progress_record(out, "curve_direct_s9", "python -m bindlib progress ...", commit="abc", variant="direct")
+    assert rec["kind"] == "training_progress" and rec["of"] == "curve_direct_s9" and rec["variant"] == "direct"
+    assert rec["step"] == 5 and rec["budget"] == 5 and rec["seed"] == cfg.seed
+    assert strip_wall(rec["history"]) == strip_wall(history) and rec["provenance"]["git_commit"] == "abc"
+    meta = json.loads((out / "model.json").read_text())
+    meta["step"] = 4
+    (out / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(io.CheckpointError, match="edited after saving"):
+        progress_record(out, "curve_direct_s9", "cmd")

@@ -2,6 +2,7 @@
 
     arm_rows("_ordered")          one row per seed of the ordered-format positive control
     arm_rows("", controls=True)   the recipe's models, measured with rebind pairs and declared-order prompts
+    unfinished()                  runs still going, as ``python -m bindlib progress`` recorded them
     neutral_curves()              the learning curves of recipe variants (``python -m bindlib curve``)
     neutral()                     those of the variants without a hop-specific aid
     aid_ablation()                the recipe against its variants without an aid, at one step budget
@@ -159,20 +160,34 @@ def curve_rows(history: list[dict], window: int = 1000) -> list[dict]:
     return [{"skill": skill, "step": end, "accuracy": round(mean(v), 4)} for (skill, end), v in sorted(bins.items())]
 
 
-def neutral_curves(results_dir=None) -> list[dict]:
-    """Every committed learning curve (``curve_*.json``): variant, seed, steps, its budget (the steps its
-    stages add up to), its depth where it is not the profile's (``curve --n-layers``; None otherwise), final
-    and best two-hop ID accuracy, chance, whether it left the plateau, and its history."""
+def unfinished(prefix: str = "", results_dir=None) -> list[tuple[str, dict]]:
+    """(name of the results file to come, record) of each run on record with ``python -m bindlib progress``
+    (``progress_<name>.json``) whose own results file is not committed yet, for names starting ``prefix``."""
+    root = _dir(results_dir)
     out = []
-    for f in sorted(_dir(results_dir).glob("curve_*.json")):
+    for f in sorted(root.glob(f"progress_{prefix}*.json")):
         r = json.loads(f.read_text())
-        if r.get("kind") != "learning_curve" or not r.get("history"):
+        if r.get("kind") == "training_progress" and r.get("history") and not (root / f"{r['of']}.json").exists():
+            out.append((r["of"], r))
+    return out
+
+
+def neutral_curves(results_dir=None) -> list[dict]:
+    """Every committed learning curve (``curve_*.json``), and every curve run still going (its progress
+    record; ``unfinished`` True): variant, seed, steps, its budget (the steps its stages add up to), its depth
+    where it is not the profile's (``curve --n-layers``; None otherwise), final and best two-hop ID accuracy,
+    chance, whether it left the plateau, and its history."""
+    out = []
+    files = [(f.stem, json.loads(f.read_text())) for f in sorted(_dir(results_dir).glob("curve_*.json"))]
+    for name, r in files + unfinished("curve_", results_dir):
+        if r.get("kind") not in ("learning_curve", "training_progress") or not r.get("history"):
             continue
         h = r["history"]
         c = chance(TaskConfig(**(r.get("train_config", {}).get("task") or {})))
         final = h[-1]["acc_two_hop"]
         cfg = r.get("train_config", {})
-        out.append({"name": f.stem, "variant": r.get("variant"), "seed": r["seed"], "steps": h[-1]["step"],
+        out.append({"name": name, "variant": r.get("variant"), "seed": r["seed"], "steps": h[-1]["step"],
+                    "unfinished": r["kind"] == "training_progress",
                     "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])), "n_stages": len(cfg.get("stages", [])),
                     "n_layers": (cfg.get("model") or {}).get("n_layers"),
                     "final_two_hop": final, "best_two_hop": max(x["acc_two_hop"] for x in h),

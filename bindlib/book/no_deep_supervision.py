@@ -19,6 +19,7 @@ import altair as alt
 import pandas as pd
 
 from ..task import TaskConfig
+from ..evaluate import steps_to_reach
 from . import control_data as D
 from .findings import fixed, pct, signed, table
 from .plots import HEIGHT, WIDTH
@@ -43,19 +44,26 @@ def left_plateau_at(history: list[dict], guess: float) -> int | None:
 
 
 def training_runs(results_dir=None) -> list[dict]:
-    """One dict per seed trained: seed, history, stages, chance, where it left the plateau (step, stage),
-    ID and OOD accuracy, steps run, steps to 99% and wall time."""
+    """One dict per seed trained, or still training (``unfinished``: its ``progress`` record): seed, history,
+    stages, chance, where it left the plateau (step, stage), ID and OOD accuracy (None while unfinished), steps
+    run, the budget, steps to 99% and wall time."""
+    pattern = f"training_text_only_{D.PROFILE}_s*{SUFFIX}.json"
+    finished = [json.loads(f.read_text()) for f in sorted(D._dir(results_dir).glob(pattern))]
+    going = [r for of, r in D.unfinished(f"training_text_only_{D.PROFILE}_s", results_dir) if of.endswith(SUFFIX)]
     out = []
-    for f in sorted(D._dir(results_dir).glob(f"training_text_only_{D.PROFILE}_s*{SUFFIX}.json")):
-        rec = json.loads(f.read_text())
+    for rec in finished + going:
         cfg = rec.get("train_config") or {}
         guess = D.chance(TaskConfig(**(cfg.get("task") or {})))
         stages = stage_bounds(cfg)
         at = left_plateau_at(rec["history"], guess)
+        done = rec.get("kind") != "training_progress"
         out.append({"seed": rec["seed"], "history": rec["history"], "stages": stages, "chance": guess,
                     "left_at": at, "left_stage": next((n for n, a, b in stages if at is not None and a <= at <= b), None),
-                    "id_accuracy": rec["id_accuracy"], "ood_accuracy": rec["ood_accuracy"], "steps": rec["steps"],
-                    "steps_to_99": rec.get("steps_to_99"), "wall_seconds": rec["provenance"]["wall_seconds"]})
+                    "unfinished": not done, "id_accuracy": rec["id_accuracy"] if done else None,
+                    "ood_accuracy": rec["ood_accuracy"] if done else None,
+                    "steps": rec["steps"] if done else rec["step"], "budget": stages[-1][2] if stages else None,
+                    "steps_to_99": rec.get("steps_to_99") if done else steps_to_reach(rec["history"]),
+                    "wall_seconds": rec["provenance"]["wall_seconds"]})
     return sorted(out, key=lambda r: r["seed"])
 
 
@@ -89,16 +97,25 @@ def training_sentence(results_dir=None) -> str:
     if not runs:
         return f"The arm without deep supervision ({COMMAND}) has not been trained yet."
     left = [r for r in runs if r["left_at"] is not None]
-    reached = [r for r in runs if r["steps_to_99"] is not None]
     out = (f"Without deep supervision and with every stage eight times as long, {len(left)} of {len(runs)} seed"
            f"{'s' if len(runs) != 1 else ''} left the plateau")
     if left:
-        out += (": " + "; ".join(f"seed {r['seed']} at step {r['left_at']:,} (stage {r['left_stage']})" for r in left)
-                + f". {len(reached)} of {len(runs)} reached 99% two-hop ID"
-                + (f" (at step {_steps(r['steps_to_99'] for r in reached)})" if reached else ""))
-    out += (f". At the end: ID {', '.join(pct(r['id_accuracy']) for r in runs)}, OOD "
-            f"{', '.join(pct(r['ood_accuracy']) for r in runs)} (seed {', '.join(str(r['seed']) for r in runs)}), "
-            f"after {_steps(r['steps'] for r in runs)} steps.")
+        out += ": " + "; ".join(f"seed {r['seed']} at step {r['left_at']:,} (stage {r['left_stage']})" for r in left)
+    out += "."
+    for r in runs:
+        if r["left_at"] is None:
+            out += (f" Seed {r['seed']} had not left it after {r['steps']:,}"
+                    + (f" of {r['budget']:,} steps (still training)" if r["unfinished"] else " steps")
+                    + f": two-hop ID {pct(r['history'][-1]['acc_two_hop'])} at its latest evaluation, against "
+                      f"{pct(r['chance'])} for guessing.")
+    done = [r for r in runs if not r["unfinished"]]
+    reached = [r for r in done if r["steps_to_99"] is not None]
+    if done:
+        out += (f" {len(reached)} of {len(done)} finished run{'s' if len(done) != 1 else ''} reached 99% two-hop ID"
+                + (f" (at step {_steps(r['steps_to_99'] for r in reached)})" if reached else "")
+                + f". At the end: ID {', '.join(pct(r['id_accuracy']) for r in done)}, OOD "
+                  f"{', '.join(pct(r['ood_accuracy']) for r in done)} (seed {', '.join(str(r['seed']) for r in done)}), "
+                  f"after {_steps(r['steps'] for r in done)} steps.")
     return out
 
 
