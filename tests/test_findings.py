@@ -108,3 +108,9 @@ def test_table_headers_break_after_underscores_and_cells_stay_whole():
     assert "<th>noise_<wbr>half_<wbr>replay</th>" in html and "text_<wbr>OOD" in html
     assert F.breakable_headers('<td>a_b</td><th class="x">c_d</th>') == '<td>a_b</td><th class="x">c_d</th>'.replace(
         "c_d", "c_<wbr>d")
+
+
+def test_a_table_without_an_index_shows_no_row_numbers():
+    html = F.table([{"claim": "a", "verdict": "holds"}, {"claim": "b", "verdict": "holds"}])._repr_html_()
+    assert "<th>claim</th>" in html and "<th>0</th>" not in html and "<th>1</th>" not in html
+    assert "<th>0</th>" in F.table([{"claim": "a"}]).rename_axis("row")._repr_html_()  # a named index is shown

@@ -67,6 +67,8 @@ class Table(pd.DataFrame):
 
     def _repr_html_(self):
         with pd.option_context("display.max_colwidth", None):
+            if isinstance(self.index, pd.RangeIndex) and self.index.name is None:  # row numbers say nothing
+                return breakable_headers(f"<div>{self.to_html(index=False, justify='left')}</div>")
             return breakable_headers(super()._repr_html_())
 
 
