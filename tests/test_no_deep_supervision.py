@@ -52,7 +52,7 @@ def test_a_run_still_training_is_read_from_its_progress_record(tmp_path):
     assert runs[1]["id_accuracy"] is None and runs[1]["budget"] == 3500
     sentence = N.training_sentence(tmp_path)
     assert "1 of 2 seeds left the plateau" in sentence
-    assert "Seed 2 had not left it after 1,700 of 3,500 steps (still training)" in sentence
+    assert "Seed 2 had not left it after 1,700 of 3,500 steps (the run has not finished)" in sentence
     assert "1 of 1 finished run reached 99%" in sentence and "(seed 0)" in sentence
     assert len(N.curve_chart(tmp_path).to_dict()["layer"]) == 3
 

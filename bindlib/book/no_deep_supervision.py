@@ -105,7 +105,7 @@ def training_sentence(results_dir=None) -> str:
     for r in runs:
         if r["left_at"] is None:
             out += (f" Seed {r['seed']} had not left it after {r['steps']:,}"
-                    + (f" of {r['budget']:,} steps (still training)" if r["unfinished"] else " steps")
+                    + (f" of {r['budget']:,} steps (the run has not finished)" if r["unfinished"] else " steps")
                     + f": two-hop ID {pct(r['history'][-1]['acc_two_hop'])} at its latest evaluation, against "
                       f"{pct(r['chance'])} for guessing.")
     done = [r for r in runs if not r["unfinished"]]
