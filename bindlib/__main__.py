@@ -67,6 +67,12 @@ def train_plan(args, device: str = "cpu"):
     if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
         variant = variant + arm if variant else arm[1:]
         tag += arm
+    if getattr(args, "leave_at", None) is not None:  # a stage's budget is a ceiling, not a duration
+        if not 0.0 < args.leave_at <= 1.0:
+            raise ValueError(f"--leave-at {args.leave_at:g} is a two-hop ID accuracy and must lie in (0, 1]; "
+                             "e.g. --leave-at 0.995.")
+        for st in cfg.stages[:-1]:
+            st.until = args.leave_at
     if args.until_stage:
         names = [st.name for st in cfg.stages]
         if args.until_stage not in names:

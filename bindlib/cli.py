@@ -54,6 +54,9 @@ def build_parser(description: str) -> Parser:
     t.add_argument("--fresh", action="store_true", help="ignore an existing run folder instead of resuming")
     add_setting(t, "pos_encoding")
     t.add_argument("--until-stage", help="stop after this curriculum stage (saves an intermediate checkpoint)")
+    t.add_argument("--leave-at", type=float, default=None,
+                   help="leave every stage but the last once two-hop ID accuracy reaches this (e.g. 0.995); the "
+                        "last stage's early stop then ends the run (default: every stage runs its full budget)")
     add_setting(t, "hop_target")
     for flag, kw in ARM_ARGS:  # the recipe's arms (issue 9's controls), each named by its suffix
         t.add_argument(flag, **kw)

@@ -268,3 +268,18 @@ def test_curve_n_layers_trains_the_deeper_model_and_names_it(tmp_path, monkeypat
     record = json.loads((tmp_path / "curve_direct_L6_s0.json").read_text())
     assert seen["layers"] == 6 and record["train_config"]["model"] == {"n_layers": 6}
     assert cli.main(["curve", "--variant", "direct", "--n-layers", "0", "--steps", "2", "--allow-dirty"]) == 2
+
+
+def test_leave_at_turns_stage_budgets_into_ceilings():
+    """--leave-at gives every stage but the last the exit threshold (the last keeps its early stop); the run keeps
+    its arm's names, and a threshold outside (0, 1] is refused in one line naming the flag."""
+    from bindlib.cli import build_parser
+
+    args = ["train", "--seed", "1", "--hop-weight", "0", "--steps-scale", "8"]
+    plain, tag0, var0 = cli.train_plan(build_parser("t").parse_args(args))
+    cfg, tag, variant = cli.train_plan(build_parser("t").parse_args([*args, "--leave-at", "0.995"]))
+    assert (tag, variant) == (tag0, var0) == ("text_only_cpu_s1_steps8x_hopw0", "hopw0")
+    assert [s.until for s in cfg.stages] == [0.995] * (len(cfg.stages) - 1) + [None]
+    assert all(s.until is None for s in plain.stages) and cfg.total_steps == plain.total_steps
+    with pytest.raises(ValueError, match="--leave-at 1.5 .* e.g. --leave-at 0.995"):
+        cli.train_plan(build_parser("t").parse_args([*args, "--leave-at", "1.5"]))
