@@ -125,21 +125,27 @@ def cmd_train(args, argv) -> int:
     return 0
 
 
-def cmd_curve(args, argv) -> int:
-    """Train one named variant (recipes.VARIANTS) and record its learning curve."""
-    from . import io
+def curve_plan(args, device: str = "cpu"):
+    """What ``curve`` runs, from its flags: (TrainConfig, results name)."""
     from .recipes import variant
-    from .train import steps_to_reach, train
 
-    device = _device(args)
-    commit = io.git_commit()
-    cfg = variant(args.variant, seed=args.seed, device=str(device), steps=args.steps)
+    cfg = variant(args.variant, seed=args.seed, device=device, steps=args.steps)
     layers = ""
     if args.n_layers is not None and args.n_layers != cfg.model_config().n_layers:
         cfg.model = cfg.model.replace(n_layers=args.n_layers)
         cfg.model_config()  # a bad depth fails here, before anything is written
         layers = f"_L{args.n_layers}"
-    name = args.results or f"curve_{args.variant}{layers}_s{args.seed}"
+    return cfg, args.results or f"curve_{args.variant}{layers}_s{args.seed}"
+
+
+def cmd_curve(args, argv) -> int:
+    """Train one named variant (recipes.VARIANTS) and record its learning curve."""
+    from . import io
+    from .train import steps_to_reach, train
+
+    device = _device(args)
+    commit = io.git_commit()
+    cfg, name = curve_plan(args, str(device))
     _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [args.run_dir] if args.run_dir else [])
     t0 = time.time()
     _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)

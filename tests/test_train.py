@@ -436,3 +436,32 @@ def test_progress_records_a_run_so_far_and_refuses_an_edited_one(tmp_path, finis
     (out / "model.json").write_text(json.dumps(meta))
     with pytest.raises(io.CheckpointError, match="edited after saving"):
         progress_record(out, "curve_direct_s9", "cmd")
+
+
+def test_progress_from_a_log_rebuilds_the_config_from_the_run_command(tmp_path):
+    """A run whose folder is gone goes on record from its --quiet log: the history is the log's step lines, the
+    config is what the run's own command line builds (depth and budget included), the commit is the run's."""
+    from bindlib.state import log_progress_record
+
+    lines = ["resumed from runs/x at step 0"] + [json.dumps({"step": s, "stage": "two_hop", "acc_two_hop": 0.25,
+                                                            "wall_seconds": s / 10}) for s in (100, 200, 300)]
+    log = tmp_path / "run.log"
+    log.write_text("\n".join(lines) + "\n")
+    run = "python -m bindlib curve --variant direct --n-layers 6 --steps 400 --seed 3 --threads 1 --quiet"
+    rec = log_progress_record(log, "curve_direct_L6_s3", run, "abc1234", "python -m bindlib progress ...", "direct")
+    assert rec["kind"] == "training_progress" and rec["of"] == "curve_direct_L6_s3" and rec["run_dir"] is None
+    assert [h["step"] for h in rec["history"]] == [100, 200, 300] and rec["step"] == 300 and rec["budget"] == 400
+    assert rec["model_config"]["n_layers"] == 6 and rec["seed"] == 3 and rec["train_config"]["packed"] is False
+    assert rec["provenance"]["git_commit"] == "abc1234" and rec["provenance"]["run_command"] == run
+    assert rec["provenance"]["wall_seconds"] == 30.0
+    with pytest.raises(ValueError, match="not a train or curve command"):
+        log_progress_record(log, "x", "python -m bindlib interp --seed 0", "abc", "cmd")
+    log.write_text("\n".join(lines[:1] + lines[2:] + lines[1:2]) + "\n")  # steps 200, 300, 100: two runs mixed
+    with pytest.raises(ValueError, match="no increasing run of step records"):
+        log_progress_record(log, "x", run, "abc", "cmd")
+
+
+def test_progress_command_wants_one_source():
+    r = subprocess.run([sys.executable, "-m", "bindlib", "progress", "--results", "x", "--log", "a.log", "--allow-dirty"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "--log FILE with --run-command and --run-commit" in r.stderr
