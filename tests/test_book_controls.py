@@ -288,9 +288,13 @@ def test_missing_table_counts_the_dials_seeds_per_share(tmp_path):
     l6 = {**curve(25_000, 0.26), "train_config": {"task": {}, "model": {"n_layers": 6},
                                                     "stages": [{"steps": 40_000, "hop_weight": 0.0}]}}
     write(tmp_path, "progress_curve_direct_L6_40k_s0.json",  # still training: its progress record
-          {**l6, "kind": "training_progress", "of": "curve_direct_L6_40k_s0", "step": 25_000})
+          {**l6, "kind": "training_progress", "of": "curve_direct_L6_40k_s0", "step": 25_000, "run_dir": "runs/x"})
     deeper = C.missing_table(tmp_path).loc["a deeper model (6-8 layers) without aids at the longest budget"].iloc[0]
     assert deeper == "6 layers, 25,000 of 40,000 steps (not finished): latest two-hop 26.0%"
+    write(tmp_path, "progress_curve_direct_L6_40k_s0.json",  # from its log (progress --log): nothing to resume
+          {**l6, "kind": "training_progress", "of": "curve_direct_L6_40k_s0", "step": 25_000, "run_dir": None})
+    deeper = C.missing_table(tmp_path).loc["a deeper model (6-8 layers) without aids at the longest budget"].iloc[0]
+    assert "(not finished; its run folder was lost, the curve is from its log)" in deeper
     assert D.aid_ablation(tmp_path) == [] and D.neutral(tmp_path) == []  # nor a row anywhere else
     write(tmp_path, "curve_direct_L6_40k_s0.json", {**curve(40_000, 0.3), "train_config": l6["train_config"]})
     deeper = C.missing_table(tmp_path).loc["a deeper model (6-8 layers) without aids at the longest budget"].iloc[0]

@@ -188,6 +188,7 @@ def neutral_curves(results_dir=None) -> list[dict]:
         cfg = r.get("train_config", {})
         out.append({"name": name, "variant": r.get("variant"), "seed": r["seed"], "steps": h[-1]["step"],
                     "unfinished": r["kind"] == "training_progress",
+                    "lost": r["kind"] == "training_progress" and r.get("run_dir") is None,  # from its log: no resume
                     "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])), "n_stages": len(cfg.get("stages", [])),
                     "n_layers": (cfg.get("model") or {}).get("n_layers"),
                     "final_two_hop": final, "best_two_hop": max(x["acc_two_hop"] for x in h),

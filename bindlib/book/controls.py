@@ -284,7 +284,9 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
         (f"{seeds_wanted} seeds of the longest neutral curve",
          f"{sum(c['steps'] == longest for c in neutral)} of {seeds_wanted} ({longest:,} steps)"),
         ("a deeper model (6-8 layers) without aids at the longest budget",
-         "; ".join(f"{c['n_layers']} layers, {c['steps']:,}" + (f" of {c['budget']:,} steps (not finished)"
+         "; ".join(f"{c['n_layers']} layers, {c['steps']:,}" + (f" of {c['budget']:,} steps (not finished"
+                                                                 + ("; its run folder was lost, the curve is from its log)"
+                                                                    if c["lost"] else ")")
                                                                  if c["unfinished"] else " steps")
                    + f": {'latest' if c['unfinished'] else 'final'} two-hop {pct(c['final_two_hop'])}"
                    for c in D.neutral(results_dir, deeper=True)) or "none committed"),
