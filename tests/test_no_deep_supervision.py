@@ -9,9 +9,15 @@ STAGES = [{"name": "subskills", "steps": 1000}, {"name": "compose", "steps": 500
           {"name": "full_n", "steps": 1000}, {"name": "two_hop", "steps": 1000}]
 
 
+def stage_of(step, offset=0):
+    ends = [1000, 1500, 2500, 3500]
+    return next(st["name"] for st, e in zip(STAGES, ends) if step + offset <= e)
+
+
 def arm_training(seed, break_at=None, end=3000):
     """A run on the plateau (0.25) until ``break_at`` (never: None), then at 99.6%."""
-    hist = [{"step": s, "acc_two_hop": 0.996 if break_at and s >= break_at else 0.25} for s in range(100, end + 1, 100)]
+    hist = [{"step": s, "stage": stage_of(s), "acc_two_hop": 0.996 if break_at and s >= break_at else 0.25}
+            for s in range(100, end + 1, 100)]
     return {"kind": "training_variant", "seed": seed, "history": hist, "id_accuracy": hist[-1]["acc_two_hop"],
             "ood_accuracy": 0.9, "steps": end, "steps_to_99": break_at, "train_config": {"task": {}, "stages": STAGES},
             "provenance": {"wall_seconds": 60.0}}
@@ -79,3 +85,16 @@ def test_nothing_trained_says_so(tmp_path):
     assert "No model trained without deep supervision" in N.arm_sentence(tmp_path)
     assert len(N.arm_table(tmp_path)) == 0 and N.training_runs(tmp_path) == []
     assert D.arm_rows(N.SUFFIX, tmp_path) == []
+
+
+def test_a_run_that_left_its_stages_early_shows_the_stages_it_ran(tmp_path):
+    """train --leave-at: the run jumps from compose (two-hop 99.6% at step 1,300) to the last stage and stops;
+    the chart's stage rules and the plateau exit follow the stages its evaluations name, not the budgets."""
+    rec = arm_training(0, break_at=1300, end=1400)
+    rec["history"][-1]["stage"] = "two_hop"  # left compose at 1,300: the next evaluation is in the last stage
+    write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", rec)
+    run = N.training_runs(tmp_path)[0]
+    assert run["stages_run"] == [("subskills", 1), ("compose", 1001), ("two_hop", 1301)]
+    assert (run["left_at"], run["left_stage"], run["budget"]) == (1300, "compose", 3500)
+    rules = [v for layer in N.curve_chart(tmp_path).to_dict()["layer"][:1] for v in layer["data"]["values"]]
+    assert [(v["stage"], v["step"]) for v in rules] == [("subskills", 0), ("compose", 1000), ("two_hop", 1300)]

@@ -38,6 +38,18 @@ def stage_bounds(train_config: dict) -> list[tuple[str, int, int]]:
     return out
 
 
+def stages_run(history: list[dict]) -> list[tuple[str, int]]:
+    """(stage, first step) of each stage a run actually went through, from the stage its evaluations name: a
+    stage left early (``train --leave-at``) ends where the next one's first evaluation begins."""
+    out: list[tuple[str, int]] = []
+    prev = 0
+    for h in history:
+        if not out or out[-1][0] != h["stage"]:
+            out.append((h["stage"], prev + 1))
+        prev = h["step"]
+    return out
+
+
 def left_plateau_at(history: list[dict], guess: float) -> int | None:
     """The first evaluated step whose two-hop ID accuracy is more than ``D.PLATEAU_MARGIN`` above guessing."""
     return next((h["step"] for h in history if h["acc_two_hop"] > guess + D.PLATEAU_MARGIN), None)
@@ -58,7 +70,8 @@ def training_runs(results_dir=None) -> list[dict]:
         at = left_plateau_at(rec["history"], guess)
         done = rec.get("kind") != "training_progress"
         out.append({"seed": rec["seed"], "history": rec["history"], "stages": stages, "chance": guess,
-                    "left_at": at, "left_stage": next((n for n, a, b in stages if at is not None and a <= at <= b), None),
+                    "left_at": at, "left_stage": next((h["stage"] for h in rec["history"] if h["step"] == at), None),
+                    "stages_run": stages_run(rec["history"]),
                     "unfinished": not done, "id_accuracy": rec["id_accuracy"] if done else None,
                     "ood_accuracy": rec["ood_accuracy"] if done else None,
                     "steps": rec["steps"] if done else rec["step"], "budget": stages[-1][2] if stages else None,
@@ -81,7 +94,8 @@ def curve_chart(results_dir=None, window: int = 500) -> alt.LayerChart:
     guess = runs[0]["chance"] if runs else D.chance()
     rule = alt.Chart(alt.Data(values=[{"step": 0, "two-hop ID": guess}, {"step": end, "two-hop ID": guess}])).mark_line(
         strokeDash=[6, 3], color="#555555").encode(x="step:Q", y="two-hop ID:Q")
-    bounds = [{"step": a - 1, "stage": n} for n, a, _ in (runs[0]["stages"] if runs else []) if a - 1 < end]
+    longest = max(runs, key=lambda r: r["steps"]) if runs else None  # its stages as run (left early or not)
+    bounds = [{"step": a - 1, "stage": n} for n, a in (longest["stages_run"] if longest else [])]
     marks = alt.Chart(alt.Data(values=bounds))
     stages = marks.mark_rule(color="#bbbbbb").encode(x="step:Q") + marks.mark_text(
         align="left", dx=3, dy=-4, baseline="bottom", color="#777777", y=0).encode(x="step:Q", text="stage:N")
