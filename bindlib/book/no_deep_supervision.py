@@ -3,7 +3,7 @@
 At the recipe's own budget (5,000 steps) no seed composes the hops without deep supervision (chapter 2's
 aid ablation). These runs give the same curriculum eight times the steps, with nothing that asks for the
 intermediate hop, and early stop in the last stage as the recipe has:
-``python -m bindlib train --hop-weight 0 --steps-scale 8 --seed S`` (files ``*_steps8x_hopw0``).
+``python -m bindlib train --hop-weight 0 --steps-scale 8 --leave-at 0.995 --seed S`` (files ``*_steps8x_hopw0``).
 
     training_runs()       per seed: its curve, where it left the plateau (step and stage), ID and OOD
     curve_chart()         chapter 2: two-hop ID accuracy against step, per seed, with the stage boundaries
@@ -26,7 +26,7 @@ from .plots import HEIGHT, WIDTH
 from .text import state  # noqa: F401  (chapters show the sentences with state)
 
 SUFFIX = D.NO_DEEP_SUPERVISION
-COMMAND = "python -m bindlib train --hop-weight 0 --steps-scale 8 --seed S"
+COMMAND = "python -m bindlib train --hop-weight 0 --steps-scale 8 --leave-at 0.995 --seed S"
 
 
 def stage_bounds(train_config: dict) -> list[tuple[str, int, int]]:
