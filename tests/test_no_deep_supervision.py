@@ -47,7 +47,7 @@ def test_runs_say_when_and_in_which_stage_the_plateau_broke(tmp_path):
 def test_a_run_still_training_is_read_from_its_progress_record(tmp_path):
     write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", arm_training(0, break_at=800))
     going = {**arm_training(2, end=1700), "kind": "training_progress", "of": "training_text_only_cpu_s2_steps8x_hopw0",
-             "step": 1700}
+             "step": 1700, "run_dir": "runs/text_only_cpu_s2_steps8x_hopw0"}
     for k in ("id_accuracy", "ood_accuracy", "steps", "steps_to_99"):
         going.pop(k)
     write(tmp_path, "progress_training_text_only_cpu_s2_steps8x_hopw0.json", going)
@@ -98,3 +98,23 @@ def test_a_run_that_left_its_stages_early_shows_the_stages_it_ran(tmp_path):
     assert (run["left_at"], run["left_stage"], run["budget"]) == (1300, "compose", 3500)
     rules = [v for layer in N.curve_chart(tmp_path).to_dict()["layer"][:1] for v in layer["data"]["values"]]
     assert [(v["stage"], v["step"]) for v in rules] == [("subskills", 0), ("compose", 1000), ("two_hop", 1300)]
+
+
+def test_a_lost_first_run_stays_on_record_beside_the_rerun(tmp_path):
+    """A seed's first run, lost to a restart and recorded from its log (progress --log, run_dir None, its own
+    name ``..._firstrun``), is shown beside that seed's rerun: its own line, label and sentence."""
+    first = {**arm_training(0, break_at=800, end=2000), "kind": "training_progress", "step": 2000, "run_dir": None,
+             "of": "training_text_only_cpu_s0_steps8x_hopw0_firstrun"}
+    for k in ("id_accuracy", "ood_accuracy", "steps", "steps_to_99"):
+        first.pop(k)
+    write(tmp_path, "progress_training_text_only_cpu_s0_steps8x_hopw0_firstrun.json", first)
+    write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", arm_training(0, break_at=1200))
+    runs = N.training_runs(tmp_path)
+    assert [(r["label"], r["lost"], r["left_at"]) for r in runs] == [
+        ("seed 0, first run (lost)", True, 800), ("seed 0", False, 1200)]
+    sentence = N.training_sentence(tmp_path)
+    assert "2 of 2 runs (seed 0) left the plateau: seed 0, first run (lost) at step 800" in sentence
+    assert "Seed 0's first run was lost at step 2,000 (its machine restarted; its curve is from its log): two-hop ID 99.6%" in sentence
+    assert "1 of 1 finished run reached 99%" in sentence
+    values = N.curve_chart(tmp_path).to_dict()["layer"][1]["data"]["values"]
+    assert {v["run"] for v in values} == {"seed 0, first run (lost)", "seed 0"}

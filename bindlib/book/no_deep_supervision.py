@@ -61,7 +61,9 @@ def training_runs(results_dir=None) -> list[dict]:
     run, the budget, steps to 99% and wall time."""
     pattern = f"training_text_only_{D.PROFILE}_s*{SUFFIX}.json"
     finished = [json.loads(f.read_text()) for f in sorted(D._dir(results_dir).glob(pattern))]
-    going = [r for of, r in D.unfinished(f"training_text_only_{D.PROFILE}_s", results_dir) if of.endswith(SUFFIX)]
+    # runs not finished: their progress records; an earlier run of a seed whose folder was lost keeps its own
+    # name (``<name>_firstrun``, from its log), so it stays on record beside that seed's rerun
+    going = [r for of, r in D.unfinished(f"training_text_only_{D.PROFILE}_s", results_dir) if SUFFIX in of]
     out = []
     for rec in finished + going:
         cfg = rec.get("train_config") or {}
@@ -69,7 +71,9 @@ def training_runs(results_dir=None) -> list[dict]:
         stages = stage_bounds(cfg)
         at = left_plateau_at(rec["history"], guess)
         done = rec.get("kind") != "training_progress"
-        out.append({"seed": rec["seed"], "history": rec["history"], "stages": stages, "chance": guess,
+        lost = not done and rec.get("run_dir") is None  # from its log: the run folder is gone, nothing resumes it
+        out.append({"seed": rec["seed"], "lost": lost,
+                    "label": f"seed {rec['seed']}" + (", first run (lost)" if lost else ""), "history": rec["history"], "stages": stages, "chance": guess,
                     "left_at": at, "left_stage": next((h["stage"] for h in rec["history"] if h["step"] == at), None),
                     "stages_run": stages_run(rec["history"]),
                     "unfinished": not done, "id_accuracy": rec["id_accuracy"] if done else None,
@@ -77,20 +81,20 @@ def training_runs(results_dir=None) -> list[dict]:
                     "steps": rec["steps"] if done else rec["step"], "budget": stages[-1][2] if stages else None,
                     "steps_to_99": rec.get("steps_to_99") if done else steps_to_reach(rec["history"]),
                     "wall_seconds": rec["provenance"]["wall_seconds"]})
-    return sorted(out, key=lambda r: r["seed"])
+    return sorted(out, key=lambda r: (r["seed"], not r["lost"]))
 
 
 def curve_chart(results_dir=None, window: int = 500) -> alt.LayerChart:
     """Two-hop ID accuracy against step (mean per ``window`` steps), one line per seed, guessing dashed and
     the curriculum's stage boundaries as grey rules."""
     runs = training_runs(results_dir)
-    rows = [{"seed": str(r["seed"]), "step": x["step"], "two-hop ID": x["accuracy"]}
+    rows = [{"run": r["label"], "step": x["step"], "two-hop ID": x["accuracy"]}
             for r in runs for x in D.curve_rows(r["history"], window) if x["skill"] == "two_hop"]
     end = max((r["steps"] for r in runs), default=window)
     lines = alt.Chart(alt.Data(values=rows), title=f"No deep supervision, stages x8: two-hop ID accuracy (mean per "
                                                    f"{window:,} steps)").mark_line().encode(
-        x=alt.X("step:Q"), y=alt.Y("two-hop ID:Q", axis=alt.Axis(format="%")), color=alt.Color("seed:N"),
-        tooltip=["seed:N", "step:Q", alt.Tooltip("two-hop ID:Q", format=".1%")])
+        x=alt.X("step:Q"), y=alt.Y("two-hop ID:Q", axis=alt.Axis(format="%")), color=alt.Color("run:N"),
+        tooltip=["run:N", "step:Q", alt.Tooltip("two-hop ID:Q", format=".1%")])
     guess = runs[0]["chance"] if runs else D.chance()
     rule = alt.Chart(alt.Data(values=[{"step": 0, "two-hop ID": guess}, {"step": end, "two-hop ID": guess}])).mark_line(
         strokeDash=[6, 3], color="#555555").encode(x="step:Q", y="two-hop ID:Q")
@@ -111,14 +115,23 @@ def training_sentence(results_dir=None) -> str:
     if not runs:
         return f"The arm without deep supervision ({COMMAND}) has not been trained yet."
     left = [r for r in runs if r["left_at"] is not None]
-    out = (f"Without deep supervision and with every stage eight times as long, {len(left)} of {len(runs)} seed"
-           f"{'s' if len(runs) != 1 else ''} left the plateau")
+    lost = any(r["lost"] for r in runs)
+    out = (f"Without deep supervision and with every stage eight times as long, {len(left)} of {len(runs)} "
+           + (f"runs (seed{'s' if len({r['seed'] for r in runs}) > 1 else ''} "
+              f"{', '.join(sorted({str(r['seed']) for r in runs}))}) " if lost else
+              f"seed{'s' if len(runs) != 1 else ''} ") + "left the plateau")
     if left:
-        out += ": " + "; ".join(f"seed {r['seed']} at step {r['left_at']:,} (stage {r['left_stage']})" for r in left)
+        out += ": " + "; ".join(f"{r['label']} at step {r['left_at']:,} (stage {r['left_stage']})" for r in left)
     out += "."
     for r in runs:
-        if r["left_at"] is None:
-            out += (f" Seed {r['seed']} had not left it after {r['steps']:,}"
+        if r["lost"]:
+            stuck = r["left_at"] is None
+            out += (f" Seed {r['seed']}'s first run {'had not left it when it was' if stuck else 'was'} lost at step "
+                    f"{r['steps']:,} (its machine restarted; its curve is from its log): two-hop ID "
+                    f"{pct(r['history'][-1]['acc_two_hop'])} at its latest evaluation"
+                    + (f", against {pct(r['chance'])} for guessing." if stuck else "."))
+        elif r["left_at"] is None:
+            out += (f" {r['label'].capitalize()} had not left it after {r['steps']:,}"
                     + (f" of {r['budget']:,} steps (the run has not finished)" if r["unfinished"] else " steps")
                     + f": two-hop ID {pct(r['history'][-1]['acc_two_hop'])} at its latest evaluation, against "
                       f"{pct(r['chance'])} for guessing.")
@@ -136,7 +149,7 @@ def training_sentence(results_dir=None) -> str:
 def arm_table(results_dir=None) -> pd.DataFrame:
     """Per seed of the arm, and the recipe's mean: ID, OOD, the routing layer, P_pos, P_sym, BS, the rebind
     outcomes (bound shape, stays) and the position-id swap flip rate."""
-    left = {r["seed"]: r["left_at"] for r in training_runs(results_dir)}
+    left = {r["seed"]: r["left_at"] for r in training_runs(results_dir) if not r["unfinished"]}
 
     def cells(r):
         return {"ID": pct(r["id_accuracy"]), "OOD": pct(r["ood_accuracy"]), "routing layer": r["routing_layer"],
