@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from .plans import ARM_KEYS, command_config, curve_plan, train_plan  # noqa: F401 (tests read them here)
+
 
 def _command_line(argv) -> str:
     return "python -m bindlib " + " ".join(shlex.quote(a) for a in argv)
@@ -45,42 +47,6 @@ def _device(args) -> torch.device:
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
     return resolve_device(args.device)
-
-
-ARM_KEYS = ("format", "hop_target", "hop_weight", "hop_layer", "declared_share")
-
-
-def train_plan(args, device: str = "cpu"):
-    """What ``train`` runs, from its flags: (TrainConfig, name tag, variant or None)."""
-    from .recipes import arm_recipe
-
-    if args.steps_scale <= 0:
-        raise ValueError(f"--steps-scale {args.steps_scale:g} must be > 0 (1 is the full recipe).")
-    # the ordered format's default: no deep supervision (its shape target is not on the only route there)
-    cfg, arm = arm_recipe(args.profile, args.seed, device, args.steps_scale, **{k: getattr(args, k) for k in ARM_KEYS})
-    tag = f"text_only_{args.profile}_s{args.seed}" + (f"_steps{args.steps_scale:g}x" if args.steps_scale != 1 else "")
-    variant = None
-    if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
-        cfg.model = cfg.model.replace(pos_encoding=args.pos_encoding)
-        variant = f"{args.pos_encoding}pos"
-        tag += f"_{variant}"
-    if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
-        variant = variant + arm if variant else arm[1:]
-        tag += arm
-    if getattr(args, "leave_at", None) is not None:  # a stage's budget is a ceiling, not a duration
-        if not 0.0 < args.leave_at <= 1.0:
-            raise ValueError(f"--leave-at {args.leave_at:g} is a two-hop ID accuracy and must lie in (0, 1]; "
-                             "e.g. --leave-at 0.995.")
-        for st in cfg.stages[:-1]:
-            st.until = args.leave_at
-    if args.until_stage:
-        names = [st.name for st in cfg.stages]
-        if args.until_stage not in names:
-            raise ValueError(f"unknown stage {args.until_stage!r}: the {args.profile} recipe has stages {names}.")
-        cfg.stages = cfg.stages[: names.index(args.until_stage) + 1]
-        cfg.early_stop = None
-        tag += f"_{args.until_stage}"
-    return cfg, tag, variant
 
 
 def cmd_train(args, argv) -> int:
@@ -123,19 +89,6 @@ def cmd_train(args, argv) -> int:
     print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy", "steps", "steps_to_99")}))
     print(f"wrote {path} and {final}")
     return 0
-
-
-def curve_plan(args, device: str = "cpu"):
-    """What ``curve`` runs, from its flags: (TrainConfig, results name)."""
-    from .recipes import variant
-
-    cfg = variant(args.variant, seed=args.seed, device=device, steps=args.steps)
-    layers = ""
-    if args.n_layers is not None and args.n_layers != cfg.model_config().n_layers:
-        cfg.model = cfg.model.replace(n_layers=args.n_layers)
-        cfg.model_config()  # a bad depth fails here, before anything is written
-        layers = f"_L{args.n_layers}"
-    return cfg, args.results or f"curve_{args.variant}{layers}_s{args.seed}"
 
 
 def cmd_curve(args, argv) -> int:
@@ -383,6 +336,8 @@ def main(argv=None) -> int:
         if args.cmd == "bench" and not args.profile:
             args.profile = ["cpu", "paper"]
         io.begin_run(args.allow_dirty)
+        if args.cmd == "progress" and args.log and args.run_command:  # a lost run: its config from its command
+            args.run_config = command_config(args.run_command, build_parser)
         if hasattr(args, "handler"):  # commands registered by their own module (bindlib.imagestage)
             return args.handler(args, _command_line(argv), _device(args))
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,

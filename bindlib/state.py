@@ -84,23 +84,11 @@ def progress_record(run_dir: str | Path, of: str, command: str, commit: str | No
             "provenance": io.provenance(command, cfg.get("device", "cpu"), state["wall"], commit=commit)}
 
 
-def log_progress_record(log: str | Path, of: str, run_command: str, run_commit: str, command: str,
-                        variant: str | None = None) -> dict:
+def log_progress_record(log: str | Path, of: str, cfg: dict, model_config: dict, run_command: str, run_commit: str,
+                        command: str, variant: str | None = None) -> dict:
     """The progress record of a run whose folder is gone, from its JSON-lines log (train/curve ``--quiet``).
-    The config is rebuilt from the run's own command line (``run_command``, a ``train`` or ``curve`` call),
-    so it is the config that run trained with at ``run_commit``; ``run_dir`` is None (nothing to resume)."""
-    import shlex
-
-    from .__main__ import curve_plan, train_plan
-    from .cli import build_parser
-
-    words = shlex.split(run_command)
-    words = words[words.index("bindlib") + 1:] if "bindlib" in words else words
-    if not words or words[0] not in ("train", "curve"):
-        raise ValueError(f"--run-command {run_command!r} is not a train or curve command; pass the run's own "
-                         f"command line, e.g. 'python -m bindlib curve --variant direct --steps 40000 ...'.")
-    args = build_parser("python -m bindlib").parse_args(words)
-    cfg = (train_plan(args)[0] if words[0] == "train" else curve_plan(args)[0]).to_dict()
+    ``cfg`` and ``model_config`` are what its own command line builds (``plans.command_config``), so they are
+    the configs that run trained with at ``run_commit``; ``run_dir`` is None (nothing to resume)."""
     try:
         history = [json.loads(line) for line in Path(log).read_text().splitlines() if line.startswith('{"step"')]
     except (OSError, json.JSONDecodeError) as e:
@@ -108,12 +96,10 @@ def log_progress_record(log: str | Path, of: str, run_command: str, run_commit: 
     if not history or any(b["step"] <= a["step"] for a, b in zip(history, history[1:])):
         raise ValueError(f"--log {log} holds no increasing run of step records; pass the log of one run "
                          f"(train/curve --quiet write one JSON line per evaluation).")
-    from .train import TrainConfig
-
     return {"kind": "training_progress", "of": of, "variant": variant, "run_dir": None, "seed": cfg.get("seed"),
             "step": history[-1]["step"], "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])),
             "stopped": bool(history[-1].get("stopped")), "history": history, "train_config": cfg,
-            "model_config": TrainConfig(**cfg).model_config().to_dict(),
+            "model_config": model_config,
             "provenance": io.provenance(command, cfg.get("device", "cpu"), history[-1].get("wall_seconds", 0.0),
                                         commit=run_commit, source_log=str(log), run_command=run_command)}
 
@@ -128,7 +114,8 @@ def cmd_progress(args, command: str, device) -> int:
                          "and --run-commit (a run whose folder is gone); not both.")
     record = (progress_record(args.run_dir, args.results, command, commit=io.git_commit(), variant=args.variant)
               if args.run_dir else
-              log_progress_record(args.log, args.results, args.run_command, args.run_commit, command, args.variant))
+              log_progress_record(args.log, args.results, *args.run_config, args.run_command, args.run_commit, command,
+                                  args.variant))
     io.write_results(name, record)
     last = record["history"][-1] if record["history"] else {}
     print(f"step {record['step']:,} of {record['budget']:,}, two-hop ID {last.get('acc_two_hop', float('nan')):.3f}; "

@@ -15,6 +15,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
     7  recipes                       the recipes, regimes and the headline table
        migrate                       bringing committed files up to the current format
        expand                        vocabulary expansion, the curriculum's last stage
+  7.25 plans                         what train and curve run, from their flags
   7.5  imagestage                    image-stage recipes (levers), their runs, image throughput
     8  interp.pairs, interp.toy
     9  interp.patching, interp.knockouts, interp.probes, interp.results
@@ -49,7 +50,7 @@ FLOORS = {
     "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
     "vision.multimodal": 5, "vision.pretrain": 5, "vision.grounding": 5.5, "vision.featurepool": 5.5, "train": 6, "recipes": 7, "migrate": 7,
-    "imagestage": 7.5, "headline": 7.75, "expand": 7, "settings": 6.5,
+    "plans": 7.25, "imagestage": 7.5, "headline": 7.75, "expand": 7, "settings": 6.5,
     "interp.pairs": 8, "interp.toy": 8, "interp.patching": 9, "interp.knockouts": 9, "interp.probes": 9,
     "interp.results": 9, "interp.runs": 10, "interp": 10,
     "cli": 14,

@@ -441,6 +441,8 @@ def test_progress_records_a_run_so_far_and_refuses_an_edited_one(tmp_path, finis
 def test_progress_from_a_log_rebuilds_the_config_from_the_run_command(tmp_path):
     """A run whose folder is gone goes on record from its --quiet log: the history is the log's step lines, the
     config is what the run's own command line builds (depth and budget included), the commit is the run's."""
+    from bindlib.cli import build_parser
+    from bindlib.plans import command_config
     from bindlib.state import log_progress_record
 
     lines = ["resumed from runs/x at step 0"] + [json.dumps({"step": s, "stage": "two_hop", "acc_two_hop": 0.25,
@@ -448,17 +450,18 @@ def test_progress_from_a_log_rebuilds_the_config_from_the_run_command(tmp_path):
     log = tmp_path / "run.log"
     log.write_text("\n".join(lines) + "\n")
     run = "python -m bindlib curve --variant direct --n-layers 6 --steps 400 --seed 3 --threads 1 --quiet"
-    rec = log_progress_record(log, "curve_direct_L6_s3", run, "abc1234", "python -m bindlib progress ...", "direct")
+    rec = log_progress_record(log, "curve_direct_L6_s3", *command_config(run, build_parser), run, "abc1234",
+                              "python -m bindlib progress ...", "direct")
     assert rec["kind"] == "training_progress" and rec["of"] == "curve_direct_L6_s3" and rec["run_dir"] is None
     assert [h["step"] for h in rec["history"]] == [100, 200, 300] and rec["step"] == 300 and rec["budget"] == 400
     assert rec["model_config"]["n_layers"] == 6 and rec["seed"] == 3 and rec["train_config"]["packed"] is False
     assert rec["provenance"]["git_commit"] == "abc1234" and rec["provenance"]["run_command"] == run
     assert rec["provenance"]["wall_seconds"] == 30.0
     with pytest.raises(ValueError, match="not a train or curve command"):
-        log_progress_record(log, "x", "python -m bindlib interp --seed 0", "abc", "cmd")
+        command_config("python -m bindlib interp --seed 0", build_parser)
     log.write_text("\n".join(lines[:1] + lines[2:] + lines[1:2]) + "\n")  # steps 200, 300, 100: two runs mixed
     with pytest.raises(ValueError, match="no increasing run of step records"):
-        log_progress_record(log, "x", run, "abc", "cmd")
+        log_progress_record(log, "x", *command_config(run, build_parser), run, "abc", "cmd")
 
 
 def test_progress_command_wants_one_source():
