@@ -177,7 +177,7 @@ def arm_sentence(results_dir=None) -> str:
     reads = sorted({D.mechanism(r["binding_score"]) for r in rows})
     seeds = ", ".join(str(r["seed"]) for r in rows)
     out = (f"Trained without any loss on the routing residual (seed{'s' if len(rows) > 1 else ''} {seeds}), the "
-           f"models answer {pct(D.mean(r['id_accuracy'] for r in rows))} of ID prompts and "
+           f"{'models answer' if len(rows) > 1 else 'model answers'} {pct(D.mean(r['id_accuracy'] for r in rows))} of ID prompts and "
            f"{pct(D.mean(r['ood_accuracy'] for r in rows))} of OOD ones. At the routing layer "
            f"(layer {', '.join(map(str, sorted({r['routing_layer'] for r in rows})))}) the instrument reads "
            f"{' and '.join(reads)} (BS {', '.join(signed(r['binding_score']) for r in rows)}); rebind pairs find the bound "
