@@ -111,10 +111,10 @@ def test_a_lost_first_run_stays_on_record_beside_the_rerun(tmp_path):
     write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", arm_training(0, break_at=1200))
     runs = N.training_runs(tmp_path)
     assert [(r["label"], r["lost"], r["left_at"]) for r in runs] == [
-        ("seed 0, first run (lost)", True, 800), ("seed 0", False, 1200)]
+        ("seed 0, first run (lost)", True, 800), ("seed 0 (rerun)", False, 1200)]
     sentence = N.training_sentence(tmp_path)
     assert "2 of 2 runs (seed 0) left the plateau: seed 0, first run (lost) at step 800" in sentence
     assert "Seed 0's first run was lost at step 2,000 (its machine restarted; its curve is from its log): two-hop ID 99.6%" in sentence
     assert "1 of 1 finished run reached 99%" in sentence
     values = N.curve_chart(tmp_path).to_dict()["layer"][1]["data"]["values"]
-    assert {v["run"] for v in values} == {"seed 0, first run (lost)", "seed 0"}
+    assert {v["run"] for v in values} == {"seed 0, first run (lost)", "seed 0 (rerun)"}

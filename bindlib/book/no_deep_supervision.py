@@ -81,6 +81,9 @@ def training_runs(results_dir=None) -> list[dict]:
                     "steps": rec["steps"] if done else rec["step"], "budget": stages[-1][2] if stages else None,
                     "steps_to_99": rec.get("steps_to_99") if done else steps_to_reach(rec["history"]),
                     "wall_seconds": rec["provenance"]["wall_seconds"]})
+    for r in out:  # a seed's run beside its lost first run is its rerun
+        if not r["lost"] and any(o["lost"] and o["seed"] == r["seed"] for o in out):
+            r["label"] += " (rerun)"
     return sorted(out, key=lambda r: (r["seed"], not r["lost"]))
 
 
