@@ -27,7 +27,7 @@ def train_plan(args, device: str = "cpu"):
     if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
         variant = variant + arm if variant else arm[1:]
         tag += arm
-    if getattr(args, "leave_at", None) is not None:  # a stage's budget is a ceiling, not a duration
+    if args.leave_at is not None:  # a stage's budget is a ceiling, not a duration
         if not 0.0 < args.leave_at <= 1.0:
             raise ValueError(f"--leave-at {args.leave_at:g} is a two-hop ID accuracy and must lie in (0, 1]; "
                              "e.g. --leave-at 0.995.")
@@ -54,8 +54,6 @@ def curve_plan(args, device: str = "cpu"):
         cfg.model_config()  # a bad depth fails here, before anything is written
         layers = f"_L{args.n_layers}"
     return cfg, args.results or f"curve_{args.variant}{layers}_s{args.seed}"
-
-
 
 
 def command_config(run_command: str, build_parser) -> tuple[dict, dict]:

@@ -76,12 +76,16 @@ def progress_record(run_dir: str | Path, of: str, command: str, commit: str | No
         raise io.CheckpointError(f"{run_dir} holds a final checkpoint, not a resumable run (no training state); "
                                  f"pass the run's --run-dir folder.")
     cfg, state = meta.get("train_config") or {}, meta["state"]
-    history = state["history"]
-    return {"kind": "training_progress", "of": of, "variant": variant, "run_dir": io.relpath(run_dir), "seed": cfg.get("seed"),
-            "step": state["step"], "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])),
+    return _record(of, variant, io.relpath(run_dir), cfg, meta.get("model_config"), state["history"], state["step"],
+                   io.provenance(command, cfg.get("device", "cpu"), state["wall"], commit=commit))
+
+
+def _record(of, variant, run_dir, cfg: dict, model_config, history: list, step: int, provenance: dict) -> dict:
+    """A progress record (kind ``training_progress``), from a run folder or from a log."""
+    return {"kind": "training_progress", "of": of, "variant": variant, "run_dir": run_dir, "seed": cfg.get("seed"),
+            "step": step, "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])),
             "stopped": bool(history and history[-1].get("stopped")), "history": history, "train_config": cfg,
-            "model_config": meta.get("model_config"),
-            "provenance": io.provenance(command, cfg.get("device", "cpu"), state["wall"], commit=commit)}
+            "model_config": model_config, "provenance": provenance}
 
 
 def log_progress_record(log: str | Path, of: str, cfg: dict, model_config: dict, run_command: str, run_commit: str,
@@ -96,12 +100,9 @@ def log_progress_record(log: str | Path, of: str, cfg: dict, model_config: dict,
     if not history or any(b["step"] <= a["step"] for a, b in zip(history, history[1:])):
         raise ValueError(f"--log {log} holds no increasing run of step records; pass the log of one run "
                          f"(train/curve --quiet write one JSON line per evaluation).")
-    return {"kind": "training_progress", "of": of, "variant": variant, "run_dir": None, "seed": cfg.get("seed"),
-            "step": history[-1]["step"], "budget": sum(s.get("steps", 0) for s in cfg.get("stages", [])),
-            "stopped": bool(history[-1].get("stopped")), "history": history, "train_config": cfg,
-            "model_config": model_config,
-            "provenance": io.provenance(command, cfg.get("device", "cpu"), history[-1].get("wall_seconds", 0.0),
-                                        commit=run_commit, source_log=str(log), run_command=run_command)}
+    return _record(of, variant, None, cfg, model_config, history, history[-1]["step"],
+                   io.provenance(command, cfg.get("device", "cpu"), history[-1].get("wall_seconds", 0.0),
+                                 commit=run_commit, source_log=str(log), run_command=run_command))
 
 
 def cmd_progress(args, command: str, device) -> int:
