@@ -332,10 +332,16 @@ def write_results(name: str, record, results_dir: str | Path | None = None) -> P
     return path
 
 
+# Every results file read in this process, in order of first reading (``bindlib.book.provenance`` lists a
+# chapter's from it).
+READ: dict[str, None] = {}
+
+
 def read_results(path: str | Path):
     """One results file, parsed; an empty or truncated file is an error that names it."""
     path = Path(path)
     text = path.read_text()
+    READ.setdefault(relpath(path.resolve()), None)
     if not text.strip():
         raise ResultsError(f"results file {relpath(path)} is empty; delete it and rerun the command that writes it.")
     try:

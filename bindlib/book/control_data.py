@@ -16,7 +16,6 @@ image stage's readers are in ``bindlib.book.learning_data``.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -40,7 +39,7 @@ def _dir(results_dir) -> Path:
 
 
 def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+    return io.read_results(path) if path.exists() else None
 
 
 def mean(values) -> float:
@@ -166,7 +165,7 @@ def unfinished(prefix: str = "", results_dir=None) -> list[tuple[str, dict]]:
     root = _dir(results_dir)
     out = []
     for f in sorted(root.glob(f"progress_{prefix}*.json")):
-        r = json.loads(f.read_text())
+        r = io.read_results(f)
         if r.get("kind") == "training_progress" and r.get("history") and not (root / f"{r['of']}.json").exists():
             out.append((r["of"], r))
     return out
@@ -178,7 +177,7 @@ def neutral_curves(results_dir=None) -> list[dict]:
     where it is not the profile's (``curve --n-layers``; None otherwise), final and best two-hop ID accuracy,
     chance, whether it left the plateau, and its history."""
     out = []
-    files = [(f.stem, json.loads(f.read_text())) for f in sorted(_dir(results_dir).glob("curve_*.json"))]
+    files = [(f.stem, io.read_results(f)) for f in sorted(_dir(results_dir).glob("curve_*.json"))]
     for name, r in files + unfinished("curve_", results_dir):
         if r.get("kind") not in ("learning_curve", "training_progress") or not r.get("history"):
             continue
@@ -226,7 +225,7 @@ def aid_ablation(results_dir=None, budget: int = ABLATION_BUDGET) -> list[dict]:
     root, rows = _dir(results_dir), {}
     for f in sorted(root.glob(f"training_text_only_{PROFILE}_s*.json")):
         if re.fullmatch(rf"training_text_only_{PROFILE}_s\d+", f.stem):
-            rec = json.loads(f.read_text())
+            rec = io.read_results(f)
             if rec.get("history"):
                 guess = chance(TaskConfig(**(rec.get("train_config", {}).get("task") or {})))
                 rows[("recipe", rec["seed"])] = _ablation_row(f.stem, "recipe", rec["seed"], rec["history"], guess, budget)

@@ -133,8 +133,6 @@ def control_rows(results_dir=None, profile: str = "cpu") -> list[dict]:
     training file, when present beside it or in data/results), BS and routing share at the routing layer,
     the position-id swap flip rate, the rebind shares at the routing layer, and the same on declared-order
     prompts where measured.  ``results_dir`` may be a list of folders (later ones win)."""
-    import json
-
     dirs = results_dir if isinstance(results_dir, (list, tuple)) else [results_dir]
     dirs = [Path(d) if d else io.RESULTS_DIR for d in dirs]
     files = {}
@@ -143,10 +141,10 @@ def control_rows(results_dir=None, profile: str = "cpu") -> list[dict]:
             files[f.name] = f
     rows = []
     for name, f in sorted(files.items()):
-        rec = json.loads(f.read_text())
+        rec = io.read_results(f)
         tag = name[len("interchange_"):-len(".json")]
         train = next((d / f"training_{tag}.json" for d in [*dirs, io.RESULTS_DIR] if (d / f"training_{tag}.json").exists()), None)
-        acc = json.loads(train.read_text()) if train else {}
+        acc = io.read_results(train) if train else {}
         summ = (rec["splits"].get("id") or {}).get("summary") or {}
         row = {"arm": rec.get("variant") or "recipe", "seed": rec["seed"], "format": rec.get("format", "standard"),
                "id_accuracy": acc.get("id_accuracy"), "ood_accuracy": acc.get("ood_accuracy"),
