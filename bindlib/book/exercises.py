@@ -17,8 +17,6 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..interp.knockouts import target_sets
-from ..interp.pairs import make_pairs
 from ..model import ModelConfig, Transformer
 from ..task import ASSOCIATION_ORDERS, NOISE, Batch, TaskConfig, Vocab, sample_batch
 from ..vision.multimodal import add_noise
@@ -188,17 +186,7 @@ def check_noise_leak(fn, seed: int = 0) -> str:
     return f"correct: {hidden:.1e} change when noise is masked, {seen:.3f} when it is not"
 
 
-# ---------------------------------------------------------------- chapters 5-7: interchange, knockouts, probes
-def _pair_prompts(n_pairs: int, seed: int):
-    """(base prompt, source prompt, expected targets) for counterfactual pairs of bindlib.interp.make_pairs."""
-    task = TaskConfig()
-    pairs = make_pairs(task, n_pairs, seed=seed, n=(4, task.ood_range[1]))
-    names = token_names(task.vocab)
-    for m in range(len(pairs)):
-        expected = {k: names[int(v[m])] for k, v in pairs.targets().items() if k != "base_answer"}
-        yield prompt_strings(pairs.base, m), prompt_strings(pairs.source, m), expected
-
-
+# ---------------------------------------------------------------- helpers of the checkers (chapter 8 uses them too)
 def pick(returned, keys) -> dict:
     """Only ``keys`` of a student's returned dict (a missing key raises KeyError)."""
     return {key: returned[key] for key in keys}
@@ -213,68 +201,6 @@ def compare_case(where: str, answer: Callable[[], object], expected) -> None:
         raise AssertionError(f"{where}\n  your function raised {type(err).__name__}: {err}") from err
     if got != expected:
         raise AssertionError(f"{where}\n  expected: {expected}\n  returned: {got}")
-
-
-def check_predictions(fn: Callable[[list[str], list[str]], dict], n_pairs: int = 100, seed: int = 0) -> None:
-    """Chapter 5 exercise. ``fn(base, source)`` gets two prompts (token strings) of a counterfactual pair and
-    returns ``{"positional": item, "symbolic": item, "reflexive": item}``: the item of the *base* prompt
-    each hypothesis predicts after the last token's residual is copied from the source."""
-    for k, (base, source, expected) in enumerate(_pair_prompts(n_pairs, seed)):
-        where = f"Pair #{k}\n  base:   {' '.join(base)}\n  source: {' '.join(source)}"
-        compare_case(where, lambda: pick(fn(list(base), list(source)), expected), expected)
-    print(f"All {n_pairs} pairs predicted correctly.")
-
-
-KNOCKOUT_EXERCISE_SETS = ("answer_shape", "answer_item", "query_declaration")
-
-
-def check_knockout_sets(fn: Callable[[list[str]], dict], n_prompts: int = 120, seed: int = 0) -> None:
-    """Chapter 6 exercise. ``fn(prompt)`` returns, for one prompt (token strings), the positions (indices into
-    the list) of three knockout target sets: ``answer_shape`` (the queried shape in the associations),
-    ``answer_item`` (the answer item) and ``query_declaration`` (the queried colour and its shape in the
-    context).  Checked against ``bindlib.interp.target_sets`` on every N, association order and several offsets."""
-    task = TaskConfig()
-    max_n = max(task.id_range[1], task.ood_range[1])
-    for k, (n, order, offset) in enumerate(_checker_settings(n_prompts, max_n)):
-        batch = sample_batch(task, 1, seed=seed * 7919 + k, n=n, association_order=order, offset=offset)
-        sets = target_sets(batch, controls=False)
-        expected = {name: sets[name][0].nonzero().squeeze(1).tolist() for name in KNOCKOUT_EXERCISE_SETS}
-        prompt = prompt_strings(batch, 0)
-        where = f"Prompt #{k} (N {n}, {order} associations, offset {offset}): {' '.join(prompt)}"
-
-        def answer():
-            ret = fn(list(prompt))
-            return {name: sorted(int(p) for p in ret[name]) for name in KNOCKOUT_EXERCISE_SETS}
-
-        compare_case(where, answer, expected)
-    print(f"All {n_prompts} prompts: the three target sets are right.")
-
-
-def _onset_cases():
-    def rows(acc, base):
-        return [{"layer": l, "accuracy": a, "random_init_accuracy": b} for l, (a, b) in enumerate(zip(acc, base))]
-
-    yield rows([0.1, 0.2, 0.9, 0.95], [0.1, 0.15, 0.2, 0.2]), 0.5, 2
-    yield rows([0.1, 0.2, 0.3, 0.3], [0.1, 0.15, 0.2, 0.2]), 0.5, None  # never
-    yield rows([0.9, 0.9], [0.1, 0.1]), 0.5, 0  # from the start
-    yield rows([0.1, 0.75, 0.2, 0.9], [0.0, 0.25, 0.1, 0.1]), 0.5, 3  # layer 1 beats by exactly 0.5: not more
-    yield rows([0.1, 0.9, 0.95], [0.1, None, 0.2]), 0.5, 2  # a missing baseline: no decision at that layer
-    yield rows([0.2, 0.8], [0.05, 0.1]), 0.1, 0
-
-
-def check_signature_onset(fn: Callable[[list[dict], float], object]) -> None:
-    """Chapter 7 exercise. ``fn(layers, margin)`` gets a probe's per-layer rows (``layer``, ``accuracy``,
-    ``random_init_accuracy``) and returns the first layer whose accuracy exceeds the random-init baseline
-    by *more* than ``margin`` (layers whose baseline is None are skipped), or None if no layer does."""
-    for k, (layers, margin, expected) in enumerate(_onset_cases()):
-        try:
-            got = fn([dict(r) for r in layers], margin)
-        except Exception as err:
-            raise AssertionError(f"Case #{k} raised {type(err).__name__}: {err}") from err
-        if got != expected:
-            raise AssertionError(f"Case #{k} (margin {margin}):\n  layers:   {layers}\n  expected: {expected!r}\n"
-                                 f"  returned: {got!r}")
-    print("All cases right.")
 
 
 # The exercises on the methods themselves (accuracy, patching, position-id swap, knockout, identity-split
