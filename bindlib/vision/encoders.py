@@ -28,8 +28,6 @@ builds the same model classes with random weights, so shapes can be checked offl
 from __future__ import annotations
 
 import json
-import re
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -267,63 +265,10 @@ def profile_encoder(name: str, profile: str = "cpu", **kw) -> FrozenEncoder:
     _unknown(name)
 
 
-# ---------------------------------------------------------------- feature caching
+# ---------------------------------------------------------------- encoding many images
 @torch.no_grad()
 def encode_in_chunks(encoder: FrozenEncoder, images: torch.Tensor, chunk_size: int = 64,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Encode many images a chunk at a time on the encoder's device; features come back on the CPU."""
     out = [encoder.encode(images[i:i + chunk_size]).to("cpu", dtype) for i in range(0, len(images), chunk_size)]
     return torch.cat(out) if out else torch.empty(0, encoder.n_tokens(), encoder.dim, dtype=dtype)
-
-
-class FeatureCache:
-    """Encoder features keyed by (encoder name, image-set id), in memory and optionally on disk.
-
-    Image training then pays for the frozen encoder once per image set, not once per step.
-    Each file stores the encoder's ``signature``; a file written by different weights or a
-    different image size is recomputed rather than trusted. ``images`` may be a callable,
-    so a cache hit skips rendering too.
-    """
-
-    def __init__(self, directory: str | Path | None = None, chunk_size: int = 64, dtype: torch.dtype = torch.float32):
-        self.directory = Path(directory) if directory is not None else None
-        self.chunk_size, self.dtype = chunk_size, dtype
-        self.memory: dict[tuple[str, str], tuple[str, torch.Tensor]] = {}  # key -> (signature, features)
-
-    def path(self, encoder: FrozenEncoder, set_id) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(set_id))
-        return self.directory / f"{encoder.name}__{slug}.safetensors"
-
-    def features(self, encoder: FrozenEncoder, set_id, images) -> torch.Tensor:
-        key = (encoder.name, str(set_id))
-        signature, feats = self.memory.get(key, (None, None))
-        if signature == encoder.signature:
-            return feats
-        feats = self._read(encoder, set_id)
-        if feats is None:
-            feats = encode_in_chunks(encoder, images() if callable(images) else images, self.chunk_size, self.dtype)
-            self._write(encoder, set_id, feats)
-        self.memory[key] = (encoder.signature, feats)
-        return feats
-
-    def _read(self, encoder, set_id) -> torch.Tensor | None:
-        if self.directory is None or not self.path(encoder, set_id).exists():
-            return None
-        from safetensors import safe_open
-
-        path = self.path(encoder, set_id)
-        with safe_open(str(path), framework="pt") as f:
-            stored = (f.metadata() or {}).get("signature")
-            if stored != encoder.signature:
-                warnings.warn(f"{path} was computed by {stored!r}, not {encoder.signature!r}; recomputing it.")
-                return None
-            return f.get_tensor("features").to(self.dtype)
-
-    def _write(self, encoder, set_id, feats) -> None:
-        if self.directory is None:
-            return
-        from safetensors.torch import save as st_save
-
-        meta = {"signature": encoder.signature, "encoder": encoder.name, "set_id": str(set_id),
-                "n_images": str(len(feats))}
-        atomic_write(self.path(encoder, set_id), st_save({"features": feats.contiguous()}, metadata=meta))
