@@ -45,9 +45,17 @@ def test_a_dirty_file_is_named_and_marked(files):
     assert "1 of them was written from a tree with uncommitted changes" in s and "training_b.json" in s
     assert "training_a.json" not in s
     t = P.sources_table(read=read)
-    assert list(t["code pinned"]) == ["yes", "no: uncommitted changes"]
+    assert list(t["code pinned"]) == ["yes", "no"]
     assert list(t["written by"]) == ["train --seed 0", "interp --seed 1"]  # without "python -m bindlib"
     assert list(t["commit"]) == ["a" * 7, "b" * 7]
+    assert list(t["results file"]) == ["training_a", "training_b"]
+
+
+def test_device_is_shortened_for_the_table():
+    assert P._device("cpu (x86_64, 1 threads)") == "cpu, 1 thread"
+    assert P._device("cpu (x86_64, 2 threads)") == "cpu, 2 threads"
+    assert P._device("cuda (NVIDIA H100 80GB HBM3)") == "cuda (NVIDIA H100 80GB HBM3)"
+    assert P._device(None) == "-"
 
 
 def test_a_file_without_provenance_is_said_to_carry_none(files):

@@ -12,6 +12,7 @@ store the diff beside the results file; the files marked here predate that refus
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -48,13 +49,20 @@ def _command(cmd: str | None) -> str:
     return (cmd or "").removeprefix("python -m bindlib ")
 
 
+def _device(device: str | None) -> str:
+    """``cpu (x86_64, 1 threads)`` -> ``cpu, 1 thread``; other devices as recorded."""
+    m = re.fullmatch(r"cpu \(.*?(\d+) threads?\)", device or "")
+    return (f"cpu, {m[1]} thread{'s' * (m[1] != '1')}" if m else device) or "-"
+
+
 def sources_table(read=None) -> pd.DataFrame:
-    """The files of ``sources``: the command that wrote each (without ``python -m bindlib``), its commit, and
-    whether that commit pins the code."""
-    return table([{"results file": s["file"], "written by": _command(s["command"]) or "(no provenance)",
+    """The files of ``sources``, narrow columns first: its commit, whether that commit pins the code, device,
+    wall time, and the command that wrote it (without ``python -m bindlib``)."""
+    return table([{"results file": s["file"].removesuffix(".json"),
                    "commit": ", ".join(c[:7] for c in s["commits"]) or "-",
-                   "code pinned": {True: "no: uncommitted changes", False: "yes", None: "-"}[s["dirty"]],
-                   "device": s["device"] or "-", "wall (min)": f"{s['wall_seconds'] / 60:.1f}"}
+                   "code pinned": {True: "no", False: "yes", None: "-"}[s["dirty"]],
+                   "device": _device(s["device"]), "wall (min)": f"{s['wall_seconds'] / 60:.1f}",
+                   "written by": _command(s["command"]) or "(no provenance)"}
                   for s in sources(read)])
 
 
@@ -67,7 +75,7 @@ def sources_sentence(read=None) -> Prose:
     """What ``sources`` says, as prose: counts, and the files whose commit does not pin the code."""
     rows = sources(read)
     if not rows:
-        return Prose("This chapter read no results files: every number in it was computed as the chapter ran.")
+        return Prose("This chapter read no results files: every measurement in it was made as the chapter ran.")
     n, commands = len(rows), {r["command"] for r in rows if r["command"]}
     commits = {c for r in rows for c in r["commits"]}
     text = (f"This chapter read {n} results file{'s' * (n != 1)}, written by {len(commands)} bindlib "
