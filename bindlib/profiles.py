@@ -94,8 +94,6 @@ def checkpoint_dir(regime: str, seed: int, profile: str = "cpu", encoder: str | 
 
 
 # ---------------------------------------------------------------- the paper's numbers
-PAPER = "Buzeta et al. 2026, 'Seeing to Generalize: How Visual Data Corrects Binding Shortcuts', arXiv 2602.15183"
-
 # Text-only OOD accuracy (N > 8, text modality, averaged over N), per training regime.
 OOD_ACCURACY = {
     "text_only": {"value": 0.372, "source": "paper"},
@@ -107,7 +105,6 @@ OOD_ACCURACY = {
 TEXT_ONLY_ID_ACCURACY = {"value": 1.0, "source": "paper", "approximate": True}
 # The final vocabulary after the curriculum's expansion stage.
 VOCABULARY = {"n_colors": 216, "n_shapes": 216, "n_items": 32, "source": "summary"}
-ARCHITECTURE = {**MODEL["paper"], "source": "summary"}
 
 
 def paper_value(regime: str) -> float:

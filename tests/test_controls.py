@@ -251,29 +251,6 @@ def test_reproduce_on_the_learned_positions_track(tmp_path, monkeypatch):
     assert not (ck / "text_only_cpu_s0").exists()  # nothing of the RoPE track was trained or written
 
 
-def test_control_rows_read_one_row_per_arm_and_seed(tmp_path):
-    import json
-
-    from bindlib.interp import results as R
-
-    def inter(variant, bs, flip, declared=False):
-        summ = {"routing_layer": 2, "routing_share": 1.0, "binding_score": bs, "rebind_shape": 0.9, "rebind_stay": 0.1}
-        rec = {"kind": "interchange", "variant": variant, "seed": 0, "format": "standard",
-               "splits": {"id": {"summary": summ}}, "position_swap": {"flip_rate": flip}}
-        if declared:
-            rec["splits"]["id_declared"] = {"summary": {**summ, "binding_score": -0.5}}
-            rec["position_swap_declared"] = {"flip_rate": 0.7}
-        return rec
-
-    (tmp_path / "interchange_text_only_cpu_s0.json").write_text(json.dumps(inter(None, 1.0, 0.01)))
-    (tmp_path / "interchange_text_only_cpu_s0_decl090.json").write_text(json.dumps(inter("decl090", 0.2, 0.3, True)))
-    (tmp_path / "training_text_only_cpu_s0_decl090.json").write_text(json.dumps({"id_accuracy": 0.99, "ood_accuracy": 0.5}))
-    rows = R.control_rows(tmp_path)
-    assert [r["arm"] for r in rows] == ["recipe", "decl090"]
-    assert rows[1]["id_accuracy"] == 0.99 and rows[1]["declared_binding_score"] == -0.5 and rows[1]["declared_flip_rate"] == 0.7
-    assert rows[0]["binding_score"] == 1.0 and "declared_binding_score" not in rows[0]
-
-
 def test_arm_recipe_names_each_arm_and_defaults_the_ordered_format_to_no_deep_supervision():
     from bindlib.recipes import arm_recipe
 

@@ -236,7 +236,7 @@ def test_a_dial_start_is_measured_on_declared_order_prompts(tmp_path):
     assert "with the shape -> item query (1 seed)" in K.correction_sentence(tmp_path)
 
 
-def test_noise_sentence_sets_the_noised_task_beside_clean_text_and_the_run_without_noise(tmp_path):
+def test_noise_rows_set_the_noised_task_beside_clean_text_and_the_run_without_noise(tmp_path):
     name, rec = image_run("noise_text_matched", 0, "text_only_cpu_s0_learnedpos", ood=0.1, id_acc=0.5)
     rec.update(meets_targets=False, history=[{"step": 100, "acc_noise_two_hop": 0.6}, {"step": 200, "acc_noise_two_hop": 0.99}],
                accuracy_by_n={"2": 0.9, "3": 0.4, "8": 0.6, "12": 0.1})  # N 12 is OOD: not the weakest ID length
@@ -244,12 +244,14 @@ def test_noise_sentence_sets_the_noised_task_beside_clean_text_and_the_run_witho
     write(tmp_path, *image_run("text_matched", 0, "text_only_cpu_s0_learnedpos", ood=0.3))
     name, rec = image_run("noise_replay", 0, "text_only_cpu_s0", ood=0.95)
     write(tmp_path, name, {**rec, "history": [{"step": 100, "acc_noise_two_hop": 1.0}]})
-    sentence = K.noise_sentence(tmp_path)
-    assert ("noise_text_matched from the learned positions model of seed 0: noised prompts 99.0%, clean ID 50.0%, "
-            "OOD 10.0% (text_matched without noise: 30.0%) - it misses the text target, weakest at N = 3 (40.0%)") in sentence
-    assert "noise_replay from the recipe (RoPE) model of seed 0: noised prompts 100.0%, clean ID 99.0%, image ID 99.0%, OOD 95.0%;" in sentence
-    assert sentence.index("noise_replay") < sentence.index("noise_text_matched")  # the recipe's model first
-    assert K.noise_sentence(tmp_path / "none").startswith("No noise run")
+    replay, matched = K.noise_rows(tmp_path)  # the recipe's model first
+    assert (replay["recipe"], replay["start"], replay["noised"], replay["clean_id"], replay["image_id"], replay["ood"]) == (
+        "noise_replay", "recipe (RoPE)", 1.0, 0.99, 0.99, 0.95)
+    assert (matched["recipe"], matched["start"], matched["noised"], matched["clean_id"], matched["ood"]) == (
+        "noise_text_matched", "learned positions", 0.99, 0.5, 0.1)
+    assert (matched["base"], matched["base_ood"], matched["meets_targets"], matched["weakest"]) == (
+        "text_matched", 0.3, False, (3, 0.4))
+    assert K.noise_rows(tmp_path / "none") == []
 
 
 def test_a_start_whose_seeds_bind_differently_is_split_by_their_reading(results):
@@ -298,7 +300,7 @@ def test_noise_claims_compare_each_seed_with_its_own_rows(results):
         "text_only", "noise_text", "image_text", "noise_image_text"]  # no text_only_matched run in this fixture
 
 
-def test_noise_sentence_compares_with_the_run_that_numbers_image_tokens_the_same_way(tmp_path):
+def test_a_noise_run_is_compared_with_the_run_that_numbers_image_tokens_the_same_way(tmp_path):
     start = "text_only_cpu_s0_learnedpos"
     context = {"train_config": {"vision": {"image_positions": "context"}}}
     name, rec = image_run("noise_replay", 0, start, ood=0.08)
@@ -307,7 +309,8 @@ def test_noise_sentence_compares_with_the_run_that_numbers_image_tokens_the_same
     write(tmp_path, name, rec)
     name, rec = image_run("replay", 0, start, ood=0.29)  # named as image-stage names it: sorts first
     write(tmp_path, name.replace("_from_", "_ctxpos_from_"), {**rec, **context})
-    assert "OOD 8.0% (replay without noise: 29.0%)" in K.noise_sentence(tmp_path)
+    [row] = K.noise_rows(tmp_path)
+    assert (row["ood"], row["base"], row["base_ood"]) == (0.08, "replay", 0.29)
 
 
 def test_noise_table_has_one_row_per_noise_run_with_its_twin_and_target(tmp_path):

@@ -320,24 +320,6 @@ def noise_table(results_dir=None) -> pd.DataFrame:
                   for n in noise_rows(results_dir)], index="text model")
 
 
-def noise_sentence(results_dir=None) -> str:
-    """``noise_rows`` as one sentence."""
-    rows = noise_rows(results_dir)
-    if not rows:
-        return "No noise run at the image stage's budget yet."
-    parts = []
-    for n in rows:
-        text = (f"{n['recipe']} from the {n['start']} model of seed {n['seed']}: noised prompts {pct(n['noised'])}, "
-                f"clean ID {pct(n['clean_id'])}" + (f", image ID {pct(n['image_id'])}" if n["image_id"] is not None else "")
-                + f", OOD {pct(n['ood'])}" + (f" ({n['base']} without noise: {pct(n['base_ood'])})"
-                                              if n["base_ood"] is not None else ""))
-        if not n["meets_targets"]:
-            text += " - it misses the text target" + (f", weakest at N = {n['weakest'][0]} ({pct(n['weakest'][1])})"
-                                                      if n["weakest"] else "")
-        parts.append(text)
-    return "With noise tokens in the text: " + "; ".join(parts) + "."
-
-
 def context_noise_sentence(results_dir=None) -> str:
     """The learned-position noise follow-up: noise_text_matched with noise tokens at the text context's
     positions, against text_matched from the same starts, with the paper's numbers beside them."""

@@ -1,12 +1,10 @@
 """Reading the interpretability results files back (``interp/runs.py`` writes them), for the chapters."""
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 from .. import io
 from ..evaluate import mean_sd
 from ..profiles import IMAGE_REGIMES, MAIN_ENCODER, regime_order
+
 
 def load_interp(kind: str, profile: str = "cpu", results_dir=None, encoder: str | None = MAIN_ENCODER) -> list[dict]:
     """Every results record of ``kind`` of the table's checkpoints (``encoder`` for image regimes; None: every
@@ -77,29 +75,6 @@ def routing_table(records: list[dict], split: str = "id") -> list[dict]:
     return out
 
 
-def direction_verdict(table: list[dict]) -> dict:
-    """Is text_only positional (BS < 0) and image_text symbolic (BS > 0) at the routing layer, as the paper says?
-
-    ``found`` is None when the regime has no results, "unmeasurable" when none of its seeds routes enough pairs.
-    """
-    by = {row["regime"]: row for row in table}
-    verdict = {}
-    for regime, want in (("text_only", "positional"), ("image_text", "symbolic")):
-        row = by.get(regime)
-        if row is None:
-            verdict[regime] = {"expected": want, "found": None, "agrees": None}
-            continue
-        bs = row["binding_score"]
-        if bs is None or not math.isfinite(bs):
-            verdict[regime] = {"expected": want, "found": "unmeasurable", "agrees": None,
-                               "unmeasurable": row["unmeasurable"]}
-            continue
-        found = "symbolic" if bs > 0 else ("positional" if bs < 0 else "neither")
-        verdict[regime] = {"expected": want, "found": found, "binding_score": bs, "agrees": found == want,
-                           "seeds": row["seeds"], "unmeasurable": row["unmeasurable"]}
-    return verdict
-
-
 MIN_ACCURACY = 0.5  # runs answering fewer ID prompts than this are reported, not analysed
 
 
@@ -124,37 +99,3 @@ def print_dropped(dropped: list[dict], min_accuracy: float = MIN_ACCURACY) -> No
     for d in dropped:
         print(f"left out: {d['regime']} seed {d['seed']}, which answers only {d['accuracy']:.0%} of ID prompts "
               f"(threshold {min_accuracy:.0%})")
-
-
-# ---------------------------------------------------------------- the controls of issue 9, one row per arm and seed
-def control_rows(results_dir=None, profile: str = "cpu") -> list[dict]:
-    """One row per interchange results file of a text_only checkpoint (the recipe and its arms: ``_ordered``,
-    ``_hopslot``, ``_hopw0``, ``_hopl<k>``, ``_decl<p>``, ``_learnedpos``): ID and OOD accuracy (from its
-    training file, when present beside it or in data/results), BS and routing share at the routing layer,
-    the position-id swap flip rate, the rebind shares at the routing layer, and the same on declared-order
-    prompts where measured.  ``results_dir`` may be a list of folders (later ones win)."""
-    dirs = results_dir if isinstance(results_dir, (list, tuple)) else [results_dir]
-    dirs = [Path(d) if d else io.RESULTS_DIR for d in dirs]
-    files = {}
-    for d in dirs:
-        for f in sorted(d.glob(f"interchange_text_only_{profile}_s*.json")):
-            files[f.name] = f
-    rows = []
-    for name, f in sorted(files.items()):
-        rec = io.read_results(f)
-        tag = name[len("interchange_"):-len(".json")]
-        train = next((d / f"training_{tag}.json" for d in [*dirs, io.RESULTS_DIR] if (d / f"training_{tag}.json").exists()), None)
-        acc = io.read_results(train) if train else {}
-        summ = (rec["splits"].get("id") or {}).get("summary") or {}
-        row = {"arm": rec.get("variant") or "recipe", "seed": rec["seed"], "format": rec.get("format", "standard"),
-               "id_accuracy": acc.get("id_accuracy"), "ood_accuracy": acc.get("ood_accuracy"),
-               "routing_layer": summ.get("routing_layer"), "routing_share": summ.get("routing_share"),
-               "binding_score": summ.get("binding_score"), "flip_rate": rec["position_swap"]["flip_rate"],
-               "rebind_shape": summ.get("rebind_shape"), "rebind_stay": summ.get("rebind_stay"), "file": str(f)}
-        decl = (rec["splits"].get("id_declared") or {}).get("summary")
-        if decl:
-            row.update({"declared_binding_score": decl.get("binding_score"), "declared_routing_layer": decl.get("routing_layer"),
-                        "declared_rebind_shape": decl.get("rebind_shape"), "declared_rebind_stay": decl.get("rebind_stay"),
-                        "declared_flip_rate": (rec.get("position_swap_declared") or {}).get("flip_rate")})
-        rows.append(row)
-    return sorted(rows, key=lambda r: (r["arm"] != "recipe", r["arm"], r["seed"]))
