@@ -49,6 +49,7 @@ def test_a_dirty_file_is_named_and_marked(files):
     assert list(t["written by"]) == ["train --seed 0", "interp --seed 1"]  # without "python -m bindlib"
     assert list(t["commit"]) == ["a" * 7, "b" * 7]
     assert list(t["results file"]) == ["training_a", "training_b"]
+    assert "<td>training_<wbr>a</td>" in t._repr_html_()  # long names may wrap at an underscore
 
 
 def test_device_is_shortened_for_the_table():

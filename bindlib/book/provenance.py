@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from .findings import table
+from .findings import Table
 from .text import Prose
 
 
@@ -55,10 +55,25 @@ def _device(device: str | None) -> str:
     return (f"cpu, {m[1]} thread{'s' * (m[1] != '1')}" if m else device) or "-"
 
 
+_CELL = re.compile(r"(<td\b[^>]*>)(.*?)(</td>)", re.S)
+
+
+class SourcesTable(Table):
+    """A ``Table`` whose cells may wrap after an underscore, so a long results-file name does not push the
+    command that wrote it out of the column."""
+
+    @property
+    def _constructor(self):
+        return SourcesTable
+
+    def _repr_html_(self):
+        return _CELL.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>") + m[3], super()._repr_html_())
+
+
 def sources_table(read=None) -> pd.DataFrame:
     """The files of ``sources``, narrow columns first: its commit, whether that commit pins the code, device,
     wall time, and the command that wrote it (without ``python -m bindlib``)."""
-    return table([{"results file": s["file"].removesuffix(".json"),
+    return SourcesTable([{"results file": s["file"].removesuffix(".json"),
                    "commit": ", ".join(c[:7] for c in s["commits"]) or "-",
                    "code pinned": {True: "no", False: "yes", None: "-"}[s["dirty"]],
                    "device": _device(s["device"]), "wall (min)": f"{s['wall_seconds'] / 60:.1f}",
