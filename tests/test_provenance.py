@@ -52,6 +52,11 @@ def test_a_dirty_file_is_named_and_marked(files):
     assert "<td>training_<wbr>a</td>" in t._repr_html_()  # long names may wrap at an underscore
 
 
+def test_an_empty_sources_table_says_so():
+    t = P.sources_table(read=[])
+    assert repr(t) == "(no results files read)" and "no results files read" in t._repr_html_()
+
+
 def test_device_is_shortened_for_the_table():
     assert P._device("cpu (x86_64, 1 threads)") == "cpu, 1 thread"
     assert P._device("cpu (x86_64, 2 threads)") == "cpu, 2 threads"

@@ -59,15 +59,21 @@ _CELL = re.compile(r"(<td\b[^>]*>)(.*?)(</td>)", re.S)
 
 
 class SourcesTable(Table):
-    """A ``Table`` whose cells may wrap after an underscore, so a long results-file name does not push the
-    command that wrote it out of the column."""
+    """A ``Table`` whose cells may wrap after an underscore or a slash, so a long results-file name or path
+    does not push the table out of the column; with no rows it says so instead of showing an empty frame."""
 
     @property
     def _constructor(self):
         return SourcesTable
 
+    def __repr__(self) -> str:
+        return "(no results files read)" if self.empty else super().__repr__()
+
     def _repr_html_(self):
-        return _CELL.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>") + m[3], super()._repr_html_())
+        if self.empty:
+            return "<p>(no results files read)</p>"
+        return _CELL.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>").replace("/", "/<wbr>") + m[3],
+                         super()._repr_html_())
 
 
 def sources_table(read=None) -> pd.DataFrame:
