@@ -109,6 +109,20 @@ def test_neutral_curve_verdict(tmp_path, final, holds):
     assert K.neutral_table(tmp_path).shape[1] == 2  # one column per curve
 
 
+def test_an_unfinished_neutral_curve_is_on_record_but_not_counted_as_done(tmp_path):
+    write(tmp_path, "curve_direct_40k_s0.json", curve(4000, 0.28))
+    going = curve(1500, 0.26, seed=1)
+    going["train_config"]["stages"] = [{"hop_weight": 0.0, "steps": 4000}]
+    write(tmp_path, "progress_curve_direct_40k_s1.json",
+          {**going, "kind": "training_progress", "of": "curve_direct_40k_s1", "step": 1500, "run_dir": "runs/x"})
+    sentence = K.neutral_sentence(tmp_path)
+    assert "did not break in 4,000 steps on 1 seed" in sentence and "1 neutral curve file is committed" in sentence
+    assert "Seed 1's run of 4,000 steps is on record up to step 1,500 (not finished)" in sentence
+    assert K.neutral_table(tmp_path).loc["steps", "curve_direct_40k_s1"] == "1,500 of 4,000 (not finished)"
+    [row] = [r for r in C.missing_table(tmp_path).itertuples() if "longest neutral curve" in r.Index]
+    assert row[1] == "1 of 3 (4,000 steps); seed 1 at 1,500 of 4,000 (not finished)"
+
+
 def test_curve_rows_are_windowed_means_and_the_chart_is_small(tmp_path):
     hist = [{"step": s, "acc_two_hop": s / 1000, "acc_color_to_shape": 0.0, "acc_shape_to_item": 0.0}
             for s in (100, 200, 1100)]

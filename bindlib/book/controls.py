@@ -271,7 +271,7 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
     levers = L.image_levers(results_dir)
     dial = [f"p = {p:g}: {n}" for p, n in sorted(Counter(r["p"] for r in D.dial_rows(results_dir)).items())]
     neutral = D.neutral(results_dir)
-    longest = max((c["steps"] for c in neutral), default=0)
+    longest = max((c["steps"] for c in neutral if not c["unfinished"]), default=0)
     pc = D.positional_control(results_dir)
     ablation = D.aid_ablation(results_dir)
     rows = [
@@ -282,7 +282,9 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
         (f"the shortcut dial (share p of declared-order prompts, 4 values), {seeds_wanted} seeds each",
          f"{len(dial)} of 4 values measured" + (f"; seeds per value: {', '.join(dial)}" if dial else "")),
         (f"{seeds_wanted} seeds of the longest neutral curve",
-         f"{sum(c['steps'] == longest for c in neutral)} of {seeds_wanted} ({longest:,} steps)"),
+         f"{sum(c['steps'] == longest and not c['unfinished'] for c in neutral)} of {seeds_wanted} ({longest:,} steps)"
+         + "".join(f"; seed {c['seed']} at {c['steps']:,} of {c['budget']:,} (not finished)"
+                   for c in neutral if c["unfinished"] and c["budget"] == longest)),
         ("a deeper model (6-8 layers) without aids at the longest budget",
          "; ".join(f"{c['n_layers']} layers, {c['steps']:,}" + (f" of {c['budget']:,} steps (not finished"
                                                                  + ("; its run folder was lost, the curve is from its log)"

@@ -23,7 +23,8 @@ from .text import say, state, wrap  # noqa: F401  (chapters show these sentences
 def neutral_table(results_dir=None) -> pd.DataFrame:
     """Every committed neutral learning curve (``direct``), one column each (the table stays narrow): steps, two-hop accuracy
     at the end and at best, guessing, the sub-skills at the end, wall time, whether it left the plateau."""
-    rows = [{"curve": c["name"], "variant": c["variant"], "seed": c["seed"], "steps": f"{c['steps']:,}",
+    rows = [{"curve": c["name"], "variant": c["variant"], "seed": c["seed"],
+             "steps": f"{c['steps']:,}" + (f" of {c['budget']:,} (not finished)" if c["unfinished"] else ""),
              "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
              "two-hop by guessing": pct(c["chance"]),
              **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
@@ -36,18 +37,23 @@ def neutral_sentence(results_dir=None) -> str:
     curves = D.neutral(results_dir)
     if not curves:
         return "No neutral learning curve (variant direct) in data/results yet."
-    longest = max(c["steps"] for c in curves)
-    top = [c for c in curves if c["steps"] == longest]
+    done = [c for c in curves if not c["unfinished"]] or curves
+    longest = max(c["steps"] for c in done)
+    top = [c for c in done if c["steps"] == longest]
+    going = [c for c in curves if c["unfinished"]]
+    on_record = "".join(f" Seed {c['seed']}'s run of {c['budget']:,} steps is on record up to step {c['steps']:,} "
+                        f"(not finished), two-hop {pct(c['final_two_hop'])} at its latest evaluation." for c in going)
+    n = len(curves) - len(going)
     final = D.mean(c["final_two_hop"] for c in top)
     seeds = f"{len(top)} seed{'s' if len(top) != 1 else ''}"
     if any(c["left_plateau"] for c in top):
         return (f"Without a hop-specific aid ({top[0]['variant']}), {sum(c['left_plateau'] for c in top)} of "
-                f"{seeds} left the plateau within {longest:,} steps (final two-hop {pct(final)}).")
+                f"{seeds} left the plateau within {longest:,} steps (final two-hop {pct(final)})." + on_record)
     return (f"Without a hop-specific aid ({top[0]['variant']}: two-hop queries only, no sub-skill queries, "
             f"no deep supervision) the plateau did not break in {longest:,} steps on {seeds}: final two-hop "
             f"accuracy {pct(final)}, best {pct(max(c['best_two_hop'] for c in top))}, against "
-            f"{pct(top[0]['chance'])} for guessing one of the N items. {len(curves)} neutral curve file"
-            f"{'s are' if len(curves) != 1 else ' is'} committed.")
+            f"{pct(top[0]['chance'])} for guessing one of the N items. {n} neutral curve file"
+            f"{'s are' if n != 1 else ' is'} committed." + on_record)
 
 
 def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
