@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import io
 from .findings import Table
-from .text import Prose
+from .text import Prose, breakable
 
 
 def _provenances(path: Path) -> list[dict]:
@@ -55,9 +55,6 @@ def _device(device: str | None) -> str:
     return (f"cpu, {m[1]} thread{'s' * (m[1] != '1')}" if m else device) or "-"
 
 
-_CELL = re.compile(r"(<td\b[^>]*>)(.*?)(</td>)", re.S)
-
-
 class SourcesTable(Table):
     """A ``Table`` whose cells may wrap after an underscore or a slash, so a long results-file name or path
     does not push the table out of the column; with no rows it says so instead of showing an empty frame."""
@@ -72,8 +69,7 @@ class SourcesTable(Table):
     def _repr_html_(self):
         if self.empty:
             return "<p>(no results files read)</p>"
-        return _CELL.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>").replace("/", "/<wbr>") + m[3],
-                         super()._repr_html_())
+        return breakable(super()._repr_html_(), "td", "_/")
 
 
 def sources_table(read=None) -> pd.DataFrame:
@@ -116,7 +112,7 @@ def sources_sentence(read=None) -> Prose:
 
 def repository_sentence(results_dir=None) -> Prose:
     """Of every results file in ``results_dir`` (default data/results), how many were written dirty, by kind."""
-    files = sorted(f for f in Path(results_dir or io.RESULTS_DIR).glob("*.json"))
+    files = list(Path(results_dir or io.RESULTS_DIR).glob("*.json"))
     dirty = io.dirty_results(results_dir)
     if not dirty:
         return Prose(f"Every results file in data/results ({len(files)}) was written from a clean tree.")

@@ -75,10 +75,22 @@ def state(*parts, sep: str = " ") -> None:
         print(repr(prose))
 
 
-_HEADER = re.compile(r"(<th\b[^>]*>)(.*?)(</th>)", re.S)
+_CELLS = {tag: re.compile(rf"(<{tag}\b[^>]*>)(.*?)(</{tag}>)", re.S) for tag in ("th", "td")}
+
+
+def breakable(html: str, tag: str = "th", after: str = "_") -> str:
+    """``html`` with a line-break opportunity (``<wbr>``) after every character of ``after`` in its ``tag``
+    cells (``th`` or ``td``), so a long identifier (noise_half_replay) wraps between its words instead of
+    mid-word or past the column."""
+    def cell(m):
+        text = m[2]
+        for ch in after:
+            text = text.replace(ch, ch + "<wbr>")
+        return m[1] + text + m[3]
+
+    return _CELLS[tag].sub(cell, html)
 
 
 def breakable_headers(html: str) -> str:
-    """``html`` with a line-break opportunity (``<wbr>``) after every underscore in its header cells, so a
-    long identifier (noise_half_replay) wraps between its words instead of mid-word or past the column."""
-    return _HEADER.sub(lambda m: m[1] + m[2].replace("_", "_<wbr>") + m[3], html)
+    """``breakable`` on the header cells, after underscores."""
+    return breakable(html, "th", "_")
