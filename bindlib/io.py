@@ -337,11 +337,13 @@ def write_results(name: str, record, results_dir: str | Path | None = None) -> P
 READ: dict[str, None] = {}
 
 
-def read_results(path: str | Path):
-    """One results file, parsed; an empty or truncated file is an error that names it."""
+def read_results(path: str | Path, record: bool = True):
+    """One results file, parsed; an empty or truncated file is an error that names it. ``record=False`` reads it
+    without adding it to ``READ`` (a survey of the whole folder is not a chapter's source)."""
     path = Path(path)
     text = path.read_text()
-    READ.setdefault(relpath(path.resolve()), None)
+    if record:
+        READ.setdefault(relpath(path.resolve()), None)
     if not text.strip():
         raise ResultsError(f"results file {relpath(path)} is empty; delete it and rerun the command that writes it.")
     try:
@@ -355,7 +357,7 @@ def dirty_results(results_dir: str | Path | None = None) -> list[dict]:
     """Results files written from a tree with uncommitted changes: {file, git_commit, diff_file} each."""
     out = []
     for f in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
-        for r in (lambda x: x if isinstance(x, list) else [x])(read_results(f)):
+        for r in (lambda x: x if isinstance(x, list) else [x])(read_results(f, record=False)):
             commit = (r.get("provenance") or {}).get("git_commit", "") if isinstance(r, dict) else ""
             if commit.endswith("-dirty"):
                 out.append({"file": relpath(f), "git_commit": commit,

@@ -77,3 +77,9 @@ def test_repository_sentence_counts_dirty_files_by_kind(files, tmp_path):
 def test_repository_sentence_when_everything_is_clean(tmp_path):
     _write(tmp_path, "training_a", "a" * 40)
     assert P.repository_sentence(tmp_path).text == "Every results file in data/results (1) was written from a clean tree."
+
+
+def test_surveying_the_whole_folder_does_not_count_as_a_chapter_reading_it(files, tmp_path):
+    before = dict(io.READ)
+    P.repository_sentence(tmp_path)
+    assert io.READ == before  # the chapter's sources table still lists only what its own cells read
