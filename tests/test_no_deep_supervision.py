@@ -44,6 +44,14 @@ def test_runs_say_when_and_in_which_stage_the_plateau_broke(tmp_path):
     assert len(spec["layer"]) == 3  # stage rules and labels, the seeds' lines, guessing
 
 
+def test_a_run_that_never_left_says_where_its_one_hop_queries_ended(tmp_path):
+    stuck = arm_training(2)
+    stuck["history"][-1].update(acc_color_to_shape=0.006, acc_shape_to_item=0.041)
+    write(tmp_path, "training_text_only_cpu_s2_steps8x_hopw0.json", stuck)
+    sentence = N.training_sentence(tmp_path)
+    assert "and the one-hop queries 0.6% (colour -> shape) and 4.1% (shape -> item)." in sentence
+
+
 def test_a_run_still_training_is_read_from_its_progress_record(tmp_path):
     write(tmp_path, "training_text_only_cpu_s0_steps8x_hopw0.json", arm_training(0, break_at=800))
     going = {**arm_training(2, end=1700), "kind": "training_progress", "of": "training_text_only_cpu_s2_steps8x_hopw0",

@@ -112,6 +112,14 @@ def _steps(values) -> str:
     return ", ".join(f"{v:,}" for v in values)
 
 
+def _hops(last: dict) -> str:
+    """Where the one-hop queries stood at a run's latest evaluation, when it was logged."""
+    if last.get("acc_color_to_shape") is None or last.get("acc_shape_to_item") is None:
+        return ""
+    return (f", and the one-hop queries {pct(last['acc_color_to_shape'])} (colour -> shape) and "
+            f"{pct(last['acc_shape_to_item'])} (shape -> item)")
+
+
 def training_sentence(results_dir=None) -> str:
     runs = training_runs(results_dir)
     if not runs:
@@ -136,7 +144,7 @@ def training_sentence(results_dir=None) -> str:
             out += (f" {r['label'].capitalize()} had not left it after {r['steps']:,}"
                     + (f" of {r['budget']:,} steps (the run has not finished)" if r["unfinished"] else " steps")
                     + f": two-hop ID {pct(r['history'][-1]['acc_two_hop'])} at its latest evaluation, against "
-                      f"{pct(r['chance'])} for guessing.")
+                      f"{pct(r['chance'])} for guessing" + _hops(r["history"][-1]) + ".")
     done = [r for r in runs if not r["unfinished"]]
     reached = [r for r in done if r["steps_to_99"] is not None]
     if done:
