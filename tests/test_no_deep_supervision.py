@@ -104,8 +104,12 @@ def test_a_run_that_left_its_stages_early_shows_the_stages_it_ran(tmp_path):
     run = N.training_runs(tmp_path)[0]
     assert run["stages_run"] == [("subskills", 1), ("compose", 1001), ("two_hop", 1301)]
     assert (run["left_at"], run["left_stage"], run["budget"]) == (1300, "compose", 3500)
-    rules = [v for layer in N.curve_chart(tmp_path).to_dict()["layer"][:1] for v in layer["data"]["values"]]
-    assert [(v["stage"], v["step"]) for v in rules] == [("subskills", 0), ("compose", 1000), ("two_hop", 1300)]
+    rule, *labels = N.curve_chart(tmp_path).to_dict()["layer"][0]["layer"]
+    assert [(v["stage"], v["step"]) for v in rule["data"]["values"]] == [
+        ("subskills", 0), ("compose", 1000), ("two_hop", 1300)]
+    # neighbouring stage names sit on alternate rows, so a short stage's name cannot overlap the next one's
+    assert [[v["stage"] for v in layer["data"]["values"]] for layer in labels] == [["subskills", "two_hop"], ["compose"]]
+    assert labels[0]["mark"]["dy"] != labels[1]["mark"]["dy"]
 
 
 def test_a_lost_first_run_stays_on_record_beside_the_rerun(tmp_path):

@@ -102,9 +102,10 @@ def curve_chart(results_dir=None, window: int = 500) -> alt.LayerChart:
         strokeDash=[6, 3], color="#555555").encode(x="step:Q", y="two-hop ID:Q")
     longest = max(runs, key=lambda r: r["steps"]) if runs else None  # its stages as run (left early or not)
     bounds = [{"step": a - 1, "stage": n} for n, a in (longest["stages_run"] if longest else [])]
-    marks = alt.Chart(alt.Data(values=bounds))
-    stages = marks.mark_rule(color="#bbbbbb").encode(x="step:Q") + marks.mark_text(
-        align="left", dx=3, dy=-4, baseline="bottom", color="#777777", y=0).encode(x="step:Q", text="stage:N")
+    stages = alt.Chart(alt.Data(values=bounds)).mark_rule(color="#bbbbbb").encode(x="step:Q")
+    for row in (0, 1):  # neighbouring labels on two rows, so a short stage's name does not run into the next
+        stages += alt.Chart(alt.Data(values=bounds[row::2])).mark_text(
+            align="left", dx=3, dy=-4 - 12 * row, baseline="bottom", color="#777777", y=0).encode(x="step:Q", text="stage:N")
     return alt.layer(stages, lines, rule).properties(width=WIDTH, height=HEIGHT)
 
 
