@@ -353,11 +353,17 @@ def read_results(path: str | Path, record: bool = True):
                            f"command that writes it.") from None
 
 
+def read_records(path: str | Path, record: bool = True) -> list:
+    """``read_results`` as a list: a file holds one record or a list of them."""
+    recs = read_results(path, record)
+    return recs if isinstance(recs, list) else [recs]
+
+
 def dirty_results(results_dir: str | Path | None = None) -> list[dict]:
     """Results files written from a tree with uncommitted changes: {file, git_commit, diff_file} each."""
     out = []
     for f in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
-        for r in (lambda x: x if isinstance(x, list) else [x])(read_results(f, record=False)):
+        for r in read_records(f, record=False):
             commit = (r.get("provenance") or {}).get("git_commit", "") if isinstance(r, dict) else ""
             if commit.endswith("-dirty"):
                 out.append({"file": relpath(f), "git_commit": commit,
@@ -372,8 +378,7 @@ def load_results(pattern: str = "*.json", results_dir: str | Path | None = None,
     for f in sorted(Path(results_dir or RESULTS_DIR).glob(pattern)):
         if f.suffix != ".json":  # e.g. the .diff stored beside a results file written with --allow-dirty
             continue
-        recs = read_results(f)
-        for r in recs if isinstance(recs, list) else [recs]:
+        for r in read_records(f):
             if all(r.get(k) == v for k, v in where.items()):
                 out.append(r)
     return out

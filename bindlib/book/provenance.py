@@ -23,9 +23,7 @@ from .text import Prose, breakable
 
 
 def _provenances(path: Path) -> list[dict]:
-    recs = io.read_results(path)
-    recs = recs if isinstance(recs, list) else [recs]
-    return [r["provenance"] for r in recs if isinstance(r, dict) and isinstance(r.get("provenance"), dict)]
+    return [r["provenance"] for r in io.read_records(path) if isinstance(r, dict) and isinstance(r.get("provenance"), dict)]
 
 
 def sources(read=None) -> list[dict]:
