@@ -38,8 +38,12 @@ def test_runs_say_when_and_in_which_stage_the_plateau_broke(tmp_path):
     assert [(r["seed"], r["left_at"], r["left_stage"]) for r in runs] == [
         (0, 800, "subskills"), (1, 1200, "compose"), (2, None, None)]
     sentence = N.training_sentence(tmp_path)
-    assert "2 of 3 seeds left the plateau" in sentence and "seed 1 at step 1,200 (stage compose)" in sentence
-    assert "2 of 3 finished runs reached 99%" in sentence and "Seed 2 had not left it after 3,000 steps" in sentence
+    assert "2 of 3 seeds left the plateau, between steps 800 and 1,200, in the subskills or the compose stage." in sentence
+    assert "2 of 3 finished runs reached 99%" in sentence and "Still guessing at the end: seed 2 after 3,000 steps." in sentence
+    frame = N.training_table(tmp_path)
+    assert list(frame.index) == ["seed 0", "seed 1", "seed 2"]
+    assert list(frame["left plateau"]) == ["800 (subskills)", "1,200 (compose)", "-"]
+    assert list(frame["status"]) == ["finished"] * 3 and frame.loc["seed 2", "two-hop (latest)"] == "25.0%"
     spec = N.curve_chart(tmp_path).to_dict()
     assert len(spec["layer"]) == 3  # stage rules and labels, the seeds' lines, guessing
 
@@ -48,8 +52,8 @@ def test_a_run_that_never_left_says_where_its_one_hop_queries_ended(tmp_path):
     stuck = arm_training(2)
     stuck["history"][-1].update(acc_color_to_shape=0.006, acc_shape_to_item=0.041)
     write(tmp_path, "training_text_only_cpu_s2_steps8x_hopw0.json", stuck)
-    sentence = N.training_sentence(tmp_path)
-    assert "and the one-hop queries 0.6% (colour -> shape) and 4.1% (shape -> item)." in sentence
+    row = N.training_table(tmp_path).loc["seed 2"]
+    assert (row["colour -> shape (latest)"], row["shape -> item (latest)"]) == ("0.6%", "4.1%")
 
 
 def test_a_run_still_training_is_read_from_its_progress_record(tmp_path):
@@ -65,9 +69,12 @@ def test_a_run_still_training_is_read_from_its_progress_record(tmp_path):
     assert [(r["seed"], r["unfinished"], r["steps"]) for r in runs] == [(0, False, 3000), (2, True, 1700)]
     assert runs[1]["id_accuracy"] is None and runs[1]["budget"] == 3500
     sentence = N.training_sentence(tmp_path)
-    assert "1 of 2 seeds left the plateau" in sentence
-    assert "Seed 2 had not left it after 1,700 of 3,500 steps (the run has not finished)" in sentence
-    assert "1 of 1 finished run reached 99%" in sentence and "(seed 0)" in sentence
+    assert "1 of 2 seeds left the plateau, at step 800, in the subskills stage." in sentence
+    assert "seed 2 after 1,700 of 3,500 steps (not finished)" in sentence
+    assert "1 of 1 finished run reached 99%" in sentence
+    frame = N.training_table(tmp_path)
+    assert list(frame["status"]) == ["finished", "training"] and frame.loc["seed 2", "steps"] == "1,700 of 3,500"
+    assert frame.loc["seed 2", "ID"] == "-" and frame.loc["seed 0", "OOD"] == "90.0%"
     assert len(N.curve_chart(tmp_path).to_dict()["layer"]) == 3
 
 
@@ -89,7 +96,7 @@ def test_arm_table_reads_the_arm_beside_the_recipe(tmp_path):
 
 
 def test_nothing_trained_says_so(tmp_path):
-    assert "has not been trained yet" in N.training_sentence(tmp_path)
+    assert "has not been trained yet" in N.training_sentence(tmp_path) and len(N.training_table(tmp_path)) == 0
     assert "No model trained without deep supervision" in N.arm_sentence(tmp_path)
     assert len(N.arm_table(tmp_path)) == 0 and N.training_runs(tmp_path) == []
     assert D.arm_rows(N.SUFFIX, tmp_path) == []
@@ -125,8 +132,11 @@ def test_a_lost_first_run_stays_on_record_beside_the_rerun(tmp_path):
     assert [(r["label"], r["lost"], r["left_at"]) for r in runs] == [
         ("seed 0, first run (lost)", True, 800), ("seed 0 (rerun)", False, 1200)]
     sentence = N.training_sentence(tmp_path)
-    assert "2 of 2 runs (seed 0) left the plateau: seed 0, first run (lost) at step 800" in sentence
-    assert "Seed 0's first run was lost at step 2,000 (its machine restarted; its curve is from its log): two-hop ID 99.6%" in sentence
+    assert "2 of 2 runs (seed 0) left the plateau, between steps 800 and 1,200" in sentence
+    assert "A lost run's machine restarted and took its folder; its curve is from its log." in sentence
     assert "1 of 1 finished run reached 99%" in sentence
+    frame = N.training_table(tmp_path)
+    assert frame.loc["seed 0, first run (lost)", "status"] == "lost (from its log)"
+    assert frame.loc["seed 0, first run (lost)", "two-hop (latest)"] == "99.6%"
     values = N.curve_chart(tmp_path).to_dict()["layer"][1]["data"]["values"]
     assert {v["run"] for v in values} == {"seed 0, first run (lost)", "seed 0 (rerun)"}

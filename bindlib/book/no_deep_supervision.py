@@ -7,7 +7,8 @@ intermediate hop, and early stop in the last stage as the recipe has:
 
     training_runs()       per seed: its curve, where it left the plateau (step and stage), ID and OOD
     curve_chart()         chapter 2: two-hop ID accuracy against step, per seed, with the stage boundaries
-    training_sentence()   chapter 2: whether, when and in which stage the plateau broke
+    training_sentence()   chapter 2: how many runs broke the plateau, when, in which stage, and which learned
+    training_table()      chapter 2: per run, where it left the plateau, its latest accuracies, ID and OOD
     arm_table()           chapter 5: the routing layer's reading per seed, beside the recipe's
     arm_sentence()        chapter 5: what the instrument reads on models trained without the loss
 """
@@ -109,52 +110,56 @@ def curve_chart(results_dir=None, window: int = 500) -> alt.LayerChart:
     return alt.layer(stages, lines, rule).properties(width=WIDTH, height=HEIGHT)
 
 
-def _steps(values) -> str:
-    return ", ".join(f"{v:,}" for v in values)
-
-
-def _hops(last: dict) -> str:
-    """Where the one-hop queries stood at a run's latest evaluation, when it was logged."""
-    if last.get("acc_color_to_shape") is None or last.get("acc_shape_to_item") is None:
-        return ""
-    return (f", and the one-hop queries {pct(last['acc_color_to_shape'])} (colour -> shape) and "
-            f"{pct(last['acc_shape_to_item'])} (shape -> item)")
-
-
 def training_sentence(results_dir=None) -> str:
+    """How many runs left the plateau, in which stages, and how many finished runs learned the task; the
+    table (``training_table``) gives each run."""
     runs = training_runs(results_dir)
     if not runs:
         return f"The arm without deep supervision ({COMMAND}) has not been trained yet."
     left = [r for r in runs if r["left_at"] is not None]
+    seeds = sorted({r["seed"] for r in runs})
     lost = any(r["lost"] for r in runs)
     out = (f"Without deep supervision and with every stage eight times as long, {len(left)} of {len(runs)} "
-           + (f"runs (seed{'s' if len({r['seed'] for r in runs}) > 1 else ''} "
-              f"{', '.join(sorted({str(r['seed']) for r in runs}))}) " if lost else
+           + (f"runs (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}) " if lost else
               f"seed{'s' if len(runs) != 1 else ''} ") + "left the plateau")
     if left:
-        out += ": " + "; ".join(f"{r['label']} at step {r['left_at']:,} (stage {r['left_stage']})" for r in left)
+        stages = list(dict.fromkeys(r["left_stage"] for r in sorted(left, key=lambda r: r["left_at"])))
+        span = (f"at step {left[0]['left_at']:,}" if len(left) == 1 else
+                f"between steps {min(r['left_at'] for r in left):,} and {max(r['left_at'] for r in left):,}")
+        out += f", {span}, in the {' or the '.join(stages)} stage"
     out += "."
-    for r in runs:
-        if r["lost"]:
-            stuck = r["left_at"] is None
-            out += (f" Seed {r['seed']}'s first run {'had not left it when it was' if stuck else 'was'} lost at step "
-                    f"{r['steps']:,} (its machine restarted; its curve is from its log): two-hop ID "
-                    f"{pct(r['history'][-1]['acc_two_hop'])} at its latest evaluation"
-                    + (f", against {pct(r['chance'])} for guessing." if stuck else "."))
-        elif r["left_at"] is None:
-            out += (f" {r['label'].capitalize()} had not left it after {r['steps']:,}"
-                    + (f" of {r['budget']:,} steps (the run has not finished)" if r["unfinished"] else " steps")
-                    + f": two-hop ID {pct(r['history'][-1]['acc_two_hop'])} at its latest evaluation, against "
-                      f"{pct(r['chance'])} for guessing" + _hops(r["history"][-1]) + ".")
     done = [r for r in runs if not r["unfinished"]]
     reached = [r for r in done if r["steps_to_99"] is not None]
     if done:
-        out += (f" {len(reached)} of {len(done)} finished run{'s' if len(done) != 1 else ''} reached 99% two-hop ID"
-                + (f" (at step {_steps(r['steps_to_99'] for r in reached)})" if reached else "")
-                + f". At the end: ID {', '.join(pct(r['id_accuracy']) for r in done)}, OOD "
-                  f"{', '.join(pct(r['ood_accuracy']) for r in done)} (seed {', '.join(str(r['seed']) for r in done)}), "
-                  f"after {_steps(r['steps'] for r in done)} steps.")
+        out += (f" {len(reached)} of {len(done)} finished run{'s' if len(done) != 1 else ''} reached 99% two-hop "
+                f"ID.")
+    stuck = [r for r in runs if r["left_at"] is None]
+    if stuck:
+        out += (" Still guessing at the end: " + "; ".join(
+            f"{r['label']} after {r['steps']:,}" + (f" of {r['budget']:,} steps (not finished)" if r["unfinished"]
+                                                      and not r["lost"] else " steps")
+            for r in stuck) + ".")
+    if lost:
+        out += " A lost run's machine restarted and took its folder; its curve is from its log."
     return out
+
+
+def training_table(results_dir=None) -> pd.DataFrame:
+    """One row per run: where it left the plateau, how far it got, its accuracies at its latest evaluation
+    (two-hop and both one-hop queries) and, once finished, its ID and OOD accuracy."""
+    rows = []
+    for r in training_runs(results_dir):
+        last = r["history"][-1] if r["history"] else {}
+        status = "lost (from its log)" if r["lost"] else "training" if r["unfinished"] else "finished"
+        rows.append({
+            "run": r["label"], "status": status,
+            "left plateau": "-" if r["left_at"] is None else f"{r['left_at']:,} ({r['left_stage']})",
+            "steps": f"{r['steps']:,}" + (f" of {r['budget']:,}" if r["unfinished"] and r["budget"] else ""),
+            "two-hop (latest)": pct(last.get("acc_two_hop")),
+            "colour -> shape (latest)": pct(last.get("acc_color_to_shape")),
+            "shape -> item (latest)": pct(last.get("acc_shape_to_item")),
+            "ID": pct(r["id_accuracy"]), "OOD": pct(r["ood_accuracy"])})
+    return table(rows, index="run" if rows else None)
 
 
 def arm_table(results_dir=None) -> pd.DataFrame:
