@@ -128,15 +128,17 @@ def correction_summary(results_dir=None) -> list[dict]:
 
 
 def correction_sentence(results_dir=None) -> str:
-    """What the image stage did to each start's text OOD and binding, in one sentence per start."""
+    """What the image stage did to each start's text OOD and binding: one clause per start, means over seeds
+    (the table beside it gives every seed)."""
     parts = []
     for s in correction_summary(results_dir):
         n = len(s["seeds"])
-        parts.append(f"From {s['start']} ({n} seed{'s' if n > 1 else ''}), the image stage moves text OOD accuracy "
-                     f"from {pct(s['ood_accuracy_before'])} to {pct(s['ood_accuracy_after'])} and the binding score "
-                     f"from {signed(s['binding_score_before'])} ({s['mechanism_before']}) to "
-                     f"{signed(s['binding_score_after'])} ({s['mechanism_after']}).")
-    return " ".join(parts) if parts else "No correction-test runs yet."
+        parts.append(f"{s['start']} ({n} seed{'s' if n > 1 else ''}): {_arrow(s['ood_accuracy_before'], s['ood_accuracy_after'], pct)}, "
+                     f"{_arrow(s['binding_score_before'], s['binding_score_after'], signed)} "
+                     f"({s['mechanism_before']} → {s['mechanism_after']})")
+    if not parts:
+        return "No correction-test runs yet."
+    return "Before → after the image stage, text OOD accuracy and binding score (means over seeds): " + "; ".join(parts) + "."
 
 
 PAPER_ORDER = ("text_only", "noise_text", "image_text", "noise_image_text")  # the paper's OOD, low to high
