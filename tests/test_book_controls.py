@@ -142,6 +142,29 @@ def recipe_training(seed, reach_at, stop_at):
     return {"kind": "training", "seed": seed, "history": hist, "train_config": {"task": {}}}
 
 
+def test_the_deeper_model_is_reported_beside_the_profile_model(tmp_path):
+    """curve --n-layers 6: its own sentence and its own columns (layers 6) in the neutral table; a lost run
+    (from its log) and a finished one are told apart, and the verdict counts finished runs only."""
+    assert "No deeper neutral curve" in K.deeper_sentence(tmp_path)
+    write(tmp_path, "curve_direct_40k_s0.json", curve(4000, 0.28))
+    l6 = {**curve(2500, 0.23), "train_config": {"task": {}, "model": {"n_layers": 6},
+                                                "stages": [{"steps": 4000, "hop_weight": 0.0}]}}
+    write(tmp_path, "progress_curve_direct_L6_40k_s0.json",
+          {**l6, "kind": "training_progress", "of": "curve_direct_L6_40k_s0", "step": 2500, "run_dir": None})
+    sentence = K.deeper_sentence(tmp_path)
+    assert "6 layers, seed 0: lost at step 2,500 of 4,000" in sentence and "finished" not in sentence
+    write(tmp_path, "curve_direct_L6_40k_s1.json", {**l6, **curve(4000, 0.27, seed=1), "train_config": l6["train_config"]})
+    sentence = K.deeper_sentence(tmp_path)
+    assert "6 layers, seed 1: 4,000 steps, final two-hop 27.0%" in sentence
+    assert sentence.endswith("No finished deeper run left the plateau: depth alone does not break it within 4,000 steps.")
+    frame = K.neutral_table(tmp_path)
+    assert list(frame.loc["layers"]) == [4, 6, 6]
+    assert frame.loc["steps", "curve_direct_L6_40k_s0"] == "2,500 of 4,000 (lost; from its log)"
+    write(tmp_path, "curve_direct_L6_40k_s1.json", {**curve(4000, 0.9, seed=1), "train_config": l6["train_config"]})
+    assert K.deeper_sentence(tmp_path).endswith("1 of 1 finished deeper run left the plateau.")
+    assert "on 1 seed" in K.neutral_sentence(tmp_path)  # the profile model's verdict reads its own curves only
+
+
 @pytest.mark.parametrize("nds_final, verdict", [(0.26, "Deep supervision is the aid"), (0.995, "is not needed")])
 def test_the_aid_ablation_compares_variants_at_one_budget(tmp_path, nds_final, verdict):
     for seed in (0, 1):

@@ -1,6 +1,7 @@
 """Chapter 2's learning curves: the neutral control and the aid ablation (issue 9).
 
     neutral_table(), neutral_chart(), neutral_sentence()    the longest curves without a hop-specific aid
+    deeper_sentence()                                       the same control on a deeper model
     ablation_table(), ablation_chart(), ablation_sentence() the recipe against its variants at one budget
 
 The numbers come from ``bindlib.book.control_data`` (``neutral_curves``, ``aid_ablation``), which reads
@@ -12,6 +13,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from ..profiles import MODEL as PROFILE_MODEL
 from ..recipes import VARIANTS
 from . import control_data as D
 from .control_data import curve_rows  # noqa: F401  (chapters and tests read curves.curve_rows)
@@ -21,16 +23,49 @@ from .text import say, state, wrap  # noqa: F401  (chapters show these sentences
 
 # ---------------------------------------------------------------- the neutral control
 def neutral_table(results_dir=None) -> pd.DataFrame:
-    """Every committed neutral learning curve (``direct``), one column each (the table stays narrow): steps, two-hop accuracy
-    at the end and at best, guessing, the sub-skills at the end, wall time, whether it left the plateau."""
+    """Every committed neutral learning curve (``direct``), the profile's model and the deeper ones, one column
+    each (the table stays narrow): layers, steps, two-hop accuracy at the end and at best, guessing, the
+    sub-skills at the end, wall time, whether it left the plateau."""
     rows = [{"curve": c["name"], "variant": c["variant"], "seed": c["seed"],
-             "steps": f"{c['steps']:,}" + (f" of {c['budget']:,} (not finished)" if c["unfinished"] else ""),
+             "layers": c["n_layers"] or PROFILE_MODEL[D.PROFILE]["n_layers"],
+             "steps": f"{c['steps']:,}" + (f" of {c['budget']:,} (lost; from its log)" if c["lost"] else
+                                            f" of {c['budget']:,} (not finished)" if c["unfinished"] else ""),
              "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
              "two-hop by guessing": pct(c["chance"]),
              **{f"{k}: final": pct(v) for k, v in c["final_subskills"].items()},
              "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}", "left the plateau": "yes" if c["left_plateau"] else "no"}
-            for c in D.neutral(results_dir)]
+            for c in D.neutral(results_dir) + D.neutral(results_dir, deeper=True)]
     return table(rows, index="curve").T if rows else pd.DataFrame()
+
+
+DEEPER_COMMAND = "python -m bindlib curve --variant direct --n-layers 6 --steps 40000 --seed S"
+
+
+def deeper_sentence(results_dir=None) -> str:
+    """The neutral control on a deeper model (``curve --n-layers``): how far each run got, where its two-hop
+    accuracy ended, and whether any finished run left the plateau."""
+    deep = D.neutral(results_dir, deeper=True)
+    if not deep:
+        return f"No deeper neutral curve ({DEEPER_COMMAND}) in data/results yet."
+
+    def one(c):
+        head = f"{c['n_layers']} layers, seed {c['seed']}: "
+        if c["lost"]:
+            return (head + f"lost at step {c['steps']:,} of {c['budget']:,} (its folder went with its machine; the "
+                           f"curve is from its log), two-hop {pct(c['final_two_hop'])} at its latest evaluation")
+        if c["unfinished"]:
+            return head + f"{c['steps']:,} of {c['budget']:,} steps so far, two-hop {pct(c['final_two_hop'])} at its latest evaluation"
+        return head + f"{c['steps']:,} steps, final two-hop {pct(c['final_two_hop'])}, best {pct(c['best_two_hop'])}"
+
+    done = [c for c in deep if not c["unfinished"]]
+    out = (f"Without a hop-specific aid on a deeper model ({DEEPER_COMMAND}), against {pct(deep[0]['chance'])} "
+           f"for guessing: " + "; ".join(one(c) for c in deep) + ".")
+    if done:
+        broke = [c for c in done if c["left_plateau"]]
+        out += (f" {len(broke)} of {len(done)} finished deeper run{'s' if len(done) != 1 else ''} left the plateau."
+                if broke else f" No finished deeper run left the plateau: depth alone does not break it within "
+                              f"{max(c['steps'] for c in done):,} steps.")
+    return out
 
 
 def neutral_sentence(results_dir=None) -> str:
