@@ -91,3 +91,10 @@ def test_no_chapter_source_loads_a_remote_image():
         remote = re.findall(r"""<img[^>]+src=["']https?://|!\[[^\]]*\]\(https?://""", md.read_text())
         assert not remote, f"{md.name} loads an image from the network: {remote}"
     assert "colab-badge" in (REPO / "_vendor" / "book.css").read_text()
+
+
+def test_dashes_in_computed_commands_are_not_typeset():
+    """Computed sentences name commands ("curve --n-layers 6") as plain text; Sphinx's smartquotes would
+    turn their "--" into an en dash unless dashes are left out of its actions."""
+    action = book_config().get("smartquotes_action", "qDe")
+    assert "d" not in action.lower(), f"smartquotes_action {action!r} typesets '--' as a dash; use 'qe'"
