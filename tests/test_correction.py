@@ -71,7 +71,7 @@ def test_summary_and_sentence_name_the_shift(results):
     assert summary["learned positions"]["mechanism_after"] == "symbolic"
     assert summary["recipe (RoPE)"]["seeds"] == [0, 1]
     sentence = K.correction_sentence(results)
-    assert "learned positions (1 seed): 25.0%\u00a0→\u00a060.0%" in sentence and "(positional → symbolic)" in sentence
+    assert "learned positions (1 seed): 25.0% → 60.0%" in sentence and "(positional → symbolic)" in sentence
 
 
 def test_headline_table_has_the_text_control_beside_the_image_row(results):

@@ -31,8 +31,7 @@ from .learning_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_ORDER, STARTS
 
 
 def _arrow(before, after, fmt) -> str:
-    """'99.4% → 100.0%', held on one line (no-break spaces): a cell that wraps at the arrow reads as two rows."""
-    return f"{fmt(before)}\u00a0→\u00a0{fmt(after)}"
+    return f"{fmt(before)} → {fmt(after)}"
 
 
 def correction_table(results_dir=None) -> pd.DataFrame:
