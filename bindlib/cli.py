@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .profiles import REGIMES, TABLE_ENCODERS
+from .profiles import PROFILE_NAMES, REGIMES, TABLE_ENCODERS
 from .settings import add_setting
 
 class UsageError(Exception):
@@ -42,7 +42,7 @@ def build_parser(description: str) -> Parser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a text-only model with the profile's recipe, then evaluate it")
-    t.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
+    t.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's step budget")
@@ -76,7 +76,7 @@ def build_parser(description: str) -> Parser:
     c.add_argument("--quiet", action="store_true")
 
     b = sub.add_parser("bench", help="measure training steps per second for each profile")
-    b.add_argument("--profile", action="append", choices=["cpu", "paper"], help="repeatable (default: both)")
+    b.add_argument("--profile", action="append", choices=PROFILE_NAMES, help="repeatable (default: both)")
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--device", default="auto")
@@ -94,7 +94,7 @@ def build_parser(description: str) -> Parser:
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
     pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit", "project_cnn_grid"])
-    pe.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
+    pe.add_argument("--profile", default="cpu", choices=PROFILE_NAMES,
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)
     pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
@@ -113,7 +113,7 @@ def build_parser(description: str) -> Parser:
     pe.add_argument("--quiet", action="store_true")
 
     r = sub.add_parser("reproduce", help="train and evaluate every regime x encoder x seed of the headline table")
-    r.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
+    r.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     add_setting(r, "encoder", "--encoders", "one or more, for the image regimes", nargs="+", default=list(TABLE_ENCODERS))
@@ -135,7 +135,7 @@ def build_parser(description: str) -> Parser:
     ip = sub.add_parser("interp", help="interchange interventions, attention knockouts and probes of a checkpoint")
     ip.add_argument("--regime", help="text_only, noise_text, image_text, noise_image_text, text_only_matched")
     ip.add_argument("--seed", type=int, default=0)
-    ip.add_argument("--profile", default="cpu", choices=["cpu", "paper"])
+    ip.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
     add_setting(ip, "encoder", more_help="of an image regime (default: the main encoder)")
     add_setting(ip, "pos_encoding", more_help="the checkpoint of that encoding (as train and reproduce name it)")
     add_setting(ip, "hop_target", more_help="the checkpoint trained with that hop target (as train and reproduce "

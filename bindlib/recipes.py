@@ -31,7 +31,7 @@ import torch
 
 from . import io
 from .evaluate import evaluate, mean_sd
-from .profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW, RECIPE, REGIME, REGIMES,
+from .profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW, RECIPE, REGIME, REGIMES, TASK,
                        TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, pos_suffix, run_tag)  # noqa: F401
 from .task import TaskConfig, sample_batch
 from .train import Stage, TrainConfig, train
@@ -71,7 +71,10 @@ def recipe(profile: str = "cpu", seed: int = 0, device: str = "cpu", steps_scale
                       warmup=s["warmup"], min_lr_frac=1.0, eval_every=s["eval_every"], packed=True,
                       hop_layer=s["hop_layer"] if hop_layer is None else hop_layer, seed=seed, device=device,
                       hop_target=hop_target, declared_share=declared_share,
-                      task={"format": task_format} if task_format != "standard" else {})
+                      task={**TASK[profile], **({"format": task_format} if task_format != "standard" else {})})
+    if s.get("leave_at"):  # the profile's stage budgets are ceilings
+        for st in cfg.stages[:-1]:
+            st.until = s["leave_at"]
     n_layers = cfg.model_config().n_layers
     if not 0 <= cfg.hop_layer < n_layers:
         raise ValueError(f"hop_layer={cfg.hop_layer} is outside the {profile} model's blocks 0..{n_layers - 1}.")
