@@ -186,6 +186,32 @@ def cmd_evaluate(args, argv) -> int:
     return 0
 
 
+def cmd_ood_axes(args, argv) -> int:
+    """The count and distance axes of each checkpoint (bindlib.ood_axes): ood_axes_<checkpoint>.json."""
+    from . import io
+    from .ood_axes import measure
+    from .task import TaskConfig
+    device = _device(args)
+    commit = io.git_commit()
+    names = [io.RESULTS_DIR / f"ood_axes_{Path(c).name}.json" for c in args.checkpoint]
+    _before_writing(args, names)
+    metas = [io.read_checkpoint_meta(c) for c in args.checkpoint]  # every checkpoint checked before any work
+    for path, out, meta in zip(args.checkpoint, names, metas):
+        t0 = time.time()
+        model, meta = io.load_checkpoint(path, device=device)
+        task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
+        body = measure(model, task, per_cell=args.per_cell, grid=args.grid, device=device)
+        record = {"kind": "ood_axes", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
+                  "seed": meta.get("seed"), "pos_encoding": model.cfg.pos_encoding, "n_layers": model.cfg.n_layers,
+                  "n_colors": task.n_colors, "id_range": list(task.id_range), **body,
+                  "checkpoint": io.relpath(path), "checkpoint_sha256": meta["sha256"],
+                  "provenance": io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)}
+        far = {f: v["far_accuracy"] for f, v in body["distance"]["fillers"].items()}
+        print(json.dumps({"checkpoint": Path(path).name, "far_accuracy": far}))
+        print(f"wrote {io.write_results(out.stem, record)}")
+    return 0
+
+
 def cmd_pretrain_encoder(args, argv) -> int:
     """Pretrain a project encoder (bindlib.vision.pretrain), save the frozen trunk and a results file."""
     from .vision import encoders as E
@@ -342,7 +368,7 @@ def main(argv=None) -> int:
             return args.handler(args, _command_line(argv), _device(args))
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,
                 "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce,
-                "interp": cmd_interp, "pretrained": cmd_pretrained,
+                "interp": cmd_interp, "pretrained": cmd_pretrained, "ood-axes": cmd_ood_axes,
                 "student-book": cmd_student_book}[args.cmd](args, argv)
     except (UsageError, ValueError, RuntimeError, OSError) as err:  # OSError: permissions, disk full, missing files
         print("error: " + " ".join(str(err).split()), file=sys.stderr)

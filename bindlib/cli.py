@@ -34,7 +34,18 @@ ARM_ARGS = (
 )
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
-                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress")
+                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "ood-axes")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
 
 
 def build_parser(description: str) -> Parser:
@@ -91,6 +102,14 @@ def build_parser(description: str) -> Parser:
     e.add_argument("--shift", type=int, nargs="*", default=None, metavar="K",
                    help="only the position-shift axis: ID accuracy with every position id moved up by K (default "
                         "0 8 32 64; 0 is always included); writes position_shift_<checkpoint>.json")
+
+    oa = sub.add_parser("ood-axes", help="the two OOD axes of checkpoints: count (accuracy per N) and distance "
+                                         "(a gap after CTX_END), with the failure diagnostics; one file each")
+    oa.add_argument("--checkpoint", required=True, nargs="+", help="one or more checkpoint folders")
+    oa.add_argument("--per-cell", type=positive_int, default=500, help="prompts per (N, gap) cell")
+    oa.add_argument("--grid", action="store_true", help="also the N x G grid (count and distance apart)")
+    oa.add_argument("--device", default="auto")
+    oa.add_argument("--threads", type=int, default=0)
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
     pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit", "project_cnn_grid"])

@@ -47,7 +47,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bindlib"
 MAX_LINES = 400
 
 FLOORS = {
-    "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2,
+    "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2, "ood_axes": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
     "vision.multimodal": 5, "vision.pretrain": 5, "vision.grounding": 5.5, "vision.featurepool": 5.5, "train": 6, "recipes": 7, "migrate": 7,
     "plans": 7.25, "imagestage": 7.5, "headline": 7.75, "expand": 7, "settings": 6.5,
