@@ -92,7 +92,7 @@ def recipe_regime(recipe: str) -> str:
 def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, init_from: str | None = None,
                         device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
                         mix_steps: int = 600, image_positions: str = "sequence", image_tokens: str = "all",
-                        noise_positions: str = "sequence"):
+                        noise_positions: str = "sequence", noise_width: int | None = None):
     from .vision.encoders import ENCODERS
 
     if encoder not in ENCODERS:
@@ -101,6 +101,8 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
     if noise_positions != "sequence" and not any(s.noise for s in stages):
         raise ValueError(f"recipe {recipe!r} has no noise, so it has no noise positions to choose; "
                          f"drop --noise-positions {noise_positions}.")
+    if noise_width is not None and not any(s.noise for s in stages):
+        raise ValueError(f"recipe {recipe!r} has no noise, so it has no noise width to choose; drop --noise-width.")
     if image_tokens != "all" and recipe in TEXT_RECIPES:
         raise ValueError(f"recipe {recipe!r} trains on text only, so it has no image tokens to choose; "
                          f"drop --image-tokens {image_tokens}.")
@@ -109,7 +111,8 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
     vision = {"profile": "cpu", "encoder": encoder, **({"pool_size": pool, "pool_seed": 0} if pool else {}),
               **({"image_positions": image_positions} if image_positions != "sequence" else {}),
               **({"image_tokens": image_tokens} if image_tokens != "all" else {}),
-              **({"noise_positions": noise_positions} if noise_positions != "sequence" else {})}
+              **({"noise_positions": noise_positions} if noise_positions != "sequence" else {}),
+              **({"noise_width": noise_width} if noise_width is not None else {})}
     start = init_from or io.relpath(checkpoint_dir("text_only", seed, "cpu"))
     pos = start_pos_encoding(start)
     return TrainConfig(profile="cpu", stages=stages,
@@ -150,6 +153,7 @@ def image_recipe_tag(recipe: str, seed: int, cfg: TrainConfig, image_steps: int 
     tag += "_ctxpos" if v.image_positions == "context" else ""
     tag += "_objtok" if v.image_tokens == "objects" and not text else ""
     tag += "_ctxnoise" if v.noise_positions == "context" else ""
+    tag += f"_noise{v.noise_width}" if v.noise_width is not None else ""
     own_start = io.relpath(checkpoint_dir("text_only", seed, "cpu"))
     start = io.relpath(Path(cfg.init_from).resolve()) if cfg.init_from else own_start
     return tag + (f"_from_{Path(start).name}" if start != own_start else "")
@@ -159,12 +163,13 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
                      init_from: str | None = None, pool_size: int | None = None, image_steps: int = 1500,
                      mix_steps: int = 600, progress: bool = False, log=print, overwrite: bool = False,
                      results: str | None = None, image_positions: str = "sequence",
-                     image_tokens: str = "all", noise_positions: str = "sequence") -> tuple[str, dict]:
+                     image_tokens: str = "all", noise_positions: str = "sequence",
+                     noise_width: int | None = None) -> tuple[str, dict]:
     """Train one image recipe from a text checkpoint; return (name, results record) with the curve
     (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding."""
     t0 = time.time()
     cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps,
-                              image_positions, image_tokens, noise_positions)
+                              image_positions, image_tokens, noise_positions, noise_width)
     pool = cfg.vision.pool_size
     tag = image_recipe_tag(recipe, seed, cfg, image_steps)
     final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
@@ -297,7 +302,7 @@ def cmd_image_stage(args, command: str, device) -> int:
     name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, command, commit,
                                     init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
                                     image_positions=args.image_positions, image_tokens=args.image_tokens,
-                                    noise_positions=args.noise_positions,
+                                    noise_positions=args.noise_positions, noise_width=args.noise_width,
                                     mix_steps=args.mix_steps, progress=not args.quiet, overwrite=args.overwrite,
                                     results=args.results)
     path = io.write_results(args.results or name, record)
@@ -356,6 +361,9 @@ def add_commands(sub) -> None:
     add_setting(ist, "image_positions", more_help="context names the run _ctxpos")
     add_setting(ist, "image_tokens", more_help="objects names the run _objtok")
     add_setting(ist, "noise_positions", more_help="context names the run _ctxnoise")
+    ist.add_argument("--noise-width", type=int, default=None,
+                     help="NOISE tokens in a noised text context (default: the image-token count, 49); names the run "
+                          "_noise<W>")
 
     ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
     ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])

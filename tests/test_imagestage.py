@@ -137,3 +137,17 @@ def test_every_committed_image_stage_run_is_named_from_its_config():
         cfg = TrainConfig(**rec["train_config"])
         image_steps = sum(st.steps for st in cfg.stages if st.name != "mix")
         assert "imagestage_" + image_recipe_tag(rec["recipe"], rec["seed"], cfg, image_steps) == path.stem
+
+
+def test_noise_width_names_the_run_and_needs_noise():
+    """The noise-width sweep: a width other than the default is recorded in the vision config and names the run;
+    a recipe without noise refuses the flag."""
+    from bindlib.imagestage import image_recipe_config, image_recipe_tag
+
+    cfg = image_recipe_config("noise_text_matched", 0, image_steps=4000, mix_steps=400, noise_width=16)
+    assert cfg.noise_width == 16 and cfg.vision.to_dict()["noise_width"] == 16
+    assert image_recipe_tag("noise_text_matched", 0, cfg, 4000) == "noise_text_matched_cpu_s0_img4000_noise16"
+    default = image_recipe_config("noise_text_matched", 0, image_steps=4000, mix_steps=400)
+    assert image_recipe_tag("noise_text_matched", 0, default, 4000) == "noise_text_matched_cpu_s0_img4000"
+    with pytest.raises(ValueError, match="no noise width"):
+        image_recipe_config("text_matched", 0, noise_width=16)
