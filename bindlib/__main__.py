@@ -212,6 +212,33 @@ def cmd_ood_axes(args, argv) -> int:
     return 0
 
 
+def cmd_interp_buckets(args, argv) -> int:
+    """Binding by bucket of both OOD axes (bindlib.interp.buckets): interchange_buckets_<checkpoint>.json."""
+    from . import io
+    from .interp.buckets import BucketSizes, measure
+    from .task import TaskConfig
+    device = _device(args)
+    commit = io.git_commit()
+    names = [io.RESULTS_DIR / f"interchange_buckets_{Path(c).name}.json" for c in args.checkpoint]
+    _before_writing(args, names)
+    for c in args.checkpoint:
+        io.read_checkpoint_meta(c)  # every checkpoint checked before any work
+    sizes = BucketSizes(pairs=args.pairs, rebind_pairs=args.pairs, max_draw_factor=args.draw_factor)
+    for path, out in zip(args.checkpoint, names):
+        t0 = time.time()
+        model, meta = io.load_checkpoint(path, device=device)
+        task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
+        body = measure(model, task, sizes)
+        record = {"kind": "interchange_buckets", "regime": meta.get("regime", "unknown"),
+                  "profile": meta.get("profile", "unknown"), "seed": meta.get("seed"), "n_colors": task.n_colors, **body,
+                  "checkpoint": io.relpath(path), "checkpoint_sha256": meta["sha256"],
+                  "provenance": io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)}
+        bs = {k: (v.get("summary") or {}).get("binding_score") for part in ("count", "gap") for k, v in body[part].items()}
+        print(json.dumps({"checkpoint": Path(path).name, "binding_score": bs}))
+        print(f"wrote {io.write_results(out.stem, record)}")
+    return 0
+
+
 def cmd_pretrain_encoder(args, argv) -> int:
     """Pretrain a project encoder (bindlib.vision.pretrain), save the frozen trunk and a results file."""
     from .vision import encoders as E
@@ -368,7 +395,7 @@ def main(argv=None) -> int:
             return args.handler(args, _command_line(argv), _device(args))
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,
                 "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce,
-                "interp": cmd_interp, "pretrained": cmd_pretrained, "ood-axes": cmd_ood_axes,
+                "interp": cmd_interp, "pretrained": cmd_pretrained, "ood-axes": cmd_ood_axes, "interp-buckets": cmd_interp_buckets,
                 "student-book": cmd_student_book}[args.cmd](args, argv)
     except (UsageError, ValueError, RuntimeError, OSError) as err:  # OSError: permissions, disk full, missing files
         print("error: " + " ".join(str(err).split()), file=sys.stderr)

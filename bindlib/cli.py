@@ -34,7 +34,7 @@ ARM_ARGS = (
 )
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
-                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "ood-axes")
+                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "ood-axes", "interp-buckets")
 
 
 def positive_int(text: str) -> int:
@@ -110,6 +110,15 @@ def build_parser(description: str) -> Parser:
     oa.add_argument("--grid", action="store_true", help="also the N x G grid (count and distance apart)")
     oa.add_argument("--device", default="auto")
     oa.add_argument("--threads", type=int, default=0)
+
+    ib = sub.add_parser("interp-buckets", help="interchange, rebind and the position-id swap in each count and gap "
+                                               "bucket (bindlib.interp.buckets); interchange_buckets_<checkpoint>.json")
+    ib.add_argument("--checkpoint", required=True, nargs="+", help="one or more checkpoint folders")
+    ib.add_argument("--pairs", type=positive_int, default=300, help="pairs per bucket (interchange and rebind)")
+    ib.add_argument("--draw-factor", type=positive_int, default=8,
+                    help="candidate pairs drawn at most, as a multiple of --pairs (a failing bucket keeps what it finds)")
+    ib.add_argument("--device", default="auto")
+    ib.add_argument("--threads", type=int, default=0)
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
     pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit", "project_cnn_grid"])

@@ -112,3 +112,28 @@ def test_ood_axes_command_writes_one_file_per_checkpoint(tmp_path, monkeypatch):
     assert rec["provenance"]["command"].startswith("python -m bindlib ood-axes")
     assert main(["ood-axes", "--checkpoint", str(path), "--per-cell", "0", "--allow-dirty"]) == 2
     assert main(["ood-axes", "--checkpoint", str(tmp_path / "missing"), "--allow-dirty"]) == 2
+
+
+def test_interp_buckets_on_the_hand_wired_model_and_through_the_command(tmp_path, monkeypatch):
+    """Positive control: the hand-wired symbolic model reads BS +1 in a gap bucket; the command writes one file
+    per checkpoint and refuses zero pairs."""
+    from bindlib.interp import ToyBindingModel
+    from bindlib.interp import buckets as BK
+
+    sizes = BK.BucketSizes(pairs=48, rebind_pairs=48, swap_prompts=32)
+    symbolic = BK.bucket(ToyBindingModel(TASK.vocab, 16, "symbolic"), TASK, (4, 8), 48, sizes)
+    assert symbolic["summary"]["binding_score"] == 1.0 and symbolic["rebind"]["shape"] == 1.0
+    ordered = TaskConfig(format="ordered")
+    positional = BK.bucket(ToyBindingModel(TASK.vocab, 16, "positional", fmt="ordered"), ordered, (9, 12), 0, sizes)
+    assert positional["summary"]["binding_score"] == -1.0 and positional["position_swap"]["flip_rate"] == 1.0
+    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr(BK, "COUNT_BUCKETS", ((9, 10),))
+    monkeypatch.setattr(BK, "GAP_BUCKETS", (0,))
+    path = io.save_checkpoint(tiny_model(), tmp_path / "tiny_ckpt",
+                              meta={"regime": "text_only", "seed": 0, "train_config": {"task": {}}})
+    assert main(["interp-buckets", "--checkpoint", str(path), "--pairs", "8", "--draw-factor", "1",
+                 "--allow-dirty", "--device", "cpu"]) == 0
+    rec = json.loads((tmp_path / "results" / "interchange_buckets_tiny_ckpt.json").read_text())
+    assert rec["kind"] == "interchange_buckets" and set(rec["count"]) == {"9-10"} and set(rec["gap"]) == {"0"}
+    assert main(["interp-buckets", "--checkpoint", str(path), "--pairs", "0", "--allow-dirty"]) == 2
