@@ -89,7 +89,9 @@ def expand_config(init_from: str, seed: int, device: str = "cpu", steps: int | N
     s = dict(EXPAND_SETTINGS, steps=steps or EXPAND_SETTINGS["steps"])
     meta = io.read_checkpoint_meta(io.REPO_ROOT / init_from)
     pos = meta["model_config"].get("pos_encoding", "rope")
-    return TrainConfig(profile="cpu", task=TaskConfig(**EXPANDED, ood_range=EXPANDED_OOD),
+    fmt = ((meta.get("train_config") or {}).get("task") or {}).get("format", "standard")  # the ordered control stays ordered
+    return TrainConfig(profile="cpu", task=TaskConfig(**EXPANDED, ood_range=EXPANDED_OOD,
+                                                      **({"format": fmt} if fmt != "standard" else {})),
                        model={"pos_encoding": pos} if pos != "rope" else {},
                        stages=[Stage("expand", s["steps"], {"two_hop": 1.0})], batch_size=s["batch_size"], lr=s["lr"],
                        warmup=s["warmup"], eval_every=s["eval_every"], eval_size=s["eval_size"], packed=True,

@@ -63,3 +63,12 @@ def test_a_short_expansion_runs_end_to_end(tmp_path, monkeypatch):
     assert name == "expand_text_only_cpu_s0_steps2" and rec["steps"] == 2
     assert set(rec["accuracy_by_n"]) == {str(n) for n in range(2, 25)} and rec["ood_17_24_accuracy"] is not None
     assert (tmp_path / "ckpt" / name / "model.json").exists()
+
+
+def test_the_ordered_control_expands_in_its_own_format():
+    """The 216-vocabulary positional control: expanding an ordered-format model keeps the ordered format."""
+    from bindlib.expand import expand_config
+
+    cfg = expand_config("data/checkpoints/text_only_cpu_s0_ordered", seed=0)
+    assert cfg.task_config().format == "ordered" and cfg.task_config().n_colors == 216
+    assert expand_config("data/checkpoints/text_only_cpu_s0", seed=0).task_config().format == "standard"
