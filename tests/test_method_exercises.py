@@ -30,6 +30,13 @@ def swap(batch, i, j):
     return pid
 
 
+def gap(batch, g):
+    from bindlib.task import CTX_END
+
+    end = (batch.tokens == CTX_END).float().argmax(-1)
+    return batch.position_ids + g * (torch.arange(batch.tokens.shape[1])[None, :] > end[:, None])
+
+
 def knock(model, batch, targets, layer):
     rows, nm = torch.arange(len(batch)), NNsight(model)
     with nm.trace(**batch.model_inputs()):
@@ -58,6 +65,7 @@ def leaky_probe(X_, y, identity):
     (X.check_position_swap, swap, lambda b, i, j: b.position_ids.clone()),
     (X.check_knockout, knock, lambda m, b, t, l: m(**b.model_inputs())[torch.arange(len(b)), b.query_pos]),
     (X.check_identity_probe, identity_probe, leaky_probe),
+    (X.check_gap, gap, lambda b, g: b.position_ids + g),
 ])
 def test_checker_accepts_a_solution_and_rejects_a_wrong_one(check, good, bad, capsys):
     check(good)

@@ -147,6 +147,37 @@ def check_position_swap(fn: Callable, seed: int = 3) -> None:
     print("All four swaps are right.")
 
 
+def check_gap(fn: Callable, seed: int = 6) -> None:
+    """Where-models-fail exercise. ``fn(batch, gap)`` returns new position ids [B, L] with every token after
+    ``CTX_END`` moved ``gap`` positions later; nothing else changes. Checked against
+    ``bindlib.ood_axes.move_after_context`` on prompts of mixed N, with offsets, for several gaps."""
+    import torch
+
+    from ..ood_axes import move_after_context
+
+    task = TaskConfig()
+    for k, gap in enumerate((1, 7, 48)):
+        batch = sample_batch(task, 20, seed=seed * 100 + k, n=(2, task.ood_range[1]), offset=k % 2 * 3)
+        expected = move_after_context(batch, gap, "gap").position_ids
+        before = batch.position_ids.clone()
+        try:
+            got = torch.as_tensor(fn(batch, gap))
+        except Exception as err:
+            raise _fail(f"gap {gap}: your function raised {type(err).__name__}: {err}") from err
+        if not torch.equal(batch.position_ids, before):
+            raise _fail("your function changed batch.position_ids in place; return a new tensor.")
+        if got.shape != expected.shape or not torch.equal(got, expected):
+            row = int((got != expected).any(-1).nonzero()[0]) if got.shape == expected.shape else 0
+            hint = ""
+            if got.shape == expected.shape and torch.equal(got[row], batch.position_ids[row]):
+                hint = "\n  nothing moved: add the gap to every position after CTX_END."
+            elif got.shape == expected.shape and torch.equal(got[row] - before[row], torch.full_like(got[row], gap)):
+                hint = "\n  every position moved: only the tokens after CTX_END move (a shift of all is no distance)."
+            raise _fail(f"gap {gap}, row {row} (N = {int(batch.n_objects[row])}):\n  expected {expected[row].tolist()}\n"
+                        f"  returned {got[row].tolist() if got.dim() == 2 else got.tolist()}{hint}")
+    print("All three gaps are right.")
+
+
 def check_knockout(fn: Callable, seed: int = 4) -> None:
     """Chapter 6 exercise. ``fn(model, batch, targets, layer)`` returns the read-out logits [B, V] when, at
     ``blocks[layer].attn.hook_scores``, the read-out token's pre-softmax scores to the key positions in

@@ -205,5 +205,5 @@ def compare_case(where: str, answer: Callable[[], object], expected) -> None:
 
 # The exercises on the methods themselves (accuracy, patching, position-id swap, knockout, identity-split
 # probe) live in bindlib.book.checks; they are importable from here as well.
-from .checks import (check_accuracy, check_identity_probe, check_knockout, check_patching,  # noqa: E402,F401
+from .checks import (check_accuracy, check_gap, check_identity_probe, check_knockout, check_patching,  # noqa: E402,F401
                      check_position_swap)
