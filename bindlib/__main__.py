@@ -326,16 +326,17 @@ def main(argv=None) -> int:
     p = build_parser(__doc__.splitlines()[0])
     try:
         args = p.parse_args(argv)
-        if args.cmd == "migrate":
-            from .migrate import migrate
-
-            migrate(args.checkpoints_dir or io.CHECKPOINTS_DIR, args.results_dir or io.RESULTS_DIR)
-            return 0
         if args.cmd == "student-book":  # writes no results: no provenance check
             return cmd_student_book(args, argv)
         if args.cmd == "bench" and not args.profile:
             args.profile = ["cpu", "paper"]
         io.begin_run(args.allow_dirty)
+        if args.cmd == "migrate":  # upgrades files older code wrote; refuses edits, and committed files without --overwrite
+            from .migrate import migrate
+
+            migrate(args.checkpoints_dir or io.CHECKPOINTS_DIR, args.results_dir or io.RESULTS_DIR,
+                    overwrite=args.overwrite)
+            return 0
         if args.cmd == "progress" and args.log and args.run_command:  # a lost run: its config from its command
             args.run_config = command_config(args.run_command, build_parser)
         if hasattr(args, "handler"):  # commands registered by their own module (bindlib.imagestage)

@@ -34,7 +34,7 @@ ARM_ARGS = (
 )
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
-                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress")
+                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "migrate")
 
 
 def build_parser(description: str) -> Parser:

@@ -159,11 +159,12 @@ def committed_file(tmp_path):
 
 def dirty_tree(tmp_path, monkeypatch):
     fake = {("rev-parse", "HEAD"): "abc\n", ("diff", "HEAD", "--binary"): "diff --git a/x b/x\n",
-            ("diff", "HEAD", "--name-only"): "x\ny\n"}
+            ("diff", "HEAD", "--name-only"): "x\ny\n", ("ls-files", "--others", "--exclude-standard", "--", "bindlib"): ""}
     monkeypatch.setattr(io, "_git", lambda *args: fake[args])
     return lambda: io.begin_run(allow_dirty=False), (
-        "the working tree has uncommitted changes in 2 tracked file(s), so the results would not be pinned to a "
-        "commit: commit or stash them, or pass --allow-dirty (the diff is then stored beside the results).")
+        "the working tree has uncommitted changes in 2 file(s) (untracked .py files under bindlib/ count), so the "
+        "results would not be pinned to a commit: commit or stash them, or pass --allow-dirty (the diff is then "
+        "stored beside the results).")
 
 
 CASES = [overlapping_ranges, impossible_range, unknown_encoder, missing_checkpoint, corrupt_checkpoint,
