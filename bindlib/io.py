@@ -19,8 +19,9 @@ import torch
 
 from .model import ModelConfig, Transformer
 from .profiles import CHECKPOINTS_DIR, DATA_DIR, REPO_ROOT, RESULTS_DIR  # noqa: F401 (re-exported)
+from . import records as _records
 from .records import (ORPHAN_AGE_S, RUN_NAME, ResultsError, check_records, is_run_name,  # noqa: F401 (re-exported)
-                      results_files, unexpected_results_files)
+                      unexpected_results_files)
 
 
 class CheckpointError(RuntimeError):
@@ -148,15 +149,15 @@ RUN: dict = {"commit": None, "diff": None}
 def begin_run(allow_dirty: bool = False) -> dict:
     """Pin the code before a results command starts: its commit, and (only with ``allow_dirty``) the
     diff of uncommitted changes, which provenance records by sha256 and write_results stores beside
-    each results file. A tree with uncommitted changes is refused otherwise."""
+    each results file. A tree with uncommitted changes (untracked .py files under bindlib/ count) is refused
+    otherwise."""
     try:
         commit, diff = _git("rev-parse", "HEAD").strip(), _git("diff", "HEAD", "--binary")
-        untracked = untracked_code()
+        untracked = untracked_code()  # new modules a run may import: in the diff as git shows an added file
+        diff += "".join(_git("diff", "--no-index", "--binary", "--", "/dev/null", f, ok=(0, 1)) for f in untracked)
     except (OSError, subprocess.SubprocessError):
         RUN.update(commit="unknown", diff=None)  # not a git checkout (e.g. an unpacked archive)
         return RUN
-    if untracked:  # new modules are code the run may import: stored as git would show them added
-        diff += "".join(_git("diff", "--no-index", "--binary", "--", "/dev/null", f, ok=(0, 1)) for f in untracked)
     if diff and not allow_dirty:
         changed = len(_git("diff", "HEAD", "--name-only").split()) + len(untracked)
         raise DirtyTree(f"the working tree has uncommitted changes in {changed} file(s) (untracked .py files under "
@@ -179,8 +180,8 @@ def git_commit() -> str:
     if RUN["commit"]:
         return RUN["commit"]
     try:
-        dirty = _git("diff", "HEAD", "--name-only").strip() or untracked_code()
-        return _git("rev-parse", "HEAD").strip() + ("-dirty" if dirty else "")
+        return _git("rev-parse", "HEAD").strip() + ("-dirty" if _git("diff", "HEAD", "--name-only").strip()
+                                                    or untracked_code() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -297,14 +298,11 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{meta_file} is not valid JSON ({e}); the checkpoint is corrupt: delete it and retrain.") from e
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{meta_file} holds {type(meta).__name__ if meta is not None else 'null'}, not a "
-                              f"checkpoint's metadata (a JSON object); restore it with `git checkout -- {meta_file}` "
-                              f"or retrain the checkpoint.")
+        raise CheckpointError(f"{meta_file} holds {json.dumps(meta)[:20]}, not a checkpoint's metadata; restore it "
+                              f"with `git checkout -- {meta_file}` or retrain the checkpoint.")
     if "manifest_sha256" not in meta:
-        raise CheckpointError(f"{meta_file} has no manifest_sha256, so an edit of it could not be detected; restore "
-                              f"it with `git checkout -- {meta_file}` or retrain the checkpoint (only a checkpoint "
-                              f"saved by code older than manifests is upgraded by `python -m bindlib migrate`, which "
-                              f"refuses edited files).")
+        raise CheckpointError(f"{meta_file} has no manifest_sha256, so edits cannot be detected; restore it with "
+                              f"`git checkout -- {meta_file}` or retrain (migrate upgrades only unedited older files).")
     if manifest_sha256(meta) != meta["manifest_sha256"]:
         raise CheckpointError(f"{meta_file} was edited after saving (its manifest sha256 does not match); restore it "
                               f"with `git checkout -- {meta_file}` or retrain the checkpoint.")
@@ -350,9 +348,8 @@ READ: dict[str, None] = {}
 
 
 def read_results(path: str | Path, record: bool = True):
-    """One results file, parsed and checked (``check_records``); an empty, truncated or malformed file is an
-    error that names it. ``record=False`` reads it without adding it to ``READ`` (a survey of the whole folder is
-    not a chapter's source)."""
+    """One results file, parsed and checked (``check_records``); a bad file is an error that names it. ``record=False``
+    reads it without adding it to ``READ`` (a survey of the whole folder is not a chapter's source)."""
     path = Path(path)
     text = path.read_text()
     if record:
@@ -372,6 +369,11 @@ def read_records(path: str | Path, record: bool = True) -> list:
     """``read_results`` as a list: a file holds one record or a list of them."""
     recs = read_results(path, record)
     return recs if isinstance(recs, list) else [recs]
+
+
+def results_files(pattern: str = "*.json", results_dir: str | Path | None = None) -> list[Path]:
+    """``records.results_files`` in ``results_dir`` (default data/results): a stray ``x copy.json`` is not a run's."""
+    return _records.results_files(pattern, results_dir or RESULTS_DIR)
 
 
 def dirty_results(results_dir: str | Path | None = None) -> list[dict]:

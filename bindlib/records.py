@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from .profiles import RESULTS_DIR
+from . import profiles
 
 ORPHAN_AGE_S = 600  # a temporary file this old belongs to a writer that died
 
@@ -80,9 +80,10 @@ def check_records(obj, name: str) -> None:
                                f"{fix}")
 
 
-# The name of a run's results file (its stem): letters, digits and underscores, as the commands write them; no
-# spaces, dots or copies (``x copy.json``, ``x (1).json``, ``x_copy.json``), which globs must not pick up.
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# The name of a run's results file (its stem): letters, digits, underscores and hyphens as the commands write them,
+# and a dot only inside a number (``_steps0.5x``); no spaces or other dots, and no copies (``x copy.json``,
+# ``x (1).json``, ``x_copy.json``, ``x.bak.json``), which globs must not pick up.
+RUN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]|(?<=[0-9])\.(?=[0-9]))*")
 _COPY = re.compile(r"(^|[_-])copy(\d*|[_-].*)?$", re.IGNORECASE)
 
 
@@ -90,10 +91,10 @@ def is_run_name(stem: str) -> bool:
     return bool(RUN_NAME.fullmatch(stem)) and not _COPY.search(stem)
 
 
-def results_files(pattern: str = "*.json", results_dir: str | Path | None = None) -> list[Path]:
-    """The results files in ``results_dir`` (default data/results) matching a glob, sorted: only ``.json`` files
-    named like a run (``is_run_name``), so a stray copy is never read as a run's results."""
-    return [f for f in sorted(Path(results_dir or RESULTS_DIR).glob(pattern))
+def results_files(pattern: str, results_dir: str | Path) -> list[Path]:
+    """The results files in ``results_dir`` matching a glob, sorted: only ``.json`` files named like a run
+    (``is_run_name``), so a stray copy is never read as a run's results (``bindlib.io.results_files``)."""
+    return [f for f in sorted(Path(results_dir).glob(pattern))
             if f.suffix == ".json" and f.is_file() and is_run_name(f.stem)]
 
 
@@ -101,7 +102,7 @@ def unexpected_results_files(results_dir: str | Path | None = None) -> list[Path
     """Files (and folders) in ``results_dir`` (default data/results), at any depth, that no command writes: anything
     but ``<run name>.json``, the ``<run name>.diff`` beside one, folders named like a run, and a writer's
     temporary file younger than ``ORPHAN_AGE_S``. Sorted; empty when the folder is clean."""
-    root, now, out = Path(results_dir or RESULTS_DIR), time.time(), []
+    root, now, out = Path(results_dir or profiles.RESULTS_DIR), time.time(), []
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root)
         if any(not is_run_name(part) for part in rel.parts[:-1]):
