@@ -20,14 +20,13 @@ def _command_line(argv) -> str:
     return "python -m bindlib " + " ".join(shlex.quote(a) for a in argv)
 
 
-SMOKE_ROOT = Path("runs/smoke")  # small runs (--steps-scale < 1, --tiny) write here: git ignores runs/
-
-
 def _data_root(smoke: bool) -> Path:
-    """Where a run's checkpoints and results go by default: data/, or runs/smoke/ for a test-sized run."""
+    """Where a run's checkpoints and results go by default: data/, or runs/smoke/ (settings.SMOKE_ROOT, which git
+    ignores) for a test-sized run."""
+    from . import settings
     from .profiles import DATA_DIR
 
-    return SMOKE_ROOT if smoke else DATA_DIR
+    return settings.SMOKE_ROOT if smoke else DATA_DIR
 
 
 def _before_writing(args, outputs, folders=()) -> None:
@@ -94,12 +93,15 @@ def cmd_train(args, argv) -> int:
 def cmd_curve(args, argv) -> int:
     """Train one named variant (recipes.VARIANTS) and record its learning curve."""
     from . import io
+    from .settings import SMOKE_STEPS
     from .train import steps_to_reach, train
 
     device = _device(args)
     commit = io.git_commit()
     cfg, name = curve_plan(args, str(device))
-    _before_writing(args, [io.RESULTS_DIR / f"{name}.json"], [args.run_dir] if args.run_dir else [])
+    smoke = args.steps is not None and args.steps < SMOKE_STEPS  # a test run: never into data/
+    results_dir = _data_root(True) / "results" if smoke else io.RESULTS_DIR
+    _before_writing(args, [results_dir / f"{name}.json"], [args.run_dir] if args.run_dir else [])
     t0 = time.time()
     _, history = train(cfg, out_dir=args.run_dir, resume=args.run_dir is not None, progress=not args.quiet)
     record = {
@@ -109,7 +111,7 @@ def cmd_curve(args, argv) -> int:
         "provenance": io.provenance(_command_line(argv), device, history[-1]["wall_seconds"] if history else time.time() - t0,
                                     commit=commit),
     }
-    path = io.write_results(name, record)
+    path = io.write_results(name, record, results_dir)
     print(f"final two-hop ID accuracy {history[-1]['acc_two_hop']:.3f}; wrote {path}")
     return 0
 
@@ -379,16 +381,17 @@ def main(argv=None) -> int:
     p = build_parser(__doc__.splitlines()[0])
     try:
         args = p.parse_args(argv)
-        if args.cmd == "migrate":
-            from .migrate import migrate
-
-            migrate(args.checkpoints_dir or io.CHECKPOINTS_DIR, args.results_dir or io.RESULTS_DIR)
-            return 0
         if args.cmd == "student-book":  # writes no results: no provenance check
             return cmd_student_book(args, argv)
         if args.cmd == "bench" and not args.profile:
             args.profile = ["cpu", "paper"]
         io.begin_run(args.allow_dirty)
+        if args.cmd == "migrate":  # upgrades files older code wrote; refuses edits, and committed files without --overwrite
+            from .migrate import migrate
+
+            migrate(args.checkpoints_dir or io.CHECKPOINTS_DIR, args.results_dir or io.RESULTS_DIR,
+                    overwrite=args.overwrite)
+            return 0
         if args.cmd == "progress" and args.log and args.run_command:  # a lost run: its config from its command
             args.run_config = command_config(args.run_command, build_parser)
         if hasattr(args, "handler"):  # commands registered by their own module (bindlib.imagestage)

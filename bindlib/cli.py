@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .profiles import PROFILE_NAMES, REGIMES, TABLE_ENCODERS
-from .settings import add_setting
+from .settings import SMOKE_STEPS, add_setting, positive_float, positive_int
 
 class UsageError(Exception):
     """A command line argparse rejects."""
@@ -34,18 +34,8 @@ ARM_ARGS = (
 )
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
-                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "ood-axes", "interp-buckets")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+                    "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "migrate",
+                    "ood-axes", "interp-buckets")
 
 
 def build_parser(description: str) -> Parser:
@@ -56,7 +46,7 @@ def build_parser(description: str) -> Parser:
     t.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's step budget")
+    t.add_argument("--steps-scale", type=positive_float, default=1.0, help="multiply every stage's step budget")
     t.add_argument("--run-dir", help="working folder for resumable state (default runs/...)")
     t.add_argument("--checkpoint", help="final bf16 checkpoint folder (default data/checkpoints/...; "
                                         "runs/smoke/checkpoints/... below --steps-scale 1)")
@@ -77,7 +67,8 @@ def build_parser(description: str) -> Parser:
     c = sub.add_parser("curve", help="train a named variant and record its learning curve (sub-skill accuracies)")
     c.add_argument("--variant", required=True, help="a name from bindlib.recipes.VARIANTS")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--steps", type=int, default=None, help="override the variant's total step budget")
+    c.add_argument("--steps", type=positive_int, default=None,
+                   help=f"override the variant's total step budget (below {SMOKE_STEPS}: a test run, written under runs/smoke/)")
     c.add_argument("--n-layers", type=int, default=None,
                    help="a deeper (or shallower) model than the profile's; the default name gets _L<n>")
     c.add_argument("--device", default="auto")
@@ -88,7 +79,7 @@ def build_parser(description: str) -> Parser:
 
     b = sub.add_parser("bench", help="measure training steps per second for each profile")
     b.add_argument("--profile", action="append", choices=PROFILE_NAMES, help="repeatable (default: both)")
-    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--steps", type=positive_int, default=20)
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--device", default="auto")
     b.add_argument("--threads", type=int, default=0)
@@ -125,7 +116,7 @@ def build_parser(description: str) -> Parser:
     pe.add_argument("--profile", default="cpu", choices=PROFILE_NAMES,
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)
-    pe.add_argument("--max-steps", type=int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
+    pe.add_argument("--max-steps", type=positive_int, default=None, help="step cap (default bindlib.vision.pretrain.PretrainConfig)")
     pe.add_argument("--time-budget", type=float, default=300.0, help="stop after this many seconds")
     pe.add_argument("--target", type=float, default=0.95, help="stop once held-out object-patch accuracy reaches it")
     pe.add_argument("--eval-every", type=int, default=100)
@@ -147,7 +138,7 @@ def build_parser(description: str) -> Parser:
     add_setting(r, "encoder", "--encoders", "one or more, for the image regimes", nargs="+", default=list(TABLE_ENCODERS))
     r.add_argument("--ablate-grounding", type=int, nargs="*", default=[], metavar="SEED",
                    help="also run image_text without feature grounding for these seeds")
-    r.add_argument("--steps-scale", type=float, default=1.0, help="multiply the post-text stages' step budgets")
+    r.add_argument("--steps-scale", type=positive_float, default=1.0, help="multiply the post-text stages' step budgets")
     r.add_argument("--image-stage", choices=["short", "learning"], default="short",
                    help="short: the first grid's 150 + 150 steps (every encoder); learning: the image stage that "
                         "learns (bindlib.headline; cpu profile, the grid-aligned CNN unless --encoders names one)")
@@ -172,7 +163,7 @@ def build_parser(description: str) -> Parser:
     ip.add_argument("--missing-only", action="store_true",
                     help="with --all: skip checkpoints whose results files exist and match their sha256")
     ip.add_argument("--kinds", default="interchange,knockout,probe", help="comma-separated subset")
-    ip.add_argument("--pairs", type=int, default=600, help="ID-length interchange pairs")
+    ip.add_argument("--pairs", type=positive_int, default=600, help="ID-length interchange pairs")
     ip.add_argument("--ood-pairs", type=int, default=None, help="OOD-length pairs (default 2/5 of --pairs)")
     ip.add_argument("--swap-prompts", type=int, default=384)
     ip.add_argument("--knockout-prompts", type=int, default=128)

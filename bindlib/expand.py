@@ -137,10 +137,12 @@ def run_expand(init_from: str, seed: int, device, command: str, commit: str, ste
 
 def add_command(sub) -> None:
     """Register ``expand-vocab``."""
+    from .settings import positive_int
+
     ev = sub.add_parser("expand-vocab", help="vocabulary expansion: 216 colours and shapes, evaluated up to N = 24")
     ev.add_argument("--init-from", required=True, help="a text or image-stage checkpoint folder (RoPE)")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--steps", type=int, default=None, help=f"training steps (default {EXPAND_SETTINGS['steps']})")
+    ev.add_argument("--steps", type=positive_int, default=None, help=f"training steps (default {EXPAND_SETTINGS['steps']})")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--threads", type=int, default=1)
     ev.add_argument("--quiet", action="store_true")

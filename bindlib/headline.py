@@ -24,7 +24,7 @@ from . import io
 from .imagestage import (MAIN_IMAGE_STAGE_ENCODER, TEXT_RECIPES, image_recipe_config, image_recipe_tag,
                          run_image_recipe)
 from .profiles import IMAGE_REGIMES, pos_suffix, run_tag
-from .recipes import stage1_dir
+from .recipes import finished, stage1_dir
 
 LEARNING_RECIPES = {"text_only_matched": "text_matched", "noise_text": "noise_text_matched",
                     "image_text": "replay", "noise_image_text": "noise_replay"}
@@ -100,7 +100,7 @@ def reproduce_learning(seeds=(0, 1, 2), regimes=tuple(LEARNING_RECIPES), encoder
     for k, run in enumerate(runs, 1):
         name, t0 = learning_name(run), time.time()
         path = io.RESULTS_DIR / f"{name}.json"
-        if path.exists() and not force and io.read_results(path) is not None:
+        if not force and finished(path, "regime"):  # a malformed file is an error, not done
             log(f"[{k}/{len(runs)}] {name}: done already; skipping")
             continue
         io.refuse_overwrite(path, overwrite)

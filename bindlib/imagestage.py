@@ -164,16 +164,18 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
                      mix_steps: int = 600, progress: bool = False, log=print, overwrite: bool = False,
                      results: str | None = None, image_positions: str = "sequence",
                      image_tokens: str = "all", noise_positions: str = "sequence",
-                     noise_width: int | None = None) -> tuple[str, dict]:
+                     noise_width: int | None = None, data_root: Path | None = None) -> tuple[str, dict]:
     """Train one image recipe from a text checkpoint; return (name, results record) with the curve
-    (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding."""
+    (``history``), text ID/OOD, image ID by N on fresh scenes, pool-scene accuracy and grounding. The
+    checkpoint goes to data/checkpoints, or to ``data_root``/checkpoints (a test run: runs/smoke)."""
     t0 = time.time()
     cfg = image_recipe_config(recipe, seed, encoder, init_from, str(device), pool_size, image_steps, mix_steps,
                               image_positions, image_tokens, noise_positions, noise_width)
     pool = cfg.vision.pool_size
     tag = image_recipe_tag(recipe, seed, cfg, image_steps)
-    final = io.CHECKPOINTS_DIR / f"imagestage_{tag}"
-    for path in (final, io.RESULTS_DIR / f"{results or 'imagestage_' + tag}.json"):  # before any work
+    final = (Path(data_root) / "checkpoints" if data_root else io.CHECKPOINTS_DIR) / f"imagestage_{tag}"
+    results_dir = Path(data_root) / "results" if data_root else io.RESULTS_DIR
+    for path in (final, results_dir / f"{results or 'imagestage_' + tag}.json"):  # before any work
         io.refuse_overwrite(path, overwrite)
     model, history, parts = train(cfg, out_dir=Path("runs") / f"imagestage_{tag}", progress=progress,
                                   log=None if progress else log, with_parts=True)
@@ -298,14 +300,18 @@ def cmd_bench_image(args, command: str, device) -> int:
 
 def cmd_image_stage(args, command: str, device) -> int:
     """Train one image recipe (bindlib.imagestage.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
+    from . import settings
+
     commit = io.git_commit()
+    smoke = args.image_steps < settings.SMOKE_STEPS  # a test run: never into data/
+    data_root = settings.SMOKE_ROOT if smoke else None
     name, record = run_image_recipe(args.recipe, args.seed, args.encoder, device, command, commit,
                                     init_from=args.init_from, pool_size=args.pool_size, image_steps=args.image_steps,
                                     image_positions=args.image_positions, image_tokens=args.image_tokens,
                                     noise_positions=args.noise_positions, noise_width=args.noise_width,
                                     mix_steps=args.mix_steps, progress=not args.quiet, overwrite=args.overwrite,
-                                    results=args.results)
-    path = io.write_results(args.results or name, record)
+                                    results=args.results, data_root=data_root)
+    path = io.write_results(args.results or name, record, Path(data_root) / "results" if data_root else None)
     print(json.dumps({k: record[k] for k in ("id_accuracy", "ood_accuracy", "image_id_accuracy", "meets_targets")}
                      | {"image_pool_accuracy": record.get("image_pool_accuracy")}))
     print(f"wrote {path}")
@@ -332,14 +338,14 @@ def cmd_encoder_ceiling(args, command: str, device) -> int:
 
 def add_commands(sub) -> None:
     """Register bench-image, image-stage and encoder-ceiling; each parser's ``handler`` runs it."""
-    from .settings import add_setting
+    from .settings import SMOKE_STEPS, add_setting, positive_int
 
     bi = sub.add_parser("bench-image", help="image-stage steps/s: old path (render+encode, fp32, every patch a token) "
                                             "vs feature pool + bf16 + object tokens")
     add_setting(bi, "encoder", default=MAIN_IMAGE_STAGE_ENCODER, more_help="the encoder whose image steps are timed")
     bi.add_argument("--seed", type=int, default=0)
     bi.add_argument("--pool-size", type=int, default=4096)
-    bi.add_argument("--steps", type=int, default=2, help="steps per variant per round")
+    bi.add_argument("--steps", type=positive_int, default=2, help="steps per variant per round")
     bi.add_argument("--rounds", type=int, default=12)
     bi.add_argument("--warmup", type=int, default=2)
     bi.add_argument("--device", default="cpu")
@@ -352,8 +358,9 @@ def add_commands(sub) -> None:
     add_setting(ist, "encoder", default=MAIN_IMAGE_STAGE_ENCODER, more_help="default: the grid-aligned CNN")
     ist.add_argument("--init-from", help="text checkpoint to start from (default data/checkpoints/text_only_cpu_s<seed>)")
     ist.add_argument("--pool-size", type=int, default=None, help="feature-pool scenes (0: render every step)")
-    ist.add_argument("--image-steps", type=int, default=1500)
-    ist.add_argument("--mix-steps", type=int, default=600)
+    ist.add_argument("--image-steps", type=positive_int, default=1500,
+                     help=f"image-stage steps (below {SMOKE_STEPS}: a test run, written under runs/smoke/)")
+    ist.add_argument("--mix-steps", type=positive_int, default=600)
     ist.add_argument("--results", help="results file name (default imagestage_<recipe>_<encoder>_cpu_s<seed>_pool<P>)")
     ist.add_argument("--device", default="cpu")
     ist.add_argument("--threads", type=int, default=1)
@@ -361,7 +368,7 @@ def add_commands(sub) -> None:
     add_setting(ist, "image_positions", more_help="context names the run _ctxpos")
     add_setting(ist, "image_tokens", more_help="objects names the run _objtok")
     add_setting(ist, "noise_positions", more_help="context names the run _ctxnoise")
-    ist.add_argument("--noise-width", type=int, default=None,
+    ist.add_argument("--noise-width", type=positive_int, default=None,
                      help="NOISE tokens in a noised text context (default: the image-token count, 49); names the run "
                           "_noise<W>")
 

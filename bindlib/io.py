@@ -19,17 +19,15 @@ import torch
 
 from .model import ModelConfig, Transformer
 from .profiles import CHECKPOINTS_DIR, DATA_DIR, REPO_ROOT, RESULTS_DIR  # noqa: F401 (re-exported)
+from . import records as _records
+from .records import (ORPHAN_AGE_S, RUN_NAME, ResultsError, check_records, is_run_name,  # noqa: F401 (re-exported)
+                      unexpected_results_files)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not match what was asked for."""
 
 
-class ResultsError(ValueError):
-    """A results file is empty, truncated or not a results record."""
-
-
-ORPHAN_AGE_S = 600  # a temporary file this old belongs to a writer that died
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -137,9 +135,9 @@ def relpath(path: str | Path) -> str:
         return p.as_posix()
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, ok=(0,)) -> str:
     out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
-    if out.returncode:
+    if out.returncode not in ok:
         raise OSError(out.stderr.strip() or f"git {' '.join(args)} failed")
     return out.stdout
 
@@ -151,19 +149,27 @@ RUN: dict = {"commit": None, "diff": None}
 def begin_run(allow_dirty: bool = False) -> dict:
     """Pin the code before a results command starts: its commit, and (only with ``allow_dirty``) the
     diff of uncommitted changes, which provenance records by sha256 and write_results stores beside
-    each results file. A tree with uncommitted changes is refused otherwise."""
+    each results file. A tree with uncommitted changes (untracked .py files under bindlib/ count) is refused
+    otherwise."""
     try:
         commit, diff = _git("rev-parse", "HEAD").strip(), _git("diff", "HEAD", "--binary")
+        untracked = untracked_code()  # new modules a run may import: in the diff as git shows an added file
+        diff += "".join(_git("diff", "--no-index", "--binary", "--", "/dev/null", f, ok=(0, 1)) for f in untracked)
     except (OSError, subprocess.SubprocessError):
         RUN.update(commit="unknown", diff=None)  # not a git checkout (e.g. an unpacked archive)
         return RUN
     if diff and not allow_dirty:
-        changed = len(_git("diff", "HEAD", "--name-only").split())
-        raise DirtyTree(f"the working tree has uncommitted changes in {changed} tracked file(s), so the results "
-                        f"would not be pinned to a commit: commit or stash them, or pass --allow-dirty (the diff "
-                        f"is then stored beside the results).")
+        changed = len(_git("diff", "HEAD", "--name-only").split()) + len(untracked)
+        raise DirtyTree(f"the working tree has uncommitted changes in {changed} file(s) (untracked .py files under "
+                        f"bindlib/ count), so the results would not be pinned to a commit: commit or stash them, or "
+                        f"pass --allow-dirty (the diff is then stored beside the results).")
     RUN.update(commit=commit + ("-dirty" if diff else ""), diff=diff or None)
     return RUN
+
+
+def untracked_code() -> list[str]:
+    """Untracked (not ignored) .py files under bindlib/: code a command may import, so they make the tree dirty."""
+    return [f for f in _git("ls-files", "--others", "--exclude-standard", "--", "bindlib").split() if f.endswith(".py")]
 
 
 class DirtyTree(RuntimeError):
@@ -174,7 +180,8 @@ def git_commit() -> str:
     if RUN["commit"]:
         return RUN["commit"]
     try:
-        return _git("rev-parse", "HEAD").strip() + ("-dirty" if _git("diff", "HEAD", "--name-only").strip() else "")
+        return _git("rev-parse", "HEAD").strip() + ("-dirty" if _git("diff", "HEAD", "--name-only").strip()
+                                                    or untracked_code() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -290,9 +297,12 @@ def read_checkpoint_meta(path: str | Path) -> dict:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{meta_file} is not valid JSON ({e}); the checkpoint is corrupt: delete it and retrain.") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_file} holds {json.dumps(meta)[:20]}, not a checkpoint's metadata; restore it "
+                              f"with `git checkout -- {meta_file}` or retrain the checkpoint.")
     if "manifest_sha256" not in meta:
-        raise CheckpointError(f"{meta_file} has no manifest_sha256 (written before checkpoints had one); "
-                              f"run `python -m bindlib migrate` once to add it.")
+        raise CheckpointError(f"{meta_file} has no manifest_sha256, so edits cannot be detected; restore it with "
+                              f"`git checkout -- {meta_file}` or retrain (migrate upgrades only unedited older files).")
     if manifest_sha256(meta) != meta["manifest_sha256"]:
         raise CheckpointError(f"{meta_file} was edited after saving (its manifest sha256 does not match); restore it "
                               f"with `git checkout -- {meta_file}` or retrain the checkpoint.")
@@ -338,8 +348,8 @@ READ: dict[str, None] = {}
 
 
 def read_results(path: str | Path, record: bool = True):
-    """One results file, parsed; an empty or truncated file is an error that names it. ``record=False`` reads it
-    without adding it to ``READ`` (a survey of the whole folder is not a chapter's source)."""
+    """One results file, parsed and checked (``check_records``); a bad file is an error that names it. ``record=False``
+    reads it without adding it to ``READ`` (a survey of the whole folder is not a chapter's source)."""
     path = Path(path)
     text = path.read_text()
     if record:
@@ -347,10 +357,12 @@ def read_results(path: str | Path, record: bool = True):
     if not text.strip():
         raise ResultsError(f"results file {relpath(path)} is empty; delete it and rerun the command that writes it.")
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise ResultsError(f"results file {relpath(path)} is truncated or not JSON ({e}); delete it and rerun the "
                            f"command that writes it.") from None
+    check_records(obj, relpath(path))
+    return obj
 
 
 def read_records(path: str | Path, record: bool = True) -> list:
@@ -359,10 +371,15 @@ def read_records(path: str | Path, record: bool = True) -> list:
     return recs if isinstance(recs, list) else [recs]
 
 
+def results_files(pattern: str = "*.json", results_dir: str | Path | None = None) -> list[Path]:
+    """``records.results_files`` in ``results_dir`` (default data/results): a stray ``x copy.json`` is not a run's."""
+    return _records.results_files(pattern, results_dir or RESULTS_DIR)
+
+
 def dirty_results(results_dir: str | Path | None = None) -> list[dict]:
     """Results files written from a tree with uncommitted changes: {file, git_commit, diff_file} each."""
     out = []
-    for f in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
+    for f in results_files("*.json", results_dir):
         for r in read_records(f, record=False):
             commit = (r.get("provenance") or {}).get("git_commit", "") if isinstance(r, dict) else ""
             if commit.endswith("-dirty"):
@@ -375,9 +392,7 @@ def dirty_results(results_dir: str | Path | None = None) -> list[dict]:
 def load_results(pattern: str = "*.json", results_dir: str | Path | None = None, **where) -> list[dict]:
     """All result records in data/results matching a glob and field filters (lists are flattened)."""
     out = []
-    for f in sorted(Path(results_dir or RESULTS_DIR).glob(pattern)):
-        if f.suffix != ".json":  # e.g. the .diff stored beside a results file written with --allow-dirty
-            continue
+    for f in results_files(pattern, results_dir):  # not the .diff beside a file written with --allow-dirty
         for r in read_records(f):
             if all(r.get(k) == v for k, v in where.items()):
                 out.append(r)

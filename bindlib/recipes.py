@@ -298,6 +298,20 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     return record
 
 
+def finished(path, kind: str) -> bool:
+    """Whether ``path`` holds a finished run's record of ``kind`` (``reproduce`` then skips the run): False if it
+    does not exist; an error naming the file if it holds anything else (a malformed file is not "done")."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    rec = io.read_results(path)
+    if not isinstance(rec, dict) or rec.get("kind") != kind:
+        got = rec.get("kind") if isinstance(rec, dict) else "a list"
+        raise io.ResultsError(f"results file {io.relpath(path)} holds {got!r}, not a {kind!r} record; restore it with "
+                              f"`git checkout -- {io.relpath(path)}`, or delete it and rerun.")
+    return True
+
+
 def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
               device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
               steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = "rope",
@@ -317,7 +331,7 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
     for k, run in enumerate(runs, 1):
         name = results_name(run, profile, steps_scale)
         path = io.RESULTS_DIR / f"{name}.json"
-        if path.exists() and not force and io.read_results(path) is not None:  # an empty file is an error, not done
+        if not force and finished(path, "regime"):  # a malformed file is an error, not done
             log(f"[{k}/{len(runs)}] {name}: done already ({path.name}); skipping")
             continue
         if force:

@@ -6,7 +6,10 @@ dataclass (e.g. to bindlib.model.POS_ENCODINGS) shows up in every command at onc
 """
 from __future__ import annotations
 
+import argparse
+import math
 from dataclasses import fields
+from pathlib import Path
 
 from .model import ModelConfig
 from .train import TrainConfig
@@ -33,3 +36,30 @@ def add_setting(parser, name: str, flag: str | None = None, more_help: str | Non
     kw.setdefault("default", f.default)
     text = f.metadata["help"] + (f"; {more_help}" if more_help else "")
     parser.add_argument(flag or "--" + name.replace("_", "-"), choices=f.metadata["choices"], help=text, **kw)
+
+
+# ---------------------------------------------------------------- step counts and scales, checked as they are parsed
+SMOKE_STEPS = 100  # a curve or image stage shorter than this is a test-sized run: it writes under runs/smoke/
+SMOKE_ROOT = Path("runs/smoke")  # small runs (--steps-scale < 1, --tiny, few steps) write here: git ignores runs/
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a step count: a whole number >= 1 (0 once meant "the full budget", silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type`` of a step scale: a finite number > 0 (not inf or nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value

@@ -159,11 +159,12 @@ def committed_file(tmp_path):
 
 def dirty_tree(tmp_path, monkeypatch):
     fake = {("rev-parse", "HEAD"): "abc\n", ("diff", "HEAD", "--binary"): "diff --git a/x b/x\n",
-            ("diff", "HEAD", "--name-only"): "x\ny\n"}
+            ("diff", "HEAD", "--name-only"): "x\ny\n", ("ls-files", "--others", "--exclude-standard", "--", "bindlib"): ""}
     monkeypatch.setattr(io, "_git", lambda *args: fake[args])
     return lambda: io.begin_run(allow_dirty=False), (
-        "the working tree has uncommitted changes in 2 tracked file(s), so the results would not be pinned to a "
-        "commit: commit or stash them, or pass --allow-dirty (the diff is then stored beside the results).")
+        "the working tree has uncommitted changes in 2 file(s) (untracked .py files under bindlib/ count), so the "
+        "results would not be pinned to a commit: commit or stash them, or pass --allow-dirty (the diff is then "
+        "stored beside the results).")
 
 
 CASES = [overlapping_ranges, impossible_range, unknown_encoder, missing_checkpoint, corrupt_checkpoint,
@@ -206,3 +207,328 @@ def test_oserror_is_one_line(tmp_path, capsys):
     assert main(["evaluate", "--allow-dirty", "--checkpoint", str(tmp_path / "x" / ("a" * 300))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- the audit's cases: one line, exit status 2, nothing written
+import subprocess  # noqa: E402
+
+import bindlib.imagestage  # noqa: E402
+import bindlib.settings  # noqa: E402
+import bindlib.train  # noqa: E402
+from bindlib import migrate as M  # noqa: E402
+from bindlib import recipes  # noqa: E402
+
+
+def tree() -> str:
+    """What git sees of the working tree (untracked files included): a refused command leaves it as it was."""
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=io.REPO_ROOT,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def refused(capsys, argv, *words) -> str:
+    """Run ``python -m bindlib <argv>``: exit status 2, exactly one line on stderr, naming each of ``words``,
+    and nothing changed in the working tree. Returns the line."""
+    before = tree()
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, (word, err)
+    assert tree() == before
+    return err
+
+
+def snapshot(folder) -> dict:
+    """Every file under ``folder`` and its bytes (to show a refused command wrote nothing there)."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def old_checkpoint(tmp_path, name="x", **meta):
+    """A checkpoint as code older than manifests saved it (absolute paths, no manifest_sha256)."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=TASK.vocab.size, n_layers=1, d_model=16, n_heads=2, d_ff=32))
+    path = io.save_checkpoint(model, tmp_path / "checkpoints" / name,
+                              meta={"regime": "text_only", "init_from": "/elsewhere/repo/data/checkpoints/y", **meta})
+    old = json.loads((path / "model.json").read_text())
+    del old["manifest_sha256"]
+    (path / "model.json").write_text(json.dumps(old))
+    (tmp_path / "results").mkdir(exist_ok=True)
+    return path
+
+
+def dirty_git(monkeypatch):
+    """io._git as in a tree with an uncommitted change to a tracked file."""
+    real = io._git
+    fake = {("diff", "HEAD", "--binary"): "diff --git a/x b/x\n", ("diff", "HEAD", "--name-only"): "x\n"}
+    monkeypatch.setattr(io, "_git", lambda *args, **kw: fake[args] if args in fake else real(*args, **kw))
+
+
+class TestMigrate:
+    """Case 1: migrate upgrades files older code wrote; it never signs an edit, and it writes like every command."""
+
+    def argv(self, tmp_path, *more):
+        return ["migrate", "--allow-dirty", "--checkpoints-dir", str(tmp_path / "checkpoints"),
+                "--results-dir", str(tmp_path / "results"), *more]
+
+    def test_an_old_checkpoint_is_upgraded(self, tmp_path, capsys):
+        path = old_checkpoint(tmp_path)
+        assert main(self.argv(tmp_path)) == 0
+        _, meta = io.load_checkpoint(path)
+        assert meta["init_from"] == "data/checkpoints/y"
+
+    def test_an_edited_model_json_is_refused(self, tmp_path, capsys):
+        path = tiny_checkpoint(tmp_path)  # saved with a manifest, then edited
+        meta = json.loads((path / "model.json").read_text())
+        meta["model_config"]["pos_encoding"] = "none"
+        (path / "model.json").write_text(json.dumps(meta))
+        (tmp_path / "checkpoints").mkdir()
+        (path.parent / "ckpt").rename(tmp_path / "checkpoints" / "ckpt")
+        (tmp_path / "results").mkdir()
+        before = snapshot(tmp_path)
+        refused(capsys, self.argv(tmp_path), "model.json", "edited")
+        assert snapshot(tmp_path) == before
+        with pytest.raises(io.CheckpointError, match="edited"):  # still refused at load: nothing was signed
+            io.load_checkpoint(tmp_path / "checkpoints" / "ckpt")
+
+    def test_changed_weights_are_refused(self, tmp_path, capsys):
+        path = old_checkpoint(tmp_path)
+        blob = bytearray((path / "model.safetensors").read_bytes())
+        blob[-5] ^= 0xFF
+        (path / "model.safetensors").write_bytes(bytes(blob))
+        before = snapshot(tmp_path)
+        refused(capsys, self.argv(tmp_path), "sha256", "model.safetensors")
+        assert snapshot(tmp_path) == before
+
+    def test_a_removed_manifest_of_a_committed_file_is_refused(self, tmp_path, capsys, monkeypatch):
+        old_checkpoint(tmp_path)
+        monkeypatch.setattr(M, "_committed_manifest", lambda meta_file: True)  # its committed version had one
+        before = snapshot(tmp_path)
+        refused(capsys, self.argv(tmp_path), "model.json", "manifest_sha256")
+        assert snapshot(tmp_path) == before
+
+    def test_model_json_holding_null_is_refused(self, tmp_path, capsys):
+        path = old_checkpoint(tmp_path)
+        (path / "model.json").write_text("null")
+        refused(capsys, self.argv(tmp_path), str(path / "model.json"), "null")
+        assert (path / "model.json").read_text() == "null"
+
+    def test_committed_files_need_overwrite(self, tmp_path, capsys, monkeypatch):
+        path = old_checkpoint(tmp_path)
+        monkeypatch.setattr(io, "is_committed", lambda p: True)
+        before = snapshot(tmp_path)
+        refused(capsys, self.argv(tmp_path), "--overwrite", "committed")
+        assert snapshot(tmp_path) == before
+        assert main(self.argv(tmp_path, "--overwrite")) == 0
+        assert io.read_checkpoint_meta(path)["init_from"] == "data/checkpoints/y"
+
+    def test_a_dirty_tree_needs_allow_dirty(self, tmp_path, capsys, monkeypatch):
+        old_checkpoint(tmp_path)
+        dirty_git(monkeypatch)
+        before = snapshot(tmp_path)
+        refused(capsys, [a for a in self.argv(tmp_path) if a != "--allow-dirty"], "--allow-dirty")
+        assert snapshot(tmp_path) == before
+
+    def test_no_manifest_message_does_not_send_edits_to_migrate(self, tmp_path):
+        path = old_checkpoint(tmp_path)
+        with pytest.raises(io.CheckpointError) as err:
+            io.load_checkpoint(path)
+        msg = str(err.value)
+        assert "\n" not in msg and f"git checkout -- {path / 'model.json'}" in msg and "unedited" in msg
+        assert "once to add it" not in msg
+
+
+class TestResultsFiles:
+    """Case 2: a results file is checked on read, `reproduce` does not skip a malformed one, and globs skip strays."""
+
+    BAD = {"list_of_numbers": ("[1, 2, 3]", "int"), "null": ("null", "null"), "no_kind": ("{}", "kind"),
+           "empty_list": ("[]", "empty list"),
+           "id_accuracy_above_1": ('{"kind": "regime", "id_accuracy": 1.5}', "id_accuracy"),
+           "ood_accuracy_nan": ('{"kind": "regime", "ood_accuracy": NaN}', "ood_accuracy"),
+           "accuracy_by_n_negative": ('{"kind": "regime", "accuracy_by_n": {"3": -0.25}}', "accuracy_by_n.3"),
+           "accuracy_by_n_infinite": ('{"kind": "regime", "accuracy_by_n": {"9": Infinity}}', "accuracy_by_n.9"),
+           "history_accuracy": ('{"kind": "learning_curve", "history": [{"acc_two_hop": 7}]}', "history[0].acc_two_hop"),
+           "negative_seed": ('{"kind": "regime", "seed": -1}', "seed")}
+
+    @pytest.mark.parametrize("case", sorted(BAD))
+    def test_a_malformed_record_names_the_file_and_the_field(self, case, tmp_path):
+        text, field = self.BAD[case]
+        f = tmp_path / "regime_x.json"
+        f.write_text(text)
+        for read in (lambda: io.read_results(f), lambda: io.read_records(f), lambda: io.load_results(results_dir=tmp_path)):
+            with pytest.raises(ValueError) as err:
+                read()
+            assert str(f) in str(err.value) and field in str(err.value) and "\n" not in str(err.value)
+
+    @pytest.mark.parametrize("text", ["[1, 2, 3]", "{}", '{"kind": "training"}'])
+    def test_reproduce_does_not_take_a_malformed_file_for_done(self, text, tmp_path, monkeypatch, capsys):
+        for name in ("RESULTS_DIR", "CHECKPOINTS_DIR"):
+            monkeypatch.setattr(io, name, tmp_path / name)
+        monkeypatch.setattr(recipes, "run_regime", lambda *a, **k: pytest.fail("reproduce started training"))
+        run = recipes.planned_runs("cpu", [0], ["text_only"])[0]
+        f = io.RESULTS_DIR / f"{recipes.results_name(run, 'cpu')}.json"
+        f.parent.mkdir()
+        f.write_text(text)
+        refused(capsys, ["reproduce", "--allow-dirty", "--seeds", "0", "--regimes", "text_only", "--device", "cpu",
+                         "--quiet"], f.name)
+        assert "done already" not in capsys.readouterr().out and f.read_text() == text
+
+    def test_a_stray_copy_is_not_globbed(self, tmp_path):
+        good = {"kind": "training", "regime": "text_only", "seed": 0, "id_accuracy": 0.9}
+        (tmp_path / "training_text_only_cpu_s0.json").write_text(json.dumps(good))
+        strays = ["training_text_only_cpu_s0 copy.json", "training_text_only_cpu_s0 (1).json",
+                  "training_text_only_cpu_s0_copy.json", "training_text_only_cpu_s0.bak.json", "notes.txt"]
+        for name in strays:
+            (tmp_path / name).write_text(json.dumps({**good, "id_accuracy": 0.1}))
+        assert io.load_results("training_text_only_*.json", tmp_path) == [good]
+        assert all(io.is_run_name(n) for n in ("regime_text_only_cpu_s0_steps0.01x", "curve_direct_L6_40k_s1"))
+        assert [f.name for f in io.results_files("training_*.json", tmp_path)] == ["training_text_only_cpu_s0.json"]
+        assert sorted(f.name for f in io.unexpected_results_files(tmp_path)) == sorted(strays)
+
+    def test_data_results_holds_no_unexpected_file(self):
+        assert io.unexpected_results_files() == []
+
+
+class TestPretrainedOverwrite:
+    """Case 3: only --overwrite replaces an existing results file; --force is gone."""
+
+    def test_existing_results_file_is_kept(self, tmp_path, capsys):
+        f = tmp_path / "pretrained_qwen3.json"
+        f.write_text('{"kind": "pretrained"}\n')
+        argv = ["pretrained", "--allow-dirty", "--pair", "qwen3", "--tiny", "--results-dir", str(tmp_path)]
+        refused(capsys, argv + ["--force"], "--force")
+        err = refused(capsys, argv, f.name, "--overwrite")
+        assert "--force" not in err
+        assert f.read_text() == '{"kind": "pretrained"}\n'
+
+
+STEP_FLAGS = {
+    "curve_steps_0": ["curve", "--variant", "direct", "--steps", "0"],
+    "curve_steps_negative": ["curve", "--variant", "direct", "--steps", "-5"],
+    "bench_steps_0": ["bench", "--steps", "0"],
+    "train_steps_scale_0": ["train", "--steps-scale", "0"],
+    "train_steps_scale_nan": ["train", "--steps-scale", "nan"],
+    "reproduce_steps_scale_negative": ["reproduce", "--steps-scale", "-1"],
+    "reproduce_steps_scale_inf": ["reproduce", "--steps-scale", "inf"],
+    "reproduce_steps_scale_nan": ["reproduce", "--steps-scale", "nan"],
+    "image_stage_image_steps_0": ["image-stage", "--recipe", "replay", "--image-steps", "0"],
+    "image_stage_mix_steps_negative": ["image-stage", "--recipe", "replay", "--mix-steps", "-1"],
+    "image_stage_image_steps_fraction": ["image-stage", "--recipe", "replay", "--image-steps", "1.5"],
+    "bench_image_steps_0": ["bench-image", "--steps", "0"],
+    "expand_vocab_steps_0": ["expand-vocab", "--init-from", "data/checkpoints/text_only_cpu_s0", "--steps", "0"],
+    "pretrain_encoder_max_steps_0": ["pretrain-encoder", "--name", "project_cnn", "--max-steps", "0"],
+    "interp_pairs_0": ["interp", "--regime", "text_only", "--pairs", "0"],
+}
+
+
+class TestStepFlags:
+    """Case 4 (and interp --pairs, case 6): step counts are whole numbers >= 1 and scales finite numbers > 0,
+    refused as they are parsed; test-sized runs write under runs/smoke/, not data/."""
+
+    @pytest.mark.parametrize("case", sorted(STEP_FLAGS))
+    def test_refused_at_parse_time(self, case, capsys):
+        argv = STEP_FLAGS[case]
+        flag = next(a for a in argv if a.startswith("--") and a not in ("--variant", "--recipe", "--init-from",
+                                                                         "--name", "--regime"))
+        refused(capsys, [*argv, "--allow-dirty"], flag)
+
+    def test_a_short_curve_writes_under_runs_smoke(self, tmp_path, monkeypatch, capsys):
+        monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
+        monkeypatch.setattr(bindlib.settings, "SMOKE_ROOT", tmp_path / "smoke")
+        row = {"step": 5, "wall_seconds": 0.1, "acc_two_hop": 0.1}
+        monkeypatch.setattr(bindlib.train, "train", lambda cfg, **kw: (None, [row]))
+        assert main(["curve", "--allow-dirty", "--variant", "direct", "--steps", "5", "--device", "cpu", "--quiet"]) == 0
+        assert (tmp_path / "smoke" / "results" / "curve_direct_s0.json").exists()
+        assert not (tmp_path / "data").exists()
+
+    def test_a_short_image_stage_writes_under_runs_smoke(self, tmp_path, monkeypatch, capsys):
+        monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
+        monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "data" / "checkpoints")
+        monkeypatch.setattr(bindlib.settings, "SMOKE_ROOT", tmp_path / "smoke")
+        seen = {}
+
+        def fake(*args, data_root=None, **kw):
+            seen["data_root"] = data_root
+            return "imagestage_x", {"kind": "image_recipe", "id_accuracy": 0.5, "ood_accuracy": 0.5,
+                                    "image_id_accuracy": 0.5, "meets_targets": False}
+
+        monkeypatch.setattr(bindlib.imagestage, "run_image_recipe", fake)
+        assert main(["image-stage", "--allow-dirty", "--recipe", "replay", "--image-steps", "20", "--quiet"]) == 0
+        assert seen["data_root"] == tmp_path / "smoke"
+        assert (tmp_path / "smoke" / "results" / "imagestage_x.json").exists() and not (tmp_path / "data").exists()
+
+    def test_run_image_recipe_puts_its_checkpoint_under_the_data_root(self, tmp_path, monkeypatch):
+        seen = []
+
+        def stop(path, overwrite=False):
+            seen.append(path)
+            if len(seen) == 2:
+                raise KeyboardInterrupt  # before any work
+
+        monkeypatch.setattr(io, "refuse_overwrite", stop)
+        with pytest.raises(KeyboardInterrupt):
+            bindlib.imagestage.run_image_recipe("replay", 0, "project_cnn_grid", "cpu", "cmd", "abc", image_steps=20,
+                                                mix_steps=10, data_root=tmp_path / "smoke")
+        assert [p.parent for p in seen] == [tmp_path / "smoke" / "checkpoints", tmp_path / "smoke" / "results"]
+
+
+class TestInterpRegime:
+    """Case 5: interp files a checkpoint's results only under the regime (and encoder) its model.json records."""
+
+    def relabel(self, path, **meta):
+        io.atomic_write_json(path / "model.json", io.with_manifest({**json.loads((path / "model.json").read_text()),
+                                                                    **meta}))
+        return path
+
+    def test_a_text_checkpoint_is_not_filed_as_image_text(self, tmp_path, capsys):
+        path = tiny_checkpoint(tmp_path)  # regime text_only
+        out = tmp_path / "out"
+        refused(capsys, ["interp", "--allow-dirty", "--regime", "image_text", "--checkpoint", str(path), "--kinds",
+                         "knockout", "--results-dir", str(out)], "image_text", "text_only", "--regime")
+        assert not out.exists()
+
+    def test_an_image_checkpoint_of_another_encoder_is_refused(self, tmp_path, capsys):
+        path = self.relabel(tiny_checkpoint(tmp_path), regime="image_text", encoder="project_cnn_grid")
+        out = tmp_path / "out"
+        refused(capsys, ["interp", "--allow-dirty", "--regime", "image_text", "--checkpoint", str(path), "--kinds",
+                         "knockout", "--results-dir", str(out)], "project_cnn_grid", "--encoder")
+        assert not out.exists()
+
+
+class TestOtherInputs:
+    """Case 6: model.json holding null, NaN pixels, untracked code."""
+
+    def test_model_json_null_is_one_line_naming_the_file(self, tmp_path, monkeypatch, capsys):
+        monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "results")
+        path = tiny_checkpoint(tmp_path)
+        (path / "model.json").write_text("null")
+        refused(capsys, ["evaluate", "--allow-dirty", "--checkpoint", str(path)], str(path / "model.json"))
+        assert not (tmp_path / "results").exists()
+
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+    def test_encoders_refuse_non_finite_pixels(self, value):
+        enc = E.get_encoder("pixels", image_size=32, patch=16)
+        images = torch.full((1, 3, 32, 32), 0.5)
+        images[0, 1, 2, 3] = value
+        with pytest.raises(ValueError) as err:
+            enc.encode(images)
+        assert "pixels" in str(err.value) and "NaN or infinite" in str(err.value) and "\n" not in str(err.value)
+
+    def test_untracked_code_makes_the_tree_dirty(self, tmp_path, monkeypatch):
+        git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+        subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+        (tmp_path / "bindlib").mkdir()
+        (tmp_path / "bindlib" / "a.py").write_text("A = 1\n")
+        subprocess.run([*git, "-C", str(tmp_path), "add", "-A"], check=True)
+        subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "a"], check=True)
+        monkeypatch.setattr(io, "REPO_ROOT", tmp_path)
+        monkeypatch.setitem(io.RUN, "commit", None)
+        monkeypatch.setitem(io.RUN, "diff", None)
+        io.begin_run(allow_dirty=False)  # clean
+        (tmp_path / "bindlib" / "new.py").write_text("B = 2\n")
+        (tmp_path / "notes.txt").write_text("not code\n")
+        with pytest.raises(io.DirtyTree, match="untracked"):
+            io.begin_run(allow_dirty=False)
+        run = io.begin_run(allow_dirty=True)
+        assert run["commit"].endswith("-dirty") and "+B = 2" in run["diff"] and "bindlib/new.py" in run["diff"]
+        assert io.git_commit().endswith("-dirty")

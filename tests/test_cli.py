@@ -254,7 +254,11 @@ def test_one_flag_each_reaches_train_reproduce_and_interp(monkeypatch):
 
 def test_curve_n_layers_trains_the_deeper_model_and_names_it(tmp_path, monkeypatch):
     # issue 9's deeper neutral model: `curve --n-layers 6` trains six blocks and writes curve_<variant>_L6_s<seed>
-    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path)
+    # (a test-sized run, --steps below settings.SMOKE_STEPS: under runs/smoke/, here tmp_path)
+    import bindlib.settings
+
+    monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data")
+    monkeypatch.setattr(bindlib.settings, "SMOKE_ROOT", tmp_path)
     seen = {}
     real = bindlib.train.train
 
@@ -265,7 +269,8 @@ def test_curve_n_layers_trains_the_deeper_model_and_names_it(tmp_path, monkeypat
     monkeypatch.setattr(bindlib.train, "train", spy)
     assert cli.main(["curve", "--variant", "direct", "--n-layers", "6", "--steps", "2", "--quiet", "--allow-dirty",
                      "--device", "cpu"]) == 0
-    record = json.loads((tmp_path / "curve_direct_L6_s0.json").read_text())
+    record = json.loads((tmp_path / "results" / "curve_direct_L6_s0.json").read_text())
+    assert not (tmp_path / "data").exists()
     assert seen["layers"] == 6 and record["train_config"]["model"] == {"n_layers": 6}
     assert cli.main(["curve", "--variant", "direct", "--n-layers", "0", "--steps", "2", "--allow-dirty"]) == 2
 

@@ -39,13 +39,13 @@ def results(tmp_path):
     from positional to symbolic, with a compute-matched text control beside it."""
     for s in (0, 1):
         start = f"text_only_cpu_s{s}"
-        write(tmp_path, f"training_{start}.json", {"id_accuracy": 1.0, "ood_accuracy": 0.97})
+        write(tmp_path, f"training_{start}.json", {"kind": "training", "id_accuracy": 1.0, "ood_accuracy": 0.97})
         write(tmp_path / "controls", f"interchange_{start}.json", interchange(1.0, 0.02, rebind=1.0))
         name, rec = image_run("replay", s, start, ood=0.80)
         write(tmp_path, name, rec)
         write(tmp_path, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(1.0, 0.0, rebind=1.0))
     start = "text_only_cpu_s0_learnedpos"
-    write(tmp_path, f"training_{start}.json", {"id_accuracy": 0.99, "ood_accuracy": 0.25})
+    write(tmp_path, f"training_{start}.json", {"kind": "training_variant", "id_accuracy": 0.99, "ood_accuracy": 0.25})
     write(tmp_path, f"interchange_{start}.json", interchange(-0.8, 0.9))
     name, rec = image_run("replay", 0, start, ood=0.60)
     write(tmp_path, name, rec)
@@ -133,7 +133,7 @@ def test_positions_sentence_uses_the_measured_shift_nearest_to_the_image_block(r
         (results / f"interchange_text_only_cpu_s0{suffix}.json").write_text(json.dumps(
             {**interchange(1.0, 0.0), "seed": 0, "variant": suffix or None}))
         (results / f"position_shift_text_only_cpu_s0{suffix}.json").write_text(json.dumps(
-            {"shifts": {"0": {"id_accuracy": 1.0}, "8": {"id_accuracy": 0.9}, "32": {"id_accuracy": acc}}}))
+            {"kind": "position_shift", "shifts": {"0": {"id_accuracy": 1.0}, "8": {"id_accuracy": 0.9}, "32": {"id_accuracy": acc}}}))
     sentence = K.positions_sentence(results)
     assert "at least 33 positions further" in sentence
     assert "with learned positions, 100.0% unshifted and 20.0% with every position id moved up by 32" in sentence
@@ -231,7 +231,7 @@ def test_a_dial_start_is_measured_on_declared_order_prompts(tmp_path):
     name, rec = image_run("replay_sub", 0, start, ood=0.08)
     rec["train_config"] = {"declared_share": 1.0}
     write(tmp_path, name, rec)
-    write(tmp_path, f"training_{start}.json", {"id_accuracy": 0.25, "ood_accuracy": 0.07,
+    write(tmp_path, f"training_{start}.json", {"kind": "training_variant", "id_accuracy": 0.25, "ood_accuracy": 0.07,
                                                "axes": {"declared": {"id_accuracy": 1.0}},
                                                "train_config": {"declared_share": 1.0}})
     for ckpt in (start, rec["checkpoint"].split("/")[-1]):
@@ -265,7 +265,7 @@ def test_noise_rows_set_the_noised_task_beside_clean_text_and_the_run_without_no
 
 def test_a_start_whose_seeds_bind_differently_is_split_by_their_reading(results):
     start = "text_only_cpu_s1_learnedpos"  # a second learned-positions seed, symbolic before images
-    write(results, f"training_{start}.json", {"id_accuracy": 0.99, "ood_accuracy": 0.9})
+    write(results, f"training_{start}.json", {"kind": "training_variant", "id_accuracy": 0.99, "ood_accuracy": 0.9})
     write(results, f"interchange_{start}.json", interchange(1.0, 0.0))
     name, rec = image_run("replay", 1, start, ood=0.85)
     write(results, name, rec)

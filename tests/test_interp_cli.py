@@ -31,10 +31,21 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+def trained_as(checkpoint, folder, regime, encoder=None):
+    """A copy of ``checkpoint`` whose model.json records ``regime`` (and ``encoder``), as training would save it:
+    interp refuses to file a checkpoint under a regime it was not trained as."""
+    shutil.copytree(checkpoint, folder)
+    meta = {**json.loads((folder / "model.json").read_text()), "regime": regime,
+            **({"encoder": encoder} if encoder else {})}
+    io.atomic_write_json(folder / "model.json", io.with_manifest(meta))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def written(checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    rc = main(["interp", "--allow-dirty", "--regime", "noise_text", "--seed", "1", "--checkpoint", str(checkpoint),
+    noise = trained_as(checkpoint, tmp_path_factory.mktemp("noise") / "tiny", "noise_text")
+    rc = main(["interp", "--allow-dirty", "--regime", "noise_text", "--seed", "1", "--checkpoint", str(noise),
                "--results-dir", str(out), *SMALL])
     assert rc == 0
     return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
@@ -107,7 +118,8 @@ def test_kinds_subset(checkpoint, tmp_path):
 
 
 def test_image_regime_names_the_encoder(checkpoint, tmp_path):
-    assert main(["interp", "--allow-dirty", "--regime", "image_text", "--seed", "2", "--checkpoint", str(checkpoint),
+    image = trained_as(checkpoint, tmp_path / "ckpt", "image_text", "project_cnn")
+    assert main(["interp", "--allow-dirty", "--regime", "image_text", "--seed", "2", "--checkpoint", str(image),
                  "--kinds", "knockout", "--results-dir", str(tmp_path), *SMALL]) == 0
     rec = json.loads((tmp_path / "knockout_image_text_project_cnn_cpu_s2.json").read_text())
     assert rec["encoder"] == "project_cnn"
@@ -182,10 +194,10 @@ def test_a_variant_checkpoint_keeps_its_own_name(checkpoint, tmp_path):
 
 
 def test_an_image_recipe_checkpoint_keeps_its_own_name(checkpoint, tmp_path):
-    folder = tmp_path / "ckpts" / "imagestage_replay_project_cnn_grid_cpu_s0_pool4096"
-    shutil.copytree(checkpoint, folder)
+    folder = trained_as(checkpoint, tmp_path / "ckpts" / "imagestage_replay_project_cnn_grid_cpu_s0_pool4096",
+                        "image_text", "project_cnn_grid")
     out = tmp_path / "results"
-    assert main(["interp", "--allow-dirty", "--regime", "image_text", "--checkpoint", str(folder), "--kinds", "knockout",
-                 "--results-dir", str(out), *SMALL]) == 0
+    assert main(["interp", "--allow-dirty", "--regime", "image_text", "--encoder", "project_cnn_grid", "--checkpoint",
+                 str(folder), "--kinds", "knockout", "--results-dir", str(out), *SMALL]) == 0
     assert [p.name for p in out.glob("*.json")] == [f"knockout_{folder.name}.json"]
     assert json.loads((out / f"knockout_{folder.name}.json").read_text())["variant"] == folder.name[len("imagestage_"):]

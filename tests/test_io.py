@@ -291,9 +291,9 @@ def test_migrate_is_idempotent_and_keeps_weights(tmp_path):
     (ck / "model.json").write_text(json.dumps(meta))
     res = tmp_path / "results"
     res.mkdir()
-    (res / "r.json").write_text(json.dumps({"checkpoint": "/content/repo/data/checkpoints/x", "n": 1}))
+    (res / "r.json").write_text(json.dumps({"kind": "training", "checkpoint": "/content/repo/data/checkpoints/x", "n": 1}))
     assert len(migrate(tmp_path / "checkpoints", res, log=lambda *_: None)) == 2
     assert migrate(tmp_path / "checkpoints", res, log=lambda *_: None) == []  # nothing left to do
     _, meta = io.load_checkpoint(ck)
     assert meta["init_from"] == "data/checkpoints/y" and meta["sha256"] == io.sha256_file(ck / "model.safetensors")
-    assert json.loads((res / "r.json").read_text()) == {"checkpoint": "data/checkpoints/x", "n": 1}
+    assert json.loads((res / "r.json").read_text()) == {"kind": "training", "checkpoint": "data/checkpoints/x", "n": 1}

@@ -4,6 +4,7 @@ Every ``import`` of a bindlib module counts, including those inside functions. T
 
     0  profiles                      tables, names, paths, the paper's numbers (imports nothing)
     1  model, task                   the transformer; the prompts
+  1.5  records                       what a results file may hold and be named
     2  io, packing, evaluate         files and provenance; packed batches; accuracy
        ood_axes                      the count and distance axes, and how models fail along them
        vision.render, vision.nets    pictures; the small encoders
@@ -48,7 +49,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "bindlib"
 
 FLOORS = {
-    "profiles": 0, "model": 1, "task": 1, "io": 2, "state": 3, "packing": 2, "evaluate": 2, "ood_axes": 2,
+    "profiles": 0, "model": 1, "task": 1, "records": 1.5, "io": 2, "state": 3, "packing": 2, "evaluate": 2,
+    "ood_axes": 2,
     "vision.render": 2, "vision.nets": 2, "vision.hub": 3, "vision.encoders": 4,
     "vision.multimodal": 5, "vision.pretrain": 5, "vision.grounding": 5.5, "vision.featurepool": 5.5, "train": 6, "recipes": 7, "migrate": 7,
     "plans": 7.25, "imagestage": 7.5, "headline": 7.75, "expand": 7, "settings": 6.5,

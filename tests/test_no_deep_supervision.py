@@ -84,7 +84,7 @@ def test_arm_table_reads_the_arm_beside_the_recipe(tmp_path):
         write(tmp_path, f"interchange_text_only_cpu_s{s}_steps8x_hopw0.json",
               interchange(s, "_steps8x_hopw0", 2, p_pos, 1 - p_pos, 0.9 if p_pos else 0.02, rebind=1 - p_pos))
     write(tmp_path, "interchange_text_only_cpu_s0.json", interchange(0, None, 2, 0.0, 1.0, 0.02, rebind=1.0))
-    write(tmp_path, "training_text_only_cpu_s0.json", {"seed": 0, "id_accuracy": 1.0, "ood_accuracy": 0.97})
+    write(tmp_path, "training_text_only_cpu_s0.json", {"kind": "training", "seed": 0, "id_accuracy": 1.0, "ood_accuracy": 0.97})
     frame = N.arm_table(tmp_path)
     assert list(frame.index) == ["no deep sup. s0", "no deep sup. s1", "recipe, mean of 1"]
     assert list(frame["reads"]) == ["symbolic", "positional", "symbolic"] and frame.iloc[0]["left plateau"] == "800"

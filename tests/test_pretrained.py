@@ -255,7 +255,7 @@ def test_cli_tiny_run_writes_a_record_with_provenance(tmp_path, capsys):
     assert rec["models"]["vlm"]["hf_id"] == "Qwen/Qwen3-VL-8B-Instruct" and rec["models"]["vlm"]["n_sites"] == 4
     rows = B.summary_rows(B.load_records(tmp_path))
     assert [r["role"] for r in rows] == ["llm", "vlm"]
-    assert main(args + ["--results-dir", str(tmp_path)]) == 2  # an existing file is not overwritten without --force
+    assert main(args + ["--results-dir", str(tmp_path)]) == 2  # an existing file is not overwritten without --overwrite
 
 
 def test_remote_needs_a_key(monkeypatch):

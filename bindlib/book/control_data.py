@@ -164,7 +164,7 @@ def unfinished(prefix: str = "", results_dir=None) -> list[tuple[str, dict]]:
     (``progress_<name>.json``) whose own results file is not committed yet, for names starting ``prefix``."""
     root = _dir(results_dir)
     out = []
-    for f in sorted(root.glob(f"progress_{prefix}*.json")):
+    for f in io.results_files(f"progress_{prefix}*.json", root):
         r = io.read_results(f)
         if r.get("kind") == "training_progress" and r.get("history") and not (root / f"{r['of']}.json").exists():
             out.append((r["of"], r))
@@ -177,7 +177,7 @@ def neutral_curves(results_dir=None) -> list[dict]:
     where it is not the profile's (``curve --n-layers``; None otherwise), final and best two-hop ID accuracy,
     chance, whether it left the plateau, and its history."""
     out = []
-    files = [(f.stem, io.read_results(f)) for f in sorted(_dir(results_dir).glob("curve_*.json"))]
+    files = [(f.stem, io.read_results(f)) for f in io.results_files("curve_*.json", _dir(results_dir))]
     for name, r in files + unfinished("curve_", results_dir):
         if r.get("kind") not in ("learning_curve", "training_progress") or not r.get("history"):
             continue
@@ -223,7 +223,7 @@ def aid_ablation(results_dir=None, budget: int = ABLATION_BUDGET) -> list[dict]:
     variants' are their curve files (``curve_<variant>*_s<seed>.json``, whole budget, no early stop), the
     longest per seed where several exist."""
     root, rows = _dir(results_dir), {}
-    for f in sorted(root.glob(f"training_text_only_{PROFILE}_s*.json")):
+    for f in io.results_files(f"training_text_only_{PROFILE}_s*.json", root):
         if re.fullmatch(rf"training_text_only_{PROFILE}_s\d+", f.stem):
             rec = io.read_results(f)
             if rec.get("history"):

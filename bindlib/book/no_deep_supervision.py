@@ -60,7 +60,7 @@ def training_runs(results_dir=None) -> list[dict]:
     stages, chance, where it left the plateau (step, stage), ID and OOD accuracy (None while unfinished), steps
     run, the budget, steps to 99% and wall time."""
     pattern = f"training_text_only_{D.PROFILE}_s*{SUFFIX}.json"
-    finished = [io.read_results(f) for f in sorted(D._dir(results_dir).glob(pattern))]
+    finished = [io.read_results(f) for f in io.results_files(pattern, D._dir(results_dir))]
     # runs not finished: their progress records; an earlier run of a seed whose folder was lost keeps its own
     # name (``<name>_firstrun``, from its log), so it stays on record beside that seed's rerun
     going = [r for of, r in D.unfinished(f"training_text_only_{D.PROFILE}_s", results_dir) if SUFFIX in of]

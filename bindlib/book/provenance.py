@@ -110,7 +110,7 @@ def sources_sentence(read=None) -> Prose:
 
 def repository_sentence(results_dir=None) -> Prose:
     """Of every results file in ``results_dir`` (default data/results), how many were written dirty, by kind."""
-    files = list(Path(results_dir or io.RESULTS_DIR).glob("*.json"))
+    files = io.results_files("*.json", results_dir)
     dirty = io.dirty_results(results_dir)
     if not dirty:
         return Prose(f"Every results file in data/results ({len(files)}) was written from a clean tree.")

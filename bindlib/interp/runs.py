@@ -299,6 +299,18 @@ def results_tag(path: Path, tag: str) -> tuple[str, str | None]:
     return (path.name if variant else tag), variant
 
 
+def check_trained_as(meta: dict, path, regime: str, encoder: str | None) -> None:
+    """Refuse to label a checkpoint's results with a regime (or an image regime's encoder) other than the one its
+    model.json records: a text-only model measured as ``--regime image_text`` would be filed as an image run."""
+    got = meta.get("regime")
+    if got != regime:
+        raise ValueError(f"checkpoint {io.relpath(path)} was trained as regime {got!r} (its model.json), not "
+                         f"--regime {regime}; pass --regime {got} or the checkpoint of that regime.")
+    if regime in IMAGE_REGIMES and meta.get("encoder") != encoder:
+        raise ValueError(f"checkpoint {io.relpath(path)} was trained with encoder {meta.get('encoder')!r} (its "
+                         f"model.json), not --encoder {encoder}; pass --encoder {meta.get('encoder')}.")
+
+
 def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, *, kinds=KINDS,
                    sizes: Sizes | None = None, checkpoint=None, results_dir=None, command: str | None = None,
                    commit: str | None = None, device="cpu", log=None, overwrite: bool = False) -> list[Path]:
@@ -307,10 +319,9 @@ def run_checkpoint(regime: str, seed: int, profile: str = "cpu", encoder: str | 
     encoder = (encoder or MAIN_ENCODER) if regime in IMAGE_REGIMES else None
     sizes = sizes or Sizes()
     path = Path(checkpoint) if checkpoint is not None else checkpoint_dir(regime, seed, profile, encoder)
-    if not (path / "model.json").exists():
-        if checkpoint is None:
-            raise io.CheckpointError(missing_checkpoint_message(regime, seed, profile, encoder))
-        io.read_checkpoint_meta(path)  # raises its own clear error
+    if not (path / "model.json").exists() and checkpoint is None:
+        raise io.CheckpointError(missing_checkpoint_message(regime, seed, profile, encoder))
+    check_trained_as(io.read_checkpoint_meta(path), path, regime, encoder)  # a missing one raises its own clear error
     for kind in kinds:
         if kind not in MEASURES:
             raise ValueError(f"unknown kind {kind!r}: allowed {KINDS}.")

@@ -42,7 +42,6 @@ def add_parser(sub) -> None:
     pp.add_argument("--seed", type=int, default=0)
     pp.add_argument("--results", help="results file name (default pretrained_<pair>)")
     pp.add_argument("--results-dir", help="results folder (default data/results)")
-    pp.add_argument("--force", action="store_true", help="overwrite an existing results file")
     pp.add_argument("--tiny", action="store_true", help="tiny random models of the same classes (tests only; "
                     "needs --results-dir)")
 
@@ -53,8 +52,9 @@ def cmd_pretrained(args, argv) -> int:
     out = Path(args.results_dir or io.RESULTS_DIR) / f"{name}.json"
     if args.tiny and not args.results_dir:
         raise ValueError("--tiny runs are tests: pass --results-dir so that they never write into data/results.")
-    if out.exists() and not (args.force or args.overwrite):
-        raise ValueError(f"{out} exists; pass --force to overwrite it or --results to write another file.")
+    if out.exists() and not args.overwrite:  # committed or not: only --overwrite replaces a results file
+        raise FileExistsError(f"{io.relpath(out)} exists; pass --overwrite to replace it, or --results to write "
+                              f"another file.")
     io.check_writable(out.parent)
     if not (args.remote or args.tiny):
         for mspec in (spec.llm, spec.vlm):  # fail before any work if a model cannot be had

@@ -81,6 +81,10 @@ class FrozenEncoder(nn.Module):
         if not images.is_floating_point():
             raise ValueError(f"{self.name}: expected float images in 0..1, got dtype {images.dtype}; divide uint8 "
                              f"images by 255.")
+        if images.numel() and not bool(torch.isfinite(images).all()):
+            bad = int((~torch.isfinite(images)).sum())
+            raise ValueError(f"{self.name}: expected finite pixel values in 0..1, got {bad} NaN or infinite value(s); "
+                             f"check how the images were made.")
         if images.numel() and (float(images.min()) < 0.0 or float(images.max()) > 1.0):
             raise ValueError(f"{self.name}: expected pixel values in 0..1, got {float(images.min()):.3g}.."
                              f"{float(images.max()):.3g}; undo any normalisation (the encoder normalises itself).")
