@@ -60,7 +60,7 @@ FLOORS = {
     "pretrained.prompts": 9, "pretrained.models": 9, "pretrained.tiny": 10, "pretrained.run": 10,
     "pretrained.results": 10, "pretrained.runs": 11, "pretrained": 12, "book.pretrained": 14,
     "book.checks": 10, "book.control_data": 10.5, "book.learning_data": 10.75, "book.controls": 13.5, "book.correction": 13.5, "book.curves": 13.5, "book.no_deep_supervision": 13.5, "book.provenance": 12, "book.exercises": 11, "book.findings": 11, "book.figures": 11, "book.placement": 11,
-    "book.student": 11, "book.glue": 10, "book.offline": 11, "book.pictures": 11, "book.text": 10, "book.widgets": 12,
+    "book.student": 11, "book.glue": 10, "book.axes": 10, "book.offline": 11, "book.pictures": 11, "book.text": 10, "book.widgets": 12,
     "book.plots": 13, "book.scenes": 14, "book.interp_plots": 14,
     "book.interp_findings": 15, "__main__": 16, "": 0, "vision": 0, "book": 0,
 }

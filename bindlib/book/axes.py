@@ -1,0 +1,68 @@
+"""The headline on both OOD axes: the ``ood_axes`` results files of chapter 4's regimes as numbers and verdicts.
+
+Read by the chapter on where the models fail (which states the rule) and by the conclusion's scoreboard.
+Every function returns numbers or booleans; the chapters say what they mean.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import io
+from ..headline import learning_run
+from ..profiles import run_tag
+
+SEEDS = (0, 1, 2)
+PAPER_ORDER = ("text_only", "noise_text", "image_text", "noise_image_text")
+TEXT_ROWS = ("text_only", "text_only_matched")
+LIFT = 0.02  # a regime lifts a seed on an axis when it beats both of the seed's text rows by more than this
+COUNT, DISTANCE, FILLER = "count (N 9-16)", "distance (gap, G 48-128)", "distance (filler, G 48-128)"
+
+
+def run_name(regime: str, seed: int) -> str:
+    """The checkpoint of a headline cell: the text recipe, or chapter 4's image-stage run of the regime."""
+    return run_tag("text_only", seed) if regime == "text_only" else learning_run(regime, seed)["name"]
+
+
+def axes_record(name: str) -> dict:
+    """The ood_axes results file of a checkpoint."""
+    return io.read_results(io.RESULTS_DIR / f"ood_axes_{name}.json")
+
+
+def far(record: dict, filler: str = "gap") -> float:
+    """Mean accuracy over the long gaps (ood_axes.FAR_GAPS) with a gap of position ids or filler tokens."""
+    return record["distance"]["fillers"][filler]["far_accuracy"]
+
+
+AXES = {COUNT: lambda rec: rec["count"]["buckets"]["9-16"]["accuracy"], DISTANCE: far,
+        FILLER: lambda rec: far(rec, "filler")}
+
+
+def by_seed(regimes=("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text"),
+            seeds=SEEDS) -> pd.DataFrame:
+    """One row per (regime, seed): ID accuracy and each axis."""
+    rows = []
+    for regime in regimes:
+        for s in seeds:
+            rec = axes_record(run_name(regime, s))
+            rows.append({"regime": regime, "seed": s, "ID": rec["count"]["buckets"]["id"]["accuracy"],
+                         **{axis: f(rec) for axis, f in AXES.items()}})
+    return pd.DataFrame(rows)
+
+
+def lifts(values: pd.DataFrame, regime: str, axis: str) -> list[bool]:
+    """Per seed: does ``regime`` beat both of that seed's text rows on ``axis`` by more than LIFT?"""
+    v = values.pivot(index="seed", columns="regime", values=axis)
+    return [bool(v.loc[s, regime] > v.loc[s, list(TEXT_ROWS)].max() + LIFT) for s in v.index]
+
+
+def paper_order_holds(values: pd.DataFrame, axis: str) -> bool:
+    """Are the seed means in the paper's order (text < noise text < image text < noise + image text)?"""
+    m = values.groupby("regime")[axis].mean()
+    return all(m[a] < m[b] for a, b in zip(PAPER_ORDER, PAPER_ORDER[1:]))
+
+
+def verdicts(values: pd.DataFrame) -> pd.DataFrame:
+    """Per axis: in how many seeds each added regime lifts, and whether the paper's ordering holds."""
+    return pd.DataFrame([{"axis": axis, **{f"{r} lifts (seeds)": sum(lifts(values, r, axis)) for r in PAPER_ORDER[1:]},
+                          "seeds": values["seed"].nunique(), "paper's ordering holds": paper_order_holds(values, axis)}
+                         for axis in AXES]).set_index("axis")
