@@ -137,3 +137,14 @@ def test_interp_buckets_on_the_hand_wired_model_and_through_the_command(tmp_path
     rec = json.loads((tmp_path / "results" / "interchange_buckets_tiny_ckpt.json").read_text())
     assert rec["kind"] == "interchange_buckets" and set(rec["count"]) == {"9-10"} and set(rec["gap"]) == {"0"}
     assert main(["interp-buckets", "--checkpoint", str(path), "--pairs", "0", "--allow-dirty"]) == 2
+
+
+def test_the_position_swap_is_measured_under_the_gap():
+    """The swap re-asks every prompt; the gap must apply to the re-asked prompts, so a model whose answers
+    change with the gap shows it in the swap's clean accuracy."""
+    from bindlib.interp import buckets as BK
+
+    model, _ = io.load_checkpoint(io.CHECKPOINTS_DIR / "text_only_cpu_s0")
+    near = BK._swap(model, TASK, (4, 8), 0, 200, seed=1)
+    far = BK._swap(model, TASK, (4, 8), 96, 200, seed=1)
+    assert far["n"] < near["n"] * 0.9  # fewer prompts answered correctly under the gap

@@ -70,8 +70,8 @@ def _cat(parts):
 
 
 def _swap(model, task, n_range, gap: int, prompts: int, seed: int) -> dict:
-    batch = move_after_context(sample_batch(task, prompts, seed, n=n_range), gap, "gap")
-    swaps = [X.position_swap(model, batch, i, j) for i, j in SWAPS]
+    batch = sample_batch(task, prompts, seed, n=n_range)
+    swaps = [X.position_swap(model, batch, i, j, moved=lambda b: move_after_context(b, gap, "gap")) for i, j in SWAPS]
     n = sum(s["n"] for s in swaps)
     return {"n": n, "flip_rate": sum(s["flip_rate"] * s["n"] for s in swaps if s["n"]) / n if n else None}
 

@@ -231,17 +231,20 @@ def time_sweep(model, pairs: Pairs, loop_pairs: int = 32, chunk: int = 256, pack
 
 # ============================================================== 3. position-id swap
 @torch.no_grad()
-def position_swap(model, batch: Batch, i: int, j: int, only_correct: bool = True) -> dict:
+def position_swap(model, batch: Batch, i: int, j: int, only_correct: bool = True, moved=None) -> dict:
     """Swap only the position ids of objects i and j's declaration tokens (colour and shape), keep content.
 
     Every prompt is re-asked about object i (rows with N <= max(i, j) are dropped), so POS predicts
     the answer flips to i_j (object i now sits at slot j's positions) and SYM predicts it stays i_i.
     Shares are of the argmax over in-context items; with ``only_correct`` only rows the model
-    answers correctly unswapped count.
+    answers correctly unswapped count. ``moved`` (a Batch -> Batch function, e.g. a gap after the
+    context) is applied to the re-asked prompts before anything is measured.
     """
     if i == j:
         raise ValueError("i and j must differ")
     b = requery(batch.select((batch.n_objects > max(i, j)).nonzero().squeeze(1)), i)
+    if moved is not None:
+        b = moved(b)
     r = _rows(b.tokens)
     pid = b.position_ids.clone()
     for a, c in ((i, j), (j, i)):
