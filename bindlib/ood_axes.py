@@ -187,7 +187,8 @@ def _mean(xs):
 
 @torch.no_grad()
 def count_axis(model, task: TaskConfig, per_cell: int = 500, seed: int = 2468, device="cpu") -> dict:
-    """Two-hop accuracy for every N from 2 to ``count_limit``, with the taxonomy and the halves per bucket."""
+    """Two-hop accuracy for every N from 2 to ``count_limit``; per bucket also the one-hop accuracies (colour ->
+    shape, shape -> item), the error taxonomy and the halves."""
     top = count_limit(model, task)
     by_n, cells = {}, {}
     for n in range(2, top + 1):
@@ -200,8 +201,12 @@ def count_axis(model, task: TaskConfig, per_cell: int = 500, seed: int = 2468, d
         ns = [n for n in cells if lo <= n <= hi]
         if not ns:
             continue
+        one_hop = {kind: round(_mean([(answers(model, b) == b.target).float().mean().item() for b in
+                                      (cell_batch(task, n, 0, "gap", per_cell, seed, query_kind=kind, device=device)
+                                       for n in ns)]), 4)
+                   for kind in ("color_to_shape", "shape_to_item")}
         buckets[name] = {"accuracy": round(_mean([by_n[str(n)] for n in ns]), 4), "ns": [ns[0], ns[-1]],
-                         **_diagnose([cells[n] for n in ns])}
+                         **one_hop, **_diagnose([cells[n] for n in ns])}
     return {"accuracy_by_n": by_n, "max_n": top, "buckets": buckets}
 
 
