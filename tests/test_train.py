@@ -468,3 +468,21 @@ def test_progress_command_wants_one_source():
     r = subprocess.run([sys.executable, "-m", "bindlib", "progress", "--results", "x", "--log", "a.log", "--allow-dirty"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "--log FILE with --run-command and --run-commit" in r.stderr
+
+
+def test_the_deep_profile_is_the_papers_depth_and_vocabulary_with_the_cpu_recipe():
+    """`train --profile deep`: 12 blocks of width 128, 216 colours and shapes from the first step, deep supervision
+    at block 5 (the end of the first half, as block 1 of 4 is for the cpu profile), stage budgets as ceilings."""
+    from bindlib.cli import build_parser
+    from bindlib.plans import train_plan
+    from bindlib.recipes import recipe
+
+    cfg = recipe("deep")
+    m, t = cfg.model_config(), cfg.task_config()
+    assert (m.n_layers, m.d_model, m.n_heads, m.d_ff) == (12, 128, 4, 512)
+    assert (t.n_colors, t.n_shapes, t.n_items, t.id_range) == (216, 216, 32, (2, 8))
+    assert cfg.hop_layer == 5 and cfg.batch_size == recipe("cpu").batch_size
+    assert [s.until for s in cfg.stages] == [0.995, 0.995, 0.995, None]
+    assert [s.steps for s in cfg.stages] == [2 * s.steps for s in recipe("cpu").stages]
+    plan, tag, variant = train_plan(build_parser("t").parse_args(["train", "--profile", "deep", "--seed", "2"]))
+    assert tag == "text_only_deep_s2" and variant is None and plan.task_config().n_colors == 216
