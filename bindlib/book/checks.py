@@ -8,9 +8,37 @@ several offsets) and raises AssertionError, naming the first input where they di
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from ..task import Batch, TaskConfig, sample_batch
+
+NOT_IMPLEMENTED = "not implemented yet"
+
+
+def not_implemented_message(fn) -> str:
+    """What a checker says about a stub that still raises NotImplementedError."""
+    name = getattr(fn, "__name__", "your function")
+    return (f"{NOT_IMPLEMENTED}: {name} still raises NotImplementedError. Replace the stub's body with your code "
+            f"and run the cell again.")
+
+
+def stub_aware(check: Callable) -> Callable:
+    """Make a checker turn a stub's NotImplementedError into an AssertionError that starts with
+    "not implemented yet", whether the checker lets it escape or wraps it in its own AssertionError."""
+
+    @functools.wraps(check)
+    def wrapper(fn, *args, **kwargs):
+        try:
+            return check(fn, *args, **kwargs)
+        except NotImplementedError:
+            raise AssertionError(not_implemented_message(fn)) from None
+        except AssertionError as err:
+            if isinstance(err.__cause__, NotImplementedError):
+                raise AssertionError(not_implemented_message(fn)) from None
+            raise
+
+    return wrapper
 
 # Each checker runs the student's function and the library's reference on fresh inputs (new seeds,
 # every N, several offsets) and raises AssertionError, naming the first input where they differ.
@@ -54,6 +82,7 @@ def reference_accuracy(model, batch: Batch) -> float:
     return (logits[rows, batch.query_pos].argmax(-1) == batch.target).float().mean().item()
 
 
+@stub_aware
 def check_accuracy(fn: Callable, seed: int = 1) -> None:
     """Chapter 2 exercise. ``fn(model, batch) -> float``: the share of prompts whose highest logit at the
     read-out token (``batch.query_pos``) is the answer token (``batch.target``)."""
@@ -81,6 +110,7 @@ def check_accuracy(fn: Callable, seed: int = 1) -> None:
     print(f"Correct on {len(models) * 4} fresh batches.")
 
 
+@stub_aware
 def check_patching(fn: Callable, seed: int = 2) -> None:
     """Chapter 5 exercise. ``fn(model, base, source, layer)`` returns the base's read-out logits [B, V] after
     the residual stream entering block ``layer`` (``blocks[layer].hook_resid_pre``) at the base's read-out
@@ -123,6 +153,7 @@ def reference_swapped_position_ids(batch: Batch, i: int, j: int):
     return pid
 
 
+@stub_aware
 def check_position_swap(fn: Callable, seed: int = 3) -> None:
     """Chapter 5 exercise. ``fn(batch, i, j)`` returns new position ids [B, L] in which the declaration
     tokens (colour and shape) of objects i and j trade position ids; nothing else changes.
@@ -147,6 +178,7 @@ def check_position_swap(fn: Callable, seed: int = 3) -> None:
     print("All four swaps are right.")
 
 
+@stub_aware
 def check_gap(fn: Callable, seed: int = 6) -> None:
     """Where-models-fail exercise. ``fn(batch, gap)`` returns new position ids [B, L] with every token after
     ``CTX_END`` moved ``gap`` positions later; nothing else changes. Checked against
@@ -180,6 +212,7 @@ def check_gap(fn: Callable, seed: int = 6) -> None:
     print("All three gaps are right.")
 
 
+@stub_aware
 def check_knockout(fn: Callable, seed: int = 4) -> None:
     """Chapter 6 exercise. ``fn(model, batch, targets, layer)`` returns the read-out logits [B, V] when, at
     ``blocks[layer].attn.hook_scores``, the read-out token's pre-softmax scores to the key positions in
@@ -242,6 +275,7 @@ def identity_probe_cases(seed: int = 0, n_ids: int = 60, per_id: int = 12, dim: 
     return [(shared, y, identity, "shared feature"), (memorised, y_mem, identity, "memorised")]
 
 
+@stub_aware
 def check_identity_probe(fn: Callable, seed: int = 5) -> None:
     """Chapter 7 exercise. ``fn(X, y, identity) -> float``: fit a linear probe for labels ``y`` [M] from
     activations ``X`` [M, D] on some object identities and return its accuracy on the others (``identity``

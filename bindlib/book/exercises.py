@@ -21,6 +21,7 @@ from ..model import ModelConfig, Transformer
 from ..task import ASSOCIATION_ORDERS, NOISE, Batch, TaskConfig, Vocab, sample_batch
 from ..vision.multimodal import add_noise
 from ..vision.render import RenderConfig, patch_grid, place_objects
+from .checks import stub_aware
 
 # Offsets (filler tokens after BOS) the checker uses: none, one, and two that
 # push every position far from where it usually is.
@@ -103,6 +104,7 @@ def _failure(k: int, settings: dict, prompt: list[str], expected: str, what: str
     )
 
 
+@stub_aware
 def check_answer(fn: Callable[[list[str]], str], n_prompts: int = 200, seed: int = 0,
                  task_cfg: TaskConfig | None = None) -> None:
     """Run ``fn`` on ``n_prompts`` prompts; raise AssertionError at the first wrong answer."""
@@ -146,6 +148,7 @@ def checker_boxes(n_boxes: int = 300, seed: int = 0, canvas: int = 112, patch: i
     return boxes[:n_boxes]
 
 
+@stub_aware
 def check_box_patches(fn: Callable, n_boxes: int = 300, seed: int = 0, canvas: int = 112, patch: int = 16) -> None:
     """Run ``fn(box, canvas, patch)`` on ``n_boxes`` boxes; raise AssertionError at the first wrong answer."""
     for k, box in enumerate(checker_boxes(n_boxes, seed, canvas, patch)):
@@ -162,6 +165,7 @@ def check_box_patches(fn: Callable, n_boxes: int = 300, seed: int = 0, canvas: i
 
 
 # ---------------------------------------------------------------- chapter 4: are noise tokens really unattendable?
+@stub_aware
 def check_noise_leak(fn, seed: int = 0) -> str:
     """Chapter 4 exercise. ``fn(model, batch) -> float`` must return how much the logits at real
     (attendable) tokens change when every NOISE token's content is replaced by other tokens.
@@ -207,3 +211,5 @@ def compare_case(where: str, answer: Callable[[], object], expected) -> None:
 # probe) live in bindlib.book.checks; they are importable from here as well.
 from .checks import (check_accuracy, check_gap, check_identity_probe, check_knockout, check_patching,  # noqa: E402,F401
                      check_position_swap)
+from .method_checks import (check_hop_term, check_object_tokens, check_pair_targets, check_probe_data,  # noqa: E402,F401
+                            check_routing, check_window_knockout)
