@@ -24,4 +24,10 @@ def test_the_paper_ordering_is_read_on_seed_means():
     v.loc[(v.regime == "noise_text"), A.DISTANCE] = 0.9  # noise above images breaks it
     assert not A.paper_order_holds(v, A.DISTANCE)
     table = A.verdicts(v)
-    assert table.loc[A.DISTANCE, "noise_text lifts (seeds)"] == 2 and table.loc[A.DISTANCE, "seeds"] == 2
+    assert table.loc[A.DISTANCE, "noise_text lifts (seeds)"] == 2 and table.loc[A.DISTANCE, "noise_text seeds"] == 2
+
+
+def test_a_seed_missing_from_a_regime_is_left_out_of_its_count():
+    v = values([("text_only", 0, 0.60, 0.9), ("text_only_matched", 0, 0.50, 0.9), ("image_text", 0, 0.70, 0.9),
+                ("text_only", 1, 0.50, 0.9), ("text_only_matched", 1, 0.61, 0.9)])
+    assert A.lifts(v, "image_text", A.DISTANCE) == [True]
