@@ -31,3 +31,15 @@ def test_a_seed_missing_from_a_regime_is_left_out_of_its_count():
     v = values([("text_only", 0, 0.60, 0.9), ("text_only_matched", 0, 0.50, 0.9), ("image_text", 0, 0.70, 0.9),
                 ("text_only", 1, 0.50, 0.9), ("text_only_matched", 1, 0.61, 0.9)])
     assert A.lifts(v, "image_text", A.DISTANCE) == [True]
+
+
+def test_glue_stores_numpy_scalars_as_python_numbers(monkeypatch):
+    import numpy as np
+
+    from bindlib.book import glue as G
+
+    seen = {}
+    monkeypatch.setattr(G, "_glue", lambda name, value, display=True: seen.update({name: value}))
+    G.glue("x", np.float64(0.25), display=False)
+    G.glue("n", np.int64(3), display=False)
+    assert type(seen["x"]) is float and type(seen["n"]) is int
