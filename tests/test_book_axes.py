@@ -14,6 +14,7 @@ def test_a_lift_needs_more_than_two_points_over_both_text_rows_in_that_seed():
                 ("text_only", 1, 0.50, 0.9), ("text_only_matched", 1, 0.61, 0.9), ("image_text", 1, 0.62, 0.9)])
     assert A.lifts(v, "image_text", A.DISTANCE) == [True, False]  # seed 1: +1 point over its best text row
     assert A.lifts(v, "image_text", A.COUNT) == [False, False]
+    assert A.above_control(v, "image_text", A.DISTANCE) == [True, False]
 
 
 def test_the_paper_ordering_is_read_on_seed_means():
