@@ -54,7 +54,7 @@ def mirror(rev: str, workdir: Path) -> str:
 
 
 def sanitizers() -> list[tuple[re.Pattern, str]]:
-    cfg = configparser.ConfigParser()
+    cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(REPO_ROOT / "tests" / "nbval_sanitize.cfg")
     return [(re.compile(cfg[s]["regex"]), cfg[s]["replace"]) for s in cfg.sections()]
 

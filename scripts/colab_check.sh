@@ -23,4 +23,4 @@ torch=${COLAB_TORCH:-$(grep '^torch==' scripts/colab_runtime.txt)}
 "$env_dir/bin/python" -m pip install -q "$torch" $pins "nnsight==0.8.1" "pillow>=10.0" nbclient nbformat
 "$env_dir/bin/python" -c 'import sys; v = sys.version_info[:2]; v == (3, 12) or print(f"colab_check: Python {v[0]}.{v[1]} here, Colab has 3.12", file=sys.stderr)'
 [ $# -gt 0 ] || set -- chapters/01_task.ipynb chapters/05_interchange.ipynb
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$env_dir/bin/python" scripts/colab_check.py --rev "${COLAB_REV:-HEAD}" "$@"
+PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$env_dir/bin/python" scripts/colab_check.py --rev "${COLAB_REV:-HEAD}" "$@"
