@@ -30,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 GITHUB = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+")
 FAKE_COLAB = ('import sys, types\nsys.modules["google.colab"] = types.ModuleType("google.colab")\n'
               'print("kernel:", sys.executable)')
+WHERE_FROM = 'import bindlib, os\nprint(os.path.dirname(os.path.dirname(os.path.abspath(bindlib.__file__))))'
 COMPARED = ("text/plain",)
 
 
@@ -86,6 +87,7 @@ def check(path: Path, url: str, workdir: Path, timeout: int) -> dict:
     setup = next(c for c in nb.cells if "colab-setup" in c.metadata.get("tags", []))
     setup.source = GITHUB.sub(url, setup.source).replace("/content/book", str(book))
     nb.cells.insert(0, nbformat.v4.new_code_cell(FAKE_COLAB))
+    nb.cells.append(nbformat.v4.new_code_cell(WHERE_FROM))
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -100,7 +102,7 @@ def check(path: Path, url: str, workdir: Path, timeout: int) -> dict:
     nbformat.write(nb, workdir / name / f"{name}.ipynb")
     subs = sanitizers()
     failed, differs = [], []
-    for k, (cell, old) in enumerate(zip(nb.cells[1:], committed.cells)):
+    for k, (cell, old) in enumerate(zip(nb.cells[1:-1], committed.cells)):
         if cell.cell_type != "code":
             continue
         errors = [o for o in cell.outputs if o.get("output_type") == "error"]
@@ -109,9 +111,12 @@ def check(path: Path, url: str, workdir: Path, timeout: int) -> dict:
             failed.append({"cell": k, "first_line": first, "error": f"{errors[0]['ename']}: {errors[0]['evalue']}"[:500]})
         elif text_of(cell.outputs, subs) != text_of(old.outputs, subs):
             differs.append(k)
-    kernel = next((o.get("text", "") for o in nb.cells[0].outputs if o.get("output_type") == "stream"), "").strip()
+    def printed(cell) -> str:
+        return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream").strip()
+    kernel, bindlib_from = printed(nb.cells[0]), printed(nb.cells[-1])
     return {"notebook": path.relative_to(REPO_ROOT).as_posix(), "seconds": round(time.time() - start),
-            "kernel": kernel, "crashed": crashed, "failed_cells": failed, "output_differs_in_cells": differs,
+            "kernel": kernel, "bindlib_imported_from": bindlib_from, "clone_is_the_setup_cells": bindlib_from == str(book),
+            "crashed": crashed, "failed_cells": failed, "output_differs_in_cells": differs,
             "checkpoints_checked_out": sorted(p.name for p in (book / "data" / "checkpoints").glob("*"))}
 
 
@@ -136,7 +141,8 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=1), flush=True)
     (args.workdir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"report: {args.workdir / 'report.json'}; executed notebooks under {args.workdir}")
-    return 1 if any(r["failed_cells"] or r["crashed"] for r in report["notebooks"]) else 0
+    return 1 if any(r["failed_cells"] or r["crashed"] or not r["clone_is_the_setup_cells"]
+                    for r in report["notebooks"]) else 0
 
 
 if __name__ == "__main__":
