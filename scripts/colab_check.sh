@@ -11,7 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_dir=${COLAB_ENV:-/tmp/colabenv}
-python=${COLAB_PYTHON:-$(command -v python3.12 || command -v python3)}
+python=${COLAB_PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.12 python3; do  # a version manager's shim may exist and still not run
+    if "$candidate" -c 'import venv' 2>/dev/null; then python=$candidate; break; fi
+  done
+fi
 if [ ! -x "$env_dir/bin/python" ]; then
   echo "colab_check: making $env_dir with $("$python" --version)" >&2
   "$python" -m venv "$env_dir"
