@@ -155,7 +155,7 @@ def image_recipe_tag(recipe: str, seed: int, cfg: TrainConfig, image_steps: int 
     tag += "_ctxnoise" if v.noise_positions == "context" else ""
     tag += f"_noise{v.noise_width}" if v.noise_width is not None else ""
     own_start = io.relpath(checkpoint_dir("text_only", seed, "cpu"))
-    start = io.relpath(Path(cfg.init_from).resolve()) if cfg.init_from else own_start
+    start = io.relpath(cfg.init_from) if cfg.init_from else own_start  # init_from is relative to the repository
     return tag + (f"_from_{Path(start).name}" if start != own_start else "")
 
 

@@ -151,3 +151,13 @@ def test_noise_width_names_the_run_and_needs_noise():
     assert image_recipe_tag("noise_text_matched", 0, default, 4000) == "noise_text_matched_cpu_s0_img4000"
     with pytest.raises(ValueError, match="no noise width"):
         image_recipe_config("text_matched", 0, noise_width=16)
+
+
+def test_a_run_name_does_not_depend_on_the_working_directory(monkeypatch, tmp_path):
+    """A chapter runs in chapters/: the name of an image-stage run must be the same there as at the repository root."""
+    from bindlib.imagestage import image_recipe_config, image_recipe_tag
+
+    cfg = image_recipe_config("text_matched", 0, image_steps=4000, mix_steps=400)
+    at_root = image_recipe_tag("text_matched", 0, cfg, 4000)
+    monkeypatch.chdir(tmp_path)
+    assert image_recipe_tag("text_matched", 0, cfg, 4000) == at_root == "text_matched_cpu_s0_img4000"

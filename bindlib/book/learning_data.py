@@ -120,15 +120,27 @@ def train_id_accuracy(record: dict) -> float | None:
     return record.get("id_accuracy")
 
 
-def load_image_runs(results_dir=None, tokens: str | None = "all", noise: str | None = "sequence") -> list[dict]:
+def headline_image_positions(record: dict) -> str:
+    """Where the headline numbers a run's image tokens: at the text context's positions from a learned-position
+    start (chapter 4 says why), at sequence positions from a RoPE start."""
+    pos = ((record.get("train_config") or {}).get("model") or {}).get("pos_encoding", "rope")
+    return "sequence" if pos == "rope" else "context"
+
+
+def load_image_runs(results_dir=None, tokens: str | None = "all", noise: str | None = "sequence",
+                    positions: str | None = "headline", any_noise_width: bool = False) -> list[dict]:
     """Every image-stage run at the table's budget (``imagestage_*_img4000*.json``) whose image prompts had
-    ``tokens`` and whose noised text took ``noise`` positions. The defaults are the headline's runs (every
-    patch a token, noise at sequence positions); "objects" the fast path's, "context" the learned-position
-    noise follow-up's; None takes either."""
+    ``tokens``, whose noised text took ``noise`` positions and whose image tokens took ``positions``. The defaults
+    are the headline's runs (every patch a token, noise at sequence positions, image tokens numbered as the
+    start's encoding needs, noise as wide as the image block); "objects" the fast path's, "context" the
+    learned-position noise follow-up's; None takes either. The noise-width sweep's runs come with
+    ``any_noise_width``."""
     runs = io.load_results(f"imagestage_*_img{IMAGE_STEPS}*.json", _dir(results_dir), kind="image_recipe")
     vision = [vision_config(r) for r in runs]
     return [r for r, v in zip(runs, vision) if (tokens is None or v.image_tokens == tokens)
-            and (noise is None or v.noise_positions == noise)]
+            and (noise is None or v.noise_positions == noise) and (any_noise_width or v.noise_width is None)
+            and (positions is None or r.get("image_id_accuracy") is None
+                 or v.image_positions == (headline_image_positions(r) if positions == "headline" else positions))]
 
 
 def learned_runs(results_dir=None, recipes=None):
