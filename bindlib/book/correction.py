@@ -271,7 +271,7 @@ def image_curve_rows(results_dir=None) -> list[dict]:
     """Image-prompt accuracy through the image stage (recipe replay, the table's budget), mean over seeds,
     per text model and image positions: how fast each start learns to read pictures."""
     acc: dict[tuple, list[float]] = {}
-    for r in L.load_image_runs(results_dir):
+    for r in L.load_image_runs(results_dir, positions=None):
         if r["recipe"] not in L.IMAGE_ONLY_RECIPES:
             continue
         label = (f"{L.start_label(r)}, {L.vision_config(r).image_positions} positions"
@@ -298,7 +298,7 @@ def noise_rows(results_dir=None) -> list[dict]:
     """What noise at the table's budget does, run by run: the noised task (last logged accuracy on noised
     prompts), clean ID, image ID, OOD, the same start's run without noise (numbering image tokens the same
     way) and, where the text target is missed, the weakest ID length."""
-    runs = L.load_image_runs(results_dir, noise=None)
+    runs = L.load_image_runs(results_dir, noise=None, positions=None)
     base = {(r["recipe"], Path(r["init_from"]).name, L.vision_config(r).image_positions): r for r in runs}
     lo, hi = TaskConfig().id_range
     rows = []
