@@ -228,10 +228,12 @@ def positions_sentence(results_dir=None) -> str:
 
 
 def expansion_rows(results_dir=None) -> list[dict]:
-    """One row per vocabulary-expansion run (``expand_*.json``): what it started from (a text model or its
-    image-stage continuation), seed, steps, and accuracy over N 2..8, 9..16 and 17..24."""
+    """One row per vocabulary-expansion run of the task's standard format (``expand_*.json``): what it started from
+    (a text model or its image-stage continuation), seed, steps, and accuracy over N 2..8, 9..16 and 17..24."""
     rows = []
     for r in io.load_results("expand_*.json", D._dir(results_dir), kind="vocab_expansion"):
+        if ((r.get("train_config") or {}).get("task") or {}).get("format", "standard") != "standard":
+            continue  # the positional control (ordered format), read by the chapter on where models fail
         start = r.get("start") or Path(r["init_from"]).name
         rows.append({"start": start, "from": "image stage" if start.startswith("imagestage_") else "text model",
                      "seed": r["seed"], "steps": r["steps"], "id_accuracy": r["id_accuracy"],
