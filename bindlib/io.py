@@ -390,10 +390,12 @@ def dirty_results(results_dir: str | Path | None = None) -> list[dict]:
 
 
 def load_results(pattern: str = "*.json", results_dir: str | Path | None = None, **where) -> list[dict]:
-    """All result records in data/results matching a glob and field filters (lists are flattened)."""
+    """All result records in data/results matching a glob and field filters (lists are flattened). Only a file
+    that holds a matching record counts as read (``READ``): a chapter's sources are the files it used."""
     out = []
     for f in results_files(pattern, results_dir):  # not the .diff beside a file written with --allow-dirty
-        for r in read_records(f):
-            if all(r.get(k) == v for k, v in where.items()):
-                out.append(r)
+        found = [r for r in read_records(f, record=False) if all(r.get(k) == v for k, v in where.items())]
+        if found:
+            READ.setdefault(relpath(f.resolve()), None)
+            out.extend(found)
     return out

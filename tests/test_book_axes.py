@@ -44,3 +44,14 @@ def test_glue_stores_numpy_scalars_as_python_numbers(monkeypatch):
     G.glue("x", np.float64(0.25), display=False)
     G.glue("n", np.int64(3), display=False)
     assert type(seen["x"]) is float and type(seen["n"]) is int
+
+
+def test_the_page_tables_keep_the_numbers_of_the_verdicts():
+    v = values([("text_only", 0, 0.60, 0.9), ("text_only_matched", 0, 0.50, 0.9), ("image_text", 0, 0.70, 0.8),
+                ("noise_text", 0, 0.9, 0.9), ("noise_image_text", 0, 0.95, 0.9)])
+    v["ID"] = 1.0
+    m = A.means_table(v)
+    assert m.loc["image_text", "distance"] == 0.70 and m.loc["image_text", "seeds"] == 1
+    t = A.verdict_table(v)
+    assert t.loc["image_text", "distance"] == "1 / 1 of 1" and t.loc["image_text", "count"] == "0 / 0 of 1"
+    assert t.loc["paper's ordering holds", "distance"] == "no"

@@ -16,6 +16,7 @@ PAPER_ORDER = ("text_only", "noise_text", "image_text", "noise_image_text")
 TEXT_ROWS = ("text_only", "text_only_matched")
 LIFT = 0.02  # a regime lifts a seed on an axis when it beats both of the seed's text rows by more than this
 COUNT, DISTANCE, FILLER = "count (N 9-16)", "distance (gap, G 48-128)", "distance (filler, G 48-128)"
+SHORT = {COUNT: "count", DISTANCE: "distance", FILLER: "distance, filler"}  # column names that fit a page
 
 
 def run_name(regime: str, seed: int) -> str:
@@ -86,3 +87,23 @@ def verdicts(values: pd.DataFrame) -> pd.DataFrame:
                                             (f"{r} seeds", len(lifts(values, r, axis))))},
                           "paper's ordering holds": paper_order_holds(values, axis)}
                          for axis in AXES]).set_index("axis")
+
+
+def means_table(values: pd.DataFrame, stat: str = "mean") -> pd.DataFrame:
+    """Per regime: ID accuracy and each axis (SHORT names) over its seeds, as ``stat`` ("mean" or "std"), and
+    the number of seeds."""
+    cols = ["ID", *AXES]
+    g = values.groupby("regime", sort=False)
+    out = getattr(g[cols], stat)().rename(columns=SHORT)
+    out["seeds"] = g["seed"].nunique()
+    return out
+
+
+def verdict_table(values: pd.DataFrame) -> pd.DataFrame:
+    """``verdicts`` turned around to fit a page: one row per added regime, per axis (SHORT names) the seeds it
+    lifts, the seeds above the compute-matched control, and its seeds; then whether the paper's ordering holds."""
+    v = verdicts(values)
+    rows = {r: {SHORT[a]: f"{v.loc[a, f'{r} lifts (seeds)']} / {v.loc[a, f'{r} above the matched control (seeds)']}"
+                          f" of {v.loc[a, f'{r} seeds']}" for a in AXES} for r in PAPER_ORDER[1:]}
+    rows["paper's ordering holds"] = {SHORT[a]: "yes" if v.loc[a, "paper's ordering holds"] else "no" for a in AXES}
+    return pd.DataFrame(rows).T
