@@ -188,57 +188,51 @@ def cmd_evaluate(args, argv) -> int:
     return 0
 
 
-def cmd_ood_axes(args, argv) -> int:
-    """The count and distance axes of each checkpoint (bindlib.ood_axes): ood_axes_<checkpoint>.json."""
+def _measure_checkpoints(args, argv, kind: str, measure, headline) -> int:
+    """Measure each of ``args.checkpoint`` and write ``<kind>_<checkpoint>.json``: every checkpoint is checked and
+    every output refused or cleared before any work; ``measure(model, task)`` gives the record's body and
+    ``headline(body)`` the one line printed per checkpoint."""
     from . import io
-    from .ood_axes import measure
     from .task import TaskConfig
     device = _device(args)
     commit = io.git_commit()
-    names = [io.RESULTS_DIR / f"ood_axes_{Path(c).name}.json" for c in args.checkpoint]
-    _before_writing(args, names)
-    metas = [io.read_checkpoint_meta(c) for c in args.checkpoint]  # every checkpoint checked before any work
-    for path, out, meta in zip(args.checkpoint, names, metas):
-        t0 = time.time()
-        model, meta = io.load_checkpoint(path, device=device)
-        task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
-        body = measure(model, task, per_cell=args.per_cell, grid=args.grid, device=device)
-        record = {"kind": "ood_axes", "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
-                  "seed": meta.get("seed"), "pos_encoding": model.cfg.pos_encoding, "n_layers": model.cfg.n_layers,
-                  "n_colors": task.n_colors, "id_range": list(task.id_range), **body,
-                  "checkpoint": io.relpath(path), "checkpoint_sha256": meta["sha256"],
-                  "provenance": io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)}
-        far = {f: v["far_accuracy"] for f, v in body["distance"]["fillers"].items()}
-        print(json.dumps({"checkpoint": Path(path).name, "far_accuracy": far}))
-        print(f"wrote {io.write_results(out.stem, record)}")
-    return 0
-
-
-def cmd_interp_buckets(args, argv) -> int:
-    """Binding by bucket of both OOD axes (bindlib.interp.buckets): interchange_buckets_<checkpoint>.json."""
-    from . import io
-    from .interp.buckets import BucketSizes, measure
-    from .task import TaskConfig
-    device = _device(args)
-    commit = io.git_commit()
-    names = [io.RESULTS_DIR / f"interchange_buckets_{Path(c).name}.json" for c in args.checkpoint]
+    names = [io.RESULTS_DIR / f"{kind}_{Path(c).name}.json" for c in args.checkpoint]
     _before_writing(args, names)
     for c in args.checkpoint:
-        io.read_checkpoint_meta(c)  # every checkpoint checked before any work
-    sizes = BucketSizes(pairs=args.pairs, rebind_pairs=args.pairs, max_draw_factor=args.draw_factor)
+        io.read_checkpoint_meta(c)
     for path, out in zip(args.checkpoint, names):
         t0 = time.time()
         model, meta = io.load_checkpoint(path, device=device)
         task = TaskConfig(**meta.get("train_config", {}).get("task", {}))
-        body = measure(model, task, sizes)
-        record = {"kind": "interchange_buckets", "regime": meta.get("regime", "unknown"),
-                  "profile": meta.get("profile", "unknown"), "seed": meta.get("seed"), "n_colors": task.n_colors, **body,
+        body = measure(model, task, device)
+        record = {"kind": kind, "regime": meta.get("regime", "unknown"), "profile": meta.get("profile", "unknown"),
+                  "seed": meta.get("seed"), "pos_encoding": model.cfg.pos_encoding, "n_layers": model.cfg.n_layers,
+                  "n_colors": task.n_colors, "id_range": list(task.id_range), **body,
                   "checkpoint": io.relpath(path), "checkpoint_sha256": meta["sha256"],
                   "provenance": io.provenance(_command_line(argv), device, time.time() - t0, commit=commit)}
-        bs = {k: (v.get("summary") or {}).get("binding_score") for part in ("count", "gap") for k, v in body[part].items()}
-        print(json.dumps({"checkpoint": Path(path).name, "binding_score": bs}))
+        print(json.dumps({"checkpoint": Path(path).name, **headline(body)}))
         print(f"wrote {io.write_results(out.stem, record)}")
     return 0
+
+
+def cmd_ood_axes(args, argv) -> int:
+    """The count and distance axes of each checkpoint (bindlib.ood_axes): ood_axes_<checkpoint>.json."""
+    from .ood_axes import measure
+
+    return _measure_checkpoints(
+        args, argv, "ood_axes", lambda model, task, device: measure(model, task, args.per_cell, args.grid, device),
+        lambda body: {"far_accuracy": {f: v["far_accuracy"] for f, v in body["distance"]["fillers"].items()}})
+
+
+def cmd_interp_buckets(args, argv) -> int:
+    """Binding by bucket of both OOD axes (bindlib.interp.buckets): interchange_buckets_<checkpoint>.json."""
+    from .interp.buckets import BucketSizes, measure
+
+    sizes = BucketSizes(pairs=args.pairs, rebind_pairs=args.pairs, max_draw_factor=args.draw_factor)
+    return _measure_checkpoints(
+        args, argv, "interchange_buckets", lambda model, task, device: measure(model, task, sizes),
+        lambda body: {"binding_score": {k: (v.get("summary") or {}).get("binding_score")
+                                        for part in ("count", "gap") for k, v in body[part].items()}})
 
 
 def cmd_pretrain_encoder(args, argv) -> int:
