@@ -153,6 +153,25 @@ def reference_swapped_position_ids(batch: Batch, i: int, j: int):
     return pid
 
 
+def _compare_position_ids(label: str, call: Callable, batch, expected, hint: Callable | None = None) -> None:
+    """Run a student's position-id function (``call()``) and fail, naming ``label``, the first wrong row, its N and
+    ``hint(got_row, row)`` where given, unless it returns ``expected`` and leaves ``batch.position_ids`` as it was."""
+    import torch
+
+    before = batch.position_ids.clone()
+    try:
+        got = torch.as_tensor(call())
+    except Exception as err:
+        raise _fail(f"{label}: your function raised {type(err).__name__}: {err}") from err
+    if not torch.equal(batch.position_ids, before):
+        raise _fail("your function changed batch.position_ids in place; return a new tensor (clone it).")
+    if got.shape != expected.shape or not torch.equal(got, expected):
+        row = int((got != expected).any(-1).nonzero()[0]) if got.shape == expected.shape else 0
+        note = hint(got[row], row) if hint is not None and got.shape == expected.shape else ""
+        raise _fail(f"{label}, row {row} (N = {int(batch.n_objects[row])}):\n  expected {expected[row].tolist()}\n"
+                    f"  returned {got[row].tolist() if got.dim() == 2 else got.tolist()}" + (f"\n  {note}" if note else ""))
+
+
 @stub_aware
 def check_position_swap(fn: Callable, seed: int = 3) -> None:
     """Chapter 5 exercise. ``fn(batch, i, j)`` returns new position ids [B, L] in which the declaration
@@ -163,18 +182,8 @@ def check_position_swap(fn: Callable, seed: int = 3) -> None:
     task = TaskConfig()
     for k, (i, j) in enumerate(((0, 1), (1, 2), (0, 2), (3, 1))):
         batch = sample_batch(task, 20, seed=seed * 100 + k, n=(max(i, j) + 1, task.ood_range[1]), offset=k % 3)
-        expected = reference_swapped_position_ids(batch, i, j)
-        before = batch.position_ids.clone()
-        try:
-            got = torch.as_tensor(fn(batch, i, j))
-        except Exception as err:
-            raise _fail(f"swap ({i}, {j}): your function raised {type(err).__name__}: {err}") from err
-        if not torch.equal(batch.position_ids, before):
-            raise _fail("your function changed batch.position_ids in place; return a new tensor (clone it).")
-        if got.shape != expected.shape or not torch.equal(got, expected):
-            row = int((got != expected).any(-1).nonzero()[0]) if got.shape == expected.shape else 0
-            raise _fail(f"swap ({i}, {j}), row {row}:\n  expected {expected[row].tolist()}\n"
-                                 f"  returned {got[row].tolist() if got.dim() == 2 else got.tolist()}")
+        _compare_position_ids(f"swap ({i}, {j})", lambda: fn(batch, i, j), batch,
+                              reference_swapped_position_ids(batch, i, j))
     print("All four swaps are right.")
 
 
@@ -190,25 +199,15 @@ def check_gap(fn: Callable, seed: int = 6) -> None:
     task = TaskConfig()
     for k, gap in enumerate((1, 7, 48)):
         batch = sample_batch(task, 20, seed=seed * 100 + k, n=(2, task.ood_range[1]), offset=k % 2 * 3)
-        expected = move_after_context(batch, gap, "gap").position_ids
-        before = batch.position_ids.clone()
-        try:
-            got = torch.as_tensor(fn(batch, gap))
-        except NotImplementedError:
-            raise _fail("not implemented yet: gap_position_ids still raises NotImplementedError.") from None
-        except Exception as err:
-            raise _fail(f"gap {gap}: your function raised {type(err).__name__}: {err}") from err
-        if not torch.equal(batch.position_ids, before):
-            raise _fail("your function changed batch.position_ids in place; return a new tensor.")
-        if got.shape != expected.shape or not torch.equal(got, expected):
-            row = int((got != expected).any(-1).nonzero()[0]) if got.shape == expected.shape else 0
-            hint = ""
-            if got.shape == expected.shape and torch.equal(got[row], batch.position_ids[row]):
-                hint = "\n  nothing moved: add the gap to every position after CTX_END."
-            elif got.shape == expected.shape and torch.equal(got[row] - before[row], torch.full_like(got[row], gap)):
-                hint = "\n  every position moved: only the tokens after CTX_END move (a shift of all is no distance)."
-            raise _fail(f"gap {gap}, row {row} (N = {int(batch.n_objects[row])}):\n  expected {expected[row].tolist()}\n"
-                        f"  returned {got[row].tolist() if got.dim() == 2 else got.tolist()}{hint}")
+        def hint(got_row, row, gap=gap):
+            if torch.equal(got_row, batch.position_ids[row]):
+                return "nothing moved: add the gap to every position after CTX_END."
+            if torch.equal(got_row - batch.position_ids[row], torch.full_like(got_row, gap)):
+                return "every position moved: only the tokens after CTX_END move (a shift of all is no distance)."
+            return ""
+
+        _compare_position_ids(f"gap {gap}", lambda: fn(batch, gap), batch,
+                              move_after_context(batch, gap, "gap").position_ids, hint)
     print("All three gaps are right.")
 
 
