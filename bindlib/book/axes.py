@@ -38,12 +38,12 @@ AXES = {COUNT: lambda rec: rec["count"]["buckets"]["9-16"]["accuracy"], DISTANCE
         FILLER: lambda rec: far(rec, "filler")}
 
 
-def meets_targets(regime: str, seed: int) -> bool:
-    """Whether a headline cell's run met its training targets (chapter 4): the image-stage file's own verdict;
-    the text recipe's models are the analysed models themselves."""
-    if regime == "text_only":
+def meets_targets(name: str) -> bool:
+    """Whether the run that made checkpoint ``name`` met its training targets (chapter 4): an image-stage run's
+    own verdict; a text model is an analysed model itself."""
+    if not name.startswith("imagestage_"):
         return True
-    return bool(io.read_results(io.RESULTS_DIR / f"{run_name(regime, seed)}.json").get("meets_targets"))
+    return bool(io.read_results(io.RESULTS_DIR / f"{name}.json").get("meets_targets"))
 
 
 def by_seed(regimes=("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text"),
@@ -52,7 +52,7 @@ def by_seed(regimes=("text_only", "text_only_matched", "noise_text", "image_text
     rows = []
     for regime in regimes:
         for s in seeds:
-            if not meets_targets(regime, s):
+            if not meets_targets(run_name(regime, s)):
                 continue
             rec = axes_record(run_name(regime, s))
             rows.append({"regime": regime, "seed": s, "ID": rec["count"]["buckets"]["id"]["accuracy"],
