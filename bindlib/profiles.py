@@ -19,17 +19,20 @@ CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
 ENCODERS_DIR = DATA_DIR / "encoders"  # project-pretrained encoders: <name>/encoder.json + encoder.safetensors
 
 # ---------------------------------------------------------------- the two profiles
-PROFILE_NAMES = ("cpu", "paper", "deep")
+PROFILE_NAMES = ("cpu", "paper", "deep", "cpu216")
 # The paper's architecture [summary]; the CPU profile is ours, sized to train live in a chapter.
 # "deep" is the paper's depth and vocabulary trained with the CPU recipe on one CPU thread: 12 blocks,
-# 216 colours and 216 shapes from the first step (the cpu profile sees 16 of each).
+# 216 colours and 216 shapes from the first step (the cpu profile sees 16 of each). "cpu216" is its control for
+# depth: the cpu profile's 4 blocks with the deep profile's vocabulary and budgets, so depth and vocabulary can be
+# read apart.
 MODEL = {
     "paper": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
     "cpu": dict(n_layers=4, d_model=128, n_heads=4, d_ff=512),
     "deep": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
+    "cpu216": dict(n_layers=4, d_model=128, n_heads=4, d_ff=512),
 }
 # What a profile changes of the task (bindlib.task.TaskConfig): the deep profile's vocabulary.
-TASK = {"cpu": {}, "paper": {}, "deep": dict(n_colors=216, n_shapes=216)}
+TASK = {"cpu": {}, "paper": {}, "deep": dict(n_colors=216, n_shapes=216), "cpu216": dict(n_colors=216, n_shapes=216)}
 # The text recipe (bindlib.recipes): steps of its four stages and the optimiser settings.
 RECIPE = {
     "cpu": dict(steps=(1500, 500, 1500, 1500), batch_size=64, lr=1e-3, warmup=100, eval_every=100, hop_layer=1),
@@ -39,6 +42,9 @@ RECIPE = {
     # block 1 of 4, the end of its first half, so each hop gets the same share of the depth.
     "deep": dict(steps=(3000, 1000, 3000, 3000), batch_size=64, lr=1e-3, warmup=100, eval_every=100, hop_layer=5,
                  leave_at=0.995),
+    # the deep recipe on 4 blocks: deep supervision at block 1, the end of the first half, as in the cpu recipe
+    "cpu216": dict(steps=(3000, 1000, 3000, 3000), batch_size=64, lr=1e-3, warmup=100, eval_every=100, hop_layer=1,
+                   leave_at=0.995),
 }
 # Steps added after the text recipe. Image regimes: an image stage then a 20% image / 80% text mix;
 # text regimes get the same total as more text (compute-matched).
@@ -46,10 +52,12 @@ REGIME = {
     "cpu": dict(image_steps=150, mix_steps=150, batch_size=32, lr=1e-3, warmup=20, eval_every=50, eval_size=128),
     "paper": dict(image_steps=3000, mix_steps=3000, batch_size=256, lr=1e-3, warmup=300, eval_every=250, eval_size=512),
     "deep": dict(image_steps=150, mix_steps=150, batch_size=32, lr=1e-3, warmup=20, eval_every=50, eval_size=128),
+    "cpu216": dict(image_steps=150, mix_steps=150, batch_size=32, lr=1e-3, warmup=20, eval_every=50, eval_size=128),
 }
 # The rendered context: canvas and patch (one image token per patch). "cpu": 112 px, a 7 x 7 grid of
 # 49 tokens; "paper": the paper's 224 px input, 14 x 14 = 196 tokens, as the hub encoders see it.
-VISION = {"cpu": dict(canvas=112, patch=16), "paper": dict(canvas=224, patch=16), "deep": dict(canvas=112, patch=16)}
+VISION = {"cpu": dict(canvas=112, patch=16), "paper": dict(canvas=224, patch=16), "deep": dict(canvas=112, patch=16),
+          "cpu216": dict(canvas=112, patch=16)}
 
 
 def check_profile(profile: str) -> str:

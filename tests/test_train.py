@@ -486,3 +486,19 @@ def test_the_deep_profile_is_the_papers_depth_and_vocabulary_with_the_cpu_recipe
     assert [s.steps for s in cfg.stages] == [2 * s.steps for s in recipe("cpu").stages]
     plan, tag, variant = train_plan(build_parser("t").parse_args(["train", "--profile", "deep", "--seed", "2"]))
     assert tag == "text_only_deep_s2" and variant is None and plan.task_config().n_colors == 216
+
+
+def test_the_cpu216_profile_is_the_deep_profile_at_the_cpu_depth():
+    """`train --profile cpu216`: the control for depth, the cpu profile's 4 blocks with the deep profile's vocabulary,
+    stage budgets and ceilings; deep supervision at block 1, the end of the first half as in the cpu recipe."""
+    from bindlib.cli import build_parser
+    from bindlib.plans import train_plan
+    from bindlib.recipes import recipe
+
+    cfg, deep = recipe("cpu216"), recipe("deep")
+    m, t = cfg.model_config(), cfg.task_config()
+    assert (m.n_layers, m.d_model, m.n_heads, m.d_ff) == (4, 128, 4, 512)
+    assert t == deep.task_config() and cfg.hop_layer == recipe("cpu").hop_layer
+    assert [(s.steps, s.until) for s in cfg.stages] == [(s.steps, s.until) for s in deep.stages]
+    plan, tag, variant = train_plan(build_parser("t").parse_args(["train", "--profile", "cpu216", "--seed", "0"]))
+    assert tag == "text_only_cpu216_s0" and variant is None and plan.task_config().n_colors == 216
