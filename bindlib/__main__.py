@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .plans import ARM_KEYS, command_config, curve_plan, train_plan  # noqa: F401 (tests read them here)
+from .experiments.plans import ARM_KEYS, command_config, curve_plan, train_plan  # noqa: F401 (tests read them here)
 
 
 def _command_line(argv) -> str:
@@ -23,8 +23,8 @@ def _command_line(argv) -> str:
 def _data_root(smoke: bool) -> Path:
     """Where a run's checkpoints and results go by default: data/, or runs/smoke/ (settings.SMOKE_ROOT, which git
     ignores) for a test-sized run."""
-    from . import settings
-    from .profiles import DATA_DIR
+    from .experiments import settings
+    from .core.profiles import DATA_DIR
 
     return settings.SMOKE_ROOT if smoke else DATA_DIR
 
@@ -32,7 +32,7 @@ def _data_root(smoke: bool) -> Path:
 def _before_writing(args, outputs, folders=()) -> None:
     """Checks before any work: nothing committed is overwritten without --overwrite, and the outputs'
     folders (and ``folders``) are writable with free space."""
-    from . import io
+    from .core import io
 
     for path in outputs:
         io.refuse_overwrite(path, args.overwrite)
@@ -41,7 +41,7 @@ def _before_writing(args, outputs, folders=()) -> None:
 
 def _device(args) -> torch.device:
     """The requested device (failing clearly if it is a missing GPU), with the requested CPU threads."""
-    from .io import resolve_device
+    from .core.io import resolve_device
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
@@ -49,9 +49,9 @@ def _device(args) -> torch.device:
 
 
 def cmd_train(args, argv) -> int:
-    from . import io
-    from .evaluate import evaluate, evaluate_axes
-    from .train import steps_to_reach, train
+    from .core import io
+    from .core.evaluate import evaluate, evaluate_axes
+    from .training.train import steps_to_reach, train
 
     device = _device(args)
     commit = io.git_commit()  # the code that trains, not whatever is checked out when it ends
@@ -92,9 +92,9 @@ def cmd_train(args, argv) -> int:
 
 def cmd_curve(args, argv) -> int:
     """Train one named variant (recipes.VARIANTS) and record its learning curve."""
-    from . import io
-    from .settings import SMOKE_STEPS
-    from .train import steps_to_reach, train
+    from .core import io
+    from .experiments.settings import SMOKE_STEPS
+    from .training.train import steps_to_reach, train
 
     device = _device(args)
     commit = io.git_commit()
@@ -118,10 +118,10 @@ def cmd_curve(args, argv) -> int:
 
 def cmd_bench(args, argv) -> int:
     """Training throughput (steps/s) of each profile's recipe, plain single-query and packed."""
-    from . import io
-    from .recipes import recipe
-    from .model import Transformer
-    from .train import training_loss
+    from .core import io
+    from .experiments.recipes import recipe
+    from .core.model import Transformer
+    from .training.train import training_loss
 
     device = _device(args)
     _before_writing(args, [io.RESULTS_DIR / f"{args.results}.json"])
@@ -162,9 +162,9 @@ def cmd_bench(args, argv) -> int:
 
 
 def cmd_evaluate(args, argv) -> int:
-    from . import io
-    from .evaluate import SHIFTS, evaluate, evaluate_axes, evaluate_shift
-    from .task import TaskConfig
+    from .core import io
+    from .core.evaluate import SHIFTS, evaluate, evaluate_axes, evaluate_shift
+    from .core.task import TaskConfig
     device = _device(args)
     commit = io.git_commit()
     kind = "position_shift" if args.shift is not None else "evaluation"
@@ -192,8 +192,8 @@ def _measure_checkpoints(args, argv, kind: str, measure, headline) -> int:
     """Measure each of ``args.checkpoint`` and write ``<kind>_<checkpoint>.json``: every checkpoint is checked and
     every output refused or cleared before any work; ``measure(model, task)`` gives the record's body and
     ``headline(body)`` the one line printed per checkpoint."""
-    from . import io
-    from .task import TaskConfig
+    from .core import io
+    from .core.task import TaskConfig
     device = _device(args)
     commit = io.git_commit()
     names = [io.RESULTS_DIR / f"{kind}_{Path(c).name}.json" for c in args.checkpoint]
@@ -216,8 +216,8 @@ def _measure_checkpoints(args, argv, kind: str, measure, headline) -> int:
 
 
 def cmd_ood_axes(args, argv) -> int:
-    """The count and distance axes of each checkpoint (bindlib.ood_axes): ood_axes_<checkpoint>.json."""
-    from .ood_axes import measure
+    """The count and distance axes of each checkpoint (bindlib.core.ood_axes): ood_axes_<checkpoint>.json."""
+    from .core.ood_axes import measure
 
     return _measure_checkpoints(
         args, argv, "ood_axes", lambda model, task, device: measure(model, task, args.per_cell, args.grid, device),
@@ -238,7 +238,7 @@ def cmd_interp_buckets(args, argv) -> int:
 def cmd_pretrain_encoder(args, argv) -> int:
     """Pretrain a project encoder (bindlib.vision.pretrain), save the frozen trunk and a results file."""
     from .vision import encoders as E
-    from . import io
+    from .core import io
     from .vision.pretrain import OBJECTIVE, PretrainConfig, pretrain
 
     device = _device(args)
@@ -274,10 +274,10 @@ def cmd_pretrain_encoder(args, argv) -> int:
 
 
 def cmd_reproduce(args, argv) -> int:
-    """Every run of the headline table (bindlib.recipes), skipping those whose results file exists."""
-    from .recipes import reproduce
+    """Every run of the headline table (bindlib.experiments.recipes), skipping those whose results file exists."""
+    from .experiments.recipes import reproduce
 
-    from . import io
+    from .core import io
 
     device = _device(args)
     io.check_writable(io.CHECKPOINTS_DIR, io.RESULTS_DIR, "runs")
@@ -292,9 +292,9 @@ def cmd_reproduce(args, argv) -> int:
 
 
 def _reproduce_learning(args, argv, device) -> int:
-    from .headline import reproduce_learning
-    from .imagestage import MAIN_IMAGE_STAGE_ENCODER
-    from .profiles import TABLE_ENCODERS
+    from .experiments.headline import reproduce_learning
+    from .experiments.imagestage import MAIN_IMAGE_STAGE_ENCODER
+    from .core.profiles import TABLE_ENCODERS
 
     if args.profile != "cpu" or args.ablate_grounding or args.steps_scale != 1.0 or args.hop_target != "shape":
         raise ValueError("--image-stage learning runs the cpu profile's recipe as committed: drop --profile paper, "
@@ -310,10 +310,10 @@ def _reproduce_learning(args, argv, device) -> int:
 
 def cmd_interp(args, argv) -> int:
     """Interchange interventions, knockouts and probes of one checkpoint (or of every one with --all)."""
-    from . import io
+    from .core import io
     from .interp.runs import KINDS, Sizes, existing_checkpoints, run_checkpoint, up_to_date, variant_dir
-    from .profiles import ANALYSED_REGIMES, pos_suffix
-    from .recipes import arm_suffix
+    from .core.profiles import ANALYSED_REGIMES, pos_suffix
+    from .experiments.recipes import arm_suffix
 
     device = _device(args)
     commit = io.git_commit()
@@ -367,7 +367,7 @@ def cmd_student_book(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    from . import io
+    from .core import io
     from .cli import UsageError, build_parser
     from .pretrained.runs import cmd_pretrained
 
@@ -381,14 +381,14 @@ def main(argv=None) -> int:
             args.profile = ["cpu", "paper"]
         io.begin_run(args.allow_dirty)
         if args.cmd == "migrate":  # upgrades files older code wrote; refuses edits, and committed files without --overwrite
-            from .migrate import migrate
+            from .experiments.migrate import migrate
 
             migrate(args.checkpoints_dir or io.CHECKPOINTS_DIR, args.results_dir or io.RESULTS_DIR,
                     overwrite=args.overwrite)
             return 0
         if args.cmd == "progress" and args.log and args.run_command:  # a lost run: its config from its command
             args.run_config = command_config(args.run_command, build_parser)
-        if hasattr(args, "handler"):  # commands registered by their own module (bindlib.imagestage)
+        if hasattr(args, "handler"):  # commands registered by their own module (bindlib.experiments.imagestage)
             return args.handler(args, _command_line(argv), _device(args))
         return {"train": cmd_train, "curve": cmd_curve, "bench": cmd_bench, "evaluate": cmd_evaluate,
                 "pretrain-encoder": cmd_pretrain_encoder, "reproduce": cmd_reproduce,

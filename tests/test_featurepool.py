@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from bindlib.task import TaskConfig
+from bindlib.core.task import TaskConfig
 from bindlib.vision import featurepool as FP
 from bindlib.vision.multimodal import Vision
 from bindlib.vision.render import RenderConfig, place_objects
-from bindlib.train import Stage, TrainConfig, train
+from bindlib.training.train import Stage, TrainConfig, train
 
 
 def test_grid_render_puts_each_object_in_one_cell():
@@ -49,8 +49,8 @@ def test_pool_is_built_once_keyed_and_epochs_cover_it(pool_dir):
 
 
 def test_training_with_a_pool_and_a_frozen_warmup(pool_dir, tmp_path):
-    from bindlib import io
-    from bindlib.model import Transformer
+    from bindlib.core import io
+    from bindlib.core.model import Transformer
 
     base = TrainConfig(batch_size=4, eval_every=2, eval_size=8, early_stop=None, packed=True, warmup=1)
     model = Transformer(base.model_config())

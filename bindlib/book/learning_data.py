@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import io
-from ..model import typed
+from ..core import io
+from ..core.model import typed
 from ..vision.multimodal import VisionConfig
 from .control_data import PROFILE, _dir, _n_seeds, _read, mean, mechanism, routing
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_write
-from ..profiles import REPO_ROOT
+from ..core.io import atomic_write
+from ..core.profiles import REPO_ROOT
 
 POOL_DIR = REPO_ROOT / "runs" / "feature_pools"
 POOL_VERSION = 1  # bump when the pool's layout or sampling changes
@@ -71,7 +71,7 @@ class FeaturePool:
 
     def prompts(self, task, idx, seed: int, query_kind: str = "two_hop", device="cpu"):
         """ImagePrompts over pool scenes ``idx``, with freshly sampled items, association order and query."""
-        from ..task import build_prompts, make_generator
+        from ..core.task import build_prompts, make_generator
         from .multimodal import ImagePrompts, _context_start, relayout_context
 
         idx = torch.as_tensor(idx, dtype=torch.long)
@@ -151,7 +151,7 @@ def pool_path(vision, key: str, directory=None) -> Path:
 
 def build_pool(vision, task, size: int, seed: int, chunk: int = 128, log=None) -> FeaturePool:
     """Render ``size`` ID scenes (N in task.id_range) from ``seed`` and encode them once."""
-    from ..task import sample_batch
+    from ..core.task import sample_batch
     from .render import patch_grid, render_batch
 
     if size < 1:

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .. import io
-from ..io import CheckpointError, atomic_write, load_checkpoint, read_verified, sha256_bytes
-from ..model import typed
-from ..profiles import VISION, image_token_count  # noqa: F401 (image_token_count is re-exported)
-from ..task import IMG, NOISE, PAD, Batch, make_generator, sample_batch
+from ..core import io
+from ..core.io import CheckpointError, atomic_write, load_checkpoint, read_verified, sha256_bytes
+from ..core.model import typed
+from ..core.profiles import VISION, image_token_count  # noqa: F401 (image_token_count is re-exported)
+from ..core.task import IMG, NOISE, PAD, Batch, make_generator, sample_batch
 from . import encoders
 from .render import RenderConfig, patch_grid, render_batch
 

@@ -1,6 +1,6 @@
 """The headline table with the image stage that learns: ``reproduce --image-stage learning``.
 
-Each regime after the text recipe is one image recipe of ``bindlib.imagestage``, at the budget that meets
+Each regime after the text recipe is one image recipe of ``bindlib.experiments.imagestage``, at the budget that meets
 both targets (4,000 image-stage steps, then 400 mix steps), continued from the seed's text checkpoint:
 
     text_only_matched   text_matched          noise_text         noise_text_matched
@@ -20,10 +20,10 @@ import json
 import time
 from pathlib import Path
 
-from . import io
+from ..core import io
 from .imagestage import (MAIN_IMAGE_STAGE_ENCODER, TEXT_RECIPES, image_recipe_config, image_recipe_tag,
                          run_image_recipe)
-from .profiles import IMAGE_REGIMES, pos_suffix, run_tag
+from ..core.profiles import IMAGE_REGIMES, pos_suffix, run_tag
 from .recipes import finished, stage1_dir
 
 LEARNING_RECIPES = {"text_only_matched": "text_matched", "noise_text": "noise_text_matched",

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from . import io
-from .evaluate import evaluate
-from .model import Transformer
-from .task import SPECIALS, TaskConfig, Vocab
-from .train import Stage, TrainConfig, train
+from ..core import io
+from ..core.evaluate import evaluate
+from ..core.model import Transformer
+from ..core.task import SPECIALS, TaskConfig, Vocab
+from ..training.train import Stage, TrainConfig, train
 
 EXPANDED = dict(n_colors=216, n_shapes=216, n_items=32)
 EXPANDED_OOD = (9, 24)  # evaluated as 9..16 (the usual OOD) and 17..24 (beyond every 16-symbol prompt)

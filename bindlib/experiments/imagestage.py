@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from . import io
-from .evaluate import evaluate
-from .profiles import MAIN_ENCODER, checkpoint_dir
+from ..core import io
+from ..core.evaluate import evaluate
+from ..core.profiles import MAIN_ENCODER, checkpoint_dir
 from .recipes import IMAGE_SHARE, IMAGE_STAGE_MIX, _evaluate_images, regime_config
-from .train import Stage, TrainConfig, train
-from .vision.featurepool import build_image_parts, oracle_ceiling
-from .vision.multimodal import Vision, load_image_model, save_adapter
+from ..training.train import Stage, TrainConfig, train
+from ..vision.featurepool import build_image_parts, oracle_ceiling
+from ..vision.multimodal import Vision, load_image_model, save_adapter
 
 
 # ---------------------------------------------------------------- image-stage recipes (issue 10: levers)
@@ -93,7 +93,7 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
                         device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
                         mix_steps: int = 600, image_positions: str = "sequence", image_tokens: str = "all",
                         noise_positions: str = "sequence", noise_width: int | None = None):
-    from .vision.encoders import ENCODERS
+    from ..vision.encoders import ENCODERS
 
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
@@ -228,8 +228,8 @@ def cmd_bench_image(args, command: str, device) -> int:
     import dataclasses
     import statistics
 
-    from .model import Transformer
-    from .train import training_loss
+    from ..core.model import Transformer
+    from ..training.train import training_loss
 
     commit = io.git_commit()
     base = regime_config("image_text", args.seed, "cpu", args.encoder, str(device))
@@ -299,7 +299,7 @@ def cmd_bench_image(args, command: str, device) -> int:
 
 
 def cmd_image_stage(args, command: str, device) -> int:
-    """Train one image recipe (bindlib.imagestage.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
+    """Train one image recipe (bindlib.experiments.imagestage.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
     from . import settings
 
     commit = io.git_commit()
@@ -321,7 +321,7 @@ def cmd_image_stage(args, command: str, device) -> int:
 def cmd_encoder_ceiling(args, command: str, device) -> int:
     """Per-object colour/shape accuracy of frozen features and the two-hop ceiling an oracle reads from them."""
     io.refuse_overwrite(io.RESULTS_DIR / f"{args.results}.json", args.overwrite)
-    from .task import TaskConfig
+    from ..core.task import TaskConfig
 
     t0 = time.time()
     out = {}
@@ -353,7 +353,7 @@ def add_commands(sub) -> None:
     bi.add_argument("--results", default="throughput_image_stage_cpu")
 
     ist = sub.add_parser("image-stage", help="train an image recipe (issue 10 levers) from a text checkpoint")
-    ist.add_argument("--recipe", required=True, help="a name from bindlib.imagestage.IMAGE_RECIPES")
+    ist.add_argument("--recipe", required=True, help="a name from bindlib.experiments.imagestage.IMAGE_RECIPES")
     ist.add_argument("--seed", type=int, default=0)
     add_setting(ist, "encoder", default=MAIN_IMAGE_STAGE_ENCODER, more_help="default: the grid-aligned CNN")
     ist.add_argument("--init-from", help="text checkpoint to start from (default data/checkpoints/text_only_cpu_s<seed>)")

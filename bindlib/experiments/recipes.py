@@ -13,7 +13,7 @@ prompt asked under every query kind in one pass):
 
 The five training regimes of the headline table and where their checkpoints and results live.
 
-Every regime shares stage 1 (the text recipe, bindlib.recipes) and differs in what follows it:
+Every regime shares stage 1 (the text recipe, bindlib.experiments.recipes) and differs in what follows it:
 
 - ``text_only``: stage 1 alone (the committed text checkpoints);
 - ``text_only_matched``: stage 1, then more text for as many steps as the image regimes add
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
-from . import io
-from .evaluate import evaluate, mean_sd
-from .profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW, RECIPE, REGIME, REGIMES, TASK,
+from ..core import io
+from ..core.evaluate import evaluate, mean_sd
+from ..core.profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW, RECIPE, REGIME, REGIMES, TASK,
                        TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, pos_suffix, run_tag)  # noqa: F401
-from .task import TaskConfig, sample_batch
-from .train import Stage, TrainConfig, train
-from .vision.grounding import grounding_accuracy
-from .vision.multimodal import VisionConfig, image_accuracy, load_image_model, save_adapter
+from ..core.task import TaskConfig, sample_batch
+from ..training.train import Stage, TrainConfig, train
+from ..vision.grounding import grounding_accuracy
+from ..vision.multimodal import VisionConfig, image_accuracy, load_image_model, save_adapter
 
 SUBSKILL_MIX = {"two_hop": 1.0, "color_to_shape": 1.0, "shape_to_item": 1.0}
 
@@ -351,7 +351,7 @@ def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | 
                    image_stage: str | None = "short") -> list[dict]:
     """Every regime results record of a profile (kind 'regime') with the table's step budget
     (``steps_scale=None``: every budget, exploratory runs included), positional encoding, hop target and
-    image stage ("short": the first grid; "learning": ``bindlib.headline``'s) (None: every one)."""
+    image stage ("short": the first grid; "learning": ``bindlib.experiments.headline``'s) (None: every one)."""
     recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
     return [r for r in recs if (steps_scale is None or r.get("steps_scale", 1.0) == steps_scale)
             and (image_stage is None or r.get("image_stage", "short") == image_stage)

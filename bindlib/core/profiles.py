@@ -12,7 +12,7 @@ import itertools
 from pathlib import Path
 
 # ---------------------------------------------------------------- where files live
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 RESULTS_DIR = DATA_DIR / "results"
 CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
@@ -28,9 +28,9 @@ MODEL = {
     "cpu": dict(n_layers=4, d_model=128, n_heads=4, d_ff=512),
     "deep": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
 }
-# What a profile changes of the task (bindlib.task.TaskConfig): the deep profile's vocabulary.
+# What a profile changes of the task (bindlib.core.task.TaskConfig): the deep profile's vocabulary.
 TASK = {"cpu": {}, "paper": {}, "deep": dict(n_colors=216, n_shapes=216)}
-# The text recipe (bindlib.recipes): steps of its four stages and the optimiser settings.
+# The text recipe (bindlib.experiments.recipes): steps of its four stages and the optimiser settings.
 RECIPE = {
     "cpu": dict(steps=(1500, 500, 1500, 1500), batch_size=64, lr=1e-3, warmup=100, eval_every=100, hop_layer=1),
     "paper": dict(steps=(3000, 1000, 3000, 3000), batch_size=256, lr=1e-3, warmup=300, eval_every=250, hop_layer=5),
@@ -125,7 +125,7 @@ def paper_value(regime: str) -> float:
 
 
 # ---------------------------------------------------------------- the positional-encoding axis
-# bindlib.model implements them; the table's encoding is RoPE, the others are an axis named _<x>pos
+# bindlib.core.model implements them; the table's encoding is RoPE, the others are an axis named _<x>pos
 POS_ENCODINGS = ("rope", "learned", "none")
 
 
@@ -136,7 +136,7 @@ def pos_suffix(pos_encoding: str = "rope") -> str:
     return "" if pos_encoding == "rope" else f"_{pos_encoding}pos"
 
 
-# ---------------------------------------------------------------- the vocabulary's tables (bindlib.task re-exports them)
+# ---------------------------------------------------------------- the vocabulary's tables (bindlib.core.task re-exports them)
 @functools.lru_cache(maxsize=None)
 def cube_colors() -> tuple[tuple[int, int, int], ...]:
     """The 6x6x6 RGB cube (216 colours), ordered so that any prefix is spread out.

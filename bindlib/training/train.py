@@ -15,16 +15,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import io
-from .evaluate import steps_to_reach  # noqa: F401 (re-exported)
-from .model import PROFILES, Transformer, ModelConfig, ModelOverrides, answer_logits, typed
-from .packing import HOP_TARGETS, hop_loss, pack_queries
-from .profiles import image_token_count
+from ..core import io
+from ..core.evaluate import steps_to_reach  # noqa: F401 (re-exported)
+from ..core.model import PROFILES, Transformer, ModelConfig, ModelOverrides, answer_logits, typed
+from ..core.packing import HOP_TARGETS, hop_loss, pack_queries
+from ..core.profiles import image_token_count
 from .state import resume_train_state, save_train_state
-from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
-from .vision.featurepool import ImageParts, build_image_parts  # noqa: F401 (re-exported)
-from .vision.grounding import grounding_loss
-from .vision.multimodal import VisionConfig, add_noise, image_accuracy
+from ..core.task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
+from ..vision.featurepool import ImageParts, build_image_parts  # noqa: F401 (re-exported)
+from ..vision.grounding import grounding_loss
+from ..vision.multimodal import VisionConfig, add_noise, image_accuracy
 
 
 @dataclass
@@ -309,7 +309,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
     task = cfg.task_config()
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model_config()).to(device)
-    if init_model is not None:  # weights prepared by the caller (bindlib.expand: a grown vocabulary)
+    if init_model is not None:  # weights prepared by the caller (bindlib.experiments.expand: a grown vocabulary)
         model.load_state_dict(init_model.state_dict())
     elif cfg.init_from:
         start, _ = io.load_checkpoint(io.REPO_ROOT / cfg.init_from, device=device, expect=cfg.model_config().to_dict())
