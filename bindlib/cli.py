@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .core.profiles import PROFILE_NAMES, REGIMES, TABLE_ENCODERS
+from .core.profiles import PROFILE_NAMES, PROJECT_ENCODERS, REGIMES, TABLE_ENCODERS
 from .experiments.settings import SMOKE_STEPS, add_setting, positive_float, positive_int
 
 class UsageError(Exception):
@@ -112,7 +112,7 @@ def build_parser(description: str) -> Parser:
     ib.add_argument("--threads", type=int, default=0)
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
-    pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit", "project_cnn_grid"])
+    pe.add_argument("--name", required=True, choices=PROJECT_ENCODERS)
     pe.add_argument("--profile", default="cpu", choices=PROFILE_NAMES,
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)

@@ -60,14 +60,15 @@ def test_training_with_a_pool_and_a_frozen_warmup(pool_dir, tmp_path):
     cfg = TrainConfig(batch_size=4, eval_every=2, eval_size=8, early_stop=None, packed=True, warmup=1, stages=stages,
                       vision={"encoder": "random_cnn", "pool_size": 8}, init_from=str(tmp_path / "start"),
                       cpu_bf16=True)
-    trained, history, parts = train(cfg, out_dir=tmp_path / "run", progress=False, log=None, with_parts=True)
+    trained, history, parts = train(cfg, out_dir=tmp_path / "run", progress=False, log=None, with_parts=True,
+                                    image_steps=FP.build_image_parts)
     start, _ = io.load_checkpoint(tmp_path / "start")
     after_warm, _ = io.load_checkpoint(tmp_path / "run")  # the last state: after the unfrozen stage
     assert parts.pool is not None and len(parts.pool) == 8
     assert "acc_image_pool_two_hop" in history[0]
     # the frozen stage moved only the adapter: resume a run that stops after it and compare weights
     cfg_warm = TrainConfig(**{**cfg.to_dict(), "stages": [cfg.to_dict()["stages"][0]]})
-    warm_model, _ = train(cfg_warm, progress=False, log=None)
+    warm_model, _ = train(cfg_warm, progress=False, log=None, image_steps=FP.build_image_parts)
     for (n, a), b in zip(warm_model.state_dict().items(), start.state_dict().values()):
         assert torch.equal(a.float(), b.float()), n
     assert any(not torch.equal(a.float(), b.float()) for a, b in zip(after_warm.state_dict().values(),

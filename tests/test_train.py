@@ -353,7 +353,7 @@ def test_resolve_device_cpu_and_auto(monkeypatch):
 def test_typed_configs_round_trip_committed_train_configs():
     """TrainConfig holds a TaskConfig and a VisionConfig, and writes exactly the JSON committed checkpoints hold."""
     from bindlib.core.task import TaskConfig
-    from bindlib.vision.multimodal import VisionConfig
+    from bindlib.core.relayout import VisionConfig
 
     from bindlib.core.model import ModelOverrides
 
@@ -486,3 +486,24 @@ def test_the_deep_profile_is_the_papers_depth_and_vocabulary_with_the_cpu_recipe
     assert [s.steps for s in cfg.stages] == [2 * s.steps for s in recipe("cpu").stages]
     plan, tag, variant = train_plan(build_parser("t").parse_args(["train", "--profile", "deep", "--seed", "2"]))
     assert tag == "text_only_deep_s2" and variant is None and plan.task_config().n_colors == 216
+
+
+TEXT_ONLY_SCRIPT = """
+import sys
+from bindlib.training.train import Stage, TrainConfig, train
+
+cfg = TrainConfig(model=dict(n_layers=1, d_model=16, n_heads=2, d_ff=32), batch_size=4, warmup=1, eval_every=2,
+                  eval_size=8, early_stop=None, stages=[Stage("noised", 2, noise=0.5)])
+model, history = train(cfg, progress=False, log=None)
+assert history[-1]["step"] == 2, history
+print(sorted(m for m in sys.modules if m.startswith("bindlib.vision")))
+"""
+
+
+def test_text_training_imports_no_vision_module(tmp_path):
+    """Text training, noise steps included, runs without importing anything of bindlib.vision."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", TEXT_ONLY_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]", p.stdout

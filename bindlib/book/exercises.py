@@ -19,7 +19,7 @@ import torch
 
 from ..core.model import ModelConfig, Transformer
 from ..core.task import ASSOCIATION_ORDERS, NOISE, Batch, TaskConfig, Vocab, sample_batch
-from ..vision.multimodal import add_noise
+from ..core.relayout import add_noise
 from ..vision.render import RenderConfig, patch_grid, place_objects
 from .checks import stub_aware
 

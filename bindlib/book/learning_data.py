@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..core import io
 from ..core.model import typed
-from ..vision.multimodal import VisionConfig
+from ..core.relayout import VisionConfig
 from .control_data import PROFILE, _dir, _n_seeds, _read, mean, mechanism, routing
 
 

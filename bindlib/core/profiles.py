@@ -70,8 +70,12 @@ NOISE_REGIMES = ("noise_text", "noise_image_text")
 # The four regimes of the paper's table, in the order the interpretability chapters show them.
 ANALYSED_REGIMES = ("text_only", "noise_text", "image_text", "noise_image_text")
 SEEDS = (0, 1, 2)
-MAIN_ENCODER = "project_cnn"  # the encoder of the headline table (the others are per-encoder results)
-TABLE_ENCODERS = ("project_cnn", "project_vit", "random_cnn", "pixels")
+# Every frozen image encoder by name (bindlib.vision.encoders builds each): the paper's hub encoders (dinov2
+# stands in for dinov3 where that is unavailable), the controls, and the encoders this project pretrains.
+PROJECT_ENCODERS = ("project_cnn", "project_vit", "project_cnn_grid")
+ENCODERS = ("resnet152", "vit_b16", "dinov3", "dinov2", "random_cnn", "pixels", *PROJECT_ENCODERS)
+MAIN_ENCODER = "project_cnn"  # the default encoder: that of the headline table (the others are per-encoder results)
+TABLE_ENCODERS = (MAIN_ENCODER, "project_vit", "random_cnn", "pixels")
 # The paper's name for each regime's row of its OOD table (OOD_ACCURACY keys).
 PAPER_ROW = {"text_only": "text_only", "noise_text": "noise_text", "image_text": "image_text",
              "noise_image_text": "noise_image_text", "text_only_matched": None}

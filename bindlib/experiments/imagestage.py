@@ -178,7 +178,7 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
     for path in (final, results_dir / f"{results or 'imagestage_' + tag}.json"):  # before any work
         io.refuse_overwrite(path, overwrite)
     model, history, parts = train(cfg, out_dir=Path("runs") / f"imagestage_{tag}", progress=progress,
-                                  log=None if progress else log, with_parts=True)
+                                  log=None if progress else log, with_parts=True, image_steps=build_image_parts)
     meta = {"train_config": cfg.to_dict(), "regime": recipe_regime(recipe), "recipe": recipe, "profile": "cpu", "seed": seed,
             "encoder": encoder, "init_from": cfg.init_from, "steps": history[-1]["step"] if history else 0,
             **({"adapter": save_adapter(parts.adapter, final), "encoder_id": parts.vision.encoder.weights_id,
@@ -373,7 +373,7 @@ def add_commands(sub) -> None:
                           "_noise<W>")
 
     ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
-    ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])
+    ec.add_argument("--encoders", nargs="+", default=[MAIN_ENCODER, "project_cnn_grid"])
     ec.add_argument("--train-scenes", type=int, default=1024)
     ec.add_argument("--test-scenes", type=int, default=512)
     ec.add_argument("--seed", type=int, default=0)

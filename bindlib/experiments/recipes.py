@@ -36,7 +36,9 @@ from ..core.profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACC
 from ..core.task import TaskConfig, sample_batch
 from ..training.train import Stage, TrainConfig, train
 from ..vision.grounding import grounding_accuracy
-from ..vision.multimodal import VisionConfig, image_accuracy, load_image_model, save_adapter
+from ..core.relayout import VisionConfig
+from ..vision.featurepool import build_image_parts
+from ..vision.multimodal import image_accuracy, load_image_model, save_adapter
 
 SUBSKILL_MIX = {"two_hop": 1.0, "color_to_shape": 1.0, "shape_to_item": 1.0}
 
@@ -260,7 +262,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
                             pos_encoding, hop_target)
         run_dir = Path("runs") / final.name
         model, history, parts = train(cfg, out_dir=run_dir, progress=progress, log=None if progress else print,
-                                      with_parts=True)
+                                      with_parts=True, image_steps=build_image_parts)
         meta = {"train_config": cfg.to_dict(), "regime": regime, "profile": profile, "seed": seed, "encoder": encoder,
                 "grounding": run.get("grounding", True), "init_from": io.relpath(stage1),
                 "steps": history[-1]["step"] if history else 0}

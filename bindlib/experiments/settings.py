@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..core.model import ModelConfig
 from ..training.train import TrainConfig
-from ..vision.multimodal import VisionConfig
+from ..core.relayout import VisionConfig
 
 SETTINGS = {
     "pos_encoding": (ModelConfig, "pos_encoding"),  # --pos-encoding

@@ -222,7 +222,7 @@ _BUILDERS = {
     "project_vit": lambda **kw: project_encoder("project_vit", **kw),
     "project_cnn_grid": lambda **kw: project_encoder("project_cnn_grid", **kw),
 }
-ENCODERS = tuple(_BUILDERS)
+assert tuple(_BUILDERS) == ENCODERS, "bindlib.core.profiles.ENCODERS names every encoder built here, in this order"
 
 
 def _unknown(name):
