@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from .profiles import MODEL as PROFILES  # n_layers, d_model, n_heads, d_ff of the cpu and paper profiles
-from .profiles import POS_ENCODINGS
+from .profiles import DEFAULT_POS_ENCODING, POS_ENCODINGS
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
     d_ff: int = 512
-    pos_encoding: str = field(default="rope", metadata={
+    pos_encoding: str = field(default=DEFAULT_POS_ENCODING, metadata={
         "choices": POS_ENCODINGS, "help": "positional encoding (an ablation when not rope: names get a _<x>pos suffix)"})
     max_len: int = 512  # positions 0..max_len-1 of the learned position table (rope and none have no limit)
     rope_base: float = 10000.0

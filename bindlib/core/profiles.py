@@ -130,14 +130,26 @@ def paper_value(regime: str) -> float:
 
 # ---------------------------------------------------------------- the positional-encoding axis
 # bindlib.core.model implements them; the table's encoding is RoPE, the others are an axis named _<x>pos
-POS_ENCODINGS = ("rope", "learned", "none")
+DEFAULT_POS_ENCODING = "rope"  # the default of every model, run and record: the table's RoPE
+POS_ENCODINGS = (DEFAULT_POS_ENCODING, "learned", "none")
 
 
-def pos_suffix(pos_encoding: str = "rope") -> str:
-    """``_learnedpos`` / ``_nonepos`` for the positional-encoding axis (empty for the table's RoPE)."""
+def check_pos_encoding(pos_encoding: str) -> str:
     if pos_encoding not in POS_ENCODINGS:
         raise ValueError(f"unknown pos_encoding {pos_encoding!r}: allowed {POS_ENCODINGS}.")
-    return "" if pos_encoding == "rope" else f"_{pos_encoding}pos"
+    return pos_encoding
+
+
+def pos_suffix(pos_encoding: str = DEFAULT_POS_ENCODING) -> str:
+    """``_learnedpos`` / ``_nonepos`` for the positional-encoding axis (empty for the default): a name computed
+    from the setting, never read back (a checkpoint's model.json holds the setting itself)."""
+    return "" if check_pos_encoding(pos_encoding) == DEFAULT_POS_ENCODING else f"_{pos_encoding}pos"
+
+
+def pos_setting(pos_encoding: str = DEFAULT_POS_ENCODING) -> dict:
+    """``{"pos_encoding": x}`` where x is not the default, else ``{}``: what model overrides, saved configs and
+    results records hold (so the default runs' files stay as they were)."""
+    return {} if check_pos_encoding(pos_encoding) == DEFAULT_POS_ENCODING else {"pos_encoding": pos_encoding}
 
 
 # ---------------------------------------------------------------- the vocabulary's tables (bindlib.core.task re-exports them)

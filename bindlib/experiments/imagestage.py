@@ -15,7 +15,7 @@ import torch
 
 from ..core import io
 from ..core.evaluate import evaluate
-from ..core.profiles import MAIN_ENCODER, checkpoint_dir
+from ..core.profiles import DEFAULT_POS_ENCODING, ENCODERS, MAIN_ENCODER, checkpoint_dir, pos_setting
 from .recipes import IMAGE_SHARE, IMAGE_STAGE_MIX, _evaluate_images, regime_config
 from ..training.train import Stage, TrainConfig, train
 from ..vision.featurepool import build_image_parts, oracle_ceiling
@@ -93,8 +93,6 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
                         device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
                         mix_steps: int = 600, image_positions: str = "sequence", image_tokens: str = "all",
                         noise_positions: str = "sequence", noise_width: int | None = None):
-    from ..vision.encoders import ENCODERS
-
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
     stages = image_recipe_stages(recipe, image_steps, mix_steps)
@@ -120,7 +118,7 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
                        init_from=start, vision=vision, seed=seed, device=device, cpu_bf16=True,
-                       model={"pos_encoding": pos} if pos != "rope" else None)
+                       model=pos_setting(pos))
 
 
 def start_meta(init_from: str) -> dict:
@@ -139,7 +137,7 @@ def start_train_setting(init_from: str, key: str, default):
 def start_pos_encoding(init_from: str) -> str:
     """The positional encoding of the text checkpoint an image recipe continues (rope where not recorded).
     The correction test starts from learned positions too."""
-    return (start_meta(init_from).get("model_config") or {}).get("pos_encoding", "rope")
+    return (start_meta(init_from).get("model_config") or {}).get("pos_encoding", DEFAULT_POS_ENCODING)
 
 
 def image_recipe_tag(recipe: str, seed: int, cfg: TrainConfig, image_steps: int = 1500) -> str:

@@ -31,8 +31,9 @@ import torch
 
 from ..core import io
 from ..core.evaluate import evaluate, mean_sd
-from ..core.profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW, RECIPE, REGIME, REGIMES, TASK,
-                       TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, pos_suffix, run_tag)  # noqa: F401
+from ..core.profiles import (DEFAULT_POS_ENCODING, IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW,  # noqa: F401
+                             RECIPE, REGIME, REGIMES, TASK, TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir,
+                             pos_setting, pos_suffix, run_tag)
 from ..core.task import TaskConfig, sample_batch
 from ..training.train import Stage, TrainConfig, train
 from ..vision.grounding import grounding_accuracy
@@ -157,24 +158,24 @@ def regime_stages(regime: str, profile: str = "cpu", grounding: bool = True, ste
     raise ValueError(f"regime {regime!r} has no stages after the text recipe (it is the text recipe).")
 
 
-def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = "rope", hop_target: str = "shape") -> Path:
+def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = DEFAULT_POS_ENCODING, hop_target: str = "shape") -> Path:
     """The text_only checkpoint every regime of (seed, positional encoding, hop target) starts from: the
     folder ``train --pos-encoding X --hop-target Y`` writes."""
     path = checkpoint_dir("text_only", seed, profile)
     return path.with_name(path.name + pos_suffix(pos_encoding) + arm_suffix(hop_target=hop_target))
 
 
-def stage1_config(seed: int, profile: str = "cpu", device: str = "cpu", pos_encoding: str = "rope",
+def stage1_config(seed: int, profile: str = "cpu", device: str = "cpu", pos_encoding: str = DEFAULT_POS_ENCODING,
                   hop_target: str = "shape") -> TrainConfig:
     """The text recipe that makes ``stage1_dir`` (as ``train`` runs it with those flags)."""
     cfg = recipe(profile, seed=seed, device=device, hop_target=hop_target)
-    if pos_encoding != "rope":
+    if pos_encoding != DEFAULT_POS_ENCODING:
         cfg.model = cfg.model.replace(pos_encoding=pos_encoding)
     return cfg
 
 
 def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, device: str = "cpu",
-                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = "rope", hop_target: str = "shape"):
+                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = DEFAULT_POS_ENCODING, hop_target: str = "shape"):
     """The TrainConfig that continues the text_only checkpoint of ``seed`` (``pos_encoding``, ``hop_target``) into
     ``regime``; the hop target only names the start (the stages after the recipe have no deep supervision)."""
     check_regime(regime)
@@ -185,7 +186,7 @@ def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | N
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
                        init_from=io.relpath(stage1_dir(seed, profile, pos_encoding, hop_target)), vision=vision, seed=seed,
-                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else None,
+                       device=device, model=pos_setting(pos_encoding),
                        hop_target=hop_target)
 
 
@@ -209,7 +210,7 @@ def run_suffix(run: dict, steps_scale: float = 1.0) -> str:
     """What sets a run apart from its table row: another positional encoding or hop target (its start), no
     grounding, or a scaled step budget (exploratory)."""
     scaled = steps_scale != 1.0 and run["regime"] != "text_only"  # text_only trains nothing here
-    return (pos_suffix(run.get("pos_encoding", "rope")) + arm_suffix(hop_target=run.get("hop_target", "shape"))
+    return (pos_suffix(run.get("pos_encoding", DEFAULT_POS_ENCODING)) + arm_suffix(hop_target=run.get("hop_target", "shape"))
             + ("" if run.get("grounding", True) else "_nogrounding")
             + (f"_steps{steps_scale:g}x" if scaled else ""))
 
@@ -233,7 +234,7 @@ def _evaluate_images(model, adapter, vision, task, device, per_n: int = 128, see
             "grounding_accuracy": {k: round(v, 4) for k, v in grounding_accuracy(model, adapter, prompts).items()}}
 
 
-def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = "rope", hop_target: str = "shape"):
+def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = DEFAULT_POS_ENCODING, hop_target: str = "shape"):
     """The text_only checkpoint of ``seed`` (``pos_encoding``, ``hop_target``); trained first if it is missing."""
     path = stage1_dir(seed, profile, pos_encoding, hop_target)
     if not (path / "model.json").exists():
@@ -249,7 +250,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
                steps_scale: float = 1.0) -> dict:
     """Train (or, for text_only, load) one run, save its checkpoint, evaluate it, return its results record."""
     t0 = time.time()
-    regime, seed, encoder, pos_encoding = run["regime"], run["seed"], run["encoder"], run.get("pos_encoding", "rope")
+    regime, seed, encoder, pos_encoding = run["regime"], run["seed"], run["encoder"], run.get("pos_encoding", DEFAULT_POS_ENCODING)
     hop_target = run.get("hop_target", "shape")
     stage1 = _stage1(seed, profile, device, progress, pos_encoding, hop_target)
     final = checkpoint_for(run, profile, steps_scale)
@@ -276,7 +277,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     record = {"kind": "regime", "regime": regime, "encoder": encoder, "profile": profile, "seed": seed,
               "grounding": run.get("grounding", True) if regime in IMAGE_REGIMES else None,
               "steps_scale": steps_scale if regime != "text_only" else 1.0,
-              **({"pos_encoding": pos_encoding} if pos_encoding != "rope" else {}),
+              **pos_setting(pos_encoding),
               **({"hop_target": hop_target} if hop_target != "shape" else {}),
               **evaluate(model, task, device=device)}
     if parts is not None:
@@ -316,7 +317,7 @@ def finished(path, kind: str) -> bool:
 
 def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
               device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
-              steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = "rope",
+              steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = DEFAULT_POS_ENCODING,
               hop_target: str = "shape") -> list[Path]:
     """Run every planned run whose results file is missing (or all with ``force``); resumable at any point.
 
@@ -349,7 +350,7 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
 
 # ---------------------------------------------------------------- the table, from results files
 def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0,
-                   pos_encoding: str | None = "rope", hop_target: str | None = "shape",
+                   pos_encoding: str | None = DEFAULT_POS_ENCODING, hop_target: str | None = "shape",
                    image_stage: str | None = "short") -> list[dict]:
     """Every regime results record of a profile (kind 'regime') with the table's step budget
     (``steps_scale=None``: every budget, exploratory runs included), positional encoding, hop target and
@@ -357,7 +358,7 @@ def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | 
     recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
     return [r for r in recs if (steps_scale is None or r.get("steps_scale", 1.0) == steps_scale)
             and (image_stage is None or r.get("image_stage", "short") == image_stage)
-            and (pos_encoding is None or r.get("pos_encoding", "rope") == pos_encoding)
+            and (pos_encoding is None or r.get("pos_encoding", DEFAULT_POS_ENCODING) == pos_encoding)
             and (hop_target is None or r.get("hop_target", "shape") == hop_target)]
 
 

@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from ..core.io import CheckpointError, atomic_write, atomic_write_json, read_verified, sha256_bytes
 
-from ..core.profiles import ENCODERS_DIR, VISION
+from ..core.profiles import ENCODERS, ENCODERS_DIR, VISION
 from ..core.task import seeded
 from .hub import (HUB_SPECS, PAPER_ENCODERS, WEIGHTS_ENV, HubEncoder, HubSpec, _load_kwargs,  # noqa: F401
                   _model_class, _transformers_class, dinov3_available, hub_encoder, load_hub_model, paper_encoders)
