@@ -35,7 +35,7 @@ ARM_ARGS = (
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
                     "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "migrate",
-                    "ood-axes", "interp-buckets")
+                    "ood-axes", "interp-buckets", "run")
 
 
 def build_parser(description: str) -> Parser:
@@ -181,6 +181,9 @@ def build_parser(description: str) -> Parser:
     from .experiments.imagestage import add_commands
 
     add_commands(sub)  # bench-image, image-stage, encoder-ceiling (each with its own handler)
+    from .experiments.registry import add_command as add_run_command
+
+    add_run_command(sub)  # run: one named experiment
     from .experiments.expand import add_command as add_expand_command
 
     add_expand_command(sub)  # expand-vocab
