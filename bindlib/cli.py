@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .profiles import PROFILE_NAMES, REGIMES, TABLE_ENCODERS
-from .settings import SMOKE_STEPS, add_setting, positive_float, positive_int
+from .core.profiles import PROFILE_NAMES, PROJECT_ENCODERS, REGIMES, TABLE_ENCODERS
+from .experiments.settings import SMOKE_STEPS, add_setting, positive_float, positive_int
 
 class UsageError(Exception):
     """A command line argparse rejects."""
@@ -35,7 +35,7 @@ ARM_ARGS = (
 
 RESULTS_COMMANDS = ("train", "curve", "bench", "evaluate", "pretrain-encoder", "reproduce", "interp",
                     "bench-image", "image-stage", "encoder-ceiling", "expand-vocab", "pretrained", "progress", "migrate",
-                    "ood-axes", "interp-buckets")
+                    "ood-axes", "interp-buckets", "run")
 
 
 def build_parser(description: str) -> Parser:
@@ -65,7 +65,7 @@ def build_parser(description: str) -> Parser:
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")
 
     c = sub.add_parser("curve", help="train a named variant and record its learning curve (sub-skill accuracies)")
-    c.add_argument("--variant", required=True, help="a name from bindlib.recipes.VARIANTS")
+    c.add_argument("--variant", required=True, help="a name from bindlib.experiments.recipes.VARIANTS")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--steps", type=positive_int, default=None,
                    help=f"override the variant's total step budget (below {SMOKE_STEPS}: a test run, written under runs/smoke/)")
@@ -112,7 +112,7 @@ def build_parser(description: str) -> Parser:
     ib.add_argument("--threads", type=int, default=0)
 
     pe = sub.add_parser("pretrain-encoder", help="pretrain a project encoder (per-patch colour/shape) and freeze it")
-    pe.add_argument("--name", required=True, choices=["project_cnn", "project_vit", "project_cnn_grid"])
+    pe.add_argument("--name", required=True, choices=PROJECT_ENCODERS)
     pe.add_argument("--profile", default="cpu", choices=PROFILE_NAMES,
                     help="cpu: 112 px, 49 tokens, data/encoders/<name>; paper: 224 px, 196 tokens, <name>_paper")
     pe.add_argument("--seed", type=int, default=0)
@@ -141,7 +141,7 @@ def build_parser(description: str) -> Parser:
     r.add_argument("--steps-scale", type=positive_float, default=1.0, help="multiply the post-text stages' step budgets")
     r.add_argument("--image-stage", choices=["short", "learning"], default="short",
                    help="short: the first grid's 150 + 150 steps (every encoder); learning: the image stage that "
-                        "learns (bindlib.headline; cpu profile, the grid-aligned CNN unless --encoders names one)")
+                        "learns (bindlib.experiments.headline; cpu profile, the grid-aligned CNN unless --encoders names one)")
     r.add_argument("--force", action="store_true", help="rerun runs whose results file exists")
     add_setting(r, "pos_encoding", more_help="every regime starts from text_only_<profile>_s<seed>_<x>pos (trained if "
                                              "missing; rope: the table's runs)")
@@ -178,16 +178,19 @@ def build_parser(description: str) -> Parser:
     ip.add_argument("--device", default="cpu")
     ip.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
 
-    from .imagestage import add_commands
+    from .experiments.imagestage import add_commands
 
     add_commands(sub)  # bench-image, image-stage, encoder-ceiling (each with its own handler)
-    from .expand import add_command as add_expand_command
+    from .experiments.registry import add_command as add_run_command
+
+    add_run_command(sub)  # run: one named experiment
+    from .experiments.expand import add_command as add_expand_command
 
     add_expand_command(sub)  # expand-vocab
     from .pretrained.runs import add_parser as add_pretrained_parser
 
     add_pretrained_parser(sub)  # chapter 8: a pretrained LLM/VLM pair
-    from .state import add_command as add_progress_command
+    from .training.state import add_command as add_progress_command
 
     add_progress_command(sub)  # progress: an unfinished run's curve, on record
 

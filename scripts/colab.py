@@ -115,9 +115,9 @@ def checkpoint_folders() -> set[str]:
 def _resolvers() -> dict:
     """The bindlib functions that name a checkpoint folder, called with a cell's literal arguments."""
     sys.path.insert(0, str(REPO_ROOT))
-    from bindlib import profiles
+    from bindlib.core import profiles
     from bindlib.interp import runs
-    from bindlib.recipes import stage1_dir
+    from bindlib.experiments.recipes import stage1_dir
 
     def names(paths):
         return [Path(p["path"] if isinstance(p, dict) else p).name for p in paths]

@@ -19,7 +19,7 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _fresh_run_state():
     """A test that runs a CLI command with --allow-dirty must not leave its diff to the next test's writes."""
-    from bindlib import io
+    from bindlib.core import io
 
     io.RUN.update(commit=None, diff=None)
     yield

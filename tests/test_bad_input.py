@@ -11,10 +11,10 @@ import os
 import pytest
 import torch
 
-from bindlib import io
+from bindlib.core import io
 from bindlib.__main__ import main
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import TaskConfig, sample_batch
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import TaskConfig, sample_batch
 from bindlib.vision import encoders as E
 
 TASK = TaskConfig()
@@ -212,11 +212,11 @@ def test_oserror_is_one_line(tmp_path, capsys):
 # ---------------------------------------------------------------- the audit's cases: one line, exit status 2, nothing written
 import subprocess  # noqa: E402
 
-import bindlib.imagestage  # noqa: E402
-import bindlib.settings  # noqa: E402
-import bindlib.train  # noqa: E402
-from bindlib import migrate as M  # noqa: E402
-from bindlib import recipes  # noqa: E402
+import bindlib.experiments.imagestage  # noqa: E402
+import bindlib.experiments.settings  # noqa: E402
+import bindlib.training.train  # noqa: E402
+from bindlib.experiments import migrate as M  # noqa: E402
+from bindlib.experiments import recipes  # noqa: E402
 
 
 def tree() -> str:
@@ -434,9 +434,9 @@ class TestStepFlags:
 
     def test_a_short_curve_writes_under_runs_smoke(self, tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
-        monkeypatch.setattr(bindlib.settings, "SMOKE_ROOT", tmp_path / "smoke")
+        monkeypatch.setattr(bindlib.experiments.settings, "SMOKE_ROOT", tmp_path / "smoke")
         row = {"step": 5, "wall_seconds": 0.1, "acc_two_hop": 0.1}
-        monkeypatch.setattr(bindlib.train, "train", lambda cfg, **kw: (None, [row]))
+        monkeypatch.setattr(bindlib.training.train, "train", lambda cfg, **kw: (None, [row]))
         assert main(["curve", "--allow-dirty", "--variant", "direct", "--steps", "5", "--device", "cpu", "--quiet"]) == 0
         assert (tmp_path / "smoke" / "results" / "curve_direct_s0.json").exists()
         assert not (tmp_path / "data").exists()
@@ -444,7 +444,7 @@ class TestStepFlags:
     def test_a_short_image_stage_writes_under_runs_smoke(self, tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data" / "results")
         monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "data" / "checkpoints")
-        monkeypatch.setattr(bindlib.settings, "SMOKE_ROOT", tmp_path / "smoke")
+        monkeypatch.setattr(bindlib.experiments.settings, "SMOKE_ROOT", tmp_path / "smoke")
         seen = {}
 
         def fake(*args, data_root=None, **kw):
@@ -452,7 +452,7 @@ class TestStepFlags:
             return "imagestage_x", {"kind": "image_recipe", "id_accuracy": 0.5, "ood_accuracy": 0.5,
                                     "image_id_accuracy": 0.5, "meets_targets": False}
 
-        monkeypatch.setattr(bindlib.imagestage, "run_image_recipe", fake)
+        monkeypatch.setattr(bindlib.experiments.imagestage, "run_image_recipe", fake)
         assert main(["image-stage", "--allow-dirty", "--recipe", "replay", "--image-steps", "20", "--quiet"]) == 0
         assert seen["data_root"] == tmp_path / "smoke"
         assert (tmp_path / "smoke" / "results" / "imagestage_x.json").exists() and not (tmp_path / "data").exists()
@@ -467,7 +467,7 @@ class TestStepFlags:
 
         monkeypatch.setattr(io, "refuse_overwrite", stop)
         with pytest.raises(KeyboardInterrupt):
-            bindlib.imagestage.run_image_recipe("replay", 0, "project_cnn_grid", "cpu", "cmd", "abc", image_steps=20,
+            bindlib.experiments.imagestage.run_image_recipe("replay", 0, "project_cnn_grid", "cpu", "cmd", "abc", image_steps=20,
                                                 mix_steps=10, data_root=tmp_path / "smoke")
         assert [p.parent for p in seen] == [tmp_path / "smoke" / "checkpoints", tmp_path / "smoke" / "results"]
 

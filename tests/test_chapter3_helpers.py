@@ -9,7 +9,7 @@ import pytest
 from bindlib.book.exercises import check_box_patches, checker_boxes
 from bindlib.book.scenes import heatmap_chart, image_grid_chart, png_bytes, scene_chart, text_panel_chart
 from bindlib.vision.render import RenderConfig, patch_grid, shape_image, shape_mask
-from bindlib.task import shape_family
+from bindlib.core.task import shape_family
 
 
 def decode_png(data: bytes) -> np.ndarray:

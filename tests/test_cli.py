@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import bindlib.__main__ as cli
-import bindlib.train
-from bindlib import io
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import TaskConfig
+import bindlib.training.train
+from bindlib.core import io
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import TaskConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def test_train_cuda_without_gpu_fails_before_training(tmp_path, monkeypatch, cap
     def must_not_run(*a, **k):
         raise AssertionError("training started although the device is unusable")
 
-    monkeypatch.setattr(bindlib.train, "train", must_not_run)
+    monkeypatch.setattr(bindlib.training.train, "train", must_not_run)
     run_dir, ckpt = tmp_path / "run", tmp_path / "ckpt"
     argv = ["train", "--allow-dirty", "--device", "cuda", "--run-dir", str(run_dir), "--checkpoint", str(ckpt), "--results", str(tmp_path / "r")]
     assert cli.main(argv) == 2
@@ -99,7 +99,7 @@ def test_usage_errors_exit_2_with_one_line(capsys):
 
 
 def _tiny_recipe(profile="cpu", seed=0, device="cpu", steps_scale=1.0):
-    from bindlib.train import Stage, TrainConfig
+    from bindlib.training.train import Stage, TrainConfig
 
     return TrainConfig(profile="cpu", model=dict(n_layers=1, d_model=16, n_heads=2, d_ff=32), batch_size=8,
                        stages=[Stage("two_hop", 6)], eval_every=3, eval_size=16, warmup=2, seed=seed, device=device)
@@ -108,16 +108,16 @@ def _tiny_recipe(profile="cpu", seed=0, device="cpu", steps_scale=1.0):
 @pytest.fixture
 def tiny_train(tmp_path, monkeypatch):
     """`python -m bindlib train` with the recipe swapped for a tiny one, writing only under tmp_path."""
-    import bindlib.evaluate
-    import bindlib.recipes
+    import bindlib.core.evaluate
+    import bindlib.experiments.recipes
 
-    monkeypatch.setattr(bindlib.recipes, "recipe", _tiny_recipe)
-    real_evaluate = bindlib.evaluate.evaluate
+    monkeypatch.setattr(bindlib.experiments.recipes, "recipe", _tiny_recipe)
+    real_evaluate = bindlib.core.evaluate.evaluate
 
     def small_evaluate(*a, per_n=256, **k):  # the same report, from fewer prompts
         return real_evaluate(*a, per_n=min(per_n, 16), **k)
 
-    monkeypatch.setattr(bindlib.evaluate, "evaluate", small_evaluate)
+    monkeypatch.setattr(bindlib.core.evaluate, "evaluate", small_evaluate)
     argv = ["train", "--allow-dirty", "--device", "cpu", "--quiet", "--run-dir", str(tmp_path / "run"),
             "--checkpoint", str(tmp_path / "ckpt"), "--results", str(tmp_path / "training")]
     return argv, tmp_path
@@ -163,9 +163,9 @@ def _action(parser, cmd: str, flag: str):
 
 def test_setting_flags_are_built_from_the_dataclass_fields():
     from bindlib.cli import build_parser
-    from bindlib.model import POS_ENCODINGS
-    from bindlib.packing import HOP_TARGETS
-    from bindlib.profiles import TABLE_ENCODERS
+    from bindlib.core.model import POS_ENCODINGS
+    from bindlib.core.packing import HOP_TARGETS
+    from bindlib.core.profiles import TABLE_ENCODERS
     from bindlib.vision.encoders import ENCODERS
 
     p = build_parser("test")
@@ -185,7 +185,8 @@ def test_a_choice_added_to_a_dataclass_shows_up_in_every_command(monkeypatch):
     """One edit (the field's metadata) and train, reproduce and interp all take the new value."""
     from dataclasses import dataclass, field
 
-    from bindlib import cli as C, settings
+    from bindlib import cli as C
+    from bindlib.experiments import settings
 
     @dataclass
     class Widened:
@@ -209,7 +210,7 @@ def test_one_flag_each_reaches_train_reproduce_and_interp(monkeypatch):
     TrainConfig, the checkpoint names and the interp run; train, reproduce and interp agree on the folders.
     Nothing trains: the stand-ins stop where the work would start."""
     import bindlib.interp.runs
-    from bindlib import recipes
+    from bindlib.experiments import recipes
     from bindlib.cli import build_parser
 
     track = ["--pos-encoding", "learned", "--hop-target", "slot"]
@@ -255,18 +256,18 @@ def test_one_flag_each_reaches_train_reproduce_and_interp(monkeypatch):
 def test_curve_n_layers_trains_the_deeper_model_and_names_it(tmp_path, monkeypatch):
     # issue 9's deeper neutral model: `curve --n-layers 6` trains six blocks and writes curve_<variant>_L6_s<seed>
     # (a test-sized run, --steps below settings.SMOKE_STEPS: under runs/smoke/, here tmp_path)
-    import bindlib.settings
+    import bindlib.experiments.settings
 
     monkeypatch.setattr(io, "RESULTS_DIR", tmp_path / "data")
-    monkeypatch.setattr(bindlib.settings, "SMOKE_ROOT", tmp_path)
+    monkeypatch.setattr(bindlib.experiments.settings, "SMOKE_ROOT", tmp_path)
     seen = {}
-    real = bindlib.train.train
+    real = bindlib.training.train.train
 
     def spy(cfg, **kw):
         seen["layers"] = cfg.model_config().n_layers
         return real(cfg, **kw)
 
-    monkeypatch.setattr(bindlib.train, "train", spy)
+    monkeypatch.setattr(bindlib.training.train, "train", spy)
     assert cli.main(["curve", "--variant", "direct", "--n-layers", "6", "--steps", "2", "--quiet", "--allow-dirty",
                      "--device", "cpu"]) == 0
     record = json.loads((tmp_path / "results" / "curve_direct_L6_s0.json").read_text())

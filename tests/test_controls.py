@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from bindlib import interp as I
-from bindlib.evaluate import evaluate_shift, max_shift
-from bindlib.model import ModelConfig, Transformer
-from bindlib.recipes import arm_suffix, recipe
-from bindlib.packing import pack_queries
-from bindlib.task import CTX_END, PAD, QUE, TaskConfig, answer_from_tokens, line_width, prompt_length, sample_batch
-from bindlib.train import Stage, TrainConfig, hop_head_for, training_loss
+from bindlib.core.evaluate import evaluate_shift, max_shift
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.experiments.recipes import arm_suffix, recipe
+from bindlib.core.packing import pack_queries
+from bindlib.core.task import CTX_END, PAD, QUE, TaskConfig, answer_from_tokens, line_width, prompt_length, sample_batch
+from bindlib.training.train import Stage, TrainConfig, hop_head_for, training_loss
 
 pytest.importorskip("nnsight")
 
@@ -211,7 +211,7 @@ def test_position_shift_is_invisible_to_rope_and_bounded_for_learned_positions()
 
 # ---------------------------------------------------------------- the positional-encoding axis of reproduce
 def test_regime_config_follows_the_positional_encoding():
-    from bindlib import recipes as regimes
+    from bindlib.experiments import recipes as regimes
 
     cfg = regimes.regime_config("noise_text", 1, pos_encoding="learned")
     assert cfg.init_from.endswith("text_only_cpu_s1_learnedpos") and cfg.model_config().pos_encoding == "learned"
@@ -226,13 +226,13 @@ def test_reproduce_on_the_learned_positions_track(tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
 
-    from bindlib import io
-    from bindlib import recipes as regimes
+    from bindlib.core import io
+    from bindlib.experiments import recipes as regimes
 
     repo = Path(__file__).resolve().parent.parent
     ck = tmp_path / "data" / "checkpoints"
     shutil.copytree(repo / "data/checkpoints/text_only_cpu_s0_learnedpos", ck / "text_only_cpu_s0_learnedpos")
-    from bindlib import profiles
+    from bindlib.core import profiles
 
     for mod in (io, profiles):  # every path of a run, in the temporary folder
         monkeypatch.setattr(mod, "REPO_ROOT", tmp_path)
@@ -252,7 +252,7 @@ def test_reproduce_on_the_learned_positions_track(tmp_path, monkeypatch):
 
 
 def test_arm_recipe_names_each_arm_and_defaults_the_ordered_format_to_no_deep_supervision():
-    from bindlib.recipes import arm_recipe
+    from bindlib.experiments.recipes import arm_recipe
 
     cfg, name = arm_recipe("cpu", 0, "cpu")
     assert name == "" and cfg.to_dict() == recipe().to_dict()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bindlib.vision import encoders as E
-from bindlib.io import CheckpointError
+from bindlib.core.io import CheckpointError
 
 HUB = ("resnet152", "vit_b16", "dinov3", "dinov2")
 NEEDS_CLASS = {"dinov3": pytest.mark.skipif(not E.dinov3_available(), reason="transformers has no DINOv3ViTModel")}

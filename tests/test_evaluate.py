@@ -1,14 +1,14 @@
-"""Evaluation (bindlib.evaluate): accuracy per N, the ID/OOD means, and accuracy per query slot."""
+"""Evaluation (bindlib.core.evaluate): accuracy per N, the ID/OOD means, and accuracy per query slot."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
-from bindlib import task as T
-from bindlib.evaluate import AXES, evaluate, evaluate_axes
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import TaskConfig
+from bindlib.core import task as T
+from bindlib.core.evaluate import AXES, evaluate, evaluate_axes
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import TaskConfig
 
 TASK = TaskConfig()
 V = TASK.vocab.size

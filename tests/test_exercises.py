@@ -3,7 +3,7 @@ and its reference solver agrees with the task generator's."""
 import pytest
 
 from bindlib.book.exercises import check_answer, checker_prompts, prompt_strings, reference_answer, target_string
-from bindlib.task import ASSOCIATION_ORDERS, QUERY_KINDS, TaskConfig, answer_from_tokens, sample_batch
+from bindlib.core.task import ASSOCIATION_ORDERS, QUERY_KINDS, TaskConfig, answer_from_tokens, sample_batch
 
 
 def item_of_queried_color(prompt):

@@ -1,11 +1,11 @@
-"""bindlib.expand: vocabulary expansion keeps what the model learned and grows the rest."""
+"""bindlib.experiments.expand: vocabulary expansion keeps what the model learned and grows the rest."""
 import pytest
 import torch
 
-from bindlib import io
-from bindlib.expand import expand_rows, expand_vocab, split_means
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import TaskConfig, Vocab, sample_batch
+from bindlib.core import io
+from bindlib.experiments.expand import expand_rows, expand_vocab, split_means
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import TaskConfig, Vocab, sample_batch
 
 
 def small_model(pos="rope"):
@@ -53,7 +53,7 @@ def test_split_means_read_the_three_length_ranges():
 
 
 def test_a_short_expansion_runs_end_to_end(tmp_path, monkeypatch):
-    from bindlib.expand import EXPAND_SETTINGS, run_expand
+    from bindlib.experiments.expand import EXPAND_SETTINGS, run_expand
 
     monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "ckpt")
     monkeypatch.chdir(tmp_path)
@@ -67,7 +67,7 @@ def test_a_short_expansion_runs_end_to_end(tmp_path, monkeypatch):
 
 def test_the_ordered_control_expands_in_its_own_format():
     """The 216-vocabulary positional control: expanding an ordered-format model keeps the ordered format."""
-    from bindlib.expand import expand_config
+    from bindlib.experiments.expand import expand_config
 
     cfg = expand_config("data/checkpoints/text_only_cpu_s0_ordered", seed=0)
     assert cfg.task_config().format == "ordered" and cfg.task_config().n_colors == 216

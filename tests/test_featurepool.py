@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from bindlib.task import TaskConfig
+from bindlib.core.task import TaskConfig
 from bindlib.vision import featurepool as FP
 from bindlib.vision.multimodal import Vision
 from bindlib.vision.render import RenderConfig, place_objects
-from bindlib.train import Stage, TrainConfig, train
+from bindlib.training.train import Stage, TrainConfig, train
 
 
 def test_grid_render_puts_each_object_in_one_cell():
@@ -49,8 +49,8 @@ def test_pool_is_built_once_keyed_and_epochs_cover_it(pool_dir):
 
 
 def test_training_with_a_pool_and_a_frozen_warmup(pool_dir, tmp_path):
-    from bindlib import io
-    from bindlib.model import Transformer
+    from bindlib.core import io
+    from bindlib.core.model import Transformer
 
     base = TrainConfig(batch_size=4, eval_every=2, eval_size=8, early_stop=None, packed=True, warmup=1)
     model = Transformer(base.model_config())
@@ -60,14 +60,15 @@ def test_training_with_a_pool_and_a_frozen_warmup(pool_dir, tmp_path):
     cfg = TrainConfig(batch_size=4, eval_every=2, eval_size=8, early_stop=None, packed=True, warmup=1, stages=stages,
                       vision={"encoder": "random_cnn", "pool_size": 8}, init_from=str(tmp_path / "start"),
                       cpu_bf16=True)
-    trained, history, parts = train(cfg, out_dir=tmp_path / "run", progress=False, log=None, with_parts=True)
+    trained, history, parts = train(cfg, out_dir=tmp_path / "run", progress=False, log=None, with_parts=True,
+                                    image_steps=FP.build_image_parts)
     start, _ = io.load_checkpoint(tmp_path / "start")
     after_warm, _ = io.load_checkpoint(tmp_path / "run")  # the last state: after the unfrozen stage
     assert parts.pool is not None and len(parts.pool) == 8
     assert "acc_image_pool_two_hop" in history[0]
     # the frozen stage moved only the adapter: resume a run that stops after it and compare weights
     cfg_warm = TrainConfig(**{**cfg.to_dict(), "stages": [cfg.to_dict()["stages"][0]]})
-    warm_model, _ = train(cfg_warm, progress=False, log=None)
+    warm_model, _ = train(cfg_warm, progress=False, log=None, image_steps=FP.build_image_parts)
     for (n, a), b in zip(warm_model.state_dict().items(), start.state_dict().values()):
         assert torch.equal(a.float(), b.float()), n
     assert any(not torch.equal(a.float(), b.float()) for a, b in zip(after_warm.state_dict().values(),

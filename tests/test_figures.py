@@ -5,7 +5,7 @@ from PIL import Image
 
 from bindlib.book import figures as G
 from bindlib.book.checks import _tiny_model
-from bindlib.task import sample_batch
+from bindlib.core.task import sample_batch
 
 
 def test_pictures_are_images():

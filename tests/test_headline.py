@@ -1,11 +1,13 @@
-"""The headline table with the image stage that learns (bindlib.headline): which run each cell is, adopting
+"""The headline table with the image stage that learns (bindlib.experiments.headline): which run each cell is, adopting
 committed runs only when they are what the settings say, and the regime record it writes."""
 import json
 
 import pytest
 
-from bindlib import __main__ as cli, headline as H, io
-from bindlib.recipes import regime_results
+from bindlib import __main__ as cli
+from bindlib.experiments import headline as H
+from bindlib.core import io
+from bindlib.experiments.recipes import regime_results
 
 
 def test_each_cell_names_the_committed_image_stage_run():

@@ -1,8 +1,8 @@
 """The image recipes of the correction test: what they train and from which start."""
 import pytest
 
-from bindlib import io
-from bindlib.imagestage import image_recipe_config, image_recipe_tag, recipe_regime
+from bindlib.core import io
+from bindlib.experiments.imagestage import image_recipe_config, image_recipe_tag, recipe_regime
 
 
 def test_noise_replay_has_noise_in_every_text_batch_from_the_image_stage_on():
@@ -36,7 +36,7 @@ def test_text_matched_is_replay_with_every_image_step_a_text_step():
 
 
 def test_a_text_control_runs_end_to_end_without_image_parts(tmp_path, monkeypatch):
-    from bindlib.imagestage import run_image_recipe
+    from bindlib.experiments.imagestage import run_image_recipe
 
     monkeypatch.setattr(io, "CHECKPOINTS_DIR", tmp_path / "ckpt")
     monkeypatch.chdir(tmp_path)  # its resumable state goes to runs/ under the working directory
@@ -49,8 +49,8 @@ def test_a_text_control_runs_end_to_end_without_image_parts(tmp_path, monkeypatc
 
 def test_the_image_stage_keeps_the_start_text_distribution(tmp_path, monkeypatch):
     """A shortcut-dial start keeps its declared share in the image stage's text (and image) batches."""
-    from bindlib.imagestage import image_recipe_config
-    from bindlib.model import ModelConfig, Transformer
+    from bindlib.experiments.imagestage import image_recipe_config
+    from bindlib.core.model import ModelConfig, Transformer
 
     monkeypatch.setattr(io, "REPO_ROOT", tmp_path)
     model = Transformer(ModelConfig(vocab_size=72, n_layers=1, d_model=16, n_heads=2, d_ff=32))
@@ -60,7 +60,7 @@ def test_the_image_stage_keeps_the_start_text_distribution(tmp_path, monkeypatch
 
 
 def test_context_image_positions_run_end_to_end_and_reload(tmp_path, monkeypatch):
-    from bindlib.imagestage import run_image_recipe
+    from bindlib.experiments.imagestage import run_image_recipe
     from bindlib.vision import featurepool
     from bindlib.vision.multimodal import load_image_model
 
@@ -77,7 +77,7 @@ def test_context_image_positions_run_end_to_end_and_reload(tmp_path, monkeypatch
 
 
 def test_a_dial_start_is_held_to_its_own_text_distribution(tmp_path, monkeypatch):
-    from bindlib.imagestage import run_image_recipe
+    from bindlib.experiments.imagestage import run_image_recipe
 
     model, meta = io.load_checkpoint(io.REPO_ROOT / "data/checkpoints/text_only_cpu_s0")
     io.save_checkpoint(model, tmp_path / "dial", meta={"train_config": {**meta["train_config"], "declared_share": 1.0}})
@@ -90,7 +90,7 @@ def test_a_dial_start_is_held_to_its_own_text_distribution(tmp_path, monkeypatch
 
 
 def test_every_text_control_is_named_and_filed_as_text():
-    from bindlib.imagestage import TEXT_RECIPES, image_recipe_tag, recipe_regime
+    from bindlib.experiments.imagestage import TEXT_RECIPES, image_recipe_tag, recipe_regime
 
     for recipe in TEXT_RECIPES:
         assert image_recipe_tag(recipe, 0, image_recipe_config(recipe, 0), 4000) == f"{recipe}_cpu_s0_img4000"
@@ -98,7 +98,7 @@ def test_every_text_control_is_named_and_filed_as_text():
 
 
 def test_object_tokens_run_end_to_end_and_reload(tmp_path, monkeypatch):
-    from bindlib.imagestage import image_recipe_config, run_image_recipe
+    from bindlib.experiments.imagestage import image_recipe_config, run_image_recipe
     from bindlib.vision import featurepool
     from bindlib.vision.multimodal import load_image_model
 
@@ -128,7 +128,7 @@ def test_noise_positions_name_the_run_and_need_a_noise_recipe():
 def test_every_committed_image_stage_run_is_named_from_its_config():
     """The name of a run is a function of what changes its result: rebuilt from each committed record's
     config, it is the record's own file name."""
-    from bindlib.train import TrainConfig
+    from bindlib.training.train import TrainConfig
 
     records = sorted(io.RESULTS_DIR.glob("imagestage_*.json"))
     assert records
@@ -142,7 +142,7 @@ def test_every_committed_image_stage_run_is_named_from_its_config():
 def test_noise_width_names_the_run_and_needs_noise():
     """The noise-width sweep: a width other than the default is recorded in the vision config and names the run;
     a recipe without noise refuses the flag."""
-    from bindlib.imagestage import image_recipe_config, image_recipe_tag
+    from bindlib.experiments.imagestage import image_recipe_config, image_recipe_tag
 
     cfg = image_recipe_config("noise_text_matched", 0, image_steps=4000, mix_steps=400, noise_width=16)
     assert cfg.noise_width == 16 and cfg.vision.to_dict()["noise_width"] == 16
@@ -155,7 +155,7 @@ def test_noise_width_names_the_run_and_needs_noise():
 
 def test_a_run_name_does_not_depend_on_the_working_directory(monkeypatch, tmp_path):
     """A chapter runs in chapters/: the name of an image-stage run must be the same there as at the repository root."""
-    from bindlib.imagestage import image_recipe_config, image_recipe_tag
+    from bindlib.experiments.imagestage import image_recipe_config, image_recipe_tag
 
     cfg = image_recipe_config("text_matched", 0, image_steps=4000, mix_steps=400)
     at_root = image_recipe_tag("text_matched", 0, cfg, 4000)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bindlib import interp as I
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import PAD, TaskConfig, answer_from_tokens, sample_batch
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import PAD, TaskConfig, answer_from_tokens, sample_batch
 
 pytest.importorskip("nnsight")
 

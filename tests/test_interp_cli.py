@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
-from bindlib import io, profiles
+from bindlib.core import io, profiles
 from bindlib.__main__ import main
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import TaskConfig
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import TaskConfig
 
 pytest.importorskip("nnsight")
 

@@ -1,4 +1,4 @@
-"""Checkpoints (sha256-verified safetensors + JSON) and atomic writes (bindlib.io)."""
+"""Checkpoints (sha256-verified safetensors + JSON) and atomic writes (bindlib.core.io)."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,10 @@ import time
 import pytest
 import torch
 
-from bindlib import io
-from bindlib.io import CheckpointError
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import TaskConfig, sample_batch
+from bindlib.core import io
+from bindlib.core.io import CheckpointError
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import TaskConfig, sample_batch
 
 TASK = TaskConfig()
 
@@ -281,7 +281,7 @@ def test_atomic_write_cleans_orphans_of_killed_writers(tmp_path):
 
 
 def test_migrate_is_idempotent_and_keeps_weights(tmp_path):
-    from bindlib.migrate import migrate
+    from bindlib.experiments.migrate import migrate
 
     torch.manual_seed(0)
     m = Transformer(ModelConfig(vocab_size=40, n_layers=1, d_model=16, n_heads=2, d_ff=32))

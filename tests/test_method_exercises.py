@@ -31,7 +31,7 @@ def swap(batch, i, j):
 
 
 def gap(batch, g):
-    from bindlib.task import CTX_END
+    from bindlib.core.task import CTX_END
 
     end = (batch.tokens == CTX_END).float().argmax(-1)
     return batch.position_ids + g * (torch.arange(batch.tokens.shape[1])[None, :] > end[:, None])

@@ -1,12 +1,12 @@
-"""The transformer (bindlib.model): causality, positions, the key mask, embeddings, and its
+"""The transformer (bindlib.core.model): causality, positions, the key mask, embeddings, and its
 hook points under plain forward hooks and under nnsight 0.8.1."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bindlib.model import ModelConfig, Transformer, answer_logits, build_model
-from bindlib.task import NOISE, TaskConfig, sample_batch
+from bindlib.core.model import ModelConfig, Transformer, answer_logits, build_model
+from bindlib.core.task import NOISE, TaskConfig, sample_batch
 
 TASK = TaskConfig()
 V = TASK.vocab.size
@@ -348,7 +348,7 @@ def test_build_model_unknown_profile():
 
 
 def test_build_model_profiles():
-    from bindlib.model import PROFILES
+    from bindlib.core.model import PROFILES
 
     m = build_model(V, profile="cpu", n_layers=1)  # overrides win, the rest comes from the profile
     assert m.cfg.n_layers == 1 and m.cfg.d_model == PROFILES["cpu"]["d_model"] and m.cfg.vocab_size == V
@@ -358,8 +358,8 @@ def test_build_model_profiles():
 @pytest.mark.parametrize("pos", POS)
 def test_packed_queries_equal_single_query_prompts(pos):
     """Each packed (marker, query) pair computes what the lone single-query prompt computes."""
-    from bindlib import task as T
-    from bindlib.packing import pack_queries
+    from bindlib.core import task as T
+    from bindlib.core.packing import pack_queries
 
     m = make_model(pos)
     b = sample_batch(TASK, 3, seed=4, split="id", offset=1)

@@ -8,17 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from bindlib import io, profiles, recipes as regimes
+from bindlib.core import io, profiles
+from bindlib.experiments import recipes as regimes
 from bindlib.vision.encoders import random_cnn
-from bindlib.model import ModelConfig, Transformer
-from bindlib.task import IMG
+from bindlib.core.model import ModelConfig, Transformer
+from bindlib.core.task import IMG
 from bindlib.vision.grounding import grounding_loss
-from bindlib.vision.multimodal import (ImageAdapter, Vision, add_noise, image_token_count,
-                                load_image_model, relayout_context, save_adapter)
+from bindlib.core.profiles import image_token_count
+from bindlib.core.relayout import add_noise, relayout_context
+from bindlib.vision.multimodal import ImageAdapter, Vision, load_image_model, save_adapter
 from bindlib.vision.render import RenderConfig, patch_grid, render_batch
-from bindlib.task import NOISE, TaskConfig, answer_from_tokens, sample_batch
-from bindlib.packing import pack_queries
-from bindlib.train import Stage, TrainConfig, stage_at, train, training_loss
+from bindlib.core.task import NOISE, TaskConfig, answer_from_tokens, sample_batch
+from bindlib.core.packing import pack_queries
+from bindlib.training.train import Stage, TrainConfig, stage_at, train, training_loss
+from bindlib.vision.featurepool import build_image_parts
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = TaskConfig()
@@ -141,8 +144,8 @@ def test_image_share_is_spread_evenly():
 
 
 def test_noise_is_a_share_of_steps_and_old_configs_still_load():
-    from bindlib.task import NOISE, TaskConfig, sample_batch
-    from bindlib.train import _prepare
+    from bindlib.core.task import NOISE, TaskConfig, sample_batch
+    from bindlib.training.train import _prepare
 
     half = Stage("mix", 100, image=0.2, noise=0.5)
     noised = [s for s in range(100) if not half.is_image_step(s) and half.is_noise_step(s)]
@@ -171,7 +174,9 @@ def test_curriculum_switches_from_image_to_mix(monkeypatch):
                       stages=[Stage("image", 3, {"two_hop": 1.0, "color_to_shape": 1.0}, image=1.0, grounding=1.0),
                               Stage("mix", 5, image=0.2, noise=True)])
     assert [stage_at(s, cfg)[1].name for s in range(8)] == ["image"] * 3 + ["mix"] * 5
-    model, history, parts = train(cfg, progress=False, log=None, with_parts=True)
+    model, history, parts = train(cfg, progress=False, log=None, with_parts=True, image_steps=build_image_parts)
+    with pytest.raises(ValueError, match="image_steps"):
+        train(cfg, progress=False, log=None)
     assert [h["stage"] for h in history] == ["image", "mix", "mix"]
     assert parts is not None and "acc_image_two_hop" in history[-1]
     # text configs build no image parts
@@ -185,7 +190,7 @@ def test_grounding_switch_changes_the_loss(monkeypatch):
 
     vision = tiny_vision()
     monkeypatch.setattr(MM.Vision, "for_profile", classmethod(lambda cls, name, profile="cpu", positions="sequence", tokens="all": vision))
-    from bindlib.train import build_image_parts
+    from bindlib.vision.featurepool import build_image_parts
 
     base = dict(model=dict(TINY_MODEL), batch_size=8, packed=True, vision={"encoder": "random_cnn"})
     on = TrainConfig(**base, stages=[Stage("image", 3, image=1.0, grounding=1.0)])
@@ -297,7 +302,7 @@ def test_headline_table_means():
     assert set(rows) == {"text_only", "image_text"}  # missing regimes are left out, not invented
     assert rows["image_text"]["seeds"] == 3 and abs(rows["image_text"]["mean"] - 0.8) < 1e-9  # ablation/other encoders excluded
     assert abs(rows["text_only"]["sd"] - 0.1) < 1e-9
-    from bindlib.profiles import OOD_ACCURACY
+    from bindlib.core.profiles import OOD_ACCURACY
     assert rows["text_only"]["paper"] == OOD_ACCURACY["text_only"]["value"]
 
 
@@ -328,8 +333,8 @@ def test_image_knockout_target_sets_and_identity():
 def test_context_positions_keep_the_text_positions_after_the_image():
     """With image positions 'context' the image block spreads over the 2N context positions it replaces,
     so the association lines and the query keep the position ids they have in the text prompt."""
-    from bindlib.task import TaskConfig, sample_batch
-    from bindlib.vision.multimodal import relayout_context
+    from bindlib.core.task import TaskConfig, sample_batch
+    from bindlib.core.relayout import relayout_context
 
     text = sample_batch(TaskConfig(), 6, seed=3, n=(2, 8))
     img = relayout_context(text, 49, "image", positions="context")
@@ -391,7 +396,7 @@ def test_object_tokens_compute_what_all_patches_compute_with_the_background_mask
 
 
 def test_object_tokens_are_a_vision_setting():
-    from bindlib.vision.multimodal import VisionConfig
+    from bindlib.core.relayout import VisionConfig
 
     assert VisionConfig(encoder="pixels").to_dict() == {"encoder": "pixels"}  # earlier runs' configs compare equal
     assert VisionConfig(encoder="pixels", image_tokens="objects").to_dict()["image_tokens"] == "objects"

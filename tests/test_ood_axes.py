@@ -1,14 +1,14 @@
-"""The two OOD axes (bindlib.ood_axes): what a gap and a filler do to a prompt, and the error taxonomy's
+"""The two OOD axes (bindlib.core.ood_axes): what a gap and a filler do to a prompt, and the error taxonomy's
 positive controls."""
 import json
 
 import pytest
 import torch
 
-from bindlib import io, ood_axes as A
+from bindlib.core import io, ood_axes as A
 from bindlib.__main__ import main
-from bindlib.model import ModelConfig, Transformer, answer_logits
-from bindlib.task import CTX_END, FILL, TaskConfig, answer_from_tokens, sample_batch
+from bindlib.core.model import ModelConfig, Transformer, answer_logits
+from bindlib.core.task import CTX_END, FILL, TaskConfig, answer_from_tokens, sample_batch
 
 TASK = TaskConfig()
 

@@ -1,7 +1,7 @@
 """bindlib.book.placement: text positions give the slot away, picture patches do not."""
 from bindlib.book import placement
 from bindlib.vision.encoders import RENDER_PROFILES
-from bindlib.task import TaskConfig, sample_batch
+from bindlib.core.task import TaskConfig, sample_batch
 
 
 def test_text_position_is_the_slot_and_a_patch_is_not():

@@ -2,7 +2,7 @@
 import pytest
 
 from bindlib.book.plots import color_swatch_chart, line_chart, prompt_length_chart, prompt_length_rows, save_static
-from bindlib.task import TaskConfig, prompt_length, sample_batch
+from bindlib.core.task import TaskConfig, prompt_length, sample_batch
 from bindlib.book.widgets import format_prompt, prompt_builder, prompt_parts, split_of
 
 

@@ -13,9 +13,9 @@ from bindlib.vision import encoders as E
 from bindlib.interp.probes import probe_encoders
 from bindlib.vision import pretrain as P
 from bindlib.__main__ import main
-from bindlib.io import CheckpointError
+from bindlib.core.io import CheckpointError
 from bindlib.vision.render import RenderConfig, patch_grid, render_batch
-from bindlib.task import TaskConfig, sample_batch
+from bindlib.core.task import TaskConfig, sample_batch
 
 
 def tiny(name="project_cnn", **kw) -> P.PretrainConfig:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bindlib import io
+from bindlib.core import io
 from bindlib.book import provenance as P
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bindlib.vision.render import RenderConfig, batch_objects, patch_grid, place_objects, render_batch, render_scene, shape_mask
-from bindlib.task import TaskConfig, cube_colors, sample_batch, shape_family
+from bindlib.core.task import TaskConfig, cube_colors, sample_batch, shape_family
 
 CFG = RenderConfig()  # 224 px canvas, 32 px objects
 SMALL = RenderConfig(canvas_size=96, object_size=12)  # a CPU-sized canvas with its own object size

@@ -1,4 +1,4 @@
-"""The prompt generator (bindlib.task): every prompt is well formed and its target is right.
+"""The prompt generator (bindlib.core.task): every prompt is well formed and its target is right.
 
 The targets are checked against an independent parser/solver written here, which reads
 only token ids and the vocabulary layout (specials, then colours, shapes, items).
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bindlib import task as T
-from bindlib.task import TaskConfig, Vocab, sample_batch
+from bindlib.core import task as T
+from bindlib.core.task import TaskConfig, Vocab, sample_batch
 
 TASK = TaskConfig()  # 16 colours, 16 shapes, 32 items; ID 2..8, OOD 9..16
 ORDERS = ("shuffled", "declared", "reversed")

@@ -1,4 +1,4 @@
-"""Training (bindlib.train): determinism, exact resume after a real kill, the curriculum,
+"""Training (bindlib.training.train): determinism, exact resume after a real kill, the curriculum,
 the learning-rate schedule, and bad input."""
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import bindlib.train as T
-from bindlib import io
-from bindlib.io import CheckpointError
-from bindlib.io import resolve_device
-from bindlib.train import Stage, TrainConfig, lr_at, train
+import bindlib.training.train as T
+from bindlib.core import io
+from bindlib.core.io import CheckpointError
+from bindlib.core.io import resolve_device
+from bindlib.training.train import Stage, TrainConfig, lr_at, train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = dict(n_layers=2, d_model=32, n_heads=2, d_ff=64)
@@ -102,7 +102,7 @@ import json, sys, time, pathlib
 import torch
 torch.set_num_threads(1)
 from torch.optim.optimizer import register_optimizer_step_post_hook
-import bindlib.train as T
+import bindlib.training.train as T
 
 cfg = T.TrainConfig(**json.loads(sys.argv[1]))
 out, marker, stop_after = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), int(sys.argv[4])
@@ -352,10 +352,10 @@ def test_resolve_device_cpu_and_auto(monkeypatch):
 
 def test_typed_configs_round_trip_committed_train_configs():
     """TrainConfig holds a TaskConfig and a VisionConfig, and writes exactly the JSON committed checkpoints hold."""
-    from bindlib.task import TaskConfig
-    from bindlib.vision.multimodal import VisionConfig
+    from bindlib.core.task import TaskConfig
+    from bindlib.core.relayout import VisionConfig
 
-    from bindlib.model import ModelOverrides
+    from bindlib.core.model import ModelOverrides
 
     for name in ("text_only_cpu_s0_learnedpos", "image_text_project_cnn_cpu_s0", "noise_text_cpu_s1"):
         saved = io.read_checkpoint_meta(io.CHECKPOINTS_DIR / name)["train_config"]
@@ -389,7 +389,7 @@ def test_model_overrides_name_only_model_config_fields():
     """Every override is a ModelConfig field (bar those the task sets), and None keeps the profile's value."""
     from dataclasses import fields
 
-    from bindlib.model import ModelOverrides
+    from bindlib.core.model import ModelOverrides
 
     assert {f.name for f in fields(ModelOverrides)} == {f.name for f in fields(T.ModelConfig)} - {"vocab_size", "max_len"}
     cfg = T.TrainConfig(model=ModelOverrides(n_layers=2))
@@ -423,7 +423,7 @@ def test_noise_stages_log_the_noised_task_too():
 
 
 def test_progress_records_a_run_so_far_and_refuses_an_edited_one(tmp_path, finished_dir):
-    from bindlib.state import progress_record
+    from bindlib.training.state import progress_record
 
     cfg, out, _, history = finished_dir
     out = shutil.copytree(out, tmp_path / "run")
@@ -442,8 +442,8 @@ def test_progress_from_a_log_rebuilds_the_config_from_the_run_command(tmp_path):
     """A run whose folder is gone goes on record from its --quiet log: the history is the log's step lines, the
     config is what the run's own command line builds (depth and budget included), the commit is the run's."""
     from bindlib.cli import build_parser
-    from bindlib.plans import command_config
-    from bindlib.state import log_progress_record
+    from bindlib.experiments.plans import command_config
+    from bindlib.training.state import log_progress_record
 
     lines = ["resumed from runs/x at step 0"] + [json.dumps({"step": s, "stage": "two_hop", "acc_two_hop": 0.25,
                                                             "wall_seconds": s / 10}) for s in (100, 200, 300)]
@@ -474,8 +474,8 @@ def test_the_deep_profile_is_the_papers_depth_and_vocabulary_with_the_cpu_recipe
     """`train --profile deep`: 12 blocks of width 128, 216 colours and shapes from the first step, deep supervision
     at block 5 (the end of the first half, as block 1 of 4 is for the cpu profile), stage budgets as ceilings."""
     from bindlib.cli import build_parser
-    from bindlib.plans import train_plan
-    from bindlib.recipes import recipe
+    from bindlib.experiments.plans import train_plan
+    from bindlib.experiments.recipes import recipe
 
     cfg = recipe("deep")
     m, t = cfg.model_config(), cfg.task_config()
@@ -492,8 +492,8 @@ def test_the_cpu216_profile_is_the_deep_profile_at_the_cpu_depth():
     """`train --profile cpu216`: the control for depth, the cpu profile's 4 blocks with the deep profile's vocabulary,
     stage budgets and ceilings; deep supervision at block 1, the end of the first half as in the cpu recipe."""
     from bindlib.cli import build_parser
-    from bindlib.plans import train_plan
-    from bindlib.recipes import recipe
+    from bindlib.experiments.plans import train_plan
+    from bindlib.experiments.recipes import recipe
 
     cfg, deep = recipe("cpu216"), recipe("deep")
     m, t = cfg.model_config(), cfg.task_config()
@@ -502,3 +502,24 @@ def test_the_cpu216_profile_is_the_deep_profile_at_the_cpu_depth():
     assert [(s.steps, s.until) for s in cfg.stages] == [(s.steps, s.until) for s in deep.stages]
     plan, tag, variant = train_plan(build_parser("t").parse_args(["train", "--profile", "cpu216", "--seed", "0"]))
     assert tag == "text_only_cpu216_s0" and variant is None and plan.task_config().n_colors == 216
+
+
+TEXT_ONLY_SCRIPT = """
+import sys
+from bindlib.training.train import Stage, TrainConfig, train
+
+cfg = TrainConfig(model=dict(n_layers=1, d_model=16, n_heads=2, d_ff=32), batch_size=4, warmup=1, eval_every=2,
+                  eval_size=8, early_stop=None, stages=[Stage("noised", 2, noise=0.5)])
+model, history = train(cfg, progress=False, log=None)
+assert history[-1]["step"] == 2, history
+print(sorted(m for m in sys.modules if m.startswith("bindlib.vision")))
+"""
+
+
+def test_text_training_imports_no_vision_module(tmp_path):
+    """Text training, noise steps included, runs without importing anything of bindlib.vision."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", TEXT_ONLY_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]", p.stdout

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import io
-from ..headline import learning_run
-from ..profiles import run_tag
+from ..core import io
+from ..experiments.headline import learning_run
+from ..core.profiles import run_tag
 
 SEEDS = (0, 1, 2)
 PAPER_ORDER = ("text_only", "noise_text", "image_text", "noise_image_text")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from ..task import Batch, TaskConfig, sample_batch
+from ..core.task import Batch, TaskConfig, sample_batch
 
 NOT_IMPLEMENTED = "not implemented yet"
 
@@ -55,7 +55,7 @@ def _tiny_model(seed: int = 0, n_layers: int = 3):
     """A small random Transformer: fast, and its outputs are as sensitive to mistakes as a trained one's."""
     import torch
 
-    from ..model import ModelConfig, Transformer
+    from ..core.model import ModelConfig, Transformer
 
     task = TaskConfig()
     with torch.random.fork_rng(devices=[]):
@@ -88,7 +88,7 @@ def check_accuracy(fn: Callable, seed: int = 1) -> None:
     read-out token (``batch.query_pos``) is the answer token (``batch.target``)."""
     import torch
 
-    from ..io import CHECKPOINTS_DIR, load_checkpoint
+    from ..core.io import CHECKPOINTS_DIR, load_checkpoint
 
     models = [("a random model", _tiny_model(seed)[0])]
     trained = CHECKPOINTS_DIR / "text_only_cpu_s0"
@@ -191,10 +191,10 @@ def check_position_swap(fn: Callable, seed: int = 3) -> None:
 def check_gap(fn: Callable, seed: int = 6) -> None:
     """Where-models-fail exercise. ``fn(batch, gap)`` returns new position ids [B, L] with every token after
     ``CTX_END`` moved ``gap`` positions later; nothing else changes. Checked against
-    ``bindlib.ood_axes.move_after_context`` on prompts of mixed N, with offsets, for several gaps."""
+    ``bindlib.core.ood_axes.move_after_context`` on prompts of mixed N, with offsets, for several gaps."""
     import torch
 
-    from ..ood_axes import move_after_context
+    from ..core.ood_axes import move_after_context
 
     task = TaskConfig()
     for k, gap in enumerate((1, 7, 48)):

@@ -21,9 +21,9 @@ import re
 import statistics
 from pathlib import Path
 
-from .. import io
-from ..evaluate import steps_to_reach
-from ..task import TaskConfig
+from ..core import io
+from ..core.evaluate import steps_to_reach
+from ..core.task import TaskConfig
 
 PROFILE = "cpu"
 PLATEAU_MARGIN = 0.10  # a curve whose final two-hop accuracy is within this of chance has not left the plateau

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import io
-from ..evaluate import mean_sd
+from ..core import io
+from ..core.evaluate import mean_sd
 from . import control_data as D, learning_data as L
 from .findings import fixed, mechanism, pct, signed, table as _table
 from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import io
-from ..evaluate import mean_sd
-from ..profiles import OOD_ACCURACY
-from ..task import TaskConfig
+from ..core import io
+from ..core.evaluate import mean_sd
+from ..core.profiles import OOD_ACCURACY
+from ..core.task import TaskConfig
 from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table
 from .learning_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_ORDER, STARTS
@@ -65,7 +65,7 @@ def _group(rows: list[dict]) -> dict[tuple, list[dict]]:
 
 def recipe_lines(image_steps: int = IMAGE_STEPS, mix_steps: int = 400) -> list[str]:
     """What each regime of the learning table adds to its text model: the stages of its recipe."""
-    from ..imagestage import image_recipe_stages
+    from ..experiments.imagestage import image_recipe_stages
 
     lines = ["text_only: the text recipe only (chapter 2)"]
     main = {r: g for r, g in RECIPE_REGIME.items() if r not in L.SUB_RECIPES}  # the lever replay_sub is shown apart
@@ -207,8 +207,8 @@ def by_n_chart(results_dir=None, id_max: int = 8):
 def positions_sentence(results_dir=None) -> str:
     """Why a learned-position model meets image prompts at positions it never trained: how far the image
     block moves the association lines, and what a position shift of that size does to each encoding."""
-    from ..profiles import image_token_count
-    from ..task import TaskConfig, prompt_length
+    from ..core.profiles import image_token_count
+    from ..core.task import TaskConfig, prompt_length
 
     task = TaskConfig()
     text_end = prompt_length(task.id_range[1])  # the longest ID text prompt

@@ -13,8 +13,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from ..profiles import MODEL as PROFILE_MODEL
-from ..recipes import VARIANTS
+from ..core.profiles import MODEL as PROFILE_MODEL
+from ..experiments.recipes import VARIANTS
 from . import control_data as D
 from .control_data import curve_rows  # noqa: F401  (chapters and tests read curves.curve_rows)
 from .findings import pct, table

@@ -17,9 +17,9 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..model import ModelConfig, Transformer
-from ..task import ASSOCIATION_ORDERS, NOISE, Batch, TaskConfig, Vocab, sample_batch
-from ..vision.multimodal import add_noise
+from ..core.model import ModelConfig, Transformer
+from ..core.task import ASSOCIATION_ORDERS, NOISE, Batch, TaskConfig, Vocab, sample_batch
+from ..core.relayout import add_noise
 from ..vision.render import RenderConfig, patch_grid, place_objects
 from .checks import stub_aware
 
@@ -59,7 +59,7 @@ def reference_answer(prompt: list[str]) -> str:
 
     Handles the task (``QUE colour``) and its one-hop parts (``QSHAPE colour`` and
     ``QUE shape``).  Written from the prompt format alone, independently of
-    ``bindlib.task.answer_from_tokens``, so the two can check each other.
+    ``bindlib.core.task.answer_from_tokens``, so the two can check each other.
     """
     tokens = [t for t in prompt if t not in _FILLER_TOKENS]
     end = tokens.index("CTX_END")

@@ -14,8 +14,8 @@ import textwrap
 
 import pandas as pd
 
-from .. import io, profiles as paper
-from ..evaluate import mean_sd
+from ..core import io, profiles as paper
+from ..core.evaluate import mean_sd
 from .control_data import control_claims, mean, mechanism
 from .learning_data import STARTS, correction_rows, learning_claims, learning_means, ood_by_seed, positional_starts
 from .text import breakable_headers, state  # noqa: F401  (chapters show findings with findings.state)
@@ -174,7 +174,7 @@ def learned_positions_table(results_dir=None) -> pd.DataFrame:
 # ---------------------------------------------------------------- chapter 4: regimes
 def regime_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
     """The headline table: text OOD accuracy per regime (mean ± sd over seeds, main encoder) beside the paper's."""
-    from ..recipes import headline_table, regime_results
+    from ..experiments.recipes import headline_table, regime_results
 
     records = regime_results(profile, results_dir)
     ood, ids = headline_table(records), {r["regime"]: r for r in headline_table(records, metric="id_accuracy")}
@@ -185,7 +185,7 @@ def regime_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
 
 def regime_means(profile: str = "cpu", results_dir=None) -> dict[str, float]:
     """Mean text OOD accuracy per regime (main encoder); text_only also falls back on the training files."""
-    from ..recipes import headline_table, regime_results
+    from ..experiments.recipes import headline_table, regime_results
 
     means = {r["regime"]: r["mean"] for r in headline_table(regime_results(profile, results_dir))}
     if "text_only" not in means:
@@ -364,8 +364,8 @@ def encoder_pretraining_table(profile: str = "cpu", n_shapes: int = 16, results_
 # ---------------------------------------------------------------- chapter 5: OOD accuracy beside the binding score
 def ood_and_binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
     """Per regime: OOD accuracy (ours, paper's) beside the binding score of the same seeds."""
-    from ..profiles import IMAGE_REGIMES, MAIN_ENCODER
-    from ..recipes import regime_results
+    from ..core.profiles import IMAGE_REGIMES, MAIN_ENCODER
+    from ..experiments.recipes import regime_results
 
     rows = []
     for regime, row in binding_scores(profile, results_dir).items():
@@ -388,7 +388,7 @@ def ood_and_binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFram
 
 # ---------------------------------------------------------------- chapter 2: the recipe
 def recipe_table(cfg, task) -> pd.DataFrame:
-    """The stages of a training recipe (``bindlib.recipes.recipe``): steps, N range, query mix, deep supervision."""
+    """The stages of a training recipe (``bindlib.experiments.recipes.recipe``): steps, N range, query mix, deep supervision."""
     rows = []
     for stage in cfg.stages:
         n_lo, n_hi = stage.n_range or task.id_range

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import io
-from ..evaluate import mean_sd
+from ..core import io
+from ..core.evaluate import mean_sd
 from ..interp.results import regimes_present
 from . import control_data as D
 from .control_data import mean

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import altair as alt
 
-from ..evaluate import mean_sd
-from ..profiles import ANALYSED_REGIMES
+from ..core.evaluate import mean_sd
+from ..core.profiles import ANALYSED_REGIMES
 from .plots import HEIGHT, WIDTH
 
 INTERP_REGIMES = list(ANALYSED_REGIMES)

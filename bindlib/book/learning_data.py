@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import io
-from ..model import typed
-from ..vision.multimodal import VisionConfig
+from ..core import io
+from ..core.profiles import DEFAULT_POS_ENCODING
+from ..core.model import typed
+from ..core.relayout import VisionConfig
 from .control_data import PROFILE, _dir, _n_seeds, _read, mean, mechanism, routing
 
 
@@ -123,8 +124,8 @@ def train_id_accuracy(record: dict) -> float | None:
 def headline_image_positions(record: dict) -> str:
     """Where the headline numbers a run's image tokens: at the text context's positions from a learned-position
     start (chapter 4 says why), at sequence positions from a RoPE start."""
-    pos = ((record.get("train_config") or {}).get("model") or {}).get("pos_encoding", "rope")
-    return "sequence" if pos == "rope" else "context"
+    pos = ((record.get("train_config") or {}).get("model") or {}).get("pos_encoding", DEFAULT_POS_ENCODING)
+    return "sequence" if pos == DEFAULT_POS_ENCODING else "context"
 
 
 def load_image_runs(results_dir=None, tokens: str | None = "all", noise: str | None = "sequence",

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ..task import TaskConfig, sample_batch
+from ..core.task import TaskConfig, sample_batch
 from .checks import _fail, _tiny_model, stub_aware
 
 
@@ -311,14 +311,14 @@ def check_object_tokens(fn: Callable, seed: int = 10) -> None:
 def reference_hop_term(model, resid, packed) -> torch.Tensor:
     """``packing.hop_loss`` with hop_target 'shape': cross-entropy of the unembedded, final-normed residual at
     each two-hop query's read-out position against the queried colour's shape."""
-    from ..packing import hop_loss
+    from ..core.packing import hop_loss
 
     return hop_loss(model, resid, packed, nmax=0, hop_target="shape")
 
 
 def _hop_inputs(seed: int, n_layers: int = 3):
     """(model, resid, packed): a random model's residual leaving block 1 on a packed batch of every kind."""
-    from ..packing import pack_queries
+    from ..core.packing import pack_queries
 
     model, task = _tiny_model(seed, n_layers=n_layers)
     batch = sample_batch(task, 8, seed=seed, n=(2, task.ood_range[1]), offset=seed % 3)

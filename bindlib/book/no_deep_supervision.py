@@ -17,9 +17,9 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .. import io
-from ..task import TaskConfig
-from ..evaluate import steps_to_reach
+from ..core import io
+from ..core.task import TaskConfig
+from ..core.evaluate import steps_to_reach
 from . import control_data as D
 from .findings import fixed, pct, signed, table
 from .plots import HEIGHT, WIDTH

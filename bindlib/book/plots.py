@@ -10,8 +10,8 @@ from pathlib import Path
 
 import altair as alt
 
-from ..profiles import REGIMES
-from ..task import TaskConfig, Vocab, prompt_length, sample_batch
+from ..core.profiles import REGIMES
+from ..core.task import TaskConfig, Vocab, prompt_length, sample_batch
 from .widgets import split_of
 from . import offline  # noqa: F401  (charts saved with a static picture, drawn by the page's own vega)
 

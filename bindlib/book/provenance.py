@@ -4,7 +4,7 @@
     sources_table()         one row per file: the command that wrote it, its commit, device and wall time
     repository_sentence()   chapter 9: the same question asked of every file in data/results
 
-Both chapter functions list the files read in this kernel so far (``bindlib.io.READ``, filled by
+Both chapter functions list the files read in this kernel so far (``bindlib.core.io.READ``, filled by
 ``io.read_results``), so the last cells of a chapter show exactly the files its numbers came from. A file
 written from a tree with uncommitted changes carries the commit ``<sha>-dirty``: that commit says where the
 code stood, not what it was. Results commands refuse such a tree unless given ``--allow-dirty``, and then
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import io
+from ..core import io
 from .findings import Table
 from .text import Prose, breakable
 

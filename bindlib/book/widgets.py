@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 
-from ..task import ASSOCIATION_ORDERS, QUERY_KINDS, Batch, TaskConfig, sample_batch
+from ..core.task import ASSOCIATION_ORDERS, QUERY_KINDS, Batch, TaskConfig, sample_batch
 from .exercises import prompt_strings, target_string
 
 

@@ -15,4 +15,4 @@ from .patching import (binding_score, interchange, interchange_record, patched_l
                        rebind, time_sweep)
 from .probes import fit_probe, identity_split, probe, role_positions  # noqa: F401
 from .toy import ToyBindingModel  # noqa: F401
-from ..task import build_prompts  # noqa: F401
+from ..core.task import build_prompts  # noqa: F401

@@ -1,7 +1,7 @@
 """Binding where the models fail: interchange, rebind pairs and the position-id swap, by bucket.
 
 The interpretability chapters measure binding at in-distribution lengths, where every model answers. The
-failures live elsewhere (``bindlib.ood_axes``): at larger counts and at longer query-context distances.
+failures live elsewhere (``bindlib.core.ood_axes``): at larger counts and at longer query-context distances.
 Here the same three instruments run inside each bucket of both axes, on the prompts a model still answers:
 
 - count buckets: N in 9..16, 17..24, 25..32 (as far as the vocabulary allows);
@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from ..ood_axes import move_after_context
-from ..task import sample_batch
+from ..core.ood_axes import move_after_context
+from ..core.task import sample_batch
 from . import patching as X
 from .pairs import correct_on_both, make_pairs, make_rebind_pairs, n_layers_of
 from .runs import SWAPS, _clean
@@ -64,7 +64,7 @@ def _correct(model, task, make, want: int, n_range, gap: int, seed: int, draw_fa
 
 
 def _cat(parts):
-    from ..task import concat_batches
+    from ..core.task import concat_batches
 
     return concat_batches(*parts) if hasattr(parts[0], "tokens") else torch.cat(parts)
 

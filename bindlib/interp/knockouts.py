@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..task import BOS, CTX_END, QUE, Batch, make_generator
+from ..core.task import BOS, CTX_END, QUE, Batch, make_generator
 from .pairs import _rows, n_layers_of, readout_logits, traced
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..task import (Batch, TaskConfig, build_prompts, check_n_range, concat_batches, line_width, make_generator,
+from ..core.task import (Batch, TaskConfig, build_prompts, check_n_range, concat_batches, line_width, make_generator,
                     sample_batch)
 
 RESIDUAL_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")

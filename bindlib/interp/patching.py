@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from .. import io
-from ..task import PAD, Batch
+from ..core import io
+from ..core.task import PAD, Batch
 from .pairs import Pairs, _rows, argmax_item, item_logits, n_layers_of, readout_logits, requery, traced
 
 

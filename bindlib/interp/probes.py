@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..task import Batch, TaskConfig, make_generator, sample_batch, seeded
+from ..core.task import Batch, TaskConfig, make_generator, sample_batch, seeded
 from ..vision.encoders import encode_in_chunks
 from ..vision.pretrain import EVAL_SEED, IGNORE, patch_labels
 from ..vision.render import RenderConfig, render_batch

@@ -1,9 +1,9 @@
 """Reading the interpretability results files back (``interp/runs.py`` writes them), for the chapters."""
 from __future__ import annotations
 
-from .. import io
-from ..evaluate import mean_sd
-from ..profiles import IMAGE_REGIMES, MAIN_ENCODER, regime_order
+from ..core import io
+from ..core.evaluate import mean_sd
+from ..core.profiles import IMAGE_REGIMES, MAIN_ENCODER, regime_order
 
 
 def load_interp(kind: str, profile: str = "cpu", results_dir=None, encoder: str | None = MAIN_ENCODER) -> list[dict]:

@@ -8,7 +8,7 @@
   target set, window and cumulative;
 - ``probe_{tag}.json``: linear-probe accuracy per layer, role and target, with controls.
 
-``tag`` is :func:`bindlib.profiles.run_tag`.  The chapters read the files with
+``tag`` is :func:`bindlib.core.profiles.run_tag`.  The chapters read the files with
 :func:`bindlib.interp.results.load_interp`.
 Sizes are chosen so that one checkpoint of the CPU profile takes about two minutes on one thread;
 every file records the sizes it was made with.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from .. import io
-from ..profiles import ANALYSED_REGIMES, IMAGE_REGIMES, MAIN_ENCODER, SEEDS, check_regime, checkpoint_dir, run_tag
-from ..task import TaskConfig, sample_batch
+from ..core import io
+from ..core.profiles import ANALYSED_REGIMES, IMAGE_REGIMES, MAIN_ENCODER, SEEDS, check_regime, checkpoint_dir, run_tag
+from ..core.task import TaskConfig, sample_batch
 from ..vision.multimodal import load_image_model
 from . import knockouts as K
 from . import patching as X

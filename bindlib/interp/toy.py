@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model import allowed_keys
-from ..task import CTX_END, Vocab, line_width
+from ..core.model import allowed_keys
+from ..core.task import CTX_END, Vocab, line_width
 
 # ============================================================== models with a known mechanism
 class _ToyAttention(nn.Module):

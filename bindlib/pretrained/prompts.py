@@ -7,7 +7,7 @@ A prompt with N objects (10-40) reads, for example:
     Question: what does the red object hold? Answer: the red object holds the
 
 and the model should continue with " key".  The structure is exactly the small model's
-(``bindlib.task``): declarations bind a colour to a shape in declaration order (slot k), association
+(``bindlib.core.task``): declarations bind a colour to a shape in declaration order (slot k), association
 lines bind an item to each shape in a shuffled order, the query names a colour.  Colours, shapes and
 items are words that are ONE token (with their leading space) in the model's tokenizer, checked per
 tokenizer (``vocabulary``); the token position of every colour, shape and item is found through the
@@ -160,7 +160,7 @@ def token_index(offsets, start: int, end: int) -> int:
 class Prompts:
     """A batch of rendered prompts with the same number of objects (hence, here, the same token length).
 
-    Object-indexed fields are [B, N] in declaration order, like ``bindlib.task.Batch``: ``colors``,
+    Object-indexed fields are [B, N] in declaration order, like ``bindlib.core.task.Batch``: ``colors``,
     ``shapes``, ``items`` are token ids, ``*_pos`` token positions; ``query_pos`` is the last token.
     """
 

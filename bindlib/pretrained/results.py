@@ -1,7 +1,7 @@
 """Reading pretrained_*.json records back: one summary row per model, and the paper's reported numbers."""
 from __future__ import annotations
 
-from .. import io
+from ..core import io
 from .models import PAIRS
 
 

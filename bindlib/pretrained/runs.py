@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .. import io
+from ..core import io
 from .models import PAIRS, load_local, load_remote, pair, snapshot
 from .results import summary_rows
 from .run import _clean, measure
@@ -59,7 +59,7 @@ def cmd_pretrained(args, argv) -> int:
     if not (args.remote or args.tiny):
         for mspec in (spec.llm, spec.vlm):  # fail before any work if a model cannot be had
             snapshot(mspec, allow_download=not args.no_download)
-        from ..io import resolve_device
+        from ..core.io import resolve_device
 
         resolve_device(args.device)
     record = run_pair(args.pair, device=args.device, remote=args.remote, api_key=args.ndif_key,

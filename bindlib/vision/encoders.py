@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..io import CheckpointError, atomic_write, atomic_write_json, read_verified, sha256_bytes
+from ..core.io import CheckpointError, atomic_write, atomic_write_json, read_verified, sha256_bytes
 
-from ..profiles import ENCODERS_DIR, VISION
-from ..task import seeded
+from ..core.profiles import ENCODERS, ENCODERS_DIR, VISION
+from ..core.task import seeded
 from .hub import (HUB_SPECS, PAPER_ENCODERS, WEIGHTS_ENV, HubEncoder, HubSpec, _load_kwargs,  # noqa: F401
                   _model_class, _transformers_class, dinov3_available, hub_encoder, load_hub_model, paper_encoders)
 from .nets import (HALF, IMAGENET_MEAN, IMAGENET_STD, ConvNet, ConvNetConfig, EncoderUnavailable,  # noqa: F401
@@ -120,7 +120,7 @@ def project_encoder(name: str, config=None, image_size: int | None = None, seed:
 def save_project_encoder(encoder_or_net: nn.Module, name: str, path: str | Path | None = None,
                          meta: dict | None = None) -> Path:
     """Write <path>/encoder.safetensors, then <path>/encoder.json (config, sha256) last, so the
-    sidecar only ever describes a complete weights file (the bindlib.io checkpoint convention)."""
+    sidecar only ever describes a complete weights file (the bindlib.core.io checkpoint convention)."""
     from safetensors.torch import save as st_save
 
     net = encoder_or_net.net if isinstance(encoder_or_net, NetEncoder) else encoder_or_net
@@ -222,7 +222,7 @@ _BUILDERS = {
     "project_vit": lambda **kw: project_encoder("project_vit", **kw),
     "project_cnn_grid": lambda **kw: project_encoder("project_cnn_grid", **kw),
 }
-ENCODERS = tuple(_BUILDERS)
+assert tuple(_BUILDERS) == ENCODERS, "bindlib.core.profiles.ENCODERS names every encoder built here, in this order"
 
 
 def _unknown(name):

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_write
-from ..profiles import REPO_ROOT
+from ..core.io import atomic_write
+from ..core.profiles import REPO_ROOT
 
 POOL_DIR = REPO_ROOT / "runs" / "feature_pools"
 POOL_VERSION = 1  # bump when the pool's layout or sampling changes
@@ -71,8 +71,9 @@ class FeaturePool:
 
     def prompts(self, task, idx, seed: int, query_kind: str = "two_hop", device="cpu"):
         """ImagePrompts over pool scenes ``idx``, with freshly sampled items, association order and query."""
-        from ..task import build_prompts, make_generator
-        from .multimodal import ImagePrompts, _context_start, relayout_context
+        from ..core.task import build_prompts, make_generator
+        from ..core.relayout import context_start, relayout_context
+        from .multimodal import ImagePrompts
 
         idx = torch.as_tensor(idx, dtype=torch.long)
         n, colors, shapes = self.n_objects[idx], self.colors[idx], self.shapes[idx]
@@ -88,7 +89,7 @@ class FeaturePool:
         T = self.features.shape[1]
         img = relayout_context(b, T, "image", positions=self.positions).to(device)
         return ImagePrompts(img, self.features[idx].to(device, torch.float32), self.object_patches[idx].to(device),
-                            _context_start(b)).with_tokens(self.tokens)
+                            context_start(b)).with_tokens(self.tokens)
 
     def step_prompts(self, task, stage, step: int, batch_size: int, seed: int, device="cpu"):
         """The image prompts of training step ``step`` (a stage asking for other N than the pool's fails)."""
@@ -123,16 +124,40 @@ def pool_for(vision, settings, task) -> FeaturePool | None:
 
 @dataclass
 class ImageParts:
-    """What image steps need besides the language model: a Vision (frozen encoder + renderer), the adapter,
-    and the feature pool when the config asks for one."""
+    """What image steps need besides the language model (bindlib.training.train.ImageSteps): a Vision (frozen
+    encoder + renderer), the adapter, and the feature pool when the config asks for one."""
 
     vision: object
     adapter: torch.nn.Module
     pool: FeaturePool | None = None
 
+    def step_prompts(self, cfg, stage, step: int, batch, seed: int):
+        """The image prompts of training step ``step``: fresh scenes of ``batch``, or pool scenes."""
+        if self.pool is None:
+            return self.vision.prompts(batch, seed)
+        return self.pool.step_prompts(cfg.task_config(), stage, step, len(batch), seed, batch.tokens.device)
+
+    def grounding(self, model, prompts, final_resid: torch.Tensor) -> torch.Tensor:
+        """Both directions of feature grounding (vision.grounding), summed."""
+        from .grounding import grounding_loss
+
+        g = grounding_loss(model, self.adapter, prompts, final_resid)
+        return g["to_words"] + g["to_region"]
+
+    def evaluate(self, model, task, cfg, device) -> dict:
+        """Image accuracy on fresh scenes (and on pool scenes), and the time spent rendering and encoding."""
+        from .multimodal import image_accuracy
+
+        size = min(cfg.eval_size, 256)
+        rec = {"acc_image_two_hop": round(image_accuracy(model, self.adapter, self.vision, task, size, 30_000, device), 4),
+               "encoder_seconds": round(self.vision.seconds, 1)}
+        if self.pool is not None:
+            rec["acc_image_pool_two_hop"] = round(self.pool.accuracy(model, self.adapter, task, size, device=device), 4)
+        return rec
+
 
 def build_image_parts(cfg, model, device) -> ImageParts | None:
-    """The image parts of a TrainConfig (None when no stage uses images)."""
+    """The image parts of a TrainConfig (None when no stage uses images): the ``image_steps`` of training."""
     from .multimodal import ImageAdapter, Vision
 
     if not cfg.uses_images:
@@ -151,7 +176,7 @@ def pool_path(vision, key: str, directory=None) -> Path:
 
 def build_pool(vision, task, size: int, seed: int, chunk: int = 128, log=None) -> FeaturePool:
     """Render ``size`` ID scenes (N in task.id_range) from ``seed`` and encode them once."""
-    from ..task import sample_batch
+    from ..core.task import sample_batch
     from .render import patch_grid, render_batch
 
     if size < 1:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from . import encoders as E
 from .render import RenderConfig, batch_objects, render_batch, shape_mask
-from ..task import TaskConfig, sample_batch
+from ..core.task import TaskConfig, sample_batch
 
 IGNORE = -100  # label of ambiguous patches (F.cross_entropy's ignore_index)
 EVAL_SEED = 1_000_003  # held-out scenes use this seed; training seeds are the step numbers

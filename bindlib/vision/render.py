@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..task import SHAPE_KINDS, SHAPE_STYLES, Batch, cube_colors, shape_family
+from ..core.task import SHAPE_KINDS, SHAPE_STYLES, Batch, cube_colors, shape_family
 
 # Shape geometry, in units of the object's half size (1.0 reaches the box edge).
 OUTLINE = 0.16  # hollow outline thickness: 2.5 px at the default 32 px objects

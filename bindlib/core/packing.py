@@ -90,7 +90,7 @@ def hop_loss(model, resid: torch.Tensor, packed: PackedBatch, nmax: int, hop_tar
     if hop_target == "shape":
         return F.cross_entropy(model.unembed(x).flatten(0, 1).float(), packed.hop_target.flatten(), ignore_index=-100)
     if head is None:
-        raise ValueError("hop_target 'slot' needs the train-time slot head (bindlib.train.hop_head_for).")
+        raise ValueError("hop_target 'slot' needs the train-time slot head (bindlib.training.train.hop_head_for).")
     slot = (torch.arange(packed.hop_target.shape[1], device=x.device) % nmax).expand_as(packed.hop_target)
     return F.cross_entropy(head(x).flatten(0, 1).float(), slot.masked_fill(packed.hop_target < 0, -100).flatten(),
                            ignore_index=-100)

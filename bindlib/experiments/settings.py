@@ -2,7 +2,7 @@
 
 Its choices and help come from the field's metadata, its default from the field. Every command (train,
 reproduce, interp, image-stage, ...) adds these flags through ``add_setting``, so a choice added to the
-dataclass (e.g. to bindlib.model.POS_ENCODINGS) shows up in every command at once.
+dataclass (e.g. to bindlib.core.model.POS_ENCODINGS) shows up in every command at once.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
-from .model import ModelConfig
-from .train import TrainConfig
-from .vision.multimodal import VisionConfig
+from ..core.model import ModelConfig
+from ..training.train import TrainConfig
+from ..core.relayout import VisionConfig
 
 SETTINGS = {
     "pos_encoding": (ModelConfig, "pos_encoding"),  # --pos-encoding

@@ -1,6 +1,6 @@
 """The headline table with the image stage that learns: ``reproduce --image-stage learning``.
 
-Each regime after the text recipe is one image recipe of ``bindlib.imagestage``, at the budget that meets
+Each regime after the text recipe is one image recipe of ``bindlib.experiments.imagestage``, at the budget that meets
 both targets (4,000 image-stage steps, then 400 mix steps), continued from the seed's text checkpoint:
 
     text_only_matched   text_matched          noise_text         noise_text_matched
@@ -20,10 +20,10 @@ import json
 import time
 from pathlib import Path
 
-from . import io
+from ..core import io
 from .imagestage import (MAIN_IMAGE_STAGE_ENCODER, TEXT_RECIPES, image_recipe_config, image_recipe_tag,
                          run_image_recipe)
-from .profiles import IMAGE_REGIMES, pos_suffix, run_tag
+from ..core.profiles import DEFAULT_POS_ENCODING, IMAGE_REGIMES, pos_setting, pos_suffix, run_tag
 from .recipes import finished, stage1_dir
 
 LEARNING_RECIPES = {"text_only_matched": "text_matched", "noise_text": "noise_text_matched",
@@ -32,18 +32,18 @@ LEARNING_BUDGET = {"image_steps": 4000, "mix_steps": 400}
 _NOT_COMPARED = ("device",)  # where a run trained does not change what it trained
 
 
-def learning_run(regime: str, seed: int, pos_encoding: str = "rope", encoder: str = MAIN_IMAGE_STAGE_ENCODER) -> dict:
+def learning_run(regime: str, seed: int, pos_encoding: str = DEFAULT_POS_ENCODING, encoder: str = MAIN_IMAGE_STAGE_ENCODER) -> dict:
     """The image recipe, start, config and image-stage run name of one cell of the learning table."""
     if regime not in LEARNING_RECIPES:
         raise ValueError(f"regime {regime!r} has no image-stage recipe: allowed {sorted(LEARNING_RECIPES)} "
                          f"(text_only is the text recipe itself: regime_text_only_cpu_s<seed>.json).")
     recipe = LEARNING_RECIPES[regime]
     init = io.relpath(stage1_dir(seed, "cpu", pos_encoding))
-    positions = "context" if pos_encoding != "rope" and recipe not in TEXT_RECIPES else "sequence"
+    positions = "context" if pos_encoding != DEFAULT_POS_ENCODING and recipe not in TEXT_RECIPES else "sequence"
     cfg = image_recipe_config(recipe, seed, encoder, init, "cpu", None, image_positions=positions, **LEARNING_BUDGET)
     tag = image_recipe_tag(recipe, seed, cfg, LEARNING_BUDGET["image_steps"])
     return {"regime": regime, "recipe": recipe, "seed": seed, "encoder": encoder, "pos_encoding": pos_encoding,
-            "init_from": init if pos_encoding != "rope" else None, "image_positions": positions, "config": cfg,
+            "init_from": init if pos_encoding != DEFAULT_POS_ENCODING else None, "image_positions": positions, "config": cfg,
             "name": f"imagestage_{tag}"}
 
 
@@ -83,13 +83,13 @@ def learning_record(run: dict, rec: dict, adopted: bool, command: str, device, c
     keep = {k: v for k, v in rec.items() if k not in ("kind", "provenance", "history", "regime", "encoder")}
     return {**keep, "kind": "regime", "regime": run["regime"], "image_stage": "learning", "recipe": run["recipe"],
             "encoder": run["encoder"] if image else None, "grounding": True if image else None, "steps_scale": 1.0,
-            **({"pos_encoding": run["pos_encoding"]} if run["pos_encoding"] != "rope" else {}),
+            **pos_setting(run["pos_encoding"]),
             "image_stage_results": run["name"], "image_stage_provenance": rec["provenance"],
             "provenance": io.provenance(command, device, seconds, commit=commit, adopted_run=adopted)}
 
 
 def reproduce_learning(seeds=(0, 1, 2), regimes=tuple(LEARNING_RECIPES), encoder: str = MAIN_IMAGE_STAGE_ENCODER,
-                       pos_encoding: str = "rope", device="cpu", command: str = "python -m bindlib reproduce",
+                       pos_encoding: str = DEFAULT_POS_ENCODING, device="cpu", command: str = "python -m bindlib reproduce",
                        progress: bool = True, force: bool = False, overwrite: bool = False, log=print) -> list[Path]:
     """Every cell of the learning table whose regime file is missing (or all with ``force``): adopt the
     committed image-stage run, or train it, then write the regime record. Resumable at any point."""

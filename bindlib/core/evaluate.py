@@ -6,6 +6,7 @@ import math
 import torch
 
 from .model import answer_logits
+from .profiles import DEFAULT_POS_ENCODING
 from .task import TaskConfig, sample_batch
 
 # Axes that separate shortcuts (SPEC §2): association order, and an absolute offset.
@@ -95,7 +96,7 @@ def steps_to_reach(history: list[dict], accuracy: float = 0.99, key: str = "acc_
 def max_shift(model, task: TaskConfig) -> int | None:
     """The largest position shift the model can take at ID lengths (None: no limit, e.g. RoPE)."""
     cfg = getattr(model, "cfg", None)
-    if cfg is None or getattr(cfg, "pos_encoding", "rope") != "learned":
+    if cfg is None or getattr(cfg, "pos_encoding", DEFAULT_POS_ENCODING) != "learned":
         return None
     from .task import prompt_length
 

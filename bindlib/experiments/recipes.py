@@ -13,7 +13,7 @@ prompt asked under every query kind in one pass):
 
 The five training regimes of the headline table and where their checkpoints and results live.
 
-Every regime shares stage 1 (the text recipe, bindlib.recipes) and differs in what follows it:
+Every regime shares stage 1 (the text recipe, bindlib.experiments.recipes) and differs in what follows it:
 
 - ``text_only``: stage 1 alone (the committed text checkpoints);
 - ``text_only_matched``: stage 1, then more text for as many steps as the image regimes add
@@ -29,14 +29,17 @@ from pathlib import Path
 
 import torch
 
-from . import io
-from .evaluate import evaluate, mean_sd
-from .profiles import (IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW, RECIPE, REGIME, REGIMES, TASK,
-                       TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir, pos_suffix, run_tag)  # noqa: F401
-from .task import TaskConfig, sample_batch
-from .train import Stage, TrainConfig, train
-from .vision.grounding import grounding_accuracy
-from .vision.multimodal import VisionConfig, image_accuracy, load_image_model, save_adapter
+from ..core import io
+from ..core.evaluate import evaluate, mean_sd
+from ..core.profiles import (DEFAULT_POS_ENCODING, IMAGE_REGIMES, MAIN_ENCODER, NOISE_REGIMES, OOD_ACCURACY, PAPER_ROW,  # noqa: F401
+                             RECIPE, REGIME, REGIMES, TASK, TABLE_ENCODERS, check_profile, check_regime, checkpoint_dir,
+                             pos_setting, pos_suffix, run_tag)
+from ..core.task import TaskConfig, sample_batch
+from ..training.train import Stage, TrainConfig, train
+from ..vision.grounding import grounding_accuracy
+from ..core.relayout import VisionConfig
+from ..vision.featurepool import build_image_parts
+from ..vision.multimodal import image_accuracy, load_image_model, save_adapter
 
 SUBSKILL_MIX = {"two_hop": 1.0, "color_to_shape": 1.0, "shape_to_item": 1.0}
 
@@ -155,24 +158,24 @@ def regime_stages(regime: str, profile: str = "cpu", grounding: bool = True, ste
     raise ValueError(f"regime {regime!r} has no stages after the text recipe (it is the text recipe).")
 
 
-def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = "rope", hop_target: str = "shape") -> Path:
+def stage1_dir(seed: int, profile: str = "cpu", pos_encoding: str = DEFAULT_POS_ENCODING, hop_target: str = "shape") -> Path:
     """The text_only checkpoint every regime of (seed, positional encoding, hop target) starts from: the
     folder ``train --pos-encoding X --hop-target Y`` writes."""
     path = checkpoint_dir("text_only", seed, profile)
     return path.with_name(path.name + pos_suffix(pos_encoding) + arm_suffix(hop_target=hop_target))
 
 
-def stage1_config(seed: int, profile: str = "cpu", device: str = "cpu", pos_encoding: str = "rope",
+def stage1_config(seed: int, profile: str = "cpu", device: str = "cpu", pos_encoding: str = DEFAULT_POS_ENCODING,
                   hop_target: str = "shape") -> TrainConfig:
     """The text recipe that makes ``stage1_dir`` (as ``train`` runs it with those flags)."""
     cfg = recipe(profile, seed=seed, device=device, hop_target=hop_target)
-    if pos_encoding != "rope":
+    if pos_encoding != DEFAULT_POS_ENCODING:
         cfg.model = cfg.model.replace(pos_encoding=pos_encoding)
     return cfg
 
 
 def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | None = None, device: str = "cpu",
-                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = "rope", hop_target: str = "shape"):
+                  grounding: bool = True, steps_scale: float = 1.0, pos_encoding: str = DEFAULT_POS_ENCODING, hop_target: str = "shape"):
     """The TrainConfig that continues the text_only checkpoint of ``seed`` (``pos_encoding``, ``hop_target``) into
     ``regime``; the hop target only names the start (the stages after the recipe have no deep supervision)."""
     check_regime(regime)
@@ -183,7 +186,7 @@ def regime_config(regime: str, seed: int, profile: str = "cpu", encoder: str | N
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
                        init_from=io.relpath(stage1_dir(seed, profile, pos_encoding, hop_target)), vision=vision, seed=seed,
-                       device=device, model={"pos_encoding": pos_encoding} if pos_encoding != "rope" else None,
+                       device=device, model=pos_setting(pos_encoding),
                        hop_target=hop_target)
 
 
@@ -207,7 +210,7 @@ def run_suffix(run: dict, steps_scale: float = 1.0) -> str:
     """What sets a run apart from its table row: another positional encoding or hop target (its start), no
     grounding, or a scaled step budget (exploratory)."""
     scaled = steps_scale != 1.0 and run["regime"] != "text_only"  # text_only trains nothing here
-    return (pos_suffix(run.get("pos_encoding", "rope")) + arm_suffix(hop_target=run.get("hop_target", "shape"))
+    return (pos_suffix(run.get("pos_encoding", DEFAULT_POS_ENCODING)) + arm_suffix(hop_target=run.get("hop_target", "shape"))
             + ("" if run.get("grounding", True) else "_nogrounding")
             + (f"_steps{steps_scale:g}x" if scaled else ""))
 
@@ -231,7 +234,7 @@ def _evaluate_images(model, adapter, vision, task, device, per_n: int = 128, see
             "grounding_accuracy": {k: round(v, 4) for k, v in grounding_accuracy(model, adapter, prompts).items()}}
 
 
-def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = "rope", hop_target: str = "shape"):
+def _stage1(seed: int, profile: str, device, progress: bool, pos_encoding: str = DEFAULT_POS_ENCODING, hop_target: str = "shape"):
     """The text_only checkpoint of ``seed`` (``pos_encoding``, ``hop_target``); trained first if it is missing."""
     path = stage1_dir(seed, profile, pos_encoding, hop_target)
     if not (path / "model.json").exists():
@@ -247,7 +250,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
                steps_scale: float = 1.0) -> dict:
     """Train (or, for text_only, load) one run, save its checkpoint, evaluate it, return its results record."""
     t0 = time.time()
-    regime, seed, encoder, pos_encoding = run["regime"], run["seed"], run["encoder"], run.get("pos_encoding", "rope")
+    regime, seed, encoder, pos_encoding = run["regime"], run["seed"], run["encoder"], run.get("pos_encoding", DEFAULT_POS_ENCODING)
     hop_target = run.get("hop_target", "shape")
     stage1 = _stage1(seed, profile, device, progress, pos_encoding, hop_target)
     final = checkpoint_for(run, profile, steps_scale)
@@ -260,7 +263,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
                             pos_encoding, hop_target)
         run_dir = Path("runs") / final.name
         model, history, parts = train(cfg, out_dir=run_dir, progress=progress, log=None if progress else print,
-                                      with_parts=True)
+                                      with_parts=True, image_steps=build_image_parts)
         meta = {"train_config": cfg.to_dict(), "regime": regime, "profile": profile, "seed": seed, "encoder": encoder,
                 "grounding": run.get("grounding", True), "init_from": io.relpath(stage1),
                 "steps": history[-1]["step"] if history else 0}
@@ -274,7 +277,7 @@ def run_regime(run: dict, profile: str, device, command: str, commit: str, progr
     record = {"kind": "regime", "regime": regime, "encoder": encoder, "profile": profile, "seed": seed,
               "grounding": run.get("grounding", True) if regime in IMAGE_REGIMES else None,
               "steps_scale": steps_scale if regime != "text_only" else 1.0,
-              **({"pos_encoding": pos_encoding} if pos_encoding != "rope" else {}),
+              **pos_setting(pos_encoding),
               **({"hop_target": hop_target} if hop_target != "shape" else {}),
               **evaluate(model, task, device=device)}
     if parts is not None:
@@ -314,7 +317,7 @@ def finished(path, kind: str) -> bool:
 
 def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=None, grounding_ablation_seeds=(),
               device="cpu", command: str = "python -m bindlib reproduce", progress: bool = True, force: bool = False,
-              steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = "rope",
+              steps_scale: float = 1.0, log=print, overwrite: bool = False, pos_encoding: str = DEFAULT_POS_ENCODING,
               hop_target: str = "shape") -> list[Path]:
     """Run every planned run whose results file is missing (or all with ``force``); resumable at any point.
 
@@ -347,15 +350,15 @@ def reproduce(profile: str = "cpu", seeds=(0, 1, 2), regimes=REGIMES, encoders=N
 
 # ---------------------------------------------------------------- the table, from results files
 def regime_results(profile: str = "cpu", results_dir=None, steps_scale: float | None = 1.0,
-                   pos_encoding: str | None = "rope", hop_target: str | None = "shape",
+                   pos_encoding: str | None = DEFAULT_POS_ENCODING, hop_target: str | None = "shape",
                    image_stage: str | None = "short") -> list[dict]:
     """Every regime results record of a profile (kind 'regime') with the table's step budget
     (``steps_scale=None``: every budget, exploratory runs included), positional encoding, hop target and
-    image stage ("short": the first grid; "learning": ``bindlib.headline``'s) (None: every one)."""
+    image stage ("short": the first grid; "learning": ``bindlib.experiments.headline``'s) (None: every one)."""
     recs = io.load_results("regime_*.json", results_dir, kind="regime", profile=profile)
     return [r for r in recs if (steps_scale is None or r.get("steps_scale", 1.0) == steps_scale)
             and (image_stage is None or r.get("image_stage", "short") == image_stage)
-            and (pos_encoding is None or r.get("pos_encoding", "rope") == pos_encoding)
+            and (pos_encoding is None or r.get("pos_encoding", DEFAULT_POS_ENCODING) == pos_encoding)
             and (hop_target is None or r.get("hop_target", "shape") == hop_target)]
 
 

@@ -1,6 +1,10 @@
 """Training: AdamW with warmup + cosine decay, a staged curriculum, periodic evaluation,
 early stopping, atomic checkpoints and exact resume.
 
+Training is text first: noise steps re-lay out text prompts (bindlib.core.relayout). Image steps plug in
+from the vision side: ``train(cfg, image_steps=bindlib.vision.featurepool.build_image_parts)`` builds the
+encoder, adapter and feature pool there (an ImageSteps), and this module only calls them.
+
 The data stream depends only on (seed, step), and the optimiser state is saved with
 each checkpoint, so a run that is killed and resumed reproduces the uninterrupted run.
 """
@@ -11,20 +15,19 @@ import math
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from . import io
-from .evaluate import steps_to_reach  # noqa: F401 (re-exported)
-from .model import PROFILES, Transformer, ModelConfig, ModelOverrides, answer_logits, typed
-from .packing import HOP_TARGETS, hop_loss, pack_queries
-from .profiles import image_token_count
+from ..core import io
+from ..core.evaluate import steps_to_reach  # noqa: F401 (re-exported)
+from ..core.model import PROFILES, Transformer, ModelConfig, ModelOverrides, answer_logits, typed
+from ..core.packing import HOP_TARGETS, hop_loss, pack_queries
+from ..core.profiles import image_token_count
+from ..core.relayout import VisionConfig, add_noise
 from .state import resume_train_state, save_train_state
-from .task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
-from .vision.featurepool import ImageParts, build_image_parts  # noqa: F401 (re-exported)
-from .vision.grounding import grounding_loss
-from .vision.multimodal import VisionConfig, add_noise, image_accuracy
+from ..core.task import QUERY_KINDS, Batch, TaskConfig, concat_batches, sample_batch, seeded
 
 
 @dataclass
@@ -124,7 +127,7 @@ class TrainConfig:
                              f"{self.declared_share} a share of prompts in 0..1.")
         if self.uses_images and not self.vision.encoder:
             raise ValueError("a stage trains on images, but TrainConfig.vision names no encoder; "
-                             "set vision=VisionConfig(encoder='project_cnn') (see bindlib.vision.encoders.ENCODERS).")
+                             "set vision=VisionConfig(encoder=...), one of bindlib.core.profiles.ENCODERS.")
 
     @property
     def uses_images(self) -> bool:
@@ -183,14 +186,30 @@ def stage_at(step: int, cfg: TrainConfig) -> tuple[int, Stage]:
     return len(cfg.stages) - 1, cfg.stages[-1]
 
 
-def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: ImageParts | None):
+class ImageSteps(Protocol):
+    """What image steps need besides the language model, built on the vision side from a TrainConfig and the model
+    (bindlib.vision.featurepool.ImageParts): the trainable adapter, the step's image prompts, their grounding loss
+    and the image accuracies of an evaluation."""
+
+    adapter: torch.nn.Module
+
+    def step_prompts(self, cfg: TrainConfig, stage: Stage, step: int, batch: Batch, seed: int):
+        """The image prompts of ``step`` (with ``.batch``, and ``.embeds(adapter, length)`` for the model)."""
+
+    def grounding(self, model, prompts, final_resid: torch.Tensor) -> torch.Tensor:
+        """The unweighted grounding loss of these prompts."""
+
+    def evaluate(self, model, task: TaskConfig, cfg: TrainConfig, device) -> dict:
+        """The image entries of one evaluation record."""
+
+
+def _prepare(batch: Batch, cfg: TrainConfig, stage: Stage, step: int, parts: ImageSteps | None):
     """Turn a sampled text batch into this step's input: image prompts, noised text, or the text itself."""
     seed = cfg.seed * 1_000_003 + step
     if stage.image > 0 and stage.is_image_step(step):
         if parts is None:
             raise ValueError(f"stage {stage.name!r} has image steps but no image parts were built.")
-        prompts = (parts.vision.prompts(batch, seed) if parts.pool is None else
-                   parts.pool.step_prompts(cfg.task_config(), stage, step, len(batch), seed, batch.tokens.device))
+        prompts = parts.step_prompts(cfg, stage, step, batch, seed)
         return prompts.batch, prompts
     if stage.is_noise_step(step):
         return add_noise(batch, cfg.noise_width, seed=seed + 1, positions=cfg.vision.noise_positions), None
@@ -220,7 +239,7 @@ def hop_head_for(cfg: TrainConfig, model) -> torch.nn.Module | None:
 
 
 def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device,
-                  parts: ImageParts | None = None, hop_head: torch.nn.Module | None = None) -> torch.Tensor:
+                  parts: ImageSteps | None = None, hop_head: torch.nn.Module | None = None) -> torch.Tensor:
     """Cross-entropy on the answer token(s) of the batch for ``step`` (+ grounding on image steps)."""
     if not cfg.packed:
         batch, prompts = _prepare(training_batch(cfg, task, stage, step, device), cfg, stage, step, parts)
@@ -258,8 +277,7 @@ def training_loss(model, cfg: TrainConfig, task: TaskConfig, stage: Stage, step:
 def _grounding(model, parts, prompts, final, stage: Stage):
     if prompts is None or stage.grounding <= 0:
         return 0.0
-    g = grounding_loss(model, parts.adapter, prompts, final)
-    return stage.grounding * (g["to_words"] + g["to_region"])
+    return stage.grounding * parts.grounding(model, prompts, final)
 
 
 def training_batch(cfg: TrainConfig, task: TaskConfig, stage: Stage, step: int, device) -> Batch:
@@ -298,23 +316,30 @@ def _extras(parts, hop_head) -> dict:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
-          log=print, with_parts: bool = False, init_model: Transformer | None = None):
+          log=print, with_parts: bool = False, init_model: Transformer | None = None,
+          image_steps: Callable[[TrainConfig, Transformer, torch.device], ImageSteps | None] | None = None):
     """Train a model; return it with its history (one dict per evaluation), and with
-    ``with_parts`` also its ImageParts (None for text-only configs).
+    ``with_parts`` also its image parts (None for text-only configs).
+
+    A config with image stages needs ``image_steps``, which builds them for the config and the model
+    (bindlib.vision.featurepool.build_image_parts).
 
     With ``out_dir``, a checkpoint (model + optimiser + history) is written atomically at
     every evaluation, and a later call with the same out_dir resumes from it.
     """
+    if cfg.uses_images and image_steps is None:
+        raise ValueError("a stage trains on images, but train() was given no image_steps; pass "
+                         "image_steps=bindlib.vision.featurepool.build_image_parts.")
     device = io.resolve_device(cfg.device)
     task = cfg.task_config()
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model_config()).to(device)
-    if init_model is not None:  # weights prepared by the caller (bindlib.expand: a grown vocabulary)
+    if init_model is not None:  # weights prepared by the caller (bindlib.experiments.expand: a grown vocabulary)
         model.load_state_dict(init_model.state_dict())
     elif cfg.init_from:
         start, _ = io.load_checkpoint(io.REPO_ROOT / cfg.init_from, device=device, expect=cfg.model_config().to_dict())
         model.load_state_dict(start.state_dict())
-    parts = build_image_parts(cfg, model, device)
+    parts = image_steps(cfg, model, device) if image_steps is not None else None
     hop_head = hop_head_for(cfg, model)
     hop_head = hop_head.to(device) if hop_head is not None else None
     params = [*model.parameters(), *(parts.adapter.parameters() if parts else []), *(hop_head.parameters() if hop_head else [])]
@@ -359,12 +384,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = Tr
             for j, kind in enumerate(QUERY_KINDS):
                 rec[f"acc_{kind}"] = round(quick_accuracy(model, task, kind, cfg.eval_size, 10_000 + j, device), 4)
             if parts is not None:
-                rec["acc_image_two_hop"] = round(image_accuracy(model, parts.adapter, parts.vision, task, min(cfg.eval_size, 256),
-                                                                30_000, device), 4)
-                rec["encoder_seconds"] = round(parts.vision.seconds, 1)
-                if parts.pool is not None:
-                    rec["acc_image_pool_two_hop"] = round(parts.pool.accuracy(model, parts.adapter, task,
-                                                                              min(cfg.eval_size, 256), device=device), 4)
+                rec.update(parts.evaluate(model, task, cfg, device))
             if stage.n_range is not None:  # progress inside a curriculum stage
                 rec["acc_stage_two_hop"] = round(quick_accuracy(model, task, "two_hop", cfg.eval_size, 20_000, device,
                                                                 n_range=stage.n_range,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, asdict
 
 import torch
 
-# the colour cube and the shape family are tables (bindlib.profiles), re-exported here
+# the colour cube and the shape family are tables (bindlib.core.profiles), re-exported here
 from .profiles import SHAPE_KINDS, SHAPE_STYLES, cube_colors, shape_family  # noqa: F401
 
 SPECIALS = ("PAD", "BOS", "CTX_END", "QUE", "QSHAPE", "NOISE", "IMG", "FILL")

@@ -12,7 +12,7 @@ import itertools
 from pathlib import Path
 
 # ---------------------------------------------------------------- where files live
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 RESULTS_DIR = DATA_DIR / "results"
 CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
@@ -31,9 +31,9 @@ MODEL = {
     "deep": dict(n_layers=12, d_model=128, n_heads=4, d_ff=512),
     "cpu216": dict(n_layers=4, d_model=128, n_heads=4, d_ff=512),
 }
-# What a profile changes of the task (bindlib.task.TaskConfig): the deep profile's vocabulary.
+# What a profile changes of the task (bindlib.core.task.TaskConfig): the deep profile's vocabulary.
 TASK = {"cpu": {}, "paper": {}, "deep": dict(n_colors=216, n_shapes=216), "cpu216": dict(n_colors=216, n_shapes=216)}
-# The text recipe (bindlib.recipes): steps of its four stages and the optimiser settings.
+# The text recipe (bindlib.experiments.recipes): steps of its four stages and the optimiser settings.
 RECIPE = {
     "cpu": dict(steps=(1500, 500, 1500, 1500), batch_size=64, lr=1e-3, warmup=100, eval_every=100, hop_layer=1),
     "paper": dict(steps=(3000, 1000, 3000, 3000), batch_size=256, lr=1e-3, warmup=300, eval_every=250, hop_layer=5),
@@ -78,8 +78,12 @@ NOISE_REGIMES = ("noise_text", "noise_image_text")
 # The four regimes of the paper's table, in the order the interpretability chapters show them.
 ANALYSED_REGIMES = ("text_only", "noise_text", "image_text", "noise_image_text")
 SEEDS = (0, 1, 2)
-MAIN_ENCODER = "project_cnn"  # the encoder of the headline table (the others are per-encoder results)
-TABLE_ENCODERS = ("project_cnn", "project_vit", "random_cnn", "pixels")
+# Every frozen image encoder by name (bindlib.vision.encoders builds each): the paper's hub encoders (dinov2
+# stands in for dinov3 where that is unavailable), the controls, and the encoders this project pretrains.
+PROJECT_ENCODERS = ("project_cnn", "project_vit", "project_cnn_grid")
+ENCODERS = ("resnet152", "vit_b16", "dinov3", "dinov2", "random_cnn", "pixels", *PROJECT_ENCODERS)
+MAIN_ENCODER = "project_cnn"  # the default encoder: that of the headline table (the others are per-encoder results)
+TABLE_ENCODERS = (MAIN_ENCODER, "project_vit", "random_cnn", "pixels")
 # The paper's name for each regime's row of its OOD table (OOD_ACCURACY keys).
 PAPER_ROW = {"text_only": "text_only", "noise_text": "noise_text", "image_text": "image_text",
              "noise_image_text": "noise_image_text", "text_only_matched": None}
@@ -133,18 +137,30 @@ def paper_value(regime: str) -> float:
 
 
 # ---------------------------------------------------------------- the positional-encoding axis
-# bindlib.model implements them; the table's encoding is RoPE, the others are an axis named _<x>pos
-POS_ENCODINGS = ("rope", "learned", "none")
+# bindlib.core.model implements them; the table's encoding is RoPE, the others are an axis named _<x>pos
+DEFAULT_POS_ENCODING = "rope"  # the default of every model, run and record: the table's RoPE
+POS_ENCODINGS = (DEFAULT_POS_ENCODING, "learned", "none")
 
 
-def pos_suffix(pos_encoding: str = "rope") -> str:
-    """``_learnedpos`` / ``_nonepos`` for the positional-encoding axis (empty for the table's RoPE)."""
+def check_pos_encoding(pos_encoding: str) -> str:
     if pos_encoding not in POS_ENCODINGS:
         raise ValueError(f"unknown pos_encoding {pos_encoding!r}: allowed {POS_ENCODINGS}.")
-    return "" if pos_encoding == "rope" else f"_{pos_encoding}pos"
+    return pos_encoding
 
 
-# ---------------------------------------------------------------- the vocabulary's tables (bindlib.task re-exports them)
+def pos_suffix(pos_encoding: str = DEFAULT_POS_ENCODING) -> str:
+    """``_learnedpos`` / ``_nonepos`` for the positional-encoding axis (empty for the default): a name computed
+    from the setting, never read back (a checkpoint's model.json holds the setting itself)."""
+    return "" if check_pos_encoding(pos_encoding) == DEFAULT_POS_ENCODING else f"_{pos_encoding}pos"
+
+
+def pos_setting(pos_encoding: str = DEFAULT_POS_ENCODING) -> dict:
+    """``{"pos_encoding": x}`` where x is not the default, else ``{}``: what model overrides, saved configs and
+    results records hold (so the default runs' files stay as they were)."""
+    return {} if check_pos_encoding(pos_encoding) == DEFAULT_POS_ENCODING else {"pos_encoding": pos_encoding}
+
+
+# ---------------------------------------------------------------- the vocabulary's tables (bindlib.core.task re-exports them)
 @functools.lru_cache(maxsize=None)
 def cube_colors() -> tuple[tuple[int, int, int], ...]:
     """The 6x6x6 RGB cube (216 colours), ordered so that any prefix is spread out.

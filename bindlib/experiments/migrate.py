@@ -3,10 +3,10 @@
 Idempotent, and safe to rerun on files added later (e.g. merged from another branch):
 
 - absolute paths (``"/work/main/data/checkpoints/..."``, in any field, at any depth) become relative
-  to the repository root (``bindlib.io.relpath``);
+  to the repository root (``bindlib.core.io.relpath``);
 - image checkpoints gain the id and the dimension of their frozen encoder as it is now
   (``encoder_id``, ``encoder_dim``), which loading then checks;
-- checkpoints gain ``manifest_sha256`` over everything model.json says (``bindlib.io.manifest_sha256``).
+- checkpoints gain ``manifest_sha256`` over everything model.json says (``bindlib.core.io.manifest_sha256``).
 
 Weights are never touched, so every ``sha256`` and ``checkpoint_sha256`` stays valid.
 
@@ -22,8 +22,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from . import io
-from .profiles import CHECKPOINTS_DIR, RESULTS_DIR
+from ..core import io
+from ..core.profiles import CHECKPOINTS_DIR, RESULTS_DIR
 
 
 def relative_paths(obj):
@@ -39,7 +39,7 @@ def relative_paths(obj):
 
 def encoder_fields(meta: dict) -> dict:
     """encoder_id and encoder_dim of an image checkpoint's encoder, as the encoder is now."""
-    from .vision.encoders import profile_encoder
+    from ..vision.encoders import profile_encoder
 
     enc = profile_encoder(meta["encoder"], profile=meta.get("profile", "cpu"))
     return {"encoder_id": enc.weights_id, "encoder_dim": enc.dim}

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 
-from . import io
-from .evaluate import evaluate
-from .model import Transformer
-from .task import SPECIALS, TaskConfig, Vocab
-from .train import Stage, TrainConfig, train
+from ..core import io
+from ..core.evaluate import evaluate
+from ..core.model import Transformer
+from ..core.profiles import DEFAULT_POS_ENCODING, pos_setting
+from ..core.task import SPECIALS, TaskConfig, Vocab
+from ..training.train import Stage, TrainConfig, train
 
 EXPANDED = dict(n_colors=216, n_shapes=216, n_items=32)
 EXPANDED_OOD = (9, 24)  # evaluated as 9..16 (the usual OOD) and 17..24 (beyond every 16-symbol prompt)
@@ -88,11 +89,11 @@ def expand_config(init_from: str, seed: int, device: str = "cpu", steps: int | N
     ``init_from`` (a text or image-stage checkpoint; only its text model is used)."""
     s = dict(EXPAND_SETTINGS, steps=steps or EXPAND_SETTINGS["steps"])
     meta = io.read_checkpoint_meta(io.REPO_ROOT / init_from)
-    pos = meta["model_config"].get("pos_encoding", "rope")
+    pos = meta["model_config"].get("pos_encoding", DEFAULT_POS_ENCODING)
     fmt = ((meta.get("train_config") or {}).get("task") or {}).get("format", "standard")  # the ordered control stays ordered
     return TrainConfig(profile="cpu", task=TaskConfig(**EXPANDED, ood_range=EXPANDED_OOD,
                                                       **({"format": fmt} if fmt != "standard" else {})),
-                       model={"pos_encoding": pos} if pos != "rope" else {},
+                       model=pos_setting(pos),
                        stages=[Stage("expand", s["steps"], {"two_hop": 1.0})], batch_size=s["batch_size"], lr=s["lr"],
                        warmup=s["warmup"], eval_every=s["eval_every"], eval_size=s["eval_size"], packed=True,
                        init_from=io.relpath(io.REPO_ROOT / init_from), seed=seed, device=device)

@@ -1,4 +1,4 @@
-"""What a results file may hold and be named: the checks ``bindlib.io.read_results`` makes of every record, and
+"""What a results file may hold and be named: the checks ``bindlib.core.io.read_results`` makes of every record, and
 the names globs over data/results accept (so a stray copy is never read as a run's results)."""
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def is_run_name(stem: str) -> bool:
 
 def results_files(pattern: str, results_dir: str | Path) -> list[Path]:
     """The results files in ``results_dir`` matching a glob, sorted: only ``.json`` files named like a run
-    (``is_run_name``), so a stray copy is never read as a run's results (``bindlib.io.results_files``)."""
+    (``is_run_name``), so a stray copy is never read as a run's results (``bindlib.core.io.results_files``)."""
     return [f for f in sorted(Path(results_dir).glob(pattern))
             if f.suffix == ".json" and f.is_file() and is_run_name(f.stem)]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import io
+from ..core import io
 
 
 def save_train_state(path: Path, model, opt, step: int, history: list, cfg, wall: float, extras: dict) -> None:

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from .profiles import MODEL as PROFILES  # n_layers, d_model, n_heads, d_ff of the cpu and paper profiles
-from .profiles import POS_ENCODINGS
+from .profiles import DEFAULT_POS_ENCODING, POS_ENCODINGS, check_pos_encoding
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
     d_ff: int = 512
-    pos_encoding: str = field(default="rope", metadata={
+    pos_encoding: str = field(default=DEFAULT_POS_ENCODING, metadata={
         "choices": POS_ENCODINGS, "help": "positional encoding (an ablation when not rope: names get a _<x>pos suffix)"})
     max_len: int = 512  # positions 0..max_len-1 of the learned position table (rope and none have no limit)
     rope_base: float = 10000.0
@@ -44,8 +44,7 @@ class ModelConfig:
     tie_embeddings: bool = False  # unembedding = embedding^T, so "write a token" and "read a token" share directions
 
     def __post_init__(self):
-        if self.pos_encoding not in POS_ENCODINGS:
-            raise ValueError(f"unknown pos_encoding {self.pos_encoding!r}: allowed {POS_ENCODINGS}.")
+        check_pos_encoding(self.pos_encoding)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}.")
         if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2:
@@ -88,8 +87,8 @@ class ModelOverrides:
     tie_embeddings: bool | None = None
 
     def __post_init__(self):
-        if self.pos_encoding is not None and self.pos_encoding not in POS_ENCODINGS:
-            raise ValueError(f"unknown pos_encoding {self.pos_encoding!r}: allowed {POS_ENCODINGS}.")
+        if self.pos_encoding is not None:
+            check_pos_encoding(self.pos_encoding)
 
     @classmethod
     def of(cls, value) -> "ModelOverrides":

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shlex
 
+from ..core.profiles import pos_suffix
+
 
 ARM_KEYS = ("format", "hop_target", "hop_weight", "hop_layer", "declared_share")
 
@@ -20,10 +22,10 @@ def train_plan(args, device: str = "cpu"):
     cfg, arm = arm_recipe(args.profile, args.seed, device, args.steps_scale, **{k: getattr(args, k) for k in ARM_KEYS})
     tag = f"text_only_{args.profile}_s{args.seed}" + (f"_steps{args.steps_scale:g}x" if args.steps_scale != 1 else "")
     variant = None
-    if args.pos_encoding != "rope":  # an ablation: its own names and kind, so the table's loaders never see it
+    if pos_suffix(args.pos_encoding):  # an ablation: its own names and kind, so the table's loaders never see it
         cfg.model = cfg.model.replace(pos_encoding=args.pos_encoding)
-        variant = f"{args.pos_encoding}pos"
-        tag += f"_{variant}"
+        variant = pos_suffix(args.pos_encoding)[1:]
+        tag += pos_suffix(args.pos_encoding)
     if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
         variant = variant + arm if variant else arm[1:]
         tag += arm

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from .model import answer_logits
+from .profiles import DEFAULT_POS_ENCODING
 from .task import CTX_END, FILL, PAD, Batch, TaskConfig, line_width, prompt_length, sample_batch
 
 FILLERS = ("gap", "filler")
@@ -79,7 +80,7 @@ def move_after_context(batch: Batch, gap: int, filler: str = "gap") -> Batch:
 def gap_limit(model, task: TaskConfig, n: int) -> int | None:
     """The largest gap a model's positions can hold at N objects (None: no limit, e.g. RoPE)."""
     cfg = getattr(model, "cfg", None)
-    if cfg is None or getattr(cfg, "pos_encoding", "rope") != "learned":
+    if cfg is None or getattr(cfg, "pos_encoding", DEFAULT_POS_ENCODING) != "learned":
         return None
     return cfg.max_len - prompt_length(n, 0, task.format)
 
@@ -88,7 +89,7 @@ def count_limit(model, task: TaskConfig) -> int:
     """The largest N on the count axis: the vocabulary's, MAX_COUNT, and for learned positions the table's."""
     top = min(task.vocab.max_objects, MAX_COUNT)
     cfg = getattr(model, "cfg", None)
-    if cfg is not None and getattr(cfg, "pos_encoding", "rope") == "learned":
+    if cfg is not None and getattr(cfg, "pos_encoding", DEFAULT_POS_ENCODING) == "learned":
         while top > 1 and prompt_length(top, 0, task.format) > cfg.max_len:
             top -= 1
     return top

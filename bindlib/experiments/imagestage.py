@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from . import io
-from .evaluate import evaluate
-from .profiles import MAIN_ENCODER, checkpoint_dir
+from ..core import io
+from ..core.evaluate import evaluate
+from ..core.profiles import DEFAULT_POS_ENCODING, ENCODERS, MAIN_ENCODER, checkpoint_dir, pos_setting
 from .recipes import IMAGE_SHARE, IMAGE_STAGE_MIX, _evaluate_images, regime_config
-from .train import Stage, TrainConfig, train
-from .vision.featurepool import build_image_parts, oracle_ceiling
-from .vision.multimodal import Vision, load_image_model, save_adapter
+from ..training.train import Stage, TrainConfig, train
+from ..vision.featurepool import build_image_parts, oracle_ceiling
+from ..vision.multimodal import Vision, load_image_model, save_adapter
 
 
 # ---------------------------------------------------------------- image-stage recipes (issue 10: levers)
@@ -93,8 +93,6 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
                         device: str = "cpu", pool_size: int | None = None, image_steps: int = 1500,
                         mix_steps: int = 600, image_positions: str = "sequence", image_tokens: str = "all",
                         noise_positions: str = "sequence", noise_width: int | None = None):
-    from .vision.encoders import ENCODERS
-
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}: allowed {sorted(ENCODERS)}.")
     stages = image_recipe_stages(recipe, image_steps, mix_steps)
@@ -120,7 +118,7 @@ def image_recipe_config(recipe: str, seed: int, encoder: str = MAIN_ENCODER, ini
                        batch_size=s["batch_size"], lr=s["lr"], warmup=s["warmup"], min_lr_frac=0.1,
                        eval_every=s["eval_every"], eval_size=s["eval_size"], early_stop=None, packed=True,
                        init_from=start, vision=vision, seed=seed, device=device, cpu_bf16=True,
-                       model={"pos_encoding": pos} if pos != "rope" else None)
+                       model=pos_setting(pos))
 
 
 def start_meta(init_from: str) -> dict:
@@ -139,7 +137,7 @@ def start_train_setting(init_from: str, key: str, default):
 def start_pos_encoding(init_from: str) -> str:
     """The positional encoding of the text checkpoint an image recipe continues (rope where not recorded).
     The correction test starts from learned positions too."""
-    return (start_meta(init_from).get("model_config") or {}).get("pos_encoding", "rope")
+    return (start_meta(init_from).get("model_config") or {}).get("pos_encoding", DEFAULT_POS_ENCODING)
 
 
 def image_recipe_tag(recipe: str, seed: int, cfg: TrainConfig, image_steps: int = 1500) -> str:
@@ -178,7 +176,7 @@ def run_image_recipe(recipe: str, seed: int, encoder: str, device, command: str,
     for path in (final, results_dir / f"{results or 'imagestage_' + tag}.json"):  # before any work
         io.refuse_overwrite(path, overwrite)
     model, history, parts = train(cfg, out_dir=Path("runs") / f"imagestage_{tag}", progress=progress,
-                                  log=None if progress else log, with_parts=True)
+                                  log=None if progress else log, with_parts=True, image_steps=build_image_parts)
     meta = {"train_config": cfg.to_dict(), "regime": recipe_regime(recipe), "recipe": recipe, "profile": "cpu", "seed": seed,
             "encoder": encoder, "init_from": cfg.init_from, "steps": history[-1]["step"] if history else 0,
             **({"adapter": save_adapter(parts.adapter, final), "encoder_id": parts.vision.encoder.weights_id,
@@ -228,8 +226,8 @@ def cmd_bench_image(args, command: str, device) -> int:
     import dataclasses
     import statistics
 
-    from .model import Transformer
-    from .train import training_loss
+    from ..core.model import Transformer
+    from ..training.train import training_loss
 
     commit = io.git_commit()
     base = regime_config("image_text", args.seed, "cpu", args.encoder, str(device))
@@ -299,7 +297,7 @@ def cmd_bench_image(args, command: str, device) -> int:
 
 
 def cmd_image_stage(args, command: str, device) -> int:
-    """Train one image recipe (bindlib.imagestage.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
+    """Train one image recipe (bindlib.experiments.imagestage.IMAGE_RECIPES) from a text checkpoint; write its curve and results."""
     from . import settings
 
     commit = io.git_commit()
@@ -321,7 +319,7 @@ def cmd_image_stage(args, command: str, device) -> int:
 def cmd_encoder_ceiling(args, command: str, device) -> int:
     """Per-object colour/shape accuracy of frozen features and the two-hop ceiling an oracle reads from them."""
     io.refuse_overwrite(io.RESULTS_DIR / f"{args.results}.json", args.overwrite)
-    from .task import TaskConfig
+    from ..core.task import TaskConfig
 
     t0 = time.time()
     out = {}
@@ -353,7 +351,7 @@ def add_commands(sub) -> None:
     bi.add_argument("--results", default="throughput_image_stage_cpu")
 
     ist = sub.add_parser("image-stage", help="train an image recipe (issue 10 levers) from a text checkpoint")
-    ist.add_argument("--recipe", required=True, help="a name from bindlib.imagestage.IMAGE_RECIPES")
+    ist.add_argument("--recipe", required=True, help="a name from bindlib.experiments.imagestage.IMAGE_RECIPES")
     ist.add_argument("--seed", type=int, default=0)
     add_setting(ist, "encoder", default=MAIN_IMAGE_STAGE_ENCODER, more_help="default: the grid-aligned CNN")
     ist.add_argument("--init-from", help="text checkpoint to start from (default data/checkpoints/text_only_cpu_s<seed>)")
@@ -373,7 +371,7 @@ def add_commands(sub) -> None:
                           "_noise<W>")
 
     ec = sub.add_parser("encoder-ceiling", help="what frozen features carry: per-object accuracy and the oracle's two-hop ceiling")
-    ec.add_argument("--encoders", nargs="+", default=["project_cnn", "project_cnn_grid"])
+    ec.add_argument("--encoders", nargs="+", default=[MAIN_ENCODER, "project_cnn_grid"])
     ec.add_argument("--train-scenes", type=int, default=1024)
     ec.add_argument("--test-scenes", type=int, default=512)
     ec.add_argument("--seed", type=int, default=0)
