@@ -77,13 +77,11 @@ def test_every_chapter_table_reads_the_committed_results():
     for frame in (F.training_table(runs), F.cliff_table(runs), F.axes_table(runs), F.slot_table(runs),
                   F.stage_starts(runs), F.learned_positions_table(), F.regime_table(), F.encoder_pretraining_table()):
         assert len(frame) > 0
-    inter, knock, probes = (A.records(kind) for kind in ("interchange", "knockout", "probe"))
-    image = [{"run": FI._run(r), **r["image"]} for r in knock if r.get("image")]
-    assert image and {r["regime"] for r in knock if r.get("image")} <= {"image_text", "noise_image_text"}
-    for frame in (FI.models_table(), FI.interchange_runs_table(inter), FI.outcome_table(inter), FI.routing_runs_table(inter),
-                  FI.learned_positions_binding_table(), FI.timing_table(inter), FI.critical_table(knock),
-                  FI.head_table(knock), FI.image_knockout_table(image), FI.signature_table(probes),
-                  FI.index_table(probes), FI.selectivity_table(probes)):
+    inter, knock = (A.records(kind) for kind in ("interchange", "knockout"))
+    assert {r["regime"] for r in knock if r.get("image")} <= {"image_text", "noise_image_text"}
+    for frame in (FI.models_table(), FI.outcome_table(inter), FI.routing_runs_table(inter),
+                  FI.learned_positions_binding_table(), FI.critical_table(knock),
+                  FI.head_table(knock), FI.control_signature_table()):
         assert len(frame) > 0
         cells = frame.reset_index().astype(str).to_numpy().ravel()
         assert "nan" not in cells and max(map(len, cells)) <= 300  # missing values print as a dash

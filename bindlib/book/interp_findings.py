@@ -54,22 +54,6 @@ def _run(r: dict) -> str:
     return f"{r['regime']} s{r['seed']}"
 
 
-def sweep_table(result: dict) -> pd.DataFrame:
-    """Per patched layer: the share of pairs whose output follows each hypothesis (an ``interchange`` result)."""
-    keys = ("positional", "symbolic", "reflexive", "none", "other")
-    return table([{"layer": row["layer"], **{k: f"{row[k]:.2f}" for k in keys}} for row in result["per_layer"]])
-
-
-def interchange_runs_table(records: list[dict]) -> pd.DataFrame:
-    """Per interchange results file: the pairs kept at ID and OOD lengths (and how many were drawn to find them)."""
-    rows = []
-    for r in records:
-        ids, ood = r["splits"]["id"], r["splits"].get("ood", {})
-        rows.append({"run": _run(r), "ID pairs": ids.get("n_pairs", 0), "drawn (ID)": ids.get("pairs_drawn", "-"),
-                     "OOD pairs": ood.get("n_pairs", 0), "drawn (OOD)": ood.get("pairs_drawn", "-")})
-    return table(rows)
-
-
 def outcome_table(records: list[dict], split: str = "id") -> pd.DataFrame:
     """Per regime and layer, the most common outcome of the patch and its share (mean over seeds)."""
     rows = iia_rows(records, split)
@@ -110,19 +94,6 @@ def learned_positions_binding_table(results_dir=None) -> pd.DataFrame:
                          "routing layer": summ.get("routing_layer", "-"), "BS": signed(summ.get("binding_score")),
                          "swap flips": pct(ir["position_swap"]["flip_rate"]) if ir else "-",
                          "mechanism": mechanism(summ.get("binding_score"))})
-    return table(rows)
-
-
-def timing_table(records: list[dict]) -> pd.DataFrame:
-    """Per interchange file: the packed all-layer sweep against a per-pair loop (timed on a few pairs, extrapolated)."""
-    rows = []
-    for r in records:
-        t = r.get("timing")
-        if t:
-            rows.append({"run": _run(r), "pairs": t["n_pairs"], "packed (s)": f"{t['packed_seconds']:.1f}",
-                         "per-pair loop (s)": f"{t['loop_seconds_extrapolated']:.0f}",
-                         "speed-up": f"{t['speedup_packed_vs_loop']:.0f}x", "max |Δlogit|": f"{t['max_abs_logit_diff']:.1e}",
-                         "threads": t["threads"]})
     return table(rows)
 
 
@@ -170,40 +141,6 @@ def head_table(records: list[dict]) -> pd.DataFrame:
     return table(rows)
 
 
-def image_knockout_table(rows: list[dict], margin: float = -20.0) -> pd.DataFrame:
-    """Image checkpoints (``interp.results.image_knockouts()``): accuracy on image prompts against chance, and whether
-    the model needs the queried object's patches and an answer item (worst-layer gap to the random control)."""
-    out = []
-    for r in rows:
-        sets = r["window"]["sets"]
-
-        def gap(name):
-            return min(sets[name]["relative_change"][l] - sets["random_" + name]["relative_change"][l] for l in r["layers"])
-
-        g_patch, g_item = gap("query_patches"), gap("answer_item")
-        out.append({"image checkpoint": r["run"], "image accuracy": pct(r["base_accuracy"]), "chance": pct(r["chance"]),
-                    "queried patches: gap": f"{g_patch:.0f} pts", "needs them": "yes" if g_patch < margin else "no",
-                    "answer item: gap": f"{g_item:.0f} pts", "needs it": "yes" if g_item < margin else "no"})
-    return table(out)
-
-
-def knockout_runs_table(records: list[dict]) -> pd.DataFrame:
-    return table([{"run": _run(r), "prompts": r["n_prompts"], "accuracy without knockout": f"{r['base_accuracy']:.3f}"}
-                  for r in records])
-
-
-def picture_readers(rows: list[dict], margin: float = -20.0, above_chance: float = 0.05) -> list[str]:
-    """Image checkpoints that answer image prompts above chance *and* need the queried object's patches."""
-    out = []
-    for r in rows:
-        sets = r["window"]["sets"]
-        gap = min(sets["query_patches"]["relative_change"][l] - sets["random_query_patches"]["relative_change"][l]
-                  for l in r["layers"])
-        if r["base_accuracy"] - r["chance"] > above_chance and gap < margin:
-            out.append(r["run"])
-    return out
-
-
 SIGNATURE_MARGIN = 0.5  # points above the random-init baseline at which the binding signature counts as present
 
 
@@ -218,16 +155,6 @@ def signature_onset(layers: list[dict], margin: float = SIGNATURE_MARGIN):
 
 def _probe(r: dict, role: str, target: str) -> dict:
     return next(p for p in r["probes"] if (p["role"], p["target"]) == (role, target))
-
-
-def signature_table(records: list[dict], margin: float = SIGNATURE_MARGIN) -> pd.DataFrame:
-    """Per run: whether the binding signature (bound colour at shape tokens) is present, and from which layer."""
-    rows = []
-    for r in records:
-        onset = signature_onset(_probe(r, "shape", "bound_color")["layers"], margin)
-        rows.append({"run": _run(r), "signature": "present" if onset is not None else "absent",
-                     "from layer": onset if onset is not None else "-"})
-    return table(rows)
 
 
 # The text models of chapter 5's controls, by run-name suffix (the recipe first).
@@ -261,37 +188,3 @@ def control_signature_table(results_dir=None) -> pd.DataFrame:
     return table(rows)
 
 
-def probe_runs_table(records: list[dict]) -> pd.DataFrame:
-    return table([{"run": _run(r), "prompts": r["sizes"]["probe_prompts"],
-                   **{f"{p['role']}/{p['target']}": p["n_test"] for p in r["probes"]}} for r in records])
-
-
-def index_table(records: list[dict]) -> pd.DataFrame:
-    """Per regime, the ordinal index at colour and shape tokens at the last layer: trained against random init."""
-    rows = []
-    for regime in regimes_present(records):
-        group = [r for r in records if r["regime"] == regime]
-        for role in ("color", "shape"):
-            last = [_probe(r, role, "index")["layers"][-1] for r in group]
-            trained = mean_sd([x["accuracy"] for x in last])[0]
-            rand = mean_sd([x["random_init_accuracy"] for x in last])[0]
-            verdict = "more" if trained > rand + 0.05 else ("less" if trained < rand - 0.05 else "about as")
-            rows.append({"label": regime, "index at": f"{role} tokens", "trained": f"{trained:.2f}",
-                         "random init": f"{rand:.2f}", "after training": f"{verdict} decodable"})
-    return table(rows)
-
-
-def selectivity_table(records: list[dict]) -> pd.DataFrame:
-    """Per regime and probe, at the last layer: accuracy, random-init accuracy, control accuracy, selectivity."""
-    keys = [(p["role"], p["target"]) for p in records[0]["probes"]] if records else []
-    rows = []
-    for regime in regimes_present(records):
-        group = [r for r in records if r["regime"] == regime]
-        for role, target in keys:
-            last = [_probe(r, role, target)["layers"][-1] for r in group]
-            m = {k: mean_sd([row[k] for row in last])[0]
-                 for k in ("accuracy", "random_init_accuracy", "control_accuracy", "selectivity")}
-            rows.append({"label": regime, "probe": f"{role}/{target}", "trained": f"{m['accuracy']:.2f}",
-                         "random init": f"{m['random_init_accuracy']:.2f}", "control": f"{m['control_accuracy']:.2f}",
-                         "selectivity": f"{m['selectivity']:.2f}"})
-    return table(rows)
