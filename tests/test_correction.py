@@ -18,7 +18,7 @@ def interchange(bs, flip, rebind=None):
             **({"rebind_shape": rebind} if rebind is not None else {})}
     per = [{"layer": 2, "positional": 1 - p_sym, "symbolic": p_sym, "reflexive": 0.0}]
     return {"kind": "interchange", "splits": {"id": {"per_layer": per, "summary": summ, "n_pairs": 50}},
-            "position_swap": {"flip_rate": flip}}
+            "position_swap": {"flip_rate": flip, "stay_rate": 1 - flip}}
 
 
 def image_run(recipe, seed, start, ood, image_id=0.99, id_acc=0.99):
@@ -158,13 +158,12 @@ def test_a_dial_model_is_read_on_its_own_text_and_on_shuffled_order():
 def test_learning_claims_read_each_start(results):
     claims = L.learning_claims(results)
     result, verdict = claims["image_ood"]
-    assert verdict == "mixed"
-    assert "learned positions: image_text 60.0% vs text_only 25.0%, text_only_matched 30.0% (higher in 1 of 1 seed)" in result
-    assert "recipe (RoPE): image_text 80.0% vs text_only 97.0% (higher in 0 of 2 seeds)" in result
+    assert verdict == "not reproduced"  # the paper's claims are judged on the book's labels: the recipe's start
+    assert result == "image_text 80.0% vs text_only 97.0% (higher in 0 of 2 seeds)"
     result, verdict = claims["binding"]  # its text control is not measured: the seed is left out
     assert verdict == "not testable (no positional start with a text control)"
-    assert "learned positions (positional before): BS -0.80 -> +0.90 (1 seed)" in result
-    assert "recipe (RoPE) (symbolic before): BS +1.00 -> +1.00 (2 seeds)" in result
+    assert "learned positions, positional seeds (n = 1): 0 stay positional or mixed, 0 turn symbolic" in result
+    assert "recipe (RoPE), symbolic seeds (n = 2): BS +1.00 -> +1.00" in result
     assert "1 positional seed(s) without a measured text control left out" in result
     assert L.learning_claims(results.parent / "nothing") == {}
 
@@ -178,7 +177,8 @@ def test_a_shift_its_text_control_makes_too_is_not_the_images_doing(results):
     row = next(r for r in L.correction_rows(results) if r["start"] == "learned positions")
     assert row["control"]["binding_score"] == 0.95 and row["control"]["ood_accuracy"] == 0.30
     result, verdict = L.learning_claims(results)["binding"]
-    assert verdict == "not reproduced" and "BS -0.80 -> +0.90, text control +0.95 (1 seed)" in result
+    assert verdict == "not reproduced"
+    assert "positional seeds (n = 1): 0 stay positional or mixed, 1 turn symbolic (1 with their text control)" in result
     write(results, f"interchange_{rec['checkpoint'].split('/')[-1]}.json", interchange(-0.9, 0.9))
     assert L.learning_claims(results)["binding"][1] == "reproduced"  # the control stays positional: images did it
 
@@ -302,9 +302,10 @@ def test_noise_claims_compare_each_seed_with_its_own_rows(results):
             write(results, name, rec)
     claims = L.learning_claims(results)
     result, verdict = claims["noise_text"]  # seed 0: 100% > 97% + 2 points; seed 1: 90% is not
-    assert verdict == "mixed" and "recipe (RoPE): noise_text 95.0% vs text_only 97.0% (higher in 1 of 2 seeds)" in result
-    result, verdict = claims["noise_images"]  # image_text is 80% in both seeds: 85% is above, 70% is not
-    assert verdict == "mixed" and "recipe (RoPE): noise_image_text 77.5% vs image_text 80.0% (higher in 1 of 2 seeds)" in result
+    assert verdict == "reproduced in 1 of 2 seeds" and result == "noise_text 95.0% vs text_only 97.0% (higher in 1 of 2 seeds)"
+    result, verdict = claims["noise_images"]  # best: above every other row of its seed; 85% beats image_text only
+    assert verdict == "not reproduced"
+    assert result == "noise_image_text 77.5% vs text_only 97.0%, noise_text 95.0%, image_text 80.0% (higher in 0 of 2 seeds)"
     assert [h["regime"] for h in L.headline_rows(results) if h["start"] == "recipe (RoPE)"] == [
         "text_only", "noise_text", "image_text", "noise_image_text"]  # no text_only_matched run in this fixture
 

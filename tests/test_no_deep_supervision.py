@@ -88,16 +88,13 @@ def test_arm_table_reads_the_arm_beside_the_recipe(tmp_path):
     frame = N.arm_table(tmp_path)
     assert list(frame.index) == ["no deep sup. s0", "no deep sup. s1", "recipe, mean of 1"]
     assert list(frame["reads"]) == ["symbolic", "positional", "symbolic"] and frame.iloc[0]["left plateau"] == "800"
-    sentence = N.arm_sentence(tmp_path)
-    assert "reads positional and symbolic" in sentence and "BS +1.00, -0.94" in sentence
-    assert "The recipe's models, trained with the loss: BS +1.00" in sentence
+    assert list(frame["BS"]) == ["+1.00", "-0.94", "+1.00"]
     claim = D.control_claims(tmp_path)[2]
     assert claim[2] == "does not hold" and "2 seeds: BS +1.00, -0.94" in claim[1]  # one seed reads positional
 
 
 def test_nothing_trained_says_so(tmp_path):
     assert "has not been trained yet" in N.training_sentence(tmp_path) and len(N.training_table(tmp_path)) == 0
-    assert "No model trained without deep supervision" in N.arm_sentence(tmp_path)
     assert len(N.arm_table(tmp_path)) == 0 and N.training_runs(tmp_path) == []
     assert D.arm_rows(N.SUFFIX, tmp_path) == []
 

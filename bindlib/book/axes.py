@@ -5,6 +5,8 @@ Every function returns numbers or booleans; the chapters say what they mean.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from ..core import io
@@ -14,7 +16,23 @@ from ..core.profiles import run_tag
 SEEDS = (0, 1, 2)
 PAPER_ORDER = ("text_only", "noise_text", "image_text", "noise_image_text")
 TEXT_ROWS = ("text_only", "text_only_matched")
-LIFT = 0.02  # a regime lifts a seed on an axis when it beats both of the seed's text rows by more than this
+# ---------------------------------------------------------------- the verdict rules (chapter 9 shows this block)
+LIFT = 0.02  # "A beats B": A is higher than B by more than this
+
+
+def beats(value: float, others) -> bool:
+    """``value`` beats every one of ``others`` by more than LIFT. "X is best" is X beating every other row;
+    "X lifts a seed" is X beating both of that seed's text rows."""
+    return all(value > other + LIFT for other in others)
+
+
+def verdict(holds: list[bool]) -> str:
+    """A verdict over seeds, one bool per seed: reproduced in every seed, in none, or in how many."""
+    if not holds:
+        return "not measured"
+    return "reproduced" if all(holds) else "not reproduced" if not any(holds) else \
+        f"reproduced in {sum(holds)} of {len(holds)} seeds"
+# ---------------------------------------------------------------- end of the verdict rules
 COUNT, DISTANCE, FILLER = "count (N 9-16)", "distance (gap, G 48-128)", "distance (filler, G 48-128)"
 SHORT = {COUNT: "count", DISTANCE: "distance", FILLER: "distance, filler"}  # column names that fit a page
 
@@ -38,12 +56,13 @@ AXES = {COUNT: lambda rec: rec["count"]["buckets"]["9-16"]["accuracy"], DISTANCE
         FILLER: lambda rec: far(rec, "filler")}
 
 
-def meets_targets(name: str) -> bool:
+def meets_targets(name: str, results_dir=None) -> bool:
     """Whether the run that made checkpoint ``name`` met its training targets (chapter 4): an image-stage run's
     own verdict; a text model is an analysed model itself."""
     if not name.startswith("imagestage_"):
         return True
-    return bool(io.read_results(io.RESULTS_DIR / f"{name}.json").get("meets_targets"))
+    path = Path(results_dir or io.RESULTS_DIR) / f"{name}.json"
+    return path.exists() and bool(io.read_results(path).get("meets_targets"))
 
 
 def by_seed(regimes=("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text"),
@@ -63,13 +82,13 @@ def by_seed(regimes=("text_only", "text_only_matched", "noise_text", "image_text
 def lifts(values: pd.DataFrame, regime: str, axis: str) -> list[bool]:
     """Per seed: does ``regime`` beat both of that seed's text rows on ``axis`` by more than LIFT?"""
     v = values.pivot(index="seed", columns="regime", values=axis)
-    return [bool(v.loc[s, regime] > v.loc[s, list(TEXT_ROWS)].max() + LIFT) for s in v.index if v.loc[s, regime] == v.loc[s, regime]]
+    return [beats(v.loc[s, regime], v.loc[s, list(TEXT_ROWS)]) for s in v.index if v.loc[s, regime] == v.loc[s, regime]]
 
 
 def above_control(values: pd.DataFrame, regime: str, axis: str) -> list[bool]:
     """Per seed: does ``regime`` beat the seed's compute-matched text control alone on ``axis`` by more than LIFT?"""
     v = values.pivot(index="seed", columns="regime", values=axis)
-    return [bool(v.loc[s, regime] > v.loc[s, "text_only_matched"] + LIFT) for s in v.index if v.loc[s, regime] == v.loc[s, regime]]
+    return [beats(v.loc[s, regime], [v.loc[s, "text_only_matched"]]) for s in v.index if v.loc[s, regime] == v.loc[s, regime]]
 
 
 def paper_order_holds(values: pd.DataFrame, axis: str) -> bool:
@@ -107,3 +126,36 @@ def verdict_table(values: pd.DataFrame) -> pd.DataFrame:
                           f" of {v.loc[a, f'{r} seeds']}" for a in AXES} for r in PAPER_ORDER[1:]}
     rows["paper's ordering holds"] = {SHORT[a]: "yes" if v.loc[a, "paper's ordering holds"] else "no" for a in AXES}
     return pd.DataFrame(rows).T
+
+
+LABELS = ("text_only", "text_only_matched", "noise_text", "image_text", "noise_image_text")
+
+
+def analysed(regimes=LABELS, seeds=SEEDS, results_dir=None) -> list[tuple[str, int, str]]:
+    """(label, seed, checkpoint) of every headline cell whose run met its targets: the models chapters 5-7 analyse."""
+    return [(r, s, run_name(r, s)) for r in regimes for s in seeds if meets_targets(run_name(r, s), results_dir)]
+
+
+def records(kind: str, regimes=LABELS, seeds=SEEDS, results_dir=None) -> list[dict]:
+    """The ``kind`` results files (interchange, knockout, probe) of the analysed models, by label then seed; each
+    record's ``regime`` is its label."""
+    out = []
+    for regime, seed, name in analysed(regimes, seeds, results_dir):
+        path = Path(results_dir or io.RESULTS_DIR) / f"{kind}_{name}.json"
+        if path.exists():
+            out.append({**io.read_results(path), "regime": regime, "seed": seed})
+    return out
+
+
+def models(regimes=LABELS, seeds=SEEDS) -> pd.DataFrame:
+    """One row per headline cell: its checkpoint, whether its run met its targets, text ID accuracy and, for an
+    image stage, its accuracy on image prompts (NaN for a text model)."""
+    rows = []
+    for regime in regimes:
+        for s in seeds:
+            name = run_name(regime, s)
+            stage = io.read_results(io.RESULTS_DIR / f"{name}.json") if name.startswith("imagestage_") else {}
+            rows.append({"label": regime, "seed": s, "checkpoint": name, "met targets": meets_targets(name),
+                         "text ID": axes_record(name)["count"]["buckets"]["id"]["accuracy"],
+                         "image ID": stage.get("image_id_accuracy")})
+    return pd.DataFrame(rows)

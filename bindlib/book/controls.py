@@ -1,8 +1,8 @@
-"""Tables, sentences and charts of the controls (issue 9) and the image-stage levers (issue 10).
+"""Tables of the text-model controls and of the image-stage levers.
 
 Chapter 4 shows the image-stage levers (``lever_table``, ``ceiling_table``, ``throughput_table``), chapter 5
 the positive control and the rebind measurement (``positive_control_table``, ``rebind_table``,
-``learned_positions_controls_table``, ``instrument_sentence``), chapter 9 what is still missing
+``learned_positions_controls_table``, ``dial_table``, ``hop_layer_table``), chapter 9 what is still missing
 (``missing_table``).  The numbers come from ``bindlib.book.control_data``, which reads the files;
 chapter 2's learning curves are in ``bindlib.book.curves``.
 """
@@ -49,21 +49,6 @@ def positive_control_table(results_dir=None) -> pd.DataFrame:
     return table(out, index="seed")
 
 
-def positive_control_sentence(results_dir=None) -> str:
-    pc = D.positional_control(results_dir)
-    if not pc["rows"]:
-        return "No ordered-format results in data/results yet: the positive control is not measured."
-    bs = ", ".join(signed(r["binding_score"]) for r in pc["rows"])
-    avg = " (mean)" if len(pc["rows"]) > 1 else ""
-    head = (f"Ordered format, {_seeds(pc['rows'])}: binding score {bs} at the routing layer, "
-            f"P_pos {pc['p_pos']:.3f}{avg}, and the position-id swap flips {pct(pc['flip_rate'])}{avg} "
-            "of answers")
-    if pc["reads_positional"]:
-        return (head + ": the instrument reads positional on a model that must bind positionally. "
-                f"Accuracy{avg}: {pct(pc['id_accuracy'])} in distribution, {pct(pc['ood_accuracy'])} out of it.")
-    return head + ": the instrument does NOT read positional here, so its symbolic verdicts cannot be trusted."
-
-
 # ---------------------------------------------------------------- chapter 5: rebind pairs and declared-order prompts
 def rebind_table(results_dir=None) -> pd.DataFrame:
     """The recipe's models (RoPE, and learned positions where measured) and the shortcut dial at p = 1 with
@@ -82,19 +67,6 @@ def rebind_table(results_dir=None) -> pd.DataFrame:
     return table(out, index="model")
 
 
-def rebind_sentence(results_dir=None) -> str:
-    rows = D.arm_rows("", results_dir, controls=True)
-    if not rows:
-        return "No rebind measurements of the recipe's models yet (data/results/controls)."
-    shape, flips = D.mean(r["rebind_shape"] for r in rows), D.mean(r["flip_rate"] for r in rows)
-    decl = [r for r in rows if r.get("declared_binding_score") is not None]
-    tail = (f" On declared-order prompts, where the positional shortcut is valid, BS is "
-            f"{signed(D.mean(r['declared_binding_score'] for r in decl))} and the swap flips "
-            f"{pct(D.mean(r['declared_flip_rate'] for r in decl))}." if decl else "")
-    return (f"Recipe models, {_seeds(rows)}: with rebind pairs the routing layer carries the bound shape in "
-            f"{pct(shape)} of pairs, and the position-id swap flips {pct(flips)} of answers.{tail}")
-
-
 def learned_positions_controls_table(results_dir=None) -> pd.DataFrame:
     """RoPE against learned absolute positions, per seed: accuracy, BS, swap flips, and ID accuracy
     with every position id moved up by k (the position-shift axis)."""
@@ -109,23 +81,6 @@ def learned_positions_controls_table(results_dir=None) -> pd.DataFrame:
                         "swap flips": pct(r["flip_rate"]),
                         **{f"shift +{k}": pct(v) for k, v in sorted(r["shift"].items()) if k}})
     return table(out).set_index(["seed", "positions"]) if out else table(out)
-
-
-def instrument_sentence(results_dir=None) -> str:
-    """What the controls say about the instrument, in one paragraph."""
-    pc = D.positional_control(results_dir)
-    recipe = D.recipe_rows(results_dir)
-    learned = D.arm_rows("_learnedpos", results_dir)
-    if pc["reads_positional"] is None or not recipe:
-        return "The controls are not all measured yet, so the instrument is not yet checked on a trained model."
-    sym = [r for r in recipe + learned if mechanism(r["binding_score"]) == "symbolic"]
-    if not pc["reads_positional"]:
-        return (f"The instrument fails its positive control (ordered format: BS {signed(pc['binding_score'])}), "
-                "so its symbolic readings of the recipe's models say nothing yet.")
-    return (f"The same instrument reads positional on the ordered-format models ({_seeds(pc['rows'])}, "
-            f"BS {signed(pc['binding_score'])}) and symbolic on {len(sym)} of the {len(recipe) + len(learned)} "
-            "recipe-trained text models (RoPE and learned positions): the symbolic reading is a property of "
-            "the models the recipe trains, not a blind spot of the measurement.")
 
 
 # ---------------------------------------------------------------- chapter 4: the image-stage levers
@@ -286,9 +241,7 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
          + "".join(f"; seed {c['seed']} at {c['steps']:,} of {c['budget']:,} (not finished)"
                    for c in neutral if c["unfinished"] and c["budget"] == longest)),
         ("a deeper model (6-8 layers) without aids at the longest budget",
-         "; ".join(f"{c['n_layers']} layers, {c['steps']:,}" + (f" of {c['budget']:,} steps (not finished"
-                                                                 + ("; its run folder was lost, the curve is from its log)"
-                                                                    if c["lost"] else ")")
+         "; ".join(f"{c['n_layers']} layers, {c['steps']:,}" + (f" of {c['budget']:,} steps (not finished)"
                                                                  if c["unfinished"] else " steps")
                    + f": {'latest' if c['unfinished'] else 'final'} two-hop {pct(c['final_two_hop'])}"
                    for c in D.neutral(results_dir, deeper=True)) or "none committed"),
@@ -299,31 +252,6 @@ def missing_table(results_dir=None, seeds_wanted: int = 3) -> pd.DataFrame:
          ", ".join(f"{v} {sum(r['variant'] == v for r in ablation)}" for v in D.ABLATION_VARIANTS)),
     ]
     return table([{"still missing": a, "status (from data/results)": b} for a, b in rows], index="still missing")
-
-
-def dial_sentence(results_dir=None) -> str:
-    """The shortcut dial at p = 1 (every training prompt in declaration order, the slot as the hop target):
-    what its seeds learned, and what the instrument reads on them, seeds that read alike taken together."""
-    rows = [r for r in D.dial_rows(results_dir) if r["p"] == 1.0]
-    if not rows:
-        return "The shortcut dial has not been measured yet."
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(mechanism(r.get("declared_binding_score")), []).append(r)
-    parts = [f"The shortcut dial at p = 1 was trained and measured on {_seeds(rows)}."]
-    for reads, rs in sorted(groups.items(), key=lambda kv: kv[0] != "positional"):
-        def m(key):
-            return D.mean(r.get(key) for r in rs)
-        who = "It" if len(rs) == len(rows) else _seeds(rs).capitalize()
-        parts.append(
-            f"{who} answer{'s' if who == 'It' or len(rs) == 1 else ''} {pct(m('declared_id_accuracy'))} of ID prompts in "
-            f"declaration order (the training order), {pct(m('id_accuracy'))} of shuffled ones and "
-            f"{pct(m('ood_accuracy'))} of shuffled OOD ones. On declared-order prompts the routing layer reads {reads} "
-            f"(BS {signed(m('declared_binding_score'))}); a rebind patch there leaves the answer where it was "
-            f"{pct(m('declared_rebind_stay'))} of the time ("
-            + ("it carries the slot, not the bound shape" if reads == "positional" else "it carries the bound shape")
-            + f"), and swapping two objects' position ids flips {pct(m('declared_flip_rate'))} of the answers.")
-    return " ".join(parts)
 
 
 def _dial_by_p(results_dir=None) -> dict[str, list[dict]]:
@@ -351,26 +279,6 @@ def dial_table(results_dir=None) -> pd.DataFrame:
                     "swap flips declared": pct(m("declared_flip_rate")),
                     "rebind stays (declared)": pct(m("declared_rebind_stay"))})
     return table(out, index="p").T if out else table(out)
-
-
-def dial_trend_sentence(results_dir=None) -> str:
-    """How shuffled-prompt accuracy and the routing layer's reading change as the shortcut's share p rises."""
-    by = _dial_by_p(results_dir)
-    shares = {r["p"] for rs in by.values() for r in rs}
-    if len(shares) < 2:
-        return f"The shortcut dial is measured at {len(shares)} value{'s' if len(shares) != 1 else ''} of p; a trend needs two."
-
-    def each(key, fmt):
-        return ", ".join(fmt(D.mean(r.get(key) for r in rs)) for rs in by.values())
-
-    def reads(b):
-        return f"{mechanism(b)} ({signed(b)})"
-
-    return (f"Across the dial (p = {', '.join(by)}), ID on shuffled prompts is "
-            f"{each('id_accuracy', pct)} and on declared-order prompts {each('declared_id_accuracy', pct)}. "
-            f"On declared-order prompts the routing layer reads {each('declared_binding_score', reads)}; on "
-            f"shuffled prompts it reads {each('binding_score', reads)} ('not measured' where too few shuffled "
-            "prompts are answered to build pairs).")
 
 
 # ---------------------------------------------------------------- chapter 5: where the routing layer goes

@@ -197,21 +197,13 @@ def regime_means(profile: str = "cpu", results_dir=None) -> dict[str, float]:
 
 # ---------------------------------------------------------------- chapter 5: the binding direction (also used by the front and back matter)
 def binding_scores(profile: str = "cpu", results_dir=None) -> dict[str, dict]:
-    """Per regime: the routing-layer binding score of the seeds with a measurable one (interchange files)."""
-    from ..interp.results import load_interp, routing_table, usable
+    """Per label: the routing-layer binding score of the seeds with a measurable one (the interchange files of
+    the models chapter 5 analyses)."""
+    from ..interp.results import routing_table
+    from .axes import records
 
-    records, _ = usable(load_interp("interchange", profile, results_dir), results_dir=results_dir)
-    return {row["regime"]: row for row in routing_table(records)}
+    return {row["regime"]: row for row in routing_table(records("interchange", results_dir=results_dir))}
 
-
-def binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
-    rows = []
-    for regime, row in binding_scores(profile, results_dir).items():
-        rows.append({"regime": regime, "seeds measured": ", ".join(map(str, row["seeds"])) or "none",
-                     "binding score": signed(row["binding_score"]),
-                     "position-swap flips": pct(row["flip_rate"]), "answer stays": pct(row["stay_rate"]),
-                     "mechanism": mechanism(row["binding_score"])})
-    return table(rows, index="regime")
 
 
 ADVERB = {"symbolic": "symbolically", "positional": "positionally", "mixed": "in a mixed way"}
@@ -335,15 +327,6 @@ def scoreboard(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
                     for a, b, v in control_claims(results_dir)])
 
 
-def verdict_counts(board: pd.DataFrame) -> str:
-    paper_rows, ctl = board[board["whose"] == "paper"], board[board["whose"] == "control"]
-    n_rep = int((paper_rows["verdict"] == "reproduced").sum())
-    n_not = int(paper_rows["verdict"].str.startswith("not reproduced").sum())
-    return (f"{n_rep} of {len(paper_rows)} paper claims reproduced, {n_not} not reproduced, "
-            f"{len(paper_rows) - n_rep - n_not} other; {int((ctl['verdict'] == 'holds').sum())} of {len(ctl)} "
-            "controls hold.")
-
-
 # ---------------------------------------------------------------- chapter 3: encoder pretraining
 def encoder_pretraining_table(profile: str = "cpu", n_shapes: int = 16, results_dir=None) -> pd.DataFrame:
     """Each project encoder's pretraining: steps, wall time, whether it reached its target, held-out accuracy
@@ -362,30 +345,6 @@ def encoder_pretraining_table(profile: str = "cpu", n_shapes: int = 16, results_
 
 
 # ---------------------------------------------------------------- chapter 5: OOD accuracy beside the binding score
-def ood_and_binding_table(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
-    """Per regime: OOD accuracy (ours, paper's) beside the binding score of the same seeds."""
-    from ..core.profiles import IMAGE_REGIMES, MAIN_ENCODER
-    from ..experiments.recipes import regime_results
-
-    rows = []
-    for regime, row in binding_scores(profile, results_dir).items():
-        if not row["seeds"]:
-            continue
-        by_seed = {}
-        if regime == "text_only":
-            by_seed.update({r["seed"]: r["ood_accuracy"] for r in text_only_runs(profile, results_dir)})
-        for r in regime_results(profile, results_dir):
-            if r["regime"] == regime and (regime not in IMAGE_REGIMES or r.get("encoder") == MAIN_ENCODER) \
-                    and r.get("grounding") is not False:
-                by_seed[r["seed"]] = r["ood_accuracy"]
-        accs = [a for s, a in by_seed.items() if s in row["seeds"]]
-        theirs = paper.OOD_ACCURACY.get(regime, {}).get("value")
-        rows.append({"regime": regime, "seeds": ", ".join(map(str, row["seeds"])), "OOD (ours)": pct(mean(accs)),
-                     "OOD (paper)": pct(theirs), "binding score (ours)": signed(row["binding_score"]),
-                     "mechanism (ours)": mechanism(row["binding_score"])})
-    return table(rows, index="regime")
-
-
 # ---------------------------------------------------------------- chapter 2: the recipe
 def recipe_table(cfg, task) -> pd.DataFrame:
     """The stages of a training recipe (``bindlib.experiments.recipes.recipe``): steps, N range, query mix, deep supervision."""

@@ -1,44 +1,57 @@
-"""Tables and sentences for the mechanism chapters (5: interchange, 6: knockouts, 7: probes), read from the
-results files of ``python -m bindlib interp``. The general helpers of ``bindlib.book.findings`` are re-exported, so
-a chapter imports this module alone: ``from bindlib.book import interp_findings as findings``.
+"""Tables and numbers of the mechanism chapters (5: interchange, 6: knockouts, 7: probes), read from the results
+files of ``python -m bindlib interp``. Every function returns a table or numbers; the chapters say what they mean.
 """
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
 from ..core import io
 from ..core.evaluate import mean_sd
 from ..interp.results import regimes_present
-from . import control_data as D
-from .control_data import mean
-from .findings import (ADVERB, WIDTH, binding_scores, binding_table, direction_sentence, mechanism,  # noqa: F401
-                       ood_and_binding_table, pct, say, signed, state, table, text_only_runs, wrap)
+from . import axes as A, control_data as D
+from .control_data import mean, mechanism
+from .findings import table, text_only_runs
 from .interp_plots import iia_rows, knockout_order, routing_rows
 
-def _run(r: dict) -> str:
-    return f"{r['regime']}{' ' + r['encoder'] if r.get('encoder') and r['regime'] in ('image_text', 'noise_image_text') else ''} s{r['seed']}"
+MISSING = "\u2014"  # what a table shows where there is no value
 
 
-def sweep_table(result: dict) -> pd.DataFrame:
-    """Per patched layer: the share of pairs whose output follows each hypothesis (an ``interchange`` result)."""
-    keys = ("positional", "symbolic", "reflexive", "none", "other")
-    return table([{"layer": row["layer"], **{k: f"{row[k]:.2f}" for k in keys}} for row in result["per_layer"]],
-                 index="layer")
+def pct(x, digits: int = 1) -> str:
+    return MISSING if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}%}"
 
 
-def sweep_sentence(result: dict) -> str:
-    s = result["summary"]
-    return f"Routing layer {s['routing_layer']}: binding score {signed(s['binding_score'])}."
+def signed(x, digits: int = 2) -> str:
+    return MISSING if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:+.{digits}f}"
 
 
-def interchange_runs_table(records: list[dict]) -> pd.DataFrame:
-    """Per interchange results file: the pairs kept at ID and OOD lengths (and how many were drawn to find them)."""
+def formatted(df: pd.DataFrame, formats: dict | str) -> pd.DataFrame:
+    """``df`` with its columns formatted (one format such as "{:.1%}", or one per column; columns without one
+    stay as they are), "\u2014" where a value is missing, and no index name (which would take a header row)."""
+    out = pd.DataFrame(index=df.index.rename(None))
+    for c in df.columns:
+        f = formats if isinstance(formats, str) else formats.get(c)
+        out[c] = [MISSING if pd.isna(v) else f.format(v) for v in df[c]] if f else df[c].values
+    return table(out.to_dict("records")).set_index(out.index)
+
+
+def models_table(regimes=A.LABELS) -> pd.DataFrame:
+    """The models box of chapters 5-7: per label, the seeds analysed (their runs met their targets), text ID
+    accuracy per seed and, for an image stage, accuracy on image prompts per seed."""
+    m = A.models(regimes)
     rows = []
-    for r in records:
-        ids, ood = r["splits"]["id"], r["splits"].get("ood", {})
-        rows.append({"run": _run(r), "ID pairs": ids.get("n_pairs", 0), "drawn (ID)": ids.get("pairs_drawn", "-"),
-                     "OOD pairs": ood.get("n_pairs", 0), "drawn (OOD)": ood.get("pairs_drawn", "-")})
-    return table(rows, index="run")
+    for label, g in m.groupby("label", sort=False):
+        ok = g[g["met targets"]]
+        rows.append({"label": label, "seeds": ", ".join(map(str, ok["seed"])) or MISSING,
+                     "left out": ", ".join(map(str, g.loc[~g["met targets"], "seed"])) or MISSING,
+                     "text ID": ", ".join(pct(x) for x in ok["text ID"]),
+                     "image ID": ", ".join(pct(x) for x in ok["image ID"]) if ok["image ID"].notna().any() else MISSING})
+    return table(rows)
+
+
+def _run(r: dict) -> str:
+    return f"{r['regime']} s{r['seed']}"
 
 
 def outcome_table(records: list[dict], split: str = "id") -> pd.DataFrame:
@@ -50,8 +63,8 @@ def outcome_table(records: list[dict], split: str = "id") -> pd.DataFrame:
     table_rows = {}
     for (regime, layer), cells in out.items():
         best = max(cells, key=cells.get)
-        table_rows.setdefault(regime, {"regime": regime})[f"layer {layer}"] = f"{best} {cells[best]:.0%}"
-    return table(list(table_rows.values()), index="regime")
+        table_rows.setdefault(regime, {"label": regime})[f"layer {layer}"] = f"{best} {cells[best]:.0%}"
+    return table(list(table_rows.values()))
 
 
 def routing_runs_table(records: list[dict]) -> pd.DataFrame:
@@ -59,7 +72,7 @@ def routing_runs_table(records: list[dict]) -> pd.DataFrame:
     return table([{"run": f"{row['regime']} s{row['seed']}", "routing layer": row["routing_layer"],
                    "routed": f"{row['routing_share']:.2f}", "P_sym": f"{row['p_sym']:.2f}", "P_pos": f"{row['p_pos']:.2f}",
                    "BS": signed(row["binding_score"]), "swap flips": pct(row["flip_rate"]),
-                   "swap stays": pct(row["stay_rate"])} for row in routing_rows(records)], index="run")
+                   "swap stays": pct(row["stay_rate"])} for row in routing_rows(records)])
 
 
 def learned_positions_binding_table(results_dir=None) -> pd.DataFrame:
@@ -81,46 +94,7 @@ def learned_positions_binding_table(results_dir=None) -> pd.DataFrame:
                          "routing layer": summ.get("routing_layer", "-"), "BS": signed(summ.get("binding_score")),
                          "swap flips": pct(ir["position_swap"]["flip_rate"]) if ir else "-",
                          "mechanism": mechanism(summ.get("binding_score"))})
-    return table(rows).set_index(['seed', 'positions'])
-
-
-def learned_positions_sentence(results_dir=None) -> str:
-    ablations = io.load_results("training_text_only_cpu_s*_learnedpos.json", results_dir, kind="training_variant")
-    ab_interp = {r["seed"]: r for r in io.load_results("interchange_text_only_cpu_s*_learnedpos.json", results_dir,
-                                                       kind="interchange")}
-    bs = [ab_interp[t["seed"]]["splits"]["id"]["summary"]["binding_score"] for t in ablations if t["seed"] in ab_interp]
-    if not bs:
-        return "The positional-encoding ablation has no interchange results yet."
-    ood = mean([t["ood_accuracy"] for t in ablations])
-    kinds = sorted({mechanism(b) for b in bs})
-    return (f"With learned absolute positions the models bind {ADVERB[kinds[0]]} (binding scores "
-            f"{', '.join(signed(b) for b in bs)}) and still answer only {pct(ood)} of OOD prompts: an OOD cliff "
-            "without positional binding." if kinds == ["symbolic"] and ood < 0.6 else
-            f"With learned absolute positions: binding scores {', '.join(signed(b) for b in bs)}, OOD {pct(ood)}.")
-
-
-def timing_table(records: list[dict]) -> pd.DataFrame:
-    """Per interchange file: the packed all-layer sweep against a per-pair loop (timed on a few pairs, extrapolated)."""
-    rows = []
-    for r in records:
-        t = r.get("timing")
-        if t:
-            rows.append({"run": _run(r), "pairs": t["n_pairs"], "packed (s)": f"{t['packed_seconds']:.1f}",
-                         "per-pair loop (s)": f"{t['loop_seconds_extrapolated']:.0f}",
-                         "speed-up": f"{t['speedup_packed_vs_loop']:.0f}x", "max |Δlogit|": f"{t['max_abs_logit_diff']:.1e}",
-                         "threads": t["threads"]})
-    return table(rows, index="run")
-
-
-def encoder_binding_table(kind_records: list[dict]) -> pd.DataFrame:
-    """Interchange summaries of the other encoders' image checkpoints (``interp.results.encoder_runs('interchange')``)."""
-    rows = []
-    for r in kind_records:
-        summ = r["splits"]["id"]["summary"]
-        rows.append({"run": _run(r), "routing layer": summ["routing_layer"], "routed": f"{summ['routing_share']:.2f}",
-                     "BS": signed(summ["binding_score"]), "swap flips": pct(r["position_swap"]["flip_rate"]),
-                     "mechanism": mechanism(summ["binding_score"])})
-    return table(rows, index="run")
+    return table(rows)
 
 
 def _worst(change: list[float]) -> int:
@@ -143,43 +117,9 @@ def critical_layers(records: list[dict]) -> dict:
 
 
 def critical_table(records: list[dict]) -> pd.DataFrame:
-    return table([{"regime": regime, "target set": name, "worst layer": layer, "change": f"{change:.0f}%",
+    return table([{"label": regime, "target set": name, "worst layer": layer, "change": f"{change:.0f}%",
                    "random control": f"{ctrl:.0f}%", "accuracy left": f"{acc:.2f}"}
-                  for (regime, name), (layer, change, ctrl, acc) in critical_layers(records).items()]).set_index(["regime", "target set"])
-
-
-def routes(records: list[dict], threshold: float = -50.0) -> dict[str, str]:
-    """Per regime, the route the knockouts reveal, in one sentence. A set is *needed* at a layer when knocking it
-    out there changes the answer probability by less than ``threshold`` percent and by half that beyond its
-    random control."""
-    crit = critical_layers(records)
-
-    def needed(regime, name):
-        layer, change, ctrl, _ = crit[regime, name]
-        return change < threshold and change < ctrl + threshold / 2, layer
-
-    out = {}
-    for regime in sorted({r for r, _ in crit}, key=lambda r: [k[0] for k in crit].index(r)):
-        decl, decl_layer = needed(regime, "query_declaration")
-        item, item_layer = needed(regime, "answer_item")
-        shape, _ = needed(regime, "answer_shape")
-        if decl and item and decl_layer < item_layer:
-            story = (f"reads the queried colour's declaration at layer {decl_layer}, then the answer item at layer "
-                     f"{item_layer}: a content route (colour -> declaration -> item), not a position-only one")
-        elif item:
-            story = f"needs the answer item at layer {item_layer}, but no single earlier content route stands out"
-        else:
-            story = "shows no single critical route at the last token (the information may travel through other tokens)"
-        struct, struct_layer = needed(regime, "structural")
-        extra = "; the associated shape token is dispensable" if not shape else ""
-        if struct:
-            extra += f"; it also needs the structural tokens (BOS, CTX_END, QUE) at layer {struct_layer}"
-        out[regime] = f"{regime} {story}{extra}."
-    return out
-
-
-def say_routes(records: list[dict]) -> None:
-    say(*routes(records).values())
+                  for (regime, name), (layer, change, ctrl, acc) in critical_layers(records).items()])
 
 
 def head_table(records: list[dict]) -> pd.DataFrame:
@@ -195,58 +135,10 @@ def head_table(records: list[dict]) -> pd.DataFrame:
             layer, head = min(((l, h) for l in range(len(grid)) for h in range(len(grid[l]))), key=lambda lh: grid[lh[0]][lh[1]])
             whole = mean_sd([r["window"]["sets"][name]["relative_change"][layer] for r in group])[0]
             share = grid[layer][head] / whole if whole < 0 else float("nan")
-            rows.append({"regime": regime, "target set": name, "worst head": f"L{layer}H{head}",
+            rows.append({"label": regime, "target set": name, "worst head": f"L{layer}H{head}",
                          "head alone": f"{grid[layer][head]:.0f}%", "whole layer": f"{whole:.0f}%",
                          "reading": "one head carries most of it" if share >= 0.5 else "shared by several heads"})
-    return table(rows).set_index(['regime', 'target set'])
-
-
-def image_knockout_table(rows: list[dict], margin: float = -20.0) -> pd.DataFrame:
-    """Image checkpoints (``interp.results.image_knockouts()``): accuracy on image prompts against chance, and whether
-    the model needs the queried object's patches and an answer item (worst-layer gap to the random control)."""
-    out = []
-    for r in rows:
-        sets = r["window"]["sets"]
-
-        def gap(name):
-            return min(sets[name]["relative_change"][l] - sets["random_" + name]["relative_change"][l] for l in r["layers"])
-
-        g_patch, g_item = gap("query_patches"), gap("answer_item")
-        out.append({"image checkpoint": r["run"], "image accuracy": pct(r["base_accuracy"]), "chance": pct(r["chance"]),
-                    "queried patches: gap": f"{g_patch:.0f} pts", "needs them": "yes" if g_patch < margin else "no",
-                    "answer item: gap": f"{g_item:.0f} pts", "needs it": "yes" if g_item < margin else "no"})
-    return table(out, index="image checkpoint")
-
-
-def encoder_knockout_table(kind_records: list[dict]) -> pd.DataFrame:
-    """Worst layer of the query declaration and the answer item for the other encoders' image checkpoints."""
-    rows = []
-    for r in kind_records:
-        sets = r["window"]["sets"]
-        row = {"run": _run(r), "accuracy": f"{r['base_accuracy']:.2f}"}
-        for name in ("query_declaration", "answer_item"):
-            layer = min(r["layers"], key=lambda l: sets[name]["relative_change"][l])
-            row[f"{name}: layer"] = layer
-            row[f"{name}: change"] = f"{sets[name]['relative_change'][layer]:.0f}%"
-        rows.append(row)
-    return table(rows, index="run")
-
-
-def knockout_runs_table(records: list[dict]) -> pd.DataFrame:
-    return table([{"run": _run(r), "prompts": r["n_prompts"], "accuracy without knockout": f"{r['base_accuracy']:.3f}"}
-                  for r in records], index="run")
-
-
-def picture_readers(rows: list[dict], margin: float = -20.0, above_chance: float = 0.05) -> list[str]:
-    """Image checkpoints that answer image prompts above chance *and* need the queried object's patches."""
-    out = []
-    for r in rows:
-        sets = r["window"]["sets"]
-        gap = min(sets["query_patches"]["relative_change"][l] - sets["random_query_patches"]["relative_change"][l]
-                  for l in r["layers"])
-        if r["base_accuracy"] - r["chance"] > above_chance and gap < margin:
-            out.append(r["run"])
-    return out
+    return table(rows)
 
 
 SIGNATURE_MARGIN = 0.5  # points above the random-init baseline at which the binding signature counts as present
@@ -263,16 +155,6 @@ def signature_onset(layers: list[dict], margin: float = SIGNATURE_MARGIN):
 
 def _probe(r: dict, role: str, target: str) -> dict:
     return next(p for p in r["probes"] if (p["role"], p["target"]) == (role, target))
-
-
-def signature_table(records: list[dict], margin: float = SIGNATURE_MARGIN) -> pd.DataFrame:
-    """Per run: whether the binding signature (bound colour at shape tokens) is present, and from which layer."""
-    rows = []
-    for r in records:
-        onset = signature_onset(_probe(r, "shape", "bound_color")["layers"], margin)
-        rows.append({"run": _run(r), "signature": "present" if onset is not None else "absent",
-                     "from layer": onset if onset is not None else "-"})
-    return table(rows, index="run")
 
 
 # The text models of chapter 5's controls, by run-name suffix (the recipe first).
@@ -303,54 +185,6 @@ def control_signature_table(results_dir=None) -> pd.DataFrame:
              **{f"layer {x['layer']}": f"{x['accuracy']:.2f} / {x['random_init_accuracy']:.2f}"
                 for x in r["layers"] if x["layer"] > 0}}
             for r in control_signature_rows(results_dir)]
-    return table(rows, index="model" if rows else None)
+    return table(rows)
 
 
-def control_signature_sentence(results_dir=None) -> str:
-    """How often the signature agrees with chapter 5's reading, over the control models probed."""
-    rows = [r for r in control_signature_rows(results_dir) if mechanism(r["binding_score"]) in ("positional", "symbolic")]
-    if not rows:
-        return "No control model has both a probe and an interchange measurement yet."
-    parts = []
-    for reads in ("symbolic", "positional"):
-        group = [r for r in rows if mechanism(r["binding_score"]) == reads]
-        if group:
-            present = sum(r["onset"] is not None for r in group)
-            parts.append(f"of the {len(group)} control models chapter 5 reads {reads}, {present} show the signature")
-    return "Bound colour at shape tokens: " + "; ".join(parts) + "."
-
-
-def probe_runs_table(records: list[dict]) -> pd.DataFrame:
-    return table([{"run": _run(r), "prompts": r["sizes"]["probe_prompts"],
-                   **{f"{p['role']}/{p['target']}": p["n_test"] for p in r["probes"]}} for r in records], index="run")
-
-
-def index_table(records: list[dict]) -> pd.DataFrame:
-    """Per regime, the ordinal index at colour and shape tokens at the last layer: trained against random init."""
-    rows = []
-    for regime in regimes_present(records):
-        group = [r for r in records if r["regime"] == regime]
-        for role in ("color", "shape"):
-            last = [_probe(r, role, "index")["layers"][-1] for r in group]
-            trained = mean_sd([x["accuracy"] for x in last])[0]
-            rand = mean_sd([x["random_init_accuracy"] for x in last])[0]
-            verdict = "more" if trained > rand + 0.05 else ("less" if trained < rand - 0.05 else "about as")
-            rows.append({"regime": regime, "index at": f"{role} tokens", "trained": f"{trained:.2f}",
-                         "random init": f"{rand:.2f}", "after training": f"{verdict} decodable"})
-    return table(rows).set_index(['regime', 'index at'])
-
-
-def selectivity_table(records: list[dict]) -> pd.DataFrame:
-    """Per regime and probe, at the last layer: accuracy, random-init accuracy, control accuracy, selectivity."""
-    keys = [(p["role"], p["target"]) for p in records[0]["probes"]] if records else []
-    rows = []
-    for regime in regimes_present(records):
-        group = [r for r in records if r["regime"] == regime]
-        for role, target in keys:
-            last = [_probe(r, role, target)["layers"][-1] for r in group]
-            m = {k: mean_sd([row[k] for row in last])[0]
-                 for k in ("accuracy", "random_init_accuracy", "control_accuracy", "selectivity")}
-            rows.append({"regime": regime, "probe": f"{role}/{target}", "trained": f"{m['accuracy']:.2f}",
-                         "random init": f"{m['random_init_accuracy']:.2f}", "control": f"{m['control_accuracy']:.2f}",
-                         "selectivity": f"{m['selectivity']:.2f}"})
-    return table(rows).set_index(['regime', 'probe'])

@@ -4,10 +4,10 @@ from __future__ import annotations
 import altair as alt
 
 from ..core.evaluate import mean_sd
-from ..core.profiles import ANALYSED_REGIMES
+from .axes import LABELS
 from .plots import HEIGHT, WIDTH
 
-INTERP_REGIMES = list(ANALYSED_REGIMES)
+INTERP_REGIMES = list(LABELS)
 HYPOTHESES = ["positional", "symbolic", "reflexive", "none", "other"]
 
 

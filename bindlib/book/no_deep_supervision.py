@@ -1,4 +1,4 @@
-"""The recipe without deep supervision, every stage eight times as long: issue 9's ``hop_weight = 0`` arm.
+"""The recipe without deep supervision, every stage eight times as long: the ``hop_weight = 0`` arm.
 
 At the recipe's own budget (5,000 steps) no seed composes the hops without deep supervision (chapter 2's
 aid ablation). These runs give the same curriculum eight times the steps, with nothing that asks for the
@@ -10,7 +10,6 @@ intermediate hop, and early stop in the last stage as the recipe has:
     training_sentence()   chapter 2: how many runs broke the plateau, when, in which stage, and which learned
     training_table()      chapter 2: per run, where it left the plateau, its latest accuracies, ID and OOD
     arm_table()           chapter 5: the routing layer's reading per seed, beside the recipe's
-    arm_sentence()        chapter 5: what the instrument reads on models trained without the loss
 """
 from __future__ import annotations
 
@@ -184,23 +183,3 @@ def arm_table(results_dir=None) -> pd.DataFrame:
                     **cells({**mean, "routing_layer": ", ".join(map(str, sorted({r["routing_layer"] for r in recipe})))})})
     return table(out, index="model" if out else None)
 
-
-def arm_sentence(results_dir=None) -> str:
-    rows = D.arm_rows(SUFFIX, results_dir)
-    if not rows:
-        return "No model trained without deep supervision has been measured yet."
-    recipe = D.recipe_rows(results_dir)
-    reads = sorted({D.mechanism(r["binding_score"]) for r in rows})
-    seeds = ", ".join(str(r["seed"]) for r in rows)
-    out = (f"Trained without any loss on the routing residual (seed{'s' if len(rows) > 1 else ''} {seeds}), the "
-           f"{'models answer' if len(rows) > 1 else 'model answers'} {pct(D.mean(r['id_accuracy'] for r in rows))} of ID prompts and "
-           f"{pct(D.mean(r['ood_accuracy'] for r in rows))} of OOD ones. At the routing layer "
-           f"(layer {', '.join(map(str, sorted({r['routing_layer'] for r in rows})))}) the instrument reads "
-           f"{' and '.join(reads)} (BS {', '.join(signed(r['binding_score']) for r in rows)}); rebind pairs find the bound "
-           f"shape there in {pct(D.mean(r['rebind_shape'] for r in rows))} of pairs, and position-id swaps flip "
-           f"{pct(D.mean(r['flip_rate'] for r in rows))} of answers.")
-    if recipe:
-        out += (f" The recipe's models, trained with the loss: BS {signed(D.mean(r['binding_score'] for r in recipe))}, "
-                f"bound shape {pct(D.mean(r['rebind_shape'] for r in recipe))}, swap flips "
-                f"{pct(D.mean(r['flip_rate'] for r in recipe))}.")
-    return out

@@ -1,5 +1,4 @@
-"""Chapter 8's book helpers: the results table (or a plain sentence when there is none) and the
-rebind exercise's checker."""
+"""Chapter 8's book helpers: the results readers and the rebind exercise's checker."""
 from __future__ import annotations
 
 import re
@@ -9,15 +8,6 @@ from ..pretrained.prompts import rebind_pairs, vocabulary
 from ..pretrained.results import load_records, markdown_table, reported_rows, summary_rows  # noqa: F401
 from ..pretrained.tiny import tiny_tokenizer
 from .exercises import compare_case, pick
-
-
-def results_markdown(results_dir=None) -> str:
-    """The chapter's results table, or a plain sentence saying that none were run here."""
-    rows = summary_rows(load_records(results_dir))
-    if not rows:
-        return ("No pretrained model was run for this book: data/results holds no pretrained_*.json file. "
-                "Run `python -m bindlib pretrained --pair qwen3 --device cuda` on a GPU to make one.")
-    return markdown_table(rows)
 
 
 # ============================================================== exercise: what a rebind pair predicts
