@@ -1,4 +1,4 @@
-"""The controls of issue 9, read from their results files as plain numbers (no formatting).
+"""The recipe's controls, read from their results files as plain numbers (no formatting).
 
     arm_rows("_ordered")          one row per seed of the ordered-format positive control
     arm_rows("", controls=True)   the recipe's models, measured with rebind pairs and declared-order prompts

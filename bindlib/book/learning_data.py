@@ -19,7 +19,7 @@ from ..vision.multimodal import VisionConfig
 from .control_data import PROFILE, _dir, _n_seeds, _read, mean, mechanism, routing
 
 
-# ---------------------------------------------------------------- issue 10: the image stage
+# ---------------------------------------------------------------- the image stage
 def _lever(stages: list[dict]) -> str:
     """What an image recipe does, from its stages: steps, image share, grounding, warm-up, lr scale."""
     parts = []

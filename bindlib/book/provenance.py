@@ -1,5 +1,6 @@
 """Where a chapter's numbers come from: the results files it read, and whether their commits pin the code.
 
+    counts()                chapter's end: the numbers its note glues (files, commands, commits, dirty)
     sources_sentence()      chapter's end: how many files, how many commands, and which were written dirty
     sources_table()         one row per file: the command that wrote it, its commit, device and wall time
     repository_sentence()   chapter 9: the same question asked of every file in data/results
@@ -41,6 +42,15 @@ def sources(read=None) -> list[dict]:
                      "device": provs[0].get("device") if provs else None,
                      "wall_seconds": sum(p.get("wall_seconds") or 0.0 for p in provs), "records": len(provs)})
     return rows
+
+
+def counts(read=None) -> dict[str, int]:
+    """The numbers behind a chapter's provenance note: results files read, distinct commands and commits that
+    wrote them, how many were written from a tree with uncommitted changes, and how many carry no provenance."""
+    rows = sources(read)
+    return {"files": len(rows), "commands": len({r["command"] for r in rows if r["command"]}),
+            "commits": len({c for r in rows for c in r["commits"]}), "dirty": sum(r["dirty"] is True for r in rows),
+            "bare": sum(r["dirty"] is None for r in rows)}
 
 
 def _command(cmd: str | None) -> str:
