@@ -129,6 +129,30 @@ def test_no_error_traceback_or_nan_in_saved_outputs(path):
     assert not bad, f"{path.name}: {bad}"
 
 
+def _units(text: str) -> list[str]:
+    """The paragraphs of printed text: a blank line or an unindented line starts a new one, and an indented
+    line continues the one before (wrapped text keeps its continuation lines indented)."""
+    units: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            units.append("")
+        elif line[:1].isspace() and units and units[-1]:
+            units[-1] += " " + line.strip()
+        else:
+            units.append(line.strip())
+    return [u for u in units if u]
+
+
+def longest_computed(nb_path: Path) -> int:
+    """The length of the longest printed or displayed paragraph of a notebook's saved outputs."""
+    lengths = [0]
+    for _, _, out in _outputs(nb_path):
+        if out.get("output_type") == "stream" or "text/markdown" in out.get("data", {}):
+            text = _texts(out)[0] if out.get("output_type") == "stream" else "".join(out["data"]["text/markdown"])
+            lengths += [len(u) for u in _units(text) if ". " in u or u.endswith(".")]
+    return max(lengths)
+
+
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.stem)
 def test_no_long_computed_sentence(path):
     """Printed or displayed prose: no paragraph over MAX_COMPUTED characters (tables and code-like lines aside)."""
@@ -136,8 +160,7 @@ def test_no_long_computed_sentence(path):
     for k, cell, out in _outputs(path):
         if out.get("output_type") == "stream" or "text/markdown" in out.get("data", {}):
             text = _texts(out)[0] if out.get("output_type") == "stream" else "".join(out["data"]["text/markdown"])
-            for para in re.split(r"\n\s*\n", text):
-                joined = " ".join(line.strip() for line in para.splitlines())
+            for joined in _units(text):
                 if len(joined) > MAX_COMPUTED and ". " in joined:
                     long.append(f"cell {k}: {len(joined)} characters: {joined[:80]}...")
     assert not long, f"{path.name}: {long}"

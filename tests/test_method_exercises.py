@@ -130,7 +130,7 @@ def test_break_plateau_checker_rejects_configs_before_training():
         return last_block(cfg)
 
     for fn, message in ((stub, "not implemented yet"), (off, "loss is off"), (last_block, "middle block"),
-                        (longer, "only the deep-supervision settings")):
+                        (longer, "Keep the task")):
         with pytest.raises(AssertionError, match=message):
             X.check_break_plateau(fn)
 
