@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bindlib.book import control_data as D, controls as C, curves as K, findings as F
+from bindlib.book import control_data as D, controls as C, curves as K, findings as F, learning_data as L
 
 
 def write(folder, name, record):
@@ -55,7 +55,7 @@ def test_a_symbolic_ordered_model_fails_the_positive_control(tmp_path):
 
 def test_nothing_measured_says_so(tmp_path):
     assert D.positional_control(tmp_path)["reads_positional"] is None
-    assert "No neutral" in K.neutral_sentence(tmp_path) and "No image-stage" in C.lever_sentence(tmp_path)
+    assert D.neutral(tmp_path) == [] and len(C.lever_table(tmp_path)) == 0
     claims = D.control_claims(tmp_path)
     assert [v for _, _, v in claims] == ["not measured"] * 3
     assert len(C.rebind_table(tmp_path)) == 0 and len(C.learned_positions_controls_table(tmp_path)) == 0
@@ -95,9 +95,6 @@ def test_neutral_curve_verdict(tmp_path, final, holds):
     assert c["chance"] == pytest.approx(D.chance()) and c["left_plateau"] is (not holds)
     claim = D.control_claims(tmp_path)[1]
     assert claim[2] == ("holds" if holds else "does not hold") and "4,000 steps, 1 seed" in claim[1]
-    sentence = K.neutral_sentence(tmp_path)
-    assert ("did not break in 4,000 steps on 1 seed" in sentence) is holds
-    assert "2 neutral curve files" in sentence or not holds
     assert K.neutral_table(tmp_path).shape[1] == 2  # one column per curve
 
 
@@ -107,9 +104,10 @@ def test_an_unfinished_neutral_curve_is_on_record_but_not_counted_as_done(tmp_pa
     going["train_config"]["stages"] = [{"hop_weight": 0.0, "steps": 4000}]
     write(tmp_path, "progress_curve_direct_40k_s1.json",
           {**going, "kind": "training_progress", "of": "curve_direct_40k_s1", "step": 1500, "run_dir": "runs/x"})
-    sentence = K.neutral_sentence(tmp_path)
-    assert "did not break in 4,000 steps on 1 seed" in sentence and "1 neutral curve file is committed" in sentence
-    assert "Seed 1's run of 4,000 steps is on record up to step 1,500 (not finished)" in sentence
+    done = [c for c in D.neutral(tmp_path) if not c["unfinished"]]
+    going = [c for c in D.neutral(tmp_path) if c["unfinished"]]
+    assert [(c["steps"], c["left_plateau"]) for c in done] == [(4000, False)]
+    assert [(c["seed"], c["steps"], c["budget"]) for c in going] == [(1, 1500, 4000)]
     assert K.neutral_table(tmp_path).loc["steps", "curve_direct_40k_s1"] == "1,500 of 4,000 (not finished)"
     [row] = [r for r in C.missing_table(tmp_path).itertuples() if "longest neutral curve" in r.Index]
     assert row[1] == "1 of 3 (4,000 steps); seed 1 at 1,500 of 4,000 (not finished)"
@@ -135,30 +133,29 @@ def recipe_training(seed, reach_at, stop_at):
 
 
 def test_the_deeper_model_is_reported_beside_the_profile_model(tmp_path):
-    """curve --n-layers 6: its own sentence and its own columns (layers 6) in the neutral table; a lost run
-    (from its log) and a finished one are told apart, and the verdict counts finished runs only."""
-    assert "No deeper neutral curve" in K.deeper_sentence(tmp_path)
+    """curve --n-layers 6: its own columns (layers 6) in the neutral table; a run stopped before its end
+    (from its log) and a finished one are told apart."""
+    assert D.neutral(tmp_path, deeper=True) == []
     write(tmp_path, "curve_direct_40k_s0.json", curve(4000, 0.28))
     l6 = {**curve(2500, 0.23), "train_config": {"task": {}, "model": {"n_layers": 6},
                                                 "stages": [{"steps": 4000, "hop_weight": 0.0}]}}
     write(tmp_path, "progress_curve_direct_L6_40k_s0.json",
           {**l6, "kind": "training_progress", "of": "curve_direct_L6_40k_s0", "step": 2500, "run_dir": None})
-    sentence = K.deeper_sentence(tmp_path)
-    assert "6 layers, seed 0: lost at step 2,500 of 4,000" in sentence and "finished" not in sentence
+    [stopped] = D.neutral(tmp_path, deeper=True)
+    assert stopped["unfinished"] and stopped["lost"] and stopped["steps"] == 2500 and stopped["n_layers"] == 6
     write(tmp_path, "curve_direct_L6_40k_s1.json", {**l6, **curve(4000, 0.27, seed=1), "train_config": l6["train_config"]})
-    sentence = K.deeper_sentence(tmp_path)
-    assert "6 layers, seed 1: 4,000 steps, final two-hop 27.0%" in sentence
-    assert sentence.endswith("No finished deeper run left the plateau: depth alone does not break it within 4,000 steps.")
+    done = [c for c in D.neutral(tmp_path, deeper=True) if not c["unfinished"]]
+    assert [(c["seed"], c["steps"], c["final_two_hop"], c["left_plateau"]) for c in done] == [(1, 4000, 0.27, False)]
     frame = K.neutral_table(tmp_path)
     assert list(frame.loc["layers"]) == [4, 6, 6]
-    assert frame.loc["steps", "curve_direct_L6_40k_s0"] == "2,500 of 4,000 (lost; from its log)"
+    assert frame.loc["steps", "curve_direct_L6_40k_s0"] == "2,500 of 4,000 (stopped; from its log)"
     write(tmp_path, "curve_direct_L6_40k_s1.json", {**curve(4000, 0.9, seed=1), "train_config": l6["train_config"]})
-    assert K.deeper_sentence(tmp_path).endswith("1 of 1 finished deeper run left the plateau.")
-    assert "on 1 seed" in K.neutral_sentence(tmp_path)  # the profile model's verdict reads its own curves only
+    assert [c["left_plateau"] for c in D.neutral(tmp_path, deeper=True) if not c["unfinished"]] == [True]
+    assert len(D.neutral(tmp_path)) == 1  # the profile model's curves only
 
 
-@pytest.mark.parametrize("nds_final, verdict", [(0.26, "Deep supervision is the aid"), (0.995, "is not needed")])
-def test_the_aid_ablation_compares_variants_at_one_budget(tmp_path, nds_final, verdict):
+@pytest.mark.parametrize("nds_final, reaches", [(0.26, False), (0.995, True)])
+def test_the_aid_ablation_compares_variants_at_one_budget(tmp_path, nds_final, reaches):
     for seed in (0, 1):
         write(tmp_path, f"training_text_only_cpu_s{seed}.json", recipe_training(seed, 2100, 3600))
         write(tmp_path, f"curve_no_deep_supervision_s{seed}.json", curve(5000, nds_final, "no_deep_supervision", seed))
@@ -177,14 +174,13 @@ def test_the_aid_ablation_compares_variants_at_one_budget(tmp_path, nds_final, v
     recipe, direct = rows[0], rows[-1]
     assert recipe["steps_to_99"] == 2100 and recipe["stopped_early"] and recipe["steps"] == 3600
     assert direct["steps"] == 5000 and direct["two_hop"] == 0.25 and direct["steps_to_99"] is None
-    sentence = K.ablation_sentence(tmp_path, budget=5000)
-    assert "recipe (sub-skill queries, packing, deep supervision): 2 of 2 seeds, at step 2,100, 2,100" in sentence
-    assert verdict in sentence and "direct (none): 0 of 1 seed" in sentence
+    nds = [r for r in rows if r["variant"] == "no_deep_supervision"]
+    assert all((r["steps_to_99"] is not None) is reaches for r in nds)
     t = K.ablation_table(tmp_path, budget=5000)
     assert list(t.columns) == ["recipe", "no deep supervision", "direct"] and t.loc["reached 99%", "direct"] == "0 of 1"
     spec = K.ablation_chart(tmp_path, budget=5000).to_dict()
     assert len(spec["layer"][0]["data"]["values"]) == 2 * 36 + 2 * 50 + 50
-    assert "needs the recipe" in K.ablation_sentence(tmp_path / "empty")
+    assert D.aid_ablation(tmp_path / "empty") == []
 
 
 def lever(recipe, image, text, ood=0.9):
@@ -201,10 +197,8 @@ def test_lever_table_recomputes_the_targets(tmp_path):
     frame = C.lever_table(tmp_path)
     assert set(frame["meets both targets"]) == {"no"}
     assert "LM frozen" in frame.loc["long 300 s0", "what it does"]
-    sentence = C.lever_sentence(tmp_path)
-    assert sentence.startswith("0 of 2") and "long: image ID 99.0%" in sentence and "at most 35.0%" in sentence
     write(tmp_path, "imagestage_both.json", lever("both", 0.9, 0.97))
-    assert C.lever_sentence(tmp_path).startswith("1 of 3")
+    assert sum(r["meets_targets"] for r in L.image_levers(tmp_path)) == 1
     assert "1 of 3 image-stage runs" in C.missing_table(tmp_path).iloc[1, 0]
     other = {**lever("replay", 0.25, 1.0), "init_from": "data/checkpoints/text_only_cpu_s0_learnedpos"}
     write(tmp_path, "imagestage_replay_from_lp.json", other)
@@ -228,8 +222,7 @@ def test_ceiling_and_throughput_tables(tmp_path):
         "rows": [{"variant": "old", "steps_per_second": 0.5, "speedup_vs_old": 1.0},
                  {"variant": "new: pool, bf16", "steps_per_second": 1.6, "speedup_vs_old": 3.2}]})
     assert list(C.throughput_table(tmp_path).index) == ["old", "new: pool, bf16"]
-    assert C.throughput_sentence(tmp_path).startswith("The fast path (pool, bf16) runs the image stage 3.2x")
-    assert "target is met" in C.throughput_sentence(tmp_path)
+    assert C.throughput_table(tmp_path).loc["new: pool, bf16", "speed-up"] == "3.20x"
 
 
 def test_scoreboard_has_the_control_rows(tmp_path):

@@ -70,8 +70,8 @@ def test_summary_and_sentence_name_the_shift(results):
     assert summary["learned positions"]["mechanism_before"] == "positional"
     assert summary["learned positions"]["mechanism_after"] == "symbolic"
     assert summary["recipe (RoPE)"]["seeds"] == [0, 1]
-    sentence = K.correction_sentence(results)
-    assert "learned positions (1 seed): 25.0% → 60.0%" in sentence and "(positional → symbolic)" in sentence
+    lp = summary["learned positions"]
+    assert (lp["ood_accuracy_before"], lp["ood_accuracy_after"]) == (0.25, 0.60) and lp["seeds"] == [0]
 
 
 def test_headline_table_has_the_text_control_beside_the_image_row(results):
@@ -85,28 +85,8 @@ def test_headline_table_has_the_text_control_beside_the_image_row(results):
 
 
 def test_nothing_run_says_so(tmp_path):
-    assert L.correction_rows(tmp_path) == [] and K.correction_sentence(tmp_path) == "No correction-test runs yet."
+    assert L.correction_rows(tmp_path) == [] and K.correction_summary(tmp_path) == []
     assert len(K.learning_headline_table(tmp_path)) == 0
-
-
-def test_verdict_compares_images_with_both_text_rows(results):
-    verdict = K.headline_verdict(results)
-    assert "above the same seed's text rows (text_only and text_only_matched, where it was run) in no seed of " \
-           "recipe (RoPE) and every seed of learned positions." in verdict
-    assert verdict.endswith("can be checked only where all four rows exist; no start has them all.")
-
-
-def test_verdict_names_the_step_where_the_papers_ordering_breaks(monkeypatch):
-    ood = {"text_only": {0: 0.40}, "noise_text": {0: 0.60}, "image_text": {0: 0.50}, "noise_image_text": {0: 0.90}}
-    monkeypatch.setattr(L, "ood_by_seed", lambda results_dir=None: {"start A": ood})
-    assert "from start A it does not: image_text 50.0% is not above noise_text 60.0%." in K.headline_verdict()
-    ood["image_text"] = {0: 0.70}
-    assert "in every seed of start A" in K.headline_verdict() and "from start A it holds." in K.headline_verdict()
-    assert K._and(["a"]) == "a" and K._and(["a", "b"]) == "a and b" and K._and(["a", "b", "c"]) == "a; b; and c"
-
-
-def test_no_image_runs_say_so(results):
-    assert K.headline_verdict(results.parent / "empty") == "No learning image-stage runs yet."
 
 
 def test_by_n_rows_average_seeds_per_start_and_regime(results):
@@ -117,26 +97,6 @@ def test_by_n_rows_average_seeds_per_start_and_regime(results):
     rows = [r for r in K.by_n_rows(results) if r["regime"] == "text_only"]
     assert rows == [{"start": "recipe (RoPE)", "regime": "text_only", "N": 9, "accuracy": pytest.approx(0.8)}]
     assert K.by_n_chart(results).to_dict()["facet"]["column"]["field"] == "start"
-
-
-def test_recipe_lines_name_every_regime_once_with_matched_steps():
-    lines = K.recipe_lines()
-    assert [line.split(" ")[0].rstrip(":") for line in lines] == list(K.REGIME_ORDER)
-    matched = next(line for line in lines if line.startswith("text_only_matched"))
-    image = next(line for line in lines if line.startswith("image_text"))
-    assert "text 4000 steps (text)" in matched and "image 4000 steps (80% image / 20% text, grounding)" in image
-    assert "noise" in next(line for line in lines if line.startswith("noise_text"))
-
-
-def test_positions_sentence_uses_the_measured_shift_nearest_to_the_image_block(results):
-    for suffix, acc in (("", 0.99), ("_learnedpos", 0.2)):
-        (results / f"interchange_text_only_cpu_s0{suffix}.json").write_text(json.dumps(
-            {**interchange(1.0, 0.0), "seed": 0, "variant": suffix or None}))
-        (results / f"position_shift_text_only_cpu_s0{suffix}.json").write_text(json.dumps(
-            {"kind": "position_shift", "shifts": {"0": {"id_accuracy": 1.0}, "8": {"id_accuracy": 0.9}, "32": {"id_accuracy": acc}}}))
-    sentence = K.positions_sentence(results)
-    assert "at least 33 positions further" in sentence
-    assert "with learned positions, 100.0% unshifted and 20.0% with every position id moved up by 32" in sentence
 
 
 def test_an_image_stage_that_missed_its_targets_is_no_row(results):
@@ -200,19 +160,9 @@ def test_expansion_rows_split_text_models_from_image_continuations(tmp_path):
             "id_accuracy": 0.99, "ood_accuracy": 0.8, "ood_17_24_accuracy": far, "accuracy_by_n": {}, "meets_target": True})
     frame = K.expansion_table(tmp_path)
     assert frame.loc[("text model", 0), "N 17..24"] == "40.0%" and frame.loc[("image stage", 0), "N 17..24"] == "20.0%"
-    sentence = K.expansion_sentence(tmp_path)
-    assert "text model (1 seed): N 2..8 99.0%, N 9..16 80.0%, N 17..24 40.0%" in sentence
-    assert "above its own seed's text model in 0 of 1 seed." in sentence
-    assert K.expansion_sentence(tmp_path / "none") == "No vocabulary-expansion runs yet."
-
-
-def test_the_front_page_box_reads_the_learning_stage(results):
-    from bindlib.book import findings
-
-    frame = findings.headline(results_dir=results)
-    assert frame.loc["learned positions: OOD accuracy, text only -> image_text", "ours"] == "25.0% -> 60.0%"
-    assert frame.loc["image_text: OOD accuracy (text prompts; image stage that learns, 2 seeds)", "ours"] == "80.0%"
-    assert frame.loc["image_text: binding mechanism", "ours"] == "symbolic (BS +1.00)"
+    assert [(r["from"], r["ood_17_24_accuracy"]) for r in K.expansion_rows(tmp_path)] == [
+        ("text model", 0.4), ("image stage", 0.2)]
+    assert K.expansion_rows(tmp_path / "none") == []
 
 
 def test_image_curves_average_seeds_per_start_and_positions(results):
@@ -242,7 +192,8 @@ def test_a_dial_start_is_measured_on_declared_order_prompts(tmp_path):
     row = L.correction_rows(tmp_path)[0]
     assert row["before"]["binding_score"] == -1.0 and row["before"]["flip_rate"] == 0.6
     assert row["before"]["id_accuracy"] == 1.0 and row["before"]["shuffled_id_accuracy"] == 0.25
-    assert "with the shape -> item query (1 seed)" in K.correction_sentence(tmp_path)
+    assert [s["start"].endswith("with the shape -> item query") and s["seeds"] == [0]
+            for s in K.correction_summary(tmp_path)] == [True]
 
 
 def test_noise_rows_set_the_noised_task_beside_clean_text_and_the_run_without_noise(tmp_path):
@@ -283,14 +234,11 @@ def test_a_start_whose_seeds_bind_differently_is_split_by_their_reading(results)
 
 
 def test_positional_starts_count_what_images_did_against_the_text_control(results):
-    from bindlib.book import findings
-
     assert L.positional_starts(results)["n"] == 0  # the learned-positions seed has no measured control yet
     ctrl = json.loads(next(results.glob("imagestage_text_matched_*learnedpos.json")).read_text())
     write(results, f"interchange_{ctrl['checkpoint'].split('/')[-1]}.json", interchange(-0.9, 0.9))
     assert L.positional_starts(results) == {"positional": 1, "n": 1, "stayed": 0, "with_control": 0, "images_alone": 1}
-    assert "leaves 0 of 1 positional. Of those that turn symbolic, 0 did so beside" in findings.positional_start_sentence(results)
-    assert findings.positional_start_sentence(results.parent / "none") == ""
+    assert L.positional_starts(results.parent / "none")["n"] == 0
 
 
 def test_noise_claims_compare_each_seed_with_its_own_rows(results):
@@ -354,9 +302,6 @@ def test_object_token_runs_sit_beside_their_twins_and_stay_out_of_the_headline(r
     [row] = C.object_token_rows(results)
     assert row["objects"]["ood"] == 0.70 and row["all"]["ood"] == 0.80
     assert row["objects"]["binding_score"] == 0.6 and row["all"]["binding_score"] == 1.0
-    assert C.object_token_sentence(results) == ("With object tokens, 1 of 1 run (seed 0) meets both targets; its text OOD "
-                                                "is 70.0%, against 80.0% for the same run with every patch a token. At the "
-                                                "routing layer it reads symbolic (mean BS +0.60).")
     assert C.object_token_table(results).loc["replay s0 (recipe (RoPE) model)", "text OOD"] == "80.0% → 70.0%"
 
 
@@ -371,6 +316,4 @@ def test_context_noise_runs_are_noise_rows_and_stay_out_of_the_headline(results)
     [row] = [n for n in K.noise_rows(results) if n["noise_positions"] == "context"]
     assert row["base"] == "text_matched" and row["base_ood"] == 0.30 and row["noised"] == 0.97
     assert "noise_text_matched s0 (context positions)" in list(K.noise_table(results)["run"])
-    sentence = K.context_noise_sentence(results)
-    assert "(seed 0) answers 97.0% of noised prompts and 98.0% of clean ID prompts (1 of 1 run meets" in sentence
-    assert "OOD is 45.0% ± 0.0%, against 30.0% ± 0.0% for text_matched" in sentence and "37.2% without noise (paper)" in sentence
+    assert (row["ood"], row["clean_id"]) == (0.45, 0.98)

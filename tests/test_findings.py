@@ -26,14 +26,12 @@ def test_cliff_verdict_follows_the_gap_to_the_paper(ood, verdict):
     c = F.cliff(runs)
     assert c["verdict"] == verdict
     assert c["ood"] == pytest.approx(ood) and c["paper_ood"] == pytest.approx(0.372)
-    assert verdict.split()[0] in F.cliff_sentence(runs) or "cliff like the paper" in F.cliff_sentence(runs)
 
 
 def test_no_results_are_not_measured(tmp_path):
     assert F.cliff([])["verdict"] == "not measured"
     board = F.scoreboard(results_dir=tmp_path)
     assert set(board["verdict"]) == {"not measured"}
-    assert "not measured" in F.headline(results_dir=tmp_path)["ours"].iloc[-1]
 
 
 def test_a_positional_text_model_would_reproduce_the_cliff_claims(tmp_path):
@@ -66,7 +64,8 @@ def test_committed_results_give_a_full_scoreboard():
     assert all(v in VERDICTS or re.fullmatch(r"reproduced in \d+ of \d+ seeds", v) for v in paper_rows["verdict"])
     assert set(board[board["whose"] == "control"]["verdict"]) <= {"holds", "does not hold", "not measured"}
     assert list(board.columns) == ["claim", "whose", "our result", "verdict"]
-    assert len(F.headline()) in (7, 8)  # 8 with the learned-position model's row of the image stage that learns
+    pretraining = F.encoder_pretraining_table()
+    assert not pretraining.isna().any().any() and "target" in pretraining.index  # one target row, no NaN
 
 
 def test_every_chapter_table_reads_the_committed_results():

@@ -83,3 +83,21 @@ def test_surveying_the_whole_folder_does_not_count_as_a_chapter_reading_it(files
     before = dict(io.READ)
     P.repository_sentence(tmp_path)
     assert io.READ == before  # the chapter's sources table still lists only what its own cells read
+
+
+def test_counts_are_the_numbers_of_the_chapter_note():
+    from bindlib.book.provenance import counts
+
+    assert counts([]) == {"files": 0, "commands": 0, "commits": 0, "dirty": 0, "bare": 0}
+    some = sorted(p.relative_to(io.REPO_ROOT).as_posix() for p in io.RESULTS_DIR.glob("training_text_only_cpu_s*.json"))[:2]
+    c = counts(some)
+    assert c["files"] == 2 and 1 <= c["commands"] <= 2 and c["dirty"] + c["bare"] <= 2
+
+
+def test_a_long_command_is_cut_in_the_table():
+    from bindlib.book.provenance import COMMAND_CHARS, _command
+
+    long = "python -m bindlib ood-axes --checkpoint " + " ".join(f"data/checkpoints/run_{k}" for k in range(30))
+    assert len(_command(long, cut=True)) <= COMMAND_CHARS and _command(long, cut=True).endswith(" …")
+    assert _command(long) == long.removeprefix("python -m bindlib ")
+    assert _command("python -m bindlib train --seed 0") == "train --seed 0"

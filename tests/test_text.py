@@ -26,13 +26,3 @@ def test_say_prints_wrapped(capsys):
         wrap("x", width=5)
 
 
-def test_state_renders_prose_and_keeps_a_wrapped_text_form(capsys):
-    from bindlib.book.text import Prose, state
-
-    sentence = "From recipe (RoPE) (3 seeds), text_only_matched keeps *99.1%* of <OOD> prompts " + "and more " * 12
-    prose = Prose(sentence + "\nA second paragraph.")
-    md = prose._repr_markdown_()
-    assert md.count("\n\n") == 1 and "text\\_only\\_matched" in md and "\\*99.1%\\*" in md and "\\<OOD\\>" in md
-    assert all(len(l) <= WIDTH for l in repr(prose).splitlines()) and repr(prose).startswith("From recipe (RoPE)")
-    state(sentence)  # outside a notebook: printed, wrapped
-    assert capsys.readouterr().out.strip() == repr(Prose(sentence))

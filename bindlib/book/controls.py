@@ -17,7 +17,6 @@ from ..core import io
 from ..core.evaluate import mean_sd
 from . import control_data as D, learning_data as L
 from .findings import fixed, mechanism, pct, signed, table as _table
-from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
 
 def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
     """findings.table, which also takes no rows (an empty table, where nothing is measured yet)."""
@@ -97,32 +96,6 @@ def lever_table(results_dir=None, start: str = "") -> pd.DataFrame:
                   for r in rows], index="recipe")
 
 
-def lever_sentence(results_dir=None) -> str:
-    rows = L.image_levers(results_dir)
-    if not rows:
-        return "No image-stage recipe results in data/results yet."
-    t = rows[0]["targets"]
-    met = [r for r in rows if r["meets_targets"]]
-    best_img = max(rows, key=lambda r: r["image_id_accuracy"])
-    keep = [r for r in rows if r["id_accuracy"] >= t["id_accuracy"]]
-    encoders = ", ".join(sorted({r["encoder"] for r in rows}))
-    head = (f"{len(met)} of {len(rows)} image-stage runs ({encoders}, {_seeds(_unique_seeds(rows))}) meet "
-            f"both targets (image ID >= {pct(t['image_id_accuracy'], 0)} and text ID >= {pct(t['id_accuracy'], 0)}).")
-    if met:
-        return head
-    tail = (f" The run that learns images best ({best_img['recipe']}: image ID "
-            f"{pct(best_img['image_id_accuracy'])}) ends with text ID {pct(best_img['id_accuracy'])}")
-    if keep:
-        best_keep = max(keep, key=lambda r: r["image_id_accuracy"])
-        tail += (f"; the runs that keep text reach at most {pct(best_keep['image_id_accuracy'])} on images "
-                 f"({best_keep['recipe']}), against {pct(D.chance())} by guessing")
-    return head + tail + "."
-
-
-def _unique_seeds(rows: list[dict]) -> list[dict]:
-    return [{"seed": s} for s in sorted({r["seed"] for r in rows})]
-
-
 def ceiling_table(results_dir=None) -> pd.DataFrame:
     """Per encoder: held-out shape accuracy from pretraining, and what an oracle reading the queried
     object's frozen features gets (its shape, finding the object, the two-hop ceiling)."""
@@ -141,17 +114,6 @@ def throughput_table(results_dir=None) -> pd.DataFrame:
     cpu = "timing" in t  # earlier files timed wall-clock seconds only
     return table([{"path": r["variant"], "steps per CPU second" if cpu else "steps/s": f"{r['steps_per_second']:.2f}",
                    "speed-up": f"{r['speedup_vs_old']:.2f}x"} for r in t["rows"]], index="path")
-
-
-def throughput_sentence(results_dir=None) -> str:
-    t = L.image_throughput(results_dir)
-    if not t:
-        return "No image-stage throughput results yet."
-    new = next(r for r in t["rows"] if r["variant"].startswith("new"))
-    return (f"The fast path ({new['variant'].removeprefix('new: ')}) runs the image stage {t['speedup']:.1f}x as fast as "
-            f"the old one, measured in one run ({t['encoder']}, batch {t['batch_size']}, "
-            f"{t['provenance']['device']}): the {t['target_speedup']:.0f}x target is "
-            f"{'met' if t['meets_target'] else 'missed'}.")
 
 
 def object_token_rows(results_dir=None) -> list[dict]:
@@ -187,31 +149,6 @@ def object_token_table(results_dir=None) -> pd.DataFrame:
                    "text OOD": cell(r, "ood", pct), "BS at routing": cell(r, "binding_score", signed),
                    "both targets (object tokens)": "met" if r["objects"]["meets_targets"] else "missed"}
                   for r in object_token_rows(results_dir)], index="run")
-
-
-def object_token_sentence(results_dir=None) -> str:
-    rows = object_token_rows(results_dir)
-    if not rows:
-        return "No object-token run at the image stage's budget yet."
-    met = [r for r in rows if r["objects"]["meets_targets"]]
-    paired = [r for r in rows if "all" in r]
-    ood = mean_sd([r["objects"]["ood"] for r in rows])
-
-    def spread(m_sd, n):
-        return pct(m_sd[0]) + (f" ± {pct(m_sd[1])}" if n > 1 else "")
-
-    one = len(rows) == 1
-    text = (f"With object tokens, {len(met)} of {len(rows)} run{'' if one else 's'} ({_seeds(rows)}) "
-            f"meet{'s' if one else ''} both targets; {'its' if one else 'their'} text OOD is {spread(ood, len(rows))}")
-    if paired:
-        base = mean_sd([r["all"]["ood"] for r in paired])
-        text += f", against {spread(base, len(paired))} for the same run{'' if len(paired) == 1 else 's'} with every patch a token"
-    reads = Counter(mechanism(r["objects"]["binding_score"]) for r in rows)
-    bs = mean_sd([r["objects"]["binding_score"] for r in rows])
-    text += (f". At the routing layer {'it reads' if one else 'they read'} "
-             + ", ".join(f"{k}{'' if len(reads) == 1 else f' ({n})'}" for k, n in reads.most_common())
-             + f" (mean BS {signed(bs[0])})")
-    return text + "."
 
 
 # ---------------------------------------------------------------- chapter 9: what is still missing

@@ -1,4 +1,4 @@
-"""The correction test (issue 10) and the headline table of the image stage that learns.
+"""The correction test and the headline table of the image stage that learns.
 
 The image stage that meets its targets (``python -m bindlib image-stage --recipe replay --image-steps 4000
 --mix-steps 400``) is run from text checkpoints whose binding we have measured:
@@ -27,7 +27,7 @@ from ..core.profiles import OOD_ACCURACY
 from ..core.task import TaskConfig
 from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table
-from .learning_data import IMAGE_STEPS, RECIPE_REGIME, REGIME_ORDER, STARTS
+from .learning_data import REGIME_ORDER, STARTS
 
 
 def _arrow(before, after, fmt) -> str:
@@ -61,22 +61,6 @@ def _group(rows: list[dict]) -> dict[tuple, list[dict]]:
     return out
 
 
-
-
-def recipe_lines(image_steps: int = IMAGE_STEPS, mix_steps: int = 400) -> list[str]:
-    """What each regime of the learning table adds to its text model: the stages of its recipe."""
-    from ..experiments.imagestage import image_recipe_stages
-
-    lines = ["text_only: the text recipe only (chapter 2)"]
-    main = {r: g for r, g in RECIPE_REGIME.items() if r not in L.SUB_RECIPES}  # the lever replay_sub is shown apart
-    for recipe, regime in sorted(main.items(), key=lambda kv: REGIME_ORDER.index(kv[1])):
-        parts = []
-        for st in image_recipe_stages(recipe, image_steps, mix_steps):
-            what = "image" if st.image == 1 else (f"{st.image:.0%} image / {1 - st.image:.0%} text" if st.image else "text")
-            extras = [x for x, on in (("noise", st.noise), ("grounding", st.grounding > 0)) if on]
-            parts.append(f"{st.name} {st.steps} steps ({what}{', ' + ' + '.join(extras) if extras else ''})")
-        lines.append(f"{regime} (recipe {recipe}): " + " -> ".join(parts))
-    return lines
 
 
 def learning_headline_table(results_dir=None) -> pd.DataFrame:
@@ -126,56 +110,6 @@ def correction_summary(results_dir=None) -> list[dict]:
     return out
 
 
-def correction_sentence(results_dir=None) -> str:
-    """What the image stage did to each start's text OOD and binding: one clause per start, means over seeds
-    (the table beside it gives every seed)."""
-    parts = []
-    for s in correction_summary(results_dir):
-        n = len(s["seeds"])
-        parts.append(f"{s['start']} ({n} seed{'s' if n > 1 else ''}): {_arrow(s['ood_accuracy_before'], s['ood_accuracy_after'], pct)}, "
-                     f"{_arrow(s['binding_score_before'], s['binding_score_after'], signed)} "
-                     f"({s['mechanism_before']} → {s['mechanism_after']})")
-    if not parts:
-        return "No correction-test runs yet."
-    return "Before → after the image stage, text OOD accuracy and binding score (means over seeds): " + "; ".join(parts) + "."
-
-
-PAPER_ORDER = ("text_only", "noise_text", "image_text", "noise_image_text")  # the paper's OOD, low to high
-
-
-def headline_verdict(results_dir=None) -> str:
-    """In how many seeds of each start do images lift text OOD above both of that seed's text rows, and does
-    the paper's whole ordering (text < noise text < image < image + noise) hold where all four rows exist?
-    The means themselves are in ``learning_headline_table``."""
-    lifts, orders = [], []
-    for start, by_seed in L.ood_by_seed(results_dir).items():
-        if "image_text" not in by_seed:
-            continue
-        above = L.above(by_seed)
-        lifts.append(("no seed" if not any(above) else "every seed" if all(above)
-                      else f"{sum(above)} of {len(above)} seeds") + f" of {start}")
-        m = {g: D.mean(v.values()) for g, v in by_seed.items()}
-        if all(r in m for r in PAPER_ORDER):
-            broken = next(((a, b) for a, b in zip(PAPER_ORDER, PAPER_ORDER[1:]) if not m[a] < m[b]), None)
-            orders.append(f"from {start} it holds" if broken is None else
-                          f"from {start} it does not: {broken[1]} {pct(m[broken[1]])} is not above "
-                          f"{broken[0]} {pct(m[broken[0]])}")
-    if not lifts:
-        return "No learning image-stage runs yet."
-    out = ("Images lift text OOD by more than 2 points above the same seed's text rows (text_only and "
-           f"text_only_matched, where it was run) in {_and(lifts)}. ")
-    order = " < ".join(PAPER_ORDER)
-    out += (f"The paper's ordering of the means ({order}) can be checked only where all four rows exist; "
-            + ("; ".join(orders) + "." if orders else "no start has them all."))
-    return out
-
-
-def _and(parts: list[str]) -> str:
-    """'a', 'a and b', 'a; b; and c' (start names hold commas, so longer lists take semicolons)."""
-    return parts[0] if len(parts) == 1 else " and ".join(parts) if len(parts) == 2 else \
-        "; ".join(parts[:-1]) + "; and " + parts[-1]
-
-
 def by_n_rows(results_dir=None) -> list[dict]:
     """Text accuracy per number of objects, mean over seeds, per start and regime (pre-aggregated for the chart)."""
     rows = []
@@ -204,29 +138,6 @@ def by_n_chart(results_dir=None, id_max: int = 8):
             .configure_legend(orient="bottom", columns=3))
 
 
-def positions_sentence(results_dir=None) -> str:
-    """Why a learned-position model meets image prompts at positions it never trained: how far the image
-    block moves the association lines, and what a position shift of that size does to each encoding."""
-    from ..core.profiles import image_token_count
-    from ..core.task import TaskConfig, prompt_length
-
-    task = TaskConfig()
-    text_end = prompt_length(task.id_range[1])  # the longest ID text prompt
-    moved = image_token_count("cpu") - 2 * task.id_range[1]  # how far the image block pushes the associations (N=8: least)
-    shifts = {}
-    for suffix, label in (("", "rotary positions"), ("_learnedpos", "learned positions")):
-        rows = [r for r in D.arm_rows(suffix, results_dir) if r["shift"]]
-        ks = sorted({k for r in rows for k in r["shift"]})
-        k = min(ks, key=lambda x: abs(x - moved)) if ks else None  # the measured shift nearest to it
-        if k is not None:
-            shifts[label] = (k, D.mean(r["shift"].get(k) for r in rows), D.mean(r["shift"].get(0) for r in rows))
-    said = "; ".join(f"with {label}, {pct(a0)} unshifted and {pct(ak)} with every position id moved up by {k}"
-                     for label, (k, ak, a0) in shifts.items())
-    return (f"Text prompts of the training range end by position {text_end - 1}, but the {image_token_count('cpu')} "
-            f"image tokens push an image prompt's association lines and query at least {moved} positions further. "
-            f"Text ID accuracy of the text models: {said}." if said else "No position-shift measurements yet.")
-
-
 def expansion_rows(results_dir=None) -> list[dict]:
     """One row per vocabulary-expansion run of the task's standard format (``expand_*.json``): what it started from
     (a text model or its image-stage continuation), seed, steps, and accuracy over N 2..8, 9..16 and 17..24."""
@@ -248,25 +159,6 @@ def expansion_table(results_dir=None) -> pd.DataFrame:
              "N 9..16": pct(r["ood_accuracy"]), "N 17..24": pct(r["ood_17_24_accuracy"])}
             for r in expansion_rows(results_dir)]
     return table(rows, index=["continues", "seed"] if rows else None)
-
-
-def expansion_sentence(results_dir=None) -> str:
-    """Mean accuracy at N 17..24 after expansion, text model against its image-stage continuation."""
-    rows = expansion_rows(results_dir)
-    if not rows:
-        return "No vocabulary-expansion runs yet."
-    parts = []
-    for kind in ("text model", "image stage"):
-        rs = [r for r in rows if r["from"] == kind]
-        if rs:
-            parts.append(f"continuing the {kind} ({len(rs)} seed{'s' if len(rs) > 1 else ''}): N 2..8 "
-                         f"{pct(D.mean(r['id_accuracy'] for r in rs))}, N 9..16 {pct(D.mean(r['ood_accuracy'] for r in rs))}, "
-                         f"N 17..24 {pct(D.mean(r['ood_17_24_accuracy'] for r in rs))}")
-    text = {r["seed"]: r["ood_17_24_accuracy"] for r in rows if r["from"] == "text model"}
-    pairs = [(r["ood_17_24_accuracy"], text[r["seed"]]) for r in rows if r["from"] == "image stage" and r["seed"] in text]
-    tail = (f" At N 17..24 the image-stage continuation is above its own seed's text model in "
-            f"{sum(a > b for a, b in pairs)} of {len(pairs)} seed{'s' if len(pairs) != 1 else ''}.") if pairs else ""
-    return "After vocabulary expansion, " + "; ".join(parts) + "." + tail
 
 
 def image_curve_rows(results_dir=None) -> list[dict]:
@@ -331,25 +223,6 @@ def noise_table(results_dir=None) -> pd.DataFrame:
                    "targets": "met" if n["meets_targets"] else "missed" + (
                        f" (N = {n['weakest'][0]}: {pct(n['weakest'][1])})" if n["weakest"] else "")}
                   for n in noise_rows(results_dir)], index="text model")
-
-
-def context_noise_sentence(results_dir=None) -> str:
-    """The learned-position noise follow-up: noise_text_matched with noise tokens at the text context's
-    positions, against text_matched from the same starts, with the paper's numbers beside them."""
-    rows = [n for n in noise_rows(results_dir) if n["noise_positions"] == "context" and n["start"] == STARTS["_learnedpos"]]
-    if not rows:
-        return "No learned-position noise run with context positions yet."
-    met = [n for n in rows if n["meets_targets"]]
-    ood, base = mean_sd(n["ood"] for n in rows), mean_sd(n["base_ood"] for n in rows)
-    seeds = f"seed{'s' if len(rows) > 1 else ''} " + ", ".join(str(n["seed"]) for n in rows)
-    return (f"With noise tokens numbered by the text context's positions, noise_text_matched from the learned-position "
-            f"models ({seeds}) answers {pct(mean_sd(n['noised'] for n in rows)[0])} of noised prompts and "
-            f"{pct(mean_sd(n['clean_id'] for n in rows)[0])} of clean ID prompts ({len(met)} of {len(rows)} "
-            f"run{'s' if len(rows) > 1 else ''} meet{'' if len(rows) > 1 else 's'} the text target). Its clean text "
-            f"OOD is {pct(ood[0])} ± {pct(ood[1])}, against {pct(base[0])} ± "
-            f"{pct(base[1])} for text_matched from the same starts. The paper reports {pct(paper('text_only'))} "
-            f"without noise ({OOD_ACCURACY['text_only']['source']}) and {pct(paper('noise_text'))} with it "
-            f"({OOD_ACCURACY['noise_text']['source']}).")
 
 
 def paper(regime: str) -> float:

@@ -1,8 +1,7 @@
-"""Chapter 2's learning curves: the neutral control and the aid ablation (issue 9).
+"""Chapter 2's learning curves: the neutral control and the aid ablation.
 
-    neutral_table(), neutral_chart(), neutral_sentence()    the longest curves without a hop-specific aid
-    deeper_sentence()                                       the same control on a deeper model
-    ablation_table(), ablation_chart(), ablation_sentence() the recipe against its variants at one budget
+    neutral_table(), neutral_chart()     the longest curves without a hop-specific aid (and the deeper ones)
+    ablation_table(), ablation_chart()   the recipe against its variants at one budget
 
 The numbers come from ``bindlib.book.control_data`` (``neutral_curves``, ``aid_ablation``), which reads
 the ``curve_*.json`` files that ``python -m bindlib curve`` writes and the recipe's training files.
@@ -19,7 +18,6 @@ from . import control_data as D
 from .control_data import curve_rows  # noqa: F401  (chapters and tests read curves.curve_rows)
 from .findings import pct, table
 from .plots import HEIGHT, WIDTH, line_chart
-from .text import say, state, wrap  # noqa: F401  (chapters show these sentences with state)
 
 # ---------------------------------------------------------------- the neutral control
 def neutral_table(results_dir=None) -> pd.DataFrame:
@@ -28,7 +26,7 @@ def neutral_table(results_dir=None) -> pd.DataFrame:
     sub-skills at the end, wall time, whether it left the plateau."""
     rows = [{"curve": c["name"], "variant": c["variant"], "seed": c["seed"],
              "layers": c["n_layers"] or PROFILE_MODEL[D.PROFILE]["n_layers"],
-             "steps": f"{c['steps']:,}" + (f" of {c['budget']:,} (lost; from its log)" if c["lost"] else
+             "steps": f"{c['steps']:,}" + (f" of {c['budget']:,} (stopped; from its log)" if c["lost"] else
                                             f" of {c['budget']:,} (not finished)" if c["unfinished"] else ""),
              "two-hop: final": pct(c["final_two_hop"]), "two-hop: best": pct(c["best_two_hop"]),
              "two-hop by guessing": pct(c["chance"]),
@@ -36,59 +34,6 @@ def neutral_table(results_dir=None) -> pd.DataFrame:
              "wall (h)": f"{(c['wall_seconds'] or 0) / 3600:.1f}", "left the plateau": "yes" if c["left_plateau"] else "no"}
             for c in D.neutral(results_dir) + D.neutral(results_dir, deeper=True)]
     return table(rows, index="curve").T if rows else pd.DataFrame()
-
-
-DEEPER_COMMAND = "python -m bindlib curve --variant direct --n-layers 6 --steps 40000 --seed S"
-
-
-def deeper_sentence(results_dir=None) -> str:
-    """The neutral control on a deeper model (``curve --n-layers``): how far each run got, where its two-hop
-    accuracy ended, and whether any finished run left the plateau."""
-    deep = D.neutral(results_dir, deeper=True)
-    if not deep:
-        return f"No deeper neutral curve ({DEEPER_COMMAND}) in data/results yet."
-
-    def one(c):
-        head = f"{c['n_layers']} layers, seed {c['seed']}: "
-        if c["lost"]:
-            return (head + f"lost at step {c['steps']:,} of {c['budget']:,} (its folder went with its machine; the "
-                           f"curve is from its log), two-hop {pct(c['final_two_hop'])} at its latest evaluation")
-        if c["unfinished"]:
-            return head + f"{c['steps']:,} of {c['budget']:,} steps so far, two-hop {pct(c['final_two_hop'])} at its latest evaluation"
-        return head + f"{c['steps']:,} steps, final two-hop {pct(c['final_two_hop'])}, best {pct(c['best_two_hop'])}"
-
-    done = [c for c in deep if not c["unfinished"]]
-    out = (f"Without a hop-specific aid on a deeper model ({DEEPER_COMMAND}), against {pct(deep[0]['chance'])} "
-           f"for guessing: " + "; ".join(one(c) for c in deep) + ".")
-    if done:
-        broke = [c for c in done if c["left_plateau"]]
-        out += (f" {len(broke)} of {len(done)} finished deeper run{'s' if len(done) != 1 else ''} left the plateau."
-                if broke else f" No finished deeper run left the plateau: depth alone does not break it within "
-                              f"{max(c['steps'] for c in done):,} steps.")
-    return out
-
-
-def neutral_sentence(results_dir=None) -> str:
-    curves = D.neutral(results_dir)
-    if not curves:
-        return "No neutral learning curve (variant direct) in data/results yet."
-    done = [c for c in curves if not c["unfinished"]] or curves
-    longest = max(c["steps"] for c in done)
-    top = [c for c in done if c["steps"] == longest]
-    going = [c for c in curves if c["unfinished"]]
-    on_record = "".join(f" Seed {c['seed']}'s run of {c['budget']:,} steps is on record up to step {c['steps']:,} "
-                        f"(not finished), two-hop {pct(c['final_two_hop'])} at its latest evaluation." for c in going)
-    n = len(curves) - len(going)
-    final = D.mean(c["final_two_hop"] for c in top)
-    seeds = f"{len(top)} seed{'s' if len(top) != 1 else ''}"
-    if any(c["left_plateau"] for c in top):
-        return (f"Without a hop-specific aid ({top[0]['variant']}), {sum(c['left_plateau'] for c in top)} of "
-                f"{seeds} left the plateau within {longest:,} steps (final two-hop {pct(final)})." + on_record)
-    return (f"Without a hop-specific aid ({top[0]['variant']}: two-hop queries only, no sub-skill queries, "
-            f"no deep supervision) the plateau did not break in {longest:,} steps on {seeds}: final two-hop "
-            f"accuracy {pct(final)}, best {pct(max(c['best_two_hop'] for c in top))}, against "
-            f"{pct(top[0]['chance'])} for guessing one of the N items. {n} neutral curve file"
-            f"{'s are' if n != 1 else ' is'} committed." + on_record)
 
 
 def neutral_chart(results_dir=None, window: int = 1000) -> alt.LayerChart:
@@ -162,33 +107,3 @@ def ablation_chart(results_dir=None, budget: int = D.ABLATION_BUDGET) -> alt.Lay
         strokeDash=[6, 3], color="#555555").encode(x="step:Q", y="two-hop ID:Q")
     return alt.layer(lines, rule).properties(width=WIDTH, height=HEIGHT)
 
-
-def _reach(rs: list[dict]) -> str:
-    hit = [r for r in rs if r["steps_to_99"] is not None]
-    n = f"{len(hit)} of {len(rs)} seed{'s' if len(rs) != 1 else ''}"
-    if not hit:
-        return f"{n} (best two-hop ID {pct(max(r['best_two_hop'] for r in rs))})"
-    steps = ", ".join(f"{r['steps_to_99']:,}" for r in hit)
-    return f"{n}, at step {steps}"
-
-
-def ablation_sentence(results_dir=None, budget: int = D.ABLATION_BUDGET) -> str:
-    """What the aid ablation shows: which variants reach 99% two-hop ID within ``budget`` steps, and so
-    which aid breaks the plateau."""
-    by = _by_variant(results_dir, budget)
-    if "recipe" not in by or len(by) < 2:
-        return "The aid ablation needs the recipe and at least one variant without an aid in data/results."
-    parts = [f"{v.replace('_', ' ')} ({_aids(v)}): {_reach(rs)}" for v, rs in by.items()]
-    out = f"Within {budget:,} steps, two-hop ID reached 99% for: " + "; ".join(parts) + "."
-    nds = by.get("no_deep_supervision", [])
-    if nds and not any(r["steps_to_99"] for r in nds) and all(r["steps_to_99"] for r in by["recipe"]):
-        best = min(min(r["best_color_to_shape"], r["best_shape_to_item"]) for r in nds)
-        end = D.mean(D.mean((r["color_to_shape"], r["shape_to_item"])) for r in nds)
-        out += (" Deep supervision is the aid that breaks the plateau: without it the sub-skill queries teach "
-                f"both hops (each peaks at {pct(best)}{' or more' if best < 0.995 else ''} on every seed) but not their "
-                "composition, and "
-                f"where they stop the hops fade too (at the end, {pct(end)} on average).")
-    elif nds and all(r["steps_to_99"] for r in nds):
-        out += (" Deep supervision is not needed: the sub-skill queries alone break the plateau, so a model "
-                "trained without a loss on the routing residual can be measured.")
-    return out

@@ -211,5 +211,5 @@ def compare_case(where: str, answer: Callable[[], object], expected) -> None:
 # probe) live in bindlib.book.checks; they are importable from here as well.
 from .checks import (check_accuracy, check_gap, check_identity_probe, check_knockout, check_patching,  # noqa: E402,F401
                      check_position_swap)
-from .method_checks import (check_hop_term, check_object_tokens, check_pair_targets, check_probe_data,  # noqa: E402,F401
-                            check_routing, check_window_knockout)
+from .method_checks import (check_break_plateau, check_correction, check_hop_term, check_object_tokens,  # noqa: E402,F401
+                            check_pair_targets, check_probe_data, check_routing, check_window_knockout, plateau_config)

@@ -9,7 +9,6 @@ Verdict words used throughout: "reproduced", "not reproduced", "partly", "not me
 from __future__ import annotations
 
 import math
-import statistics
 import textwrap
 
 import pandas as pd
@@ -17,8 +16,8 @@ import pandas as pd
 from ..core import io, profiles as paper
 from ..core.evaluate import mean_sd
 from .control_data import control_claims, mean, mechanism
-from .learning_data import STARTS, correction_rows, learning_claims, learning_means, ood_by_seed, positional_starts
-from .text import breakable_headers, state  # noqa: F401  (chapters show findings with findings.state)
+from .learning_data import learning_claims
+from .text import breakable_headers  # noqa: F401
 
 WIDTH = 90  # printed text wraps here, so no output line runs past a page's column
 
@@ -117,18 +116,6 @@ def cliff_table(runs: list[dict]) -> pd.DataFrame:
                    "paper": pct(c["paper_ood"])}], index="accuracy")
 
 
-def cliff_sentence(runs: list[dict]) -> str:
-    c = cliff(runs)
-    if c["verdict"] == "not measured":
-        return "No text-only training results in data/results yet."
-    if c["verdict"] == "reproduced":
-        return (f"Our text-only models fall off an OOD cliff like the paper's: {pct(c['ood'])} out of distribution "
-                f"against the paper's {pct(c['paper_ood'])}.")
-    return (f"The OOD cliff is {c['verdict']}: over {c['seeds']} seeds our text-only models answer "
-            f"{pct(c['ood'])} of OOD prompts, {c['gap'] * 100:+.1f} points from the paper's {pct(c['paper_ood'])}, "
-            f"while in distribution they answer {pct(c['id'])}.")
-
-
 def axes_table(runs: list[dict]) -> pd.DataFrame:
     """Accuracy on each diagnostic axis (association order, offset), ID and OOD means, per seed."""
     rows = []
@@ -206,80 +193,7 @@ def binding_scores(profile: str = "cpu", results_dir=None) -> dict[str, dict]:
 
 
 
-ADVERB = {"symbolic": "symbolically", "positional": "positionally", "mixed": "in a mixed way"}
-
-
-def direction_sentence(profile: str = "cpu", results_dir=None) -> str:
-    """The paper's direction (text-only positional, image-trained symbolic) against ours, in one sentence."""
-    scores = binding_scores(profile, results_dir)
-    text, image = (scores.get(r, {}).get("binding_score") for r in ("text_only", "image_text"))
-    if text is None:
-        return "No interchange results for the text-only models yet."
-    found = mechanism(text)
-    if found == "positional":
-        return f"Our text-only models bind positionally (binding score {signed(text)}), as the paper says."
-    tail = (f"; the image-trained models that still answer text prompts are {mechanism(image)} too "
-            f"({signed(image)}), so images have no shortcut to correct here" if image is not None else "")
-    return (f"Our text-only models bind {ADVERB[found]} (binding score {signed(text)} at the routing layer), "
-            f"not positionally as the paper says{tail}.") if found == "symbolic" else \
-        f"Our text-only models' binding score is {signed(text)}: {found}{tail}."
-
-
 # ---------------------------------------------------------------- front and back matter
-def headline(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
-    """The numbers of the 'what we found' box: ours beside the paper's."""
-    c = cliff(text_only_runs(profile, results_dir))
-    means = regime_means(profile, results_dir)
-    scores = binding_scores(profile, results_dir)
-    rows = [{"measure": "text only: ID accuracy", "ours": pct(c["id"]), "paper": f"about {pct(c['paper_id'], 0)}"},
-            {"measure": "text only: OOD accuracy", "ours": pct(c["ood"]), "paper": pct(c["paper_ood"])}]
-    by_seed = ood_by_seed(results_dir)  # the image stage that learns (chapter 4), per text model
-    learned = learning_means(by_seed=by_seed)
-    rope, seeds = learned.get(STARTS[""], {}), by_seed.get(STARTS[""], {})
-    for regime in ("noise_text", "image_text", "noise_image_text"):
-        n = len(seeds.get(regime, {}))
-        stage = "image stage that learns" if "image" in regime else "the image stage's budget"
-        ours, how = (rope[regime], f"{stage}, {n} seed{'s' if n != 1 else ''}") if regime in rope else (
-            means.get(regime), "first grid" + (", image stage that did not learn" if "image" in regime else ""))
-        rows.append({"measure": f"{regime}: OOD accuracy (text prompts; {how})", "ours": pct(ours),
-                     "paper": pct(paper.OOD_ACCURACY[regime]["value"])
-                     + (" (summary)" if paper.OOD_ACCURACY[regime]["source"] == "summary" else "")})
-    lp = learned.get(STARTS["_learnedpos"], {})
-    if {"text_only", "image_text"} <= set(lp):
-        rows.append({"measure": "learned positions: OOD accuracy, text only -> image_text",
-                     "ours": f"{pct(lp['text_only'])} -> {pct(lp['image_text'])}",
-                     "paper": f"{pct(paper.OOD_ACCURACY['text_only']['value'])} -> "
-                              f"{pct(paper.OOD_ACCURACY['image_text']['value'])}"})
-    after = [r["after"]["binding_score"] for r in correction_rows(results_dir)
-             if r["suffix"] == "" and r["recipe"] == "replay" and r["after"].get("binding_score") is not None]
-    if after:
-        scores = {**scores, "image_text": {"binding_score": statistics.mean(after)}}
-    for regime, theirs in (("text_only", "positional"), ("image_text", "symbolic")):
-        bs = scores.get(regime, {}).get("binding_score")
-        rows.append({"measure": f"{regime}: binding mechanism", "ours": f"{mechanism(bs)} (BS {signed(bs)})",
-                     "paper": theirs})
-    return table(rows, index="measure")
-
-
-def found_box(profile: str = "cpu", results_dir=None):
-    """The front page's 'what we found' box: an admonition holding the headline table (HTML)."""
-    from IPython.display import HTML
-
-    html = headline(profile, results_dir).to_html(classes="table", border=0)
-    return HTML('<div class="admonition tip"><p class="admonition-title">What we found (computed from '
-                f'data/results)</p>{html}<p>{cliff_sentence(text_only_runs(profile, results_dir))} '
-                f'{direction_sentence(profile, results_dir)} {positional_start_sentence(results_dir)}</p></div>')
-
-
-def positional_start_sentence(results_dir=None) -> str:
-    """What the image stage that learns does to the text models that do bind positionally (chapter 4)."""
-    p = positional_starts(results_dir)
-    return "" if not p["n"] else (
-        f"Where a text model does bind positionally (the shortcut dial's positional seeds, chapters 4 and 5), the image "
-        f"stage that learns leaves {p['stayed']} of {p['n']} positional. Of those that turn symbolic, {p['with_control']} "
-        f"did so beside a compute-matched text run, with no picture, that turned too, and {p['images_alone']} from images alone.")
-
-
 def scoreboard(profile: str = "cpu", results_dir=None) -> pd.DataFrame:
     """Claim by claim: the paper's claims, then the controls that qualify them (``book.control_data``),
     each with our result and its verdict (all computed from results files)."""
@@ -336,8 +250,8 @@ def encoder_pretraining_table(profile: str = "cpu", n_shapes: int = 16, results_
         h, cfg = r["held_out"], r["pretrain_config"]
         rows.append({"encoder": r["encoder"], "steps": r["steps"],
                      "wall (min)": f"{r['provenance']['wall_seconds'] / 60:.1f}",
-                     f"{pct(cfg['target'], 0)} target": "reached" if r["stopped"] == "target_reached"
-                     else f"stopped by the {cfg['time_budget_s']:.0f} s budget",
+                     "target": f"{pct(cfg['target'], 0)}: " + ("reached" if r["stopped"] == "target_reached"
+                                                               else f"stopped at {cfg['time_budget_s']:.0f} s"),
                      "object patches: colour": pct(h["color_object"]), "object patches: shape": pct(h["shape_object"]),
                      "all patches: colour": pct(h["color_all"]), "all patches: shape": pct(h["shape_all"]),
                      "shape by guessing": pct(1 / n_shapes)})

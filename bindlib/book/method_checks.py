@@ -373,3 +373,161 @@ def check_hop_term(fn: Callable, seed: int = 12) -> None:
                         "cross-entropy of model.unembed(model.ln_f(x)) at packed.readout_pos against packed.hop_target")
             raise _fail(f"batch #{k}: expected loss {expected:.5f}, returned {value:.5f}.\n  Likely: {hint}.")
     print("Your term equals the reference on 3 fresh batches, and it carries a gradient.")
+
+
+# ---------------------------------------------------------------- chapter 4: the seed-wise correction comparison
+CORRECTION_KEYS = ("positional", "tested", "stayed", "with_control", "images_alone")
+
+
+def reference_correction(frame) -> dict[str, int]:
+    """The correction test, seed by seed: of the seeds that read positional before images (BS < -0.5, with a
+    BS after), how many have a measured compute-matched control (``tested``); of those, how many are not
+    symbolic after images (``stayed``: BS <= 0.5), and of those that turn symbolic, how many have a control
+    that turns symbolic too (``with_control``) or not (``images_alone``)."""
+    positional = frame[(frame["bs_before"] < -0.5) & frame["bs_after"].notna()]
+    tested = positional[positional["bs_control"].notna()]
+    turned = tested[tested["bs_after"] > 0.5]
+    return {"positional": len(positional), "tested": len(tested), "stayed": len(tested) - len(turned),
+            "with_control": int((turned["bs_control"] > 0.5).sum()),
+            "images_alone": int((turned["bs_control"] <= 0.5).sum())}
+
+
+def correction_cases(seed: int = 13, n_random: int = 80) -> list:
+    """Tables for ``check_correction``: hand-made edge cases (a seed without a control, scores exactly at the
+    thresholds, a symbolic start), then random ones."""
+    import pandas as pd
+
+    nan = float("nan")
+
+    def frame(*rows):
+        return pd.DataFrame(rows, columns=["seed", "bs_before", "bs_after", "bs_control"])
+
+    cases = [
+        frame((0, -1.0, -1.0, -1.0), (1, -1.0, 1.0, 1.0), (2, 1.0, 1.0, 1.0), (3, -1.0, -1.0, -1.0)),
+        frame((0, -1.0, 1.0, -1.0), (1, -1.0, 1.0, nan)),  # images alone; a seed without a control is not tested
+        frame((0, -0.5, 1.0, -1.0), (1, -1.0, 0.5, -1.0), (2, -1.0, 1.0, 0.5)),  # the thresholds are strict
+        frame((0, 1.0, 1.0, 1.0), (1, 0.8, -1.0, nan)),  # symbolic starts: nothing to correct
+        frame((0, -1.0, nan, 1.0), (1, -0.9, 0.9, 0.2)),  # no BS after: not a positional start of the test
+    ]
+    rng = random.Random(seed)
+    choices = (-1.0, -0.9, -0.5, -0.33, 0.0, 0.33, 0.5, 0.7, 1.0)
+    for _ in range(n_random):
+        rows = [(s, rng.choice(choices), rng.choice(choices + (nan,)), rng.choice(choices + (nan, nan)))
+                for s in range(rng.randint(1, 8))]
+        cases.append(frame(*rows))
+    return cases
+
+
+def _correction_hint(case, got: dict, expected: dict) -> str:
+    if got.get("tested") != expected["tested"] and got.get("tested") == expected["positional"]:
+        return "A seed whose compute-matched control has no binding score (NaN) cannot be tested: leave it out."
+    at_edge = ((case["bs_before"] == -0.5) | (case["bs_after"] == 0.5) | (case["bs_control"] == 0.5)).any()
+    if at_edge:
+        return "The thresholds are strict: positional is BS < -0.5 and symbolic is BS > 0.5."
+    return "Count only seeds that read positional before images; a seed that turns symbolic counts once."
+
+
+def committed_correction_frame(results_dir=None):
+    """The chapter's table, from the committed results: one row per image run without noise, with the binding
+    score of its text model, of the run, and of its compute-matched text run (NaN where not measured)."""
+    import pandas as pd
+
+    from .learning_data import IMAGE_ONLY_RECIPES, correction_rows
+
+    rows = [{"seed": r["seed"], "bs_before": r["before"].get("binding_score"), "bs_after": r["after"].get("binding_score"),
+             "bs_control": (r["control"] or {}).get("binding_score")}
+            for r in correction_rows(results_dir) if r["recipe"] in IMAGE_ONLY_RECIPES]
+    return pd.DataFrame(rows, columns=["seed", "bs_before", "bs_after", "bs_control"]).astype(
+        {"bs_before": float, "bs_after": float, "bs_control": float})
+
+
+@stub_aware
+def check_correction(fn: Callable, seed: int = 13, committed=None) -> None:
+    """Chapter 4 exercise. ``fn(frame) -> dict`` with the keys of ``CORRECTION_KEYS``; ``frame`` has one row
+    per seed and the columns seed, bs_before, bs_after, bs_control (NaN where not measured). Compared with
+    ``reference_correction`` on the committed table (``committed``, default ``committed_correction_frame()``),
+    then on hand-made and random tables."""
+    cases = [committed_correction_frame() if committed is None else committed] + correction_cases(seed)
+    for k, case in enumerate(cases):
+        expected = reference_correction(case)
+        got = _call(f"table #{k}", fn, case.copy())
+        try:
+            got = {key: int(got[key]) for key in CORRECTION_KEYS}
+        except Exception as err:
+            raise _fail(f"table #{k}: return a dict with the keys {', '.join(CORRECTION_KEYS)}; got {got!r}") from err
+        if got != expected:
+            raise _fail(f"table #{k}:\n{case.to_string(index=False)}\n  expected: {expected}\n  returned: {got}\n  "
+                        f"{_correction_hint(case, got, expected)}")
+    print(f"Seed-wise correction comparison right on all {len(cases)} tables.")
+
+
+# ---------------------------------------------------------------- chapter 2: break the plateau
+PLATEAU_TARGET = 0.9  # two-hop ID accuracy the student's run must reach
+
+
+def plateau_config(seed: int = 0):
+    """A task and model small enough to train in about a minute on one CPU thread, with the recipe's
+    sub-skill queries and packing but no deep supervision: three stages (sub-skills on small prompts, the
+    same on small prompts again, the full ID range), each leaving early once two-hop ID reaches the target."""
+    from ..experiments.recipes import SUBSKILL_MIX
+    from ..training.train import Stage, TrainConfig
+
+    mix = dict(SUBSKILL_MIX)
+    return TrainConfig(
+        profile="cpu", task=dict(n_colors=6, n_shapes=6, n_items=12, id_range=(2, 4), ood_range=(5, 6)),
+        model=dict(n_layers=3, d_model=64, n_heads=4, d_ff=128), batch_size=64, lr=1e-3, warmup=20, min_lr_frac=1.0,
+        stages=[Stage("subskills", 300, dict(mix), n_range=(2, 3)),
+                Stage("compose", 300, dict(mix), n_range=(2, 3), until=PLATEAU_TARGET),
+                Stage("full_n", 300, dict(mix))],
+        eval_every=100, eval_size=256, packed=True, early_stop=PLATEAU_TARGET, seed=seed)
+
+
+def _plateau_shape(cfg) -> tuple:
+    """Everything but the deep-supervision settings: what a student's config must keep."""
+    return (cfg.task, cfg.model, cfg.batch_size, cfg.lr, cfg.seed, cfg.packed,
+            [(s.name, s.steps, dict(s.mix), s.n_range) for s in cfg.stages])
+
+
+@stub_aware
+def check_break_plateau(fn: Callable, seed: int = 0, threads: int = 1) -> dict:
+    """Chapter 2 exercise. ``fn(cfg) -> TrainConfig``: the ``plateau_config`` with deep supervision added
+    (``hop_layer`` and a positive ``Stage.hop_weight`` where the sub-skills exist), nothing else changed.
+    Checks the settings, then trains the returned config on ``threads`` CPU threads and asserts that
+    two-hop ID accuracy reaches ``PLATEAU_TARGET`` within the budget. Returns steps, wall and CPU seconds, accuracy."""
+    import dataclasses
+    import time
+
+    from ..training.train import train
+
+    base = plateau_config(seed)
+    cfg = _call("break_plateau(plateau_config())", fn, dataclasses.replace(
+        base, stages=[dataclasses.replace(s) for s in base.stages]))
+    if not hasattr(cfg, "stages") or not hasattr(cfg, "hop_layer"):
+        raise _fail(f"return a TrainConfig (the one you were given, changed); got {type(cfg).__name__}")
+    if _plateau_shape(cfg) != _plateau_shape(base):
+        raise _fail("Keep the task, the model, the optimiser and every stage's steps, queries and N range: only the "
+                    "deep-supervision settings (TrainConfig.hop_layer, Stage.hop_weight) may change.")
+    weights = [s.hop_weight for s in cfg.stages]
+    if not any(w > 0 for w in weights):
+        raise _fail("No stage has hop_weight > 0, so the deep-supervision loss is off: set it in the stages "
+                    "where the model should compose the hops.")
+    n_layers = cfg.model_config().n_layers
+    if cfg.hop_layer is None or not 0 < cfg.hop_layer < n_layers - 1:
+        raise _fail(f"hop_layer={cfg.hop_layer}: the intermediate shape must be asked of a middle block "
+                    f"(1..{n_layers - 2} here): the first hop needs two blocks, and the second needs at least one after it.")
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        _, history = train(cfg, progress=False, log=None)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        torch.set_num_threads(old)
+    last = history[-1]
+    if last["acc_two_hop"] < PLATEAU_TARGET:
+        raise _fail(f"After {last['step']} steps two-hop ID accuracy is {last['acc_two_hop']:.1%}, below the "
+                    f"{PLATEAU_TARGET:.0%} target: the plateau held. A stage that asks the shape before the "
+                    "sub-skills exist, or a weight too small to matter, can do that.")
+    print(f"Plateau broken: two-hop ID {last['acc_two_hop']:.1%} after {last['step']} steps "
+          f"({cpu_seconds:.0f} s of CPU time on {threads} thread{'s' * (threads != 1)}).")
+    return {"steps": last["step"], "seconds": seconds, "cpu_seconds": cpu_seconds, "two_hop": last["acc_two_hop"]}

@@ -7,7 +7,6 @@ intermediate hop, and early stop in the last stage as the recipe has:
 
     training_runs()       per seed: its curve, where it left the plateau (step and stage), ID and OOD
     curve_chart()         chapter 2: two-hop ID accuracy against step, per seed, with the stage boundaries
-    training_sentence()   chapter 2: how many runs broke the plateau, when, in which stage, and which learned
     training_table()      chapter 2: per run, where it left the plateau, its latest accuracies, ID and OOD
     arm_table()           chapter 5: the routing layer's reading per seed, beside the recipe's
 """
@@ -22,7 +21,6 @@ from ..core.evaluate import steps_to_reach
 from . import control_data as D
 from .findings import fixed, pct, signed, table
 from .plots import HEIGHT, WIDTH
-from .text import state  # noqa: F401  (chapters show the sentences with state)
 
 SUFFIX = D.NO_DEEP_SUPERVISION
 COMMAND = "python -m bindlib train --hop-weight 0 --steps-scale 8 --leave-at 0.995 --seed S"
@@ -72,7 +70,7 @@ def training_runs(results_dir=None) -> list[dict]:
         done = rec.get("kind") != "training_progress"
         lost = not done and rec.get("run_dir") is None  # from its log: the run folder is gone, nothing resumes it
         out.append({"seed": rec["seed"], "lost": lost,
-                    "label": f"seed {rec['seed']}" + (", first run (lost)" if lost else ""), "history": rec["history"], "stages": stages, "chance": guess,
+                    "label": f"seed {rec['seed']}" + (", first run" if lost else ""), "history": rec["history"], "stages": stages, "chance": guess,
                     "left_at": at, "left_stage": next((h["stage"] for h in rec["history"] if h["step"] == at), None),
                     "stages_run": stages_run(rec["history"]),
                     "unfinished": not done, "id_accuracy": rec["id_accuracy"] if done else None,
@@ -80,9 +78,9 @@ def training_runs(results_dir=None) -> list[dict]:
                     "steps": rec["steps"] if done else rec["step"], "budget": stages[-1][2] if stages else None,
                     "steps_to_99": rec.get("steps_to_99") if done else steps_to_reach(rec["history"]),
                     "wall_seconds": rec["provenance"]["wall_seconds"]})
-    for r in out:  # a seed's run beside its lost first run is its rerun
+    for r in out:  # a seed's run beside its stopped first run is its second
         if not r["lost"] and any(o["lost"] and o["seed"] == r["seed"] for o in out):
-            r["label"] += " (rerun)"
+            r["label"] += ", second run"
     return sorted(out, key=lambda r: (r["seed"], not r["lost"]))
 
 
@@ -109,47 +107,13 @@ def curve_chart(results_dir=None, window: int = 500) -> alt.LayerChart:
     return alt.layer(stages, lines, rule).properties(width=WIDTH, height=HEIGHT)
 
 
-def training_sentence(results_dir=None) -> str:
-    """How many runs left the plateau, in which stages, and how many finished runs learned the task; the
-    table (``training_table``) gives each run."""
-    runs = training_runs(results_dir)
-    if not runs:
-        return f"The arm without deep supervision ({COMMAND}) has not been trained yet."
-    left = [r for r in runs if r["left_at"] is not None]
-    seeds = sorted({r["seed"] for r in runs})
-    lost = any(r["lost"] for r in runs)
-    out = (f"Without deep supervision and with every stage eight times as long, {len(left)} of {len(runs)} "
-           + (f"runs (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}) " if lost else
-              f"seed{'s' if len(runs) != 1 else ''} ") + "left the plateau")
-    if left:
-        stages = list(dict.fromkeys(r["left_stage"] for r in sorted(left, key=lambda r: r["left_at"])))
-        span = (f"at step {left[0]['left_at']:,}" if len(left) == 1 else
-                f"between steps {min(r['left_at'] for r in left):,} and {max(r['left_at'] for r in left):,}")
-        out += f", {span}, in the {' or the '.join(stages)} stage"
-    out += "."
-    done = [r for r in runs if not r["unfinished"]]
-    reached = [r for r in done if r["steps_to_99"] is not None]
-    if done:
-        out += (f" {len(reached)} of {len(done)} finished run{'s' if len(done) != 1 else ''} reached 99% two-hop "
-                f"ID.")
-    stuck = [r for r in runs if r["left_at"] is None]
-    if stuck:
-        out += (" Still guessing at the end: " + "; ".join(
-            f"{r['label']} after {r['steps']:,}" + (f" of {r['budget']:,} steps (not finished)" if r["unfinished"]
-                                                      and not r["lost"] else " steps")
-            for r in stuck) + ".")
-    if lost:
-        out += " A lost run's machine restarted and took its folder; its curve is from its log."
-    return out
-
-
 def training_table(results_dir=None) -> pd.DataFrame:
     """One row per run: where it left the plateau, how far it got, its accuracies at its latest evaluation
     (two-hop and both one-hop queries) and, once finished, its ID and OOD accuracy."""
     rows = []
     for r in training_runs(results_dir):
         last = r["history"][-1] if r["history"] else {}
-        status = "lost (from its log)" if r["lost"] else "training" if r["unfinished"] else "finished"
+        status = "stopped (from its log)" if r["lost"] else "training" if r["unfinished"] else "finished"
         rows.append({
             "run": r["label"], "status": status,
             "left plateau": "-" if r["left_at"] is None else f"{r['left_at']:,} ({r['left_stage']})",

@@ -1,5 +1,6 @@
 """Where a chapter's numbers come from: the results files it read, and whether their commits pin the code.
 
+    counts()                chapter's end: the numbers its note glues (files, commands, commits, dirty)
     sources_sentence()      chapter's end: how many files, how many commands, and which were written dirty
     sources_table()         one row per file: the command that wrote it, its commit, device and wall time
     repository_sentence()   chapter 9: the same question asked of every file in data/results
@@ -43,8 +44,22 @@ def sources(read=None) -> list[dict]:
     return rows
 
 
-def _command(cmd: str | None) -> str:
-    return (cmd or "").removeprefix("python -m bindlib ")
+def counts(read=None) -> dict[str, int]:
+    """The numbers behind a chapter's provenance note: results files read, distinct commands and commits that
+    wrote them, how many were written from a tree with uncommitted changes, and how many carry no provenance."""
+    rows = sources(read)
+    return {"files": len(rows), "commands": len({r["command"] for r in rows if r["command"]}),
+            "commits": len({c for r in rows for c in r["commits"]}), "dirty": sum(r["dirty"] is True for r in rows),
+            "bare": sum(r["dirty"] is None for r in rows)}
+
+
+COMMAND_CHARS = 160  # sources_table(cut=True) cuts a longer command (the results file keeps the whole of it)
+
+
+def _command(cmd: str | None, cut: bool = False) -> str:
+    """The command without ``python -m bindlib``; with ``cut``, at most ``COMMAND_CHARS`` characters."""
+    cmd = (cmd or "").removeprefix("python -m bindlib ")
+    return cmd if not cut or len(cmd) <= COMMAND_CHARS else cmd[:COMMAND_CHARS - 2].rstrip() + " …"
 
 
 def _device(device: str | None) -> str:
@@ -70,14 +85,14 @@ class SourcesTable(Table):
         return breakable(super()._repr_html_(), "td", "_/")
 
 
-def sources_table(read=None) -> pd.DataFrame:
+def sources_table(read=None, cut: bool = False) -> pd.DataFrame:
     """The files of ``sources``, narrow columns first: its commit, whether that commit pins the code, device,
     wall time, and the command that wrote it (without ``python -m bindlib``)."""
     return SourcesTable([{"results file": s["file"].removesuffix(".json"),
                    "commit": ", ".join(c[:7] for c in s["commits"]) or "-",
                    "code pinned": {True: "no", False: "yes", None: "-"}[s["dirty"]],
                    "device": _device(s["device"]), "wall (min)": f"{s['wall_seconds'] / 60:.1f}",
-                   "written by": _command(s["command"]) or "(no provenance)"}
+                   "written by": _command(s["command"], cut) or "(no provenance)"}
                   for s in sources(read)])
 
 

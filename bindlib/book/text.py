@@ -1,7 +1,6 @@
-"""Text in the chapters' outputs: computed findings shown as prose, and printed text that fits the column.
+"""Text in the chapters' outputs: printed text that fits the column, and table headers that can break.
 
-    from bindlib.book.text import say, state
-    state(correction.headline_verdict())       # a finding: the book shows it as a paragraph of prose
+    from bindlib.book.text import say
     say(f"{label:>5}: " + batch.decode(0))    # code-like output: printed, wrapped at 84 characters
 
 A wrapped line keeps its indentation, and its continuation lines are indented two more spaces,
@@ -58,21 +57,6 @@ class Prose:
     def _repr_markdown_(self) -> str:
         return "\n\n".join(_MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(0), line.strip())
                            for line in self.text.splitlines() if line.strip())
-
-
-def state(*parts, sep: str = " ") -> None:
-    """Show a computed finding as prose: displayed in a notebook, printed (wrapped) anywhere else."""
-    prose = Prose(sep.join(str(p) for p in parts))
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        from IPython.display import display
-
-        display(prose)
-    else:
-        print(repr(prose))
 
 
 _CELLS = {tag: re.compile(rf"(<{tag}\b[^>]*>)(.*?)(</{tag}>)", re.S) for tag in ("th", "td")}
