@@ -9,6 +9,8 @@ if [ "${BINDLIB_NO_VENV:-0}" != "1" ]; then
   . .venv/bin/activate
 fi
 python scripts/colab.py --check
+# One torch thread per worker: two workers share the cores without oversubscribing them.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # --dist loadfile keeps each notebook's cells on one worker, in order.
 python -m pytest -p no:cacheprovider -n "${BINDLIB_TEST_WORKERS:-2}" --dist loadfile \
   --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
