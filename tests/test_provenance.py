@@ -95,9 +95,11 @@ def test_counts_are_the_numbers_of_the_chapter_note():
 
 
 def test_a_long_command_is_cut_in_the_table():
-    from bindlib.book.provenance import COMMAND_CHARS, _command
+    from bindlib.book.provenance import CELL_CHARS, COMMAND_CHARS, _command
 
     long = "python -m bindlib ood-axes --checkpoint " + " ".join(f"data/checkpoints/run_{k}" for k in range(30))
     assert len(_command(long, cut=True)) <= COMMAND_CHARS and _command(long, cut=True).endswith(" …")
-    assert _command(long) == long.removeprefix("python -m bindlib ")
+    assert len(_command(long)) <= CELL_CHARS < len(long)  # uncut, a cell still fits the page's rule
+    medium = "python -m bindlib train " + "x" * 200
+    assert _command(medium) == medium.removeprefix("python -m bindlib ")
     assert _command("python -m bindlib train --seed 0") == "train --seed 0"

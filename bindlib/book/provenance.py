@@ -54,12 +54,15 @@ def counts(read=None) -> dict[str, int]:
 
 
 COMMAND_CHARS = 160  # sources_table(cut=True) cuts a longer command (the results file keeps the whole of it)
+CELL_CHARS = 300  # no table cell is longer, cut or not
 
 
 def _command(cmd: str | None, cut: bool = False) -> str:
-    """The command without ``python -m bindlib``; with ``cut``, at most ``COMMAND_CHARS`` characters."""
+    """The command without ``python -m bindlib``; at most ``COMMAND_CHARS`` characters with ``cut``, else at most
+    ``CELL_CHARS``."""
     cmd = (cmd or "").removeprefix("python -m bindlib ")
-    return cmd if not cut or len(cmd) <= COMMAND_CHARS else cmd[:COMMAND_CHARS - 2].rstrip() + " …"
+    most = COMMAND_CHARS if cut else CELL_CHARS
+    return cmd if len(cmd) <= most else cmd[:most - 2].rstrip() + " …"
 
 
 def _device(device: str | None) -> str:
