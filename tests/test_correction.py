@@ -81,7 +81,9 @@ def test_headline_table_has_the_text_control_beside_the_image_row(results):
     assert heads[("learned positions", "image_text")]["runs"][0]["ood_accuracy"] == 0.60
     assert heads[("recipe (RoPE)", "image_text")]["seeds"] == [0, 1]
     frame = K.learning_headline_table(results)
-    assert frame.loc[("learned positions", "text_only_matched"), "ours: image ID"] == "-"
+    assert frame.loc[("learned positions", "text_only_matched"), "ours: image ID"] == "—"
+    assert K._mean_sd([0.07, 0.08, 0.99]) == "7.0% / 8.0% / 99.0% (per seed)"  # two outcomes: no mean
+    assert K._mean_sd([0.90, 0.95]).startswith("92.5% ± ") and K._mean_sd([]) == "—"
 
 
 def test_nothing_run_says_so(tmp_path):
@@ -280,9 +282,9 @@ def test_noise_table_has_one_row_per_noise_run_with_its_twin_and_target(tmp_path
     t = K.noise_table(tmp_path)
     assert list(t.index) == ["recipe (RoPE)", "learned positions"]
     assert t.iloc[1].to_dict() == {"run": "noise_text_matched s0", "noised prompts": "99.0%", "clean ID": "50.0%",
-                                   "image ID": "-", "OOD": "10.0%", "OOD without noise": "30.0%",
+                                   "image ID": "—", "OOD": "10.0%", "OOD without noise": "30.0%",
                                    "targets": "missed (N = 3: 40.0%)"}
-    assert t.iloc[0]["targets"] == "met" and t.iloc[0]["OOD without noise"] == "-"
+    assert t.iloc[0]["targets"] == "met" and t.iloc[0]["OOD without noise"] == "—"
 
 
 def test_object_token_runs_sit_beside_their_twins_and_stay_out_of_the_headline(results):

@@ -12,8 +12,8 @@ The image stage that meets its targets (``python -m bindlib image-stage --recipe
 
 Each row pairs one text checkpoint ("before": its training file and interchange measurement) with the
 image run that continued it ("after": the image-stage results file and the interchange measurement of its
-checkpoint). ``correction_rows`` reads them; ``correction_table``, ``learning_headline_table`` and
-``correction_sentence`` show them. Everything globs what exists, so a seed added later shows up.
+checkpoint). ``correction_rows`` reads them; ``correction_table`` and ``learning_headline_table`` show them, and
+``correction_summary`` gives their means. Everything globs what exists, so a seed added later shows up.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from ..core.task import TaskConfig
 from . import control_data as D, learning_data as L
 from .findings import mechanism, pct, signed, table
 from .learning_data import REGIME_ORDER, STARTS
+
+MISSING = "—"  # a value not measured
 
 
 def _arrow(before, after, fmt) -> str:
@@ -49,7 +51,7 @@ def correction_table(results_dir=None) -> pd.DataFrame:
                      "BS": _arrow(b.get("binding_score"), a.get("binding_score"), signed),
                      "rebind → shape": _arrow(b.get("rebind_shape"), a.get("rebind_shape"), pct),
                      "swap flips": _arrow(b.get("flip_rate"), a.get("flip_rate"), pct),
-                     "text control: OOD, BS": "-" if not r["control"] else
+                     "text control: OOD, BS": MISSING if not r["control"] else
                      f"{pct(r['control']['ood_accuracy'])}, {signed(r['control'].get('binding_score'))}"})
     return table(rows, index=["start", "seed"] if rows else None)
 
@@ -77,17 +79,23 @@ def learning_headline_table(results_dir=None) -> pd.DataFrame:
                      "seeds": ", ".join(map(str, h["seeds"])),
                      "ours: text OOD": _mean_sd(r["ood_accuracy"] for r in h["runs"]),
                      "ours: text ID": pct(D.mean(r["id_accuracy"] for r in h["runs"])),
-                     "ours: image ID": pct(D.mean(img)) if img else "-",
-                     "paper: text OOD": "-" if paper is None else
+                     "ours: image ID": pct(D.mean(img)) if img else MISSING,
+                     "paper: text OOD": MISSING if paper is None else
                      pct(paper["value"]) + (" (summary)" if paper["source"] == "summary" else "")})
     return table(rows, index=["text model", "regime"] if rows else None)
 
 
+SPLIT_SPREAD = 0.5  # seeds further apart than this ended in two different outcomes: no mean is shown
+
+
 def _mean_sd(values) -> str:
-    """Mean ± sample sd over seeds, as percentages (the sd only where there are several)."""
+    """Mean ± sample sd over seeds, as percentages (the sd only where there are several); seeds that ended more
+    than ``SPLIT_SPREAD`` apart are listed one by one instead, since their mean would describe no model."""
     vals = [v for v in values if v is not None]
     if not vals:
-        return "-"
+        return MISSING
+    if max(vals) - min(vals) > SPLIT_SPREAD:
+        return " / ".join(pct(v) for v in vals) + " (per seed)"
     m, sd = mean_sd(vals)
     return pct(m) + (f" ± {pct(sd)}" if len(vals) > 1 else "")
 
@@ -218,8 +226,8 @@ def noise_table(results_dir=None) -> pd.DataFrame:
     return table([{"text model": n["start"], "run": f"{n['recipe']} s{n['seed']}"
                    + (f" ({n['noise_positions']} positions)" if n["noise_positions"] != "sequence" else ""),
                    "noised prompts": pct(n["noised"]),
-                   "clean ID": pct(n["clean_id"]), "image ID": pct(n["image_id"]) if n["image_id"] is not None else "-",
-                   "OOD": pct(n["ood"]), "OOD without noise": pct(n["base_ood"]) if n["base_ood"] is not None else "-",
+                   "clean ID": pct(n["clean_id"]), "image ID": pct(n["image_id"]) if n["image_id"] is not None else MISSING,
+                   "OOD": pct(n["ood"]), "OOD without noise": pct(n["base_ood"]) if n["base_ood"] is not None else MISSING,
                    "targets": "met" if n["meets_targets"] else "missed" + (
                        f" (N = {n['weakest'][0]}: {pct(n['weakest'][1])})" if n["weakest"] else "")}
                   for n in noise_rows(results_dir)], index="text model")
