@@ -80,8 +80,9 @@ def table(rows: list[dict], index: str | None = None) -> pd.DataFrame:
 # ---------------------------------------------------------------- chapter 2: text-only training
 def text_only_runs(profile: str = "cpu", results_dir=None) -> list[dict]:
     """The committed text-only training records of a profile, by seed (ablations have their own kind)."""
-    runs = io.load_results("training_text_only_*.json", results_dir, kind="training", regime="text_only")
-    return sorted((r for r in runs if profile is None or r["profile"] == profile), key=lambda r: r["seed"])
+    where = {"profile": profile} if profile is not None else {}  # only the profile's files count as read
+    runs = io.load_results("training_text_only_*.json", results_dir, kind="training", regime="text_only", **where)
+    return sorted(runs, key=lambda r: r["seed"])
 
 
 def training_table(runs: list[dict]) -> pd.DataFrame:
