@@ -21,7 +21,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (`{self.prog} --help` lists the flags)")
 
 
-# The other arms of ``python -m bindlib train`` (issue 9's controls; --hop-target is a setting): flag, options.
+# The other arms of ``python -m bindlib train`` (the recipe's controls; --hop-target is a setting): flag, options.
 ARM_ARGS = (
     ("--format", dict(default="standard", choices=["standard", "ordered"],
                       help="task format; ordered (items in declaration order, no shapes) is the positional positive "
@@ -59,7 +59,7 @@ def build_parser(description: str) -> Parser:
                    help="leave every stage but the last once two-hop ID accuracy reaches this (e.g. 0.995); the "
                         "last stage's early stop then ends the run (default: every stage runs its full budget)")
     add_setting(t, "hop_target")
-    for flag, kw in ARM_ARGS:  # the recipe's arms (issue 9's controls), each named by its suffix
+    for flag, kw in ARM_ARGS:  # the recipe's arms (its controls), each named by its suffix
         t.add_argument(flag, **kw)
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     t.add_argument("--quiet", action="store_true", help="log JSON lines instead of a progress bar")

@@ -357,10 +357,6 @@ def test_page_renders_offline(page_reports, page):
         "\n  ".join(report["problems"])
 
 
-# Pages whose saved outputs are still too wide or show NBVAL markers: the chapters' content is
-# being rewritten (issue 11, chapters half). Remove a page from here once its chapter is fixed.
-
-
 @pytest.mark.parametrize("page", PAGES)
 def test_page_outputs_fit_their_column(page_reports, page):
     """Readable outputs: no output wider than the text column, no test markers shown to readers."""

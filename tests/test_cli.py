@@ -254,7 +254,7 @@ def test_one_flag_each_reaches_train_reproduce_and_interp(monkeypatch):
 
 
 def test_curve_n_layers_trains_the_deeper_model_and_names_it(tmp_path, monkeypatch):
-    # issue 9's deeper neutral model: `curve --n-layers 6` trains six blocks and writes curve_<variant>_L6_s<seed>
+    # the deeper neutral model: `curve --n-layers 6` trains six blocks and writes curve_<variant>_L6_s<seed>
     # (a test-sized run, --steps below settings.SMOKE_STEPS: under runs/smoke/, here tmp_path)
     import bindlib.experiments.settings
 

@@ -1,4 +1,4 @@
-"""The controls of issue 9: the ordered-items format (a task only a positional binder can solve), its
+"""The recipe's controls: the ordered-items format (a task only a positional binder can solve), its
 adapted interchange pairs, rebind pairs (colour versus bound shape), the recipe arms (slot hop target,
 hop weight and layer, the shortcut dial) and the position-shift evaluation axis.
 

@@ -1,4 +1,4 @@
-"""The feature pool, grid-aligned scenes, the image-stage levers and the encoder ceiling (issue 10)."""
+"""The feature pool, grid-aligned scenes, the image-stage levers and the encoder ceiling."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""The image stage that learns (issue 10): named image curricula (levers), their runs, and the
+"""The image stage that learns: named image curricula (levers), their runs, and the
 image-stage throughput benchmark, with their command-line subcommands.
 
     python -m bindlib bench-image                        # steps/s: old path vs pool + bf16 + object tokens, one run
@@ -22,7 +22,7 @@ from ..vision.featurepool import build_image_parts, oracle_ceiling
 from ..vision.multimodal import Vision, load_image_model, save_adapter
 
 
-# ---------------------------------------------------------------- image-stage recipes (issue 10: levers)
+# ---------------------------------------------------------------- image-stage recipes (levers)
 # Named image curricula for the cpu profile, each continuing a text checkpoint: the image stage,
 # then the 20% image / 80% text mix. They use the feature pool and bf16 autocast (the fast path,
 # measured by `python -m bindlib bench-image`). Each lever changes one thing against "long":
@@ -350,7 +350,7 @@ def add_commands(sub) -> None:
     bi.add_argument("--threads", type=int, default=1)
     bi.add_argument("--results", default="throughput_image_stage_cpu")
 
-    ist = sub.add_parser("image-stage", help="train an image recipe (issue 10 levers) from a text checkpoint")
+    ist = sub.add_parser("image-stage", help="train an image recipe (a lever) from a text checkpoint")
     ist.add_argument("--recipe", required=True, help="a name from bindlib.experiments.imagestage.IMAGE_RECIPES")
     ist.add_argument("--seed", type=int, default=0)
     add_setting(ist, "encoder", default=MAIN_IMAGE_STAGE_ENCODER, more_help="default: the grid-aligned CNN")

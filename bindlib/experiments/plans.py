@@ -26,7 +26,7 @@ def train_plan(args, device: str = "cpu"):
         cfg.model = cfg.model.replace(pos_encoding=args.pos_encoding)
         variant = pos_suffix(args.pos_encoding)[1:]
         tag += pos_suffix(args.pos_encoding)
-    if arm:  # a recipe arm (issue 9's controls): its own names, marked as a variant like the ablations
+    if arm:  # a recipe arm (one of its controls): its own names, marked as a variant like the ablations
         variant = variant + arm if variant else arm[1:]
         tag += arm
     if args.leave_at is not None:  # a stage's budget is a ceiling, not a duration

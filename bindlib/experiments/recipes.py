@@ -62,7 +62,7 @@ def recipe(profile: str = "cpu", seed: int = 0, device: str = "cpu", steps_scale
            declared_share: float = 0.0, **aids) -> TrainConfig:
     """The default text-only training config of a profile; ``aids`` switch parts of the curriculum off.
 
-    The keyword arms (issue 9's controls; all default to the recipe): ``task_format`` ('ordered': the
+    The keyword arms (the recipe's controls; all default to the recipe): ``task_format`` ('ordered': the
     positional positive control, task.FORMATS), ``hop_target`` ('slot': deep supervision asks for the
     queried object's slot instead of its shape), ``hop_layer`` (which block's output deep supervision
     reads) and ``declared_share`` (the shortcut dial: this share of training prompts lists its
