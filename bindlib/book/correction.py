@@ -26,10 +26,8 @@ from ..core.evaluate import mean_sd
 from ..core.profiles import OOD_ACCURACY
 from ..core.task import TaskConfig
 from . import control_data as D, learning_data as L
-from .findings import mechanism, pct, signed, table
+from .findings import MISSING, mechanism, pct, signed, table
 from .learning_data import REGIME_ORDER, STARTS
-
-MISSING = "—"  # a value not measured
 
 
 def _arrow(before, after, fmt) -> str:

@@ -38,11 +38,16 @@ def say(*paragraphs: str, width: int = WIDTH) -> None:
         print(wrap(text, width))
 
 
-def pct(x, digits: int = 1) -> str:
-    """0.372 -> '37.2%'; None or NaN -> '-'."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{digits}%}"
+MISSING = "\u2014"  # what a table shows where there is no value
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and not math.isfinite(x))
+
+
+def pct(x, digits: int = 1, missing: str = "-") -> str:
+    """0.372 -> '37.2%'; None or NaN -> ``missing``."""
+    return missing if _missing(x) else f"{x:.{digits}%}"
 
 
 def fixed(x, digits: int = 3) -> str:
@@ -50,10 +55,9 @@ def fixed(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def signed(x, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:+.{digits}f}"
+def signed(x, digits: int = 2, missing: str = "-") -> str:
+    """0.5 -> '+0.50'; None or NaN -> ``missing``."""
+    return missing if _missing(x) else f"{x:+.{digits}f}"
 
 
 class Table(pd.DataFrame):

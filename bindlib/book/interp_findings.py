@@ -3,8 +3,6 @@ files of ``python -m bindlib interp``. Every function returns a table or numbers
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from ..core import io
@@ -12,18 +10,17 @@ from ..core.evaluate import mean_sd
 from ..interp.results import regimes_present
 from . import axes as A, control_data as D
 from .control_data import mean, mechanism
-from .findings import table, text_only_runs
+from . import findings as F
+from .findings import MISSING, table, text_only_runs
 from .interp_plots import iia_rows, knockout_order, routing_rows
-
-MISSING = "\u2014"  # what a table shows where there is no value
 
 
 def pct(x, digits: int = 1) -> str:
-    return MISSING if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}%}"
+    return F.pct(x, digits, MISSING)
 
 
 def signed(x, digits: int = 2) -> str:
-    return MISSING if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:+.{digits}f}"
+    return F.signed(x, digits, MISSING)
 
 
 def formatted(df: pd.DataFrame, formats: dict | str) -> pd.DataFrame:
